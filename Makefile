@@ -1,0 +1,64 @@
+# Kommunchatt: `make run` starts the whole system, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Interpreters: on PATH, or installed by pyenv (whose shims may exist without a usable version).
+find_python = $(shell for p in $(1) $(HOME)/.pyenv/versions/$(2).*/bin/$(1); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == ($(subst .,$(comma) ,$(2)))' 2>/dev/null && { echo $$p; break; }; done)
+comma := ,
+PYTHON311 ?= $(call find_python,python3.11,3.11)
+PYTHON310 ?= $(call find_python,python3.10,3.10)
+export KOMMUNCHATT_DATA_DIR ?= $(CURDIR)/var
+VENV := .venv
+VENV_RASA := .venv-rasa
+
+.PHONY: help setup run test test-service test-rasa bench lint browser clean
+
+help:
+	@echo "make run    - set up what is missing and start service, Rasa and actions (Ctrl-C stops)"
+	@echo "make test   - set up what is missing and run the whole test suite"
+	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make lint   - ruff"
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON311)" || { echo "error: Python 3.11 was not found: install it (e.g. 'pyenv install 3.11') or set PYTHON311=/path/to/python3.11."; exit 1; }
+	@test -d $(VENV) || $(PYTHON311) -m venv $(VENV)
+	@echo "installing the service environment ($(VENV), Python 3.11) ..."
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither" \
+		; test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing the service's packages failed (see above): check the network to PyPI and run make again."; exit 1; }
+	@touch $@
+
+$(VENV_RASA)/.installed: requirements-rasa.txt
+	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 was not found, and Rasa 3.6 needs it: install it (e.g. 'pyenv install 3.10' or 'apt-get install python3.10') or set PYTHON310=/path/to/python3.10."; exit 1; }
+	@test -d $(VENV_RASA) || $(PYTHON310) -m venv $(VENV_RASA)
+	@echo "installing the Rasa environment ($(VENV_RASA), Python 3.10; the first time takes a few minutes) ..."
+	@$(VENV_RASA)/bin/pip install -q --disable-pip-version-check -r requirements-rasa.txt 2>&1 | grep -v "is ignored: it is neither" \
+		; test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing Rasa failed (see above): check the network to PyPI and run make again."; exit 1; }
+	@touch $@
+
+setup: $(VENV)/.installed $(VENV_RASA)/.installed
+
+run: setup
+	@$(VENV)/bin/python -m kommunchatt.runner
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests ..."; \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || { echo "error: could not install chromium: run 'apt-get install chromium' as root."; exit 1; }; }
+
+test: setup browser
+	@$(VENV)/bin/python -m kommunchatt.runner --prepare-only
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+
+bench: setup
+	@$(VENV)/bin/python -m kommunchatt.runner --prepare-only
+	@$(VENV)/bin/python bench/retrieval.py
+	@$(VENV)/bin/python bench/dialogue.py
+	@$(VENV)/bin/python bench/handoff.py
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""The human side: conversations, the agent queue, agents and their sessions."""

@@ -1,0 +1,110 @@
+"""Conversations and their messages: every message is stored before anyone is told about it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, and_, insert, select, update
+
+from kommunchatt.db import conversations, messages
+
+STATES = ("bot", "queued", "agent", "closed")
+
+
+class UnknownConversation(LookupError):
+    pass
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: str
+    sender: str
+    text: str
+    created_at: float
+    data: dict = field(default_factory=dict)
+
+    def public(self) -> dict:
+        """The shape the widget and the console receive."""
+        out = {"id": self.id, "sender": self.sender, "text": self.text, "created_at": self.created_at}
+        for key in ("buttons", "url", "custom", "author"):
+            if self.data.get(key):
+                out[key] = self.data[key]
+        return out
+
+
+def _message(row) -> Message:
+    return Message(row.id, row.conversation_id, row.sender, row.text, row.created_at, row.data or {})
+
+
+class ConversationStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def create(self, municipality: str, language: str) -> dict:
+        now = time.time()
+        row = {
+            "id": uuid.uuid4().hex,
+            "municipality": municipality,
+            "language": language,
+            "state": "bot",
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(conversations).values(**row))
+        return row
+
+    def get(self, conversation_id: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+        if not row:
+            raise UnknownConversation(conversation_id)
+        return dict(row._mapping)
+
+    def update(self, conversation_id: str, **values) -> None:
+        values["updated_at"] = time.time()
+        with self.engine.begin() as conn:
+            result = conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(**values))
+        if result.rowcount == 0:
+            raise UnknownConversation(conversation_id)
+
+    def add_message(
+        self, conversation_id: str, sender: str, text: str, data: dict | None = None, client_id: str | None = None
+    ) -> tuple[Message, bool]:
+        """Store a message; returns (message, created). A repeated `client_id` returns the stored one."""
+        with self.engine.begin() as conn:
+            if client_id:
+                row = conn.execute(
+                    select(messages).where(
+                        and_(messages.c.conversation_id == conversation_id, messages.c.client_id == client_id)
+                    )
+                ).first()
+                if row:
+                    return _message(row), False
+            now = time.time()
+            result = conn.execute(
+                insert(messages).values(
+                    conversation_id=conversation_id, sender=sender, text=text, data=data or {},
+                    client_id=client_id, created_at=now,
+                )
+            )
+            conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(updated_at=now))
+            return Message(result.inserted_primary_key[0], conversation_id, sender, text, now, data or {}), True
+
+    def messages(self, conversation_id: str, after_id: int = 0, include_notes: bool = False) -> list[Message]:
+        query = select(messages).where(and_(messages.c.conversation_id == conversation_id, messages.c.id > after_id))
+        if not include_notes:
+            query = query.where(messages.c.sender != "note")
+        with self.engine.connect() as conn:
+            return [_message(r) for r in conn.execute(query.order_by(messages.c.id))]
+
+    def in_state(self, *states: str, municipality: str | None = None) -> list[dict]:
+        query = select(conversations).where(conversations.c.state.in_(states))
+        if municipality:
+            query = query.where(conversations.c.municipality == municipality)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(conversations.c.queued_at, conversations.c.created_at))
+            return [dict(r._mapping) for r in rows]

@@ -1,0 +1,115 @@
+"""Staff users (agents, webmasters, admins): hashed passwords and sessions that expire."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+import bcrypt
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kommunchatt.db import auth_sessions, users
+
+ROLES = ("agent", "webmaster", "admin")
+SESSION_SECONDS = 8 * 3600  # one working day
+PUBLIC_FIELDS = ("id", "username", "display_name", "role", "languages", "municipalities", "status", "max_chats")
+
+
+class UserError(ValueError):
+    pass
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def public(row) -> dict:
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return {k: data[k] for k in PUBLIC_FIELDS}
+
+
+class UserStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def create(
+        self,
+        username: str,
+        password: str,
+        role: str = "agent",
+        languages: list[str] | None = None,
+        municipalities: list[str] | None = None,
+        max_chats: int = 3,
+        display_name: str | None = None,
+    ) -> dict:
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}")
+        if len(password) < 8:
+            raise UserError("the password must have at least 8 characters")
+        if not username or len(username) > 100:
+            raise UserError("the username must have 1 to 100 characters")
+        values = {
+            "username": username,
+            "display_name": display_name or username,
+            "password_hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode(),
+            "role": role,
+            "languages": languages or ["sv"],
+            "municipalities": municipalities or ["default"],
+            "status": "offline",
+            "max_chats": max_chats,
+            "created_at": time.time(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                values["id"] = conn.execute(insert(users).values(**values)).inserted_primary_key[0]
+        except IntegrityError:
+            raise UserError(f"a user named '{username}' exists already") from None
+        return public(values)
+
+    def get(self, user_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.id == user_id)).first()
+        return public(row) if row else None
+
+    def list(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [public(r) for r in conn.execute(select(users).order_by(users.c.username))]
+
+    def update(self, user_id: int, **values) -> dict | None:
+        if "password" in values:
+            values["password_hash"] = bcrypt.hashpw(values.pop("password").encode(), bcrypt.gensalt()).decode()
+        with self.engine.begin() as conn:
+            conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        return self.get(user_id)
+
+    def login(self, username: str, password: str) -> tuple[str, dict] | None:
+        """A new session token for valid credentials, else None (same answer for both wrong parts)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.username == username, users.c.active.is_(True))).first()
+        if not row or not bcrypt.checkpw(password.encode(), row.password_hash.encode()):
+            return None
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(delete(auth_sessions).where(auth_sessions.c.expires_at < now))
+            conn.execute(
+                insert(auth_sessions).values(
+                    token_hash=_hash_token(token), user_id=row.id, created_at=now, expires_at=now + SESSION_SECONDS
+                )
+            )
+        return token, public(row)
+
+    def by_token(self, token: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(users)
+                .join(auth_sessions, auth_sessions.c.user_id == users.c.id)
+                .where(auth_sessions.c.token_hash == _hash_token(token), auth_sessions.c.expires_at > time.time())
+            ).first()
+        return public(row) if row else None
+
+    def logout(self, token: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(auth_sessions).where(auth_sessions.c.token_hash == _hash_token(token)))

@@ -1,0 +1,1 @@
+"""Kommunchatt: the citizen-service chat for Nordic municipalities (the service side)."""

@@ -1,0 +1,122 @@
+"""The FastAPI application: wires the stores, the knowledge service, Rasa and the live events."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+
+from handoff.conversations import ConversationStore, UnknownConversation
+from handoff.queue import Queue
+from handoff.users import UserStore
+from knowledge.service import KnowledgeService
+from knowledge.store import KnowledgeStore
+from kommunchatt.chat_service import ChatService
+from kommunchatt.config import Settings, load_settings
+from kommunchatt.db import init_db, make_engine
+from kommunchatt.events import EventHub
+from kommunchatt.rasa_client import RasaClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: Engine
+    knowledge: KnowledgeService
+    conversations: ConversationStore
+    queue: Queue
+    users: UserStore
+    events: EventHub
+    rasa: RasaClient
+    chat: ChatService
+
+
+def build_components(settings: Settings) -> Components:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    knowledge = KnowledgeService(KnowledgeStore(engine), settings.model_path, settings.index_dir)
+    conversations = ConversationStore(engine)
+    queue = Queue(engine, conversations)
+    events = EventHub(settings.redis_url)
+    rasa = RasaClient(settings.rasa_url, settings.internal_token, timeout=settings.rasa_timeout_s)
+    chat = ChatService(conversations, queue, knowledge, rasa, events)
+    return Components(settings, engine, knowledge, conversations, queue, UserStore(engine), events, rasa, chat)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        components = build_components(settings)
+        app.state.c = components
+        await components.events.start()
+        yield
+        await components.events.stop()
+        await components.rasa.close()
+        components.engine.dispose()
+
+    app = FastAPI(
+        title="Kommunchatt",
+        version="0.1.0",
+        description="Citizen-service chat for Nordic municipalities: answers, chat sessions, agent queue.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(UnknownConversation)
+    async def _unknown_conversation(_request: Request, exc: UnknownConversation):
+        return JSONResponse({"detail": f"no chat session with id '{exc.args[0]}'"}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                problems.append({"field": "body", "message": "the body is not valid JSON in UTF-8"})
+            else:
+                field = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
+                problems.append({"field": field, "message": err.get("msg", "invalid")})
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    from handoff.api import router as handoff_router
+    from knowledge.api import router as knowledge_router
+
+    from kommunchatt.chat_api import router as chat_router
+    from kommunchatt.internal_api import router as internal_router
+
+    app.include_router(knowledge_router)
+    app.include_router(chat_router)
+    app.include_router(internal_router)
+    app.include_router(handoff_router)
+
+    @app.get("/health", tags=["health"])
+    async def health(request: Request):
+        """Each dependency's state; 200 only when all are up."""
+        c: Components = request.app.state.c
+        checks = {"model": c.knowledge.embedder is not None}
+        try:
+            with c.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:  # noqa: BLE001 - any failure means the database is down
+            checks["database"] = False
+        checks["rasa"] = await c.rasa.healthy()
+        actions_url = settings.actions_url
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                checks["actions"] = (await client.get(f"{actions_url}/health")).status_code == 200
+        except httpx.HTTPError:
+            checks["actions"] = False
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+
+    return app

@@ -1,0 +1,129 @@
+"""The `kommunchatt` command: knowledge-base files, users, municipalities, and serving."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from kommunchatt.config import load_settings
+
+
+def _engine():
+    from kommunchatt.db import init_db, make_engine
+
+    engine = make_engine(load_settings().database_url)
+    init_db(engine)
+    return engine
+
+
+def _kb(args: argparse.Namespace) -> int:
+    from knowledge.kbfile import KbFileError, dump, file_format, load_path, parse_bytes
+    from knowledge.store import KnowledgeStore
+
+    if args.action in ("import", "validate"):
+        path = Path(args.file)
+        if not path.exists():
+            print(f"error: {path} does not exist", file=sys.stderr)
+            return 2
+        try:
+            if path.is_dir():
+                entries = load_path(path, args.municipality)
+            else:
+                entries = parse_bytes(path.read_bytes(), path.name, args.municipality)
+        except KbFileError as exc:
+            print(f"error: {path} is not a valid knowledge base; nothing was imported:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        if args.action == "validate":
+            print(f"{path}: {len(entries)} entries, valid")
+            return 0
+        from kommunchatt.db import municipalities
+
+        engine = _engine()
+        with engine.begin() as conn:
+            if not conn.execute(municipalities.select().where(municipalities.c.id == args.municipality)).first():
+                conn.execute(municipalities.insert().values(id=args.municipality, name=args.municipality, settings={}))
+        counts = KnowledgeStore(engine).import_entries(args.municipality, entries, replace=args.replace, actor="cli")
+        print(f"imported {len(entries)} entries into '{args.municipality}': " + json.dumps(counts))
+        return 0
+    if args.action == "export":
+        entries = KnowledgeStore(_engine()).all(args.municipality)
+        Path(args.file).write_text(dump(entries, file_format(args.file)), encoding="utf-8")
+        print(f"exported {len(entries)} entries to {args.file}")
+        return 0
+    return 2
+
+
+def _user(args: argparse.Namespace) -> int:
+    from handoff.users import UserError, UserStore
+
+    store = UserStore(_engine())
+    if args.action == "list":
+        for user in store.list():
+            print(f"{user['username']}\t{user['role']}\t{','.join(user['languages'])}\t{','.join(user['municipalities'])}")
+        return 0
+    password = args.password or os.environ.get("KOMMUNCHATT_PASSWORD")
+    if not password:
+        password = getpass.getpass(f"password for {args.name}: ")
+    try:
+        user = store.create(
+            args.name, password, role=args.role, languages=args.languages.split(","),
+            municipalities=args.municipalities.split(","), max_chats=args.max_chats,
+        )
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"created {user['role']} '{user['username']}'")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "kommunchatt.app:create_app", factory=True, host=settings.host, port=args.port or settings.port,
+        log_level="warning", workers=args.workers,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kommunchatt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kb = sub.add_parser("kb", help="knowledge-base files: import, export, validate")
+    kb.add_argument("action", choices=["import", "export", "validate"])
+    kb.add_argument("file", help="a .yml/.yaml, .jsonl or .csv file (import/validate: or a folder of them)")
+    kb.add_argument("--replace", action="store_true", help="import: delete entries that are not in the file")
+    kb.add_argument("--municipality", default="default")
+    kb.set_defaults(func=_kb)
+
+    user = sub.add_parser("user", help="staff users: add, list")
+    user.add_argument("action", choices=["add", "list"])
+    user.add_argument("name", nargs="?")
+    user.add_argument("--role", default="agent", choices=["agent", "webmaster", "admin"])
+    user.add_argument("--password", help="or set KOMMUNCHATT_PASSWORD, or be asked")
+    user.add_argument("--languages", default="sv", help="comma-separated, e.g. sv,en,ar")
+    user.add_argument("--municipalities", default="default", help="comma-separated municipality ids")
+    user.add_argument("--max-chats", type=int, default=3)
+    user.set_defaults(func=_user)
+
+    serve = sub.add_parser("serve", help="run the service (HTTP API, web pages)")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=_serve)
+
+    args = parser.parse_args(argv)
+    if args.command == "user" and args.action == "add" and not args.name:
+        parser.error("user add needs a NAME")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

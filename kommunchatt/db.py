@@ -1,0 +1,159 @@
+"""The database schema and engine: SQLite embedded by default, PostgreSQL for several workers.
+
+Times are stored as UNIX seconds (float): the same in both databases, and what reports compute with.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+municipalities = Table(
+    "municipalities",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("settings", JSON, nullable=False, default=dict),
+)
+
+kb_entries = Table(
+    "kb_entries",
+    metadata,
+    Column("municipality", String(64), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Column("updated_by", String(100)),
+)
+
+kb_audit = Table(
+    "kb_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(64), nullable=False),
+    Column("entry_id", String(128), nullable=False),
+    Column("action", String(16), nullable=False),  # create | update | delete
+    Column("actor", String(100)),
+    Column("at", Float, nullable=False, default=time.time),
+    Column("before", JSON),
+    Column("after", JSON),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("municipality", String(64), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("state", String(16), nullable=False),  # bot | queued | agent | closed
+    Column("created_at", Float, nullable=False, default=time.time),
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Column("handoff_reason", String(32)),
+    Column("topic", String(64)),
+    Column("queued_at", Float),
+    Column("assigned_to", Integer, ForeignKey("users.id")),
+    Column("assigned_at", Float),
+    Column("first_response_at", Float),
+    Column("closed_at", Float),
+    Column("outcome", String(32)),
+    Column("csat_score", Integer),
+    Column("csat_comment", Text),
+    Index("ix_conversations_state", "state", "queued_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), ForeignKey("conversations.id"), nullable=False),
+    Column("sender", String(16), nullable=False),  # citizen | bot | agent | system | note
+    Column("text", Text, nullable=False),
+    Column("data", JSON),  # buttons, url, custom payloads, author
+    Column("client_id", String(64)),  # the widget's id for a message: resending it is idempotent
+    Column("created_at", Float, nullable=False, default=time.time),
+    Index("ix_messages_conversation", "conversation_id", "id"),
+    Index("ix_messages_client", "conversation_id", "client_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("display_name", String(200)),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # agent | webmaster | admin
+    Column("languages", JSON, nullable=False, default=list),
+    Column("municipalities", JSON, nullable=False, default=list),
+    Column("status", String(16), nullable=False, default="offline"),
+    Column("max_chats", Integer, nullable=False, default=3),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False, default=time.time),
+)
+
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Float, nullable=False, default=time.time),
+    Column("expires_at", Float, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), ForeignKey("conversations.id")),
+    Column("municipality", String(64), nullable=False),
+    Column("name", String(200)),
+    Column("contact", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("language", String(8)),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("created_at", Float, nullable=False, default=time.time),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each database needs for many short concurrent transactions."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn, _record) -> None:  # WAL: readers never block the writer
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables (idempotent) and the default municipality."""
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        exists = conn.execute(municipalities.select().where(municipalities.c.id == "default")).first()
+        if not exists:
+            conn.execute(municipalities.insert().values(id="default", name="Default", settings={}))

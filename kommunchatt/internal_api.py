@@ -1,0 +1,84 @@
+"""Endpoints for the Rasa action server only (shared secret): handoff, call-backs, language, feedback."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import insert
+
+from kommunchatt.auth import internal_caller
+from kommunchatt.db import tickets
+
+router = APIRouter(prefix="/api/v1/internal/sessions", tags=["internal"], dependencies=[Depends(internal_caller)])
+
+Reason = Literal["requested", "low_confidence", "negative_feedback", "failed_turns", "service_error", "abuse"]
+
+
+class HandoffRequest(BaseModel):
+    reason: Reason = "requested"
+    topic: str | None = None
+
+
+class CallbackRequest(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=50)
+    email: str | None = Field(None, max_length=200)
+    message: str = Field(..., min_length=1, max_length=2000)
+    consent: bool
+
+
+class LanguageChange(BaseModel):
+    language: str = Field(..., pattern=r"^[a-z]{2,3}$")
+
+
+class Feedback(BaseModel):
+    entry_id: str | None = None
+    helpful: bool
+
+
+@router.post("/{session_id}/handoff")
+async def handoff(request: Request, session_id: str, body: HandoffRequest) -> dict:
+    c = request.app.state.c
+    result = c.queue.enqueue(session_id, body.reason, topic=body.topic)
+    if result.get("open"):
+        await c.chat.publish_state(session_id)
+    return result
+
+
+@router.post("/{session_id}/callback", status_code=201)
+async def callback(request: Request, session_id: str, body: CallbackRequest) -> dict:
+    """A message left outside opening hours: becomes a ticket agents see when they log in."""
+    c = request.app.state.c
+    conv = c.conversations.get(session_id)
+    contact = body.phone or body.email
+    if not body.consent or not contact:
+        raise HTTPException(422, "a call-back needs a phone number or e-mail address and the citizen's consent")
+    with c.engine.begin() as conn:
+        ticket_id = conn.execute(
+            insert(tickets).values(
+                conversation_id=session_id, municipality=conv["municipality"], name=body.name, contact=contact,
+                message=body.message, language=conv["language"], created_at=time.time(),
+            )
+        ).inserted_primary_key[0]
+    await c.events.publish("agents", {"type": "ticket", "id": ticket_id})
+    return {"ticket_id": ticket_id}
+
+
+@router.post("/{session_id}/language")
+async def change_language(request: Request, session_id: str, body: LanguageChange) -> dict:
+    request.app.state.c.conversations.update(session_id, language=body.language)
+    return {"language": body.language}
+
+
+@router.post("/{session_id}/feedback")
+async def feedback(request: Request, session_id: str, body: Feedback) -> dict:
+    c = request.app.state.c
+    c.conversations.get(session_id)
+    c.conversations.add_message(
+        session_id, "system", "feedback", {"custom": {"kind": "feedback", "entry_id": body.entry_id,
+                                                      "helpful": body.helpful}}
+    )
+    return {}

@@ -1,0 +1,49 @@
+"""The service's client of the Rasa server: one citizen message in, the bot's messages out."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class RasaUnavailable(RuntimeError):
+    pass
+
+
+class RasaClient:
+    def __init__(self, base_url: str, token: str, timeout: float = 10.0):
+        self.base_url = base_url
+        self.token = token  # Rasa's HTTP API (not the channel) is started with --auth-token
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, session_id: str, text: str, metadata: dict) -> list[dict]:
+        """Post a message to the custom REST channel; returns Rasa's messages (text/buttons/custom)."""
+        try:
+            response = await self._client.post(
+                "/webhooks/kommunchatt/webhook", json={"sender": session_id, "message": text, "metadata": metadata}
+            )
+            response.raise_for_status()
+            return response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RasaUnavailable(str(exc)) from exc
+
+    async def trigger(self, session_id: str, intent: str, entities: dict | None = None) -> list[dict]:
+        """Inject an external intent (e.g. the agent handed back); returns the bot's messages."""
+        try:
+            response = await self._client.post(
+                f"/conversations/{session_id}/trigger_intent",
+                params={"token": self.token},
+                json={"name": intent, "entities": entities or {}},
+            )
+            response.raise_for_status()
+            return response.json().get("messages", [])
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RasaUnavailable(str(exc)) from exc
+
+    async def healthy(self) -> bool:
+        try:
+            return (await self._client.get("/", timeout=2)).status_code == 200
+        except httpx.HTTPError:
+            return False

@@ -1,0 +1,77 @@
+"""Shared fixtures: databases (SQLite and a fresh PostgreSQL database), and the running system."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("KOMMUNCHATT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+SHARED_DATA = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", ROOT / "var"))
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure: no server
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    return _pg_available()
+
+
+def fresh_pg_database() -> tuple[str, callable]:
+    """A new, empty PostgreSQL database and a function that drops it."""
+    import psycopg
+
+    if not _pg_available():
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: start it (.ci/run does) — storage tests need it")
+    name = f"kc_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each storage test runs against both databases."""
+    from kommunchatt.config import database_url as resolve
+
+    if request.param == "sqlite":
+        yield resolve(tmp_path)
+        return
+    url, drop = fresh_pg_database()
+    yield resolve(tmp_path, url)
+    drop()
+
+
+@pytest.fixture
+def engine(database_url):
+    from kommunchatt.db import init_db, make_engine
+
+    engine = make_engine(database_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The embedding model folder, built once (shared with `make run` through the data dir)."""
+    from knowledge.embedding import build_model_folder, model_dir
+
+    return build_model_folder(model_dir(SHARED_DATA))
