@@ -13,9 +13,9 @@ from knowledge.decision import decide
 from knowledge.embedding import Embedder
 from knowledge.language import detect_language
 from knowledge.retrieval import Retriever
-from knowledge.settings import load_retrieval_settings
 
 from knowledge.entries import Entry
+from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
 
 
@@ -31,7 +31,26 @@ class KnowledgeService:
     def refresh(self) -> None:
         """Rebuild the index from the database (vectors come from the cache: fast)."""
         with self._lock:
+            self._audit_seen = self.store.last_audit_id()
             self.retriever.rebuild(self.store.all())
+
+    def sync(self) -> int:
+        """Apply changes other processes made (CLI imports, other workers); returns how many entries changed.
+
+        The audit trail is the change log: cheap to poll, and the same for SQLite and PostgreSQL.
+        """
+        changed = self.store.changed_since(self._audit_seen)
+        if not changed:
+            return 0
+        with self._lock:
+            for audit_id, municipality, entry_id in changed:
+                entry = self.store.get(municipality, entry_id)
+                if entry:
+                    self.retriever.upsert(entry)
+                else:
+                    self.retriever.remove(municipality, entry_id)
+                self._audit_seen = max(self._audit_seen, audit_id)
+        return len(changed)
 
     def detect_language(self, text: str, prior: str | None = None) -> tuple[str, float]:
         return detect_language(text, prior=prior, vocabulary=self.retriever.vocabulary)
@@ -57,18 +76,15 @@ class KnowledgeService:
 
     def upsert(self, entry: Entry, actor: str | None = None) -> str:
         action = self.store.upsert(entry, actor)
-        with self._lock:
-            self.retriever.upsert(entry)
+        self.sync()
         return action
 
     def delete(self, municipality: str, entry_id: str, actor: str | None = None) -> bool:
         found = self.store.delete(municipality, entry_id, actor)
-        if found:
-            with self._lock:
-                self.retriever.remove(municipality, entry_id)
+        self.sync()
         return found
 
     def import_entries(self, municipality: str, entries: list[Entry], replace: bool = False, actor: str | None = None):
         counts = self.store.import_entries(municipality, entries, replace=replace, actor=actor)
-        self.refresh()
+        self.sync()
         return counts

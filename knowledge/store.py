@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from knowledge.entries import Entry
 from knowledge.kbfile import parse_text
@@ -88,6 +88,20 @@ class KnowledgeStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(kb_audit.c.id.desc()).limit(limit))
             return [dict(r._mapping) for r in rows]
+
+    def last_audit_id(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(kb_audit.c.id), 0))).scalar()
+
+    def changed_since(self, audit_id: int) -> list[tuple[int, str, str]]:
+        """(latest audit id, municipality, entry id) of each entry changed after `audit_id`."""
+        query = (
+            select(func.max(kb_audit.c.id), kb_audit.c.municipality, kb_audit.c.entry_id)
+            .where(kb_audit.c.id > audit_id)
+            .group_by(kb_audit.c.municipality, kb_audit.c.entry_id)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query)]
 
     @staticmethod
     def _key(municipality: str, entry_id: str):

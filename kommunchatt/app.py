@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 
 from handoff.conversations import ConversationStore, UnknownConversation
@@ -52,6 +55,34 @@ def build_components(settings: Settings) -> Components:
     return Components(settings, engine, knowledge, conversations, queue, UserStore(engine), events, rasa, chat)
 
 
+async def _sync_knowledge(knowledge: KnowledgeService, every: float = 0.5) -> None:
+    """Pick up knowledge changes made by other processes: answerable within a second."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(knowledge.sync)
+        except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
+            log.exception("knowledge sync failed")
+
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def _mount_web(app: FastAPI) -> None:
+    """The browser pages: no build step, served as files from web/."""
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    def page(name: str):
+        async def serve() -> FileResponse:
+            return FileResponse(WEB / name, headers={"cache-control": "no-cache"})
+
+        return serve
+
+    for path, name in {"/": "index.html", "/widget.js": "widget.js", "/agent": "agent/index.html",
+                       "/admin": "admin/index.html"}.items():
+        app.add_api_route(path, page(name), methods=["GET"], include_in_schema=False)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
@@ -60,7 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         components = build_components(settings)
         app.state.c = components
         await components.events.start()
+        syncer = asyncio.create_task(_sync_knowledge(components.knowledge))
         yield
+        syncer.cancel()
         await components.events.stop()
         await components.rasa.close()
         components.engine.dispose()
@@ -89,7 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from handoff.api import router as handoff_router
     from knowledge.api import router as knowledge_router
-
     from kommunchatt.chat_api import router as chat_router
     from kommunchatt.internal_api import router as internal_router
 
@@ -97,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(internal_router)
     app.include_router(handoff_router)
+
+    _mount_web(app)
 
     @app.get("/health", tags=["health"])
     async def health(request: Request):

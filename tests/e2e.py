@@ -1,0 +1,74 @@
+"""Helpers for end-to-end tests: the real three processes, started by the same runner as `make run`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import httpx
+import yaml
+
+from kommunchatt.runner import System, free_port, prepare
+from tests.conftest import ROOT, SHARED_DATA
+
+
+@contextlib.contextmanager
+def running_system(data_dir: Path, database_url: str | None = None, redis_url: str | None = None):
+    """Start service, Rasa and actions on free ports; models are shared with `make run`."""
+    os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(SHARED_DATA / "models" / "multilingual-e5-small"))
+    os.environ.setdefault("KOMMUNCHATT_RASA_MODELS", str(SHARED_DATA / "rasa-models"))
+    model = prepare(data_dir, database_url, log=lambda *_: None)
+    system = System(
+        data_dir=data_dir, service_port=free_port(), rasa_port=free_port(), actions_port=free_port(),
+        database_url=database_url, redis_url=redis_url,
+    )
+    system.start(model)
+    try:
+        system.wait_ready(timeout=240)
+        yield system
+    finally:
+        system.stop()
+
+
+class Citizen:
+    """A chat session through the public chat API."""
+
+    def __init__(self, base_url: str, language: str = "sv", municipality: str = "default"):
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        response = self.http.post("/api/v1/chat/sessions", json={"language": language, "municipality": municipality})
+        response.raise_for_status()
+        self.session_id = response.json()["session_id"]
+
+    def say(self, text: str) -> dict:
+        response = self.http.post(f"/api/v1/chat/sessions/{self.session_id}/messages", json={"text": text})
+        response.raise_for_status()
+        return response.json()
+
+
+def bot_texts(reply: dict) -> str:
+    return "\n".join(m["text"] for m in reply["messages"])
+
+
+def domain_responses(name: str, language: str) -> list[str]:
+    """The texts of a response in the domain for one language (the condition on the language slot)."""
+    domain = yaml.safe_load((ROOT / "bot" / "domain.yml").read_text())
+    texts = []
+    for variant in domain["responses"][name]:
+        conditions = variant.get("condition") or []
+        if any(c.get("name") == "language" and c.get("value") == language for c in conditions):
+            texts.append(variant["text"])
+    return texts
+
+
+def staff_login(base_url: str, engine_url: str, role: str = "agent") -> httpx.Client:
+    from handoff.users import UserStore
+    from kommunchatt.db import make_engine
+
+    engine = make_engine(engine_url)
+    name = f"{role}-{os.urandom(3).hex()}"
+    UserStore(engine).create(name, "a long password", role=role, languages=["sv", "ar", "en"])
+    engine.dispose()
+    client = httpx.Client(base_url=base_url, timeout=30)
+    client.post("/api/v1/auth/login", json={"username": name, "password": "a long password"}).raise_for_status()
+    return client
