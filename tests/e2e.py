@@ -31,6 +31,45 @@ def running_system(data_dir: Path, database_url: str | None = None, redis_url: s
         system.stop()
 
 
+@contextlib.contextmanager
+def running_service(data_dir: Path, database_url: str | None = None, redis_url: str | None = None, port: int = 0):
+    """Only the service process (no Rasa): for API, agent and workshop tests that need no dialogue.
+
+    Its /health reports Rasa as down, so readiness is the OpenAPI document answering.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from kommunchatt.runner import seed_knowledge
+
+    os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(SHARED_DATA / "models" / "multilingual-e5-small"))
+    seed_knowledge(data_dir, database_url, log=lambda *_: None)
+    system = System(data_dir=data_dir, service_port=port or free_port(), database_url=database_url,
+                    redis_url=redis_url, rasa_port=free_port(), actions_port=free_port())
+    log = open(data_dir / "service.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "kommunchatt.cli", "serve"], cwd=ROOT, env=system.env(),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    system.processes["service"] = proc
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError((data_dir / "service.log").read_text()[-3000:])
+            try:
+                if httpx.get(f"{system.service_url}/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the service did not start in 120 s")
+            time.sleep(0.3)
+        yield system
+    finally:
+        system.stop()
+        log.close()
+
+
 class Citizen:
     """A chat session through the public chat API."""
 
