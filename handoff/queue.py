@@ -6,10 +6,11 @@ import datetime as dt
 import time
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, select
 
 from handoff.conversations import ConversationStore
-from kommunchatt.db import conversations, municipalities, users
+from handoff.presence import online_user_ids
+from kommunchatt.db import conversations, kb_entries, messages, municipalities, users
 
 DEFAULT_HANDLE_SECONDS = 240.0  # used until the contact centre has a recent pace of its own
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -41,6 +42,25 @@ def is_open(settings: dict, now: float | None = None) -> tuple[bool, float | Non
     return False, None
 
 
+def validate_hours(hours: dict) -> dict:
+    """Check an opening-hours setting (raises ValueError with a readable reason); returns it normalised."""
+    tz = hours.get("timezone", "Europe/Stockholm")
+    try:
+        ZoneInfo(tz)
+    except Exception:  # noqa: BLE001 - ZoneInfo raises several kinds
+        raise ValueError(f"unknown time zone '{tz}'") from None
+    weekly = {}
+    for day, ranges in (hours.get("weekly") or {}).items():
+        if day not in DAYS:
+            raise ValueError(f"'{day}' is not a weekday (use {', '.join(DAYS)})")
+        for pair in ranges:
+            if len(pair) != 2 or dt.time.fromisoformat(pair[0]) >= dt.time.fromisoformat(pair[1]):
+                raise ValueError(f"{day}: {pair} is not an [opens, closes] pair with opens before closes")
+        weekly[day] = [list(p) for p in ranges]
+    holidays = [dt.date.fromisoformat(d).isoformat() for d in hours.get("holidays") or []]
+    return {"timezone": tz, "weekly": weekly, "holidays": sorted(set(holidays))}
+
+
 class Queue:
     def __init__(self, engine: Engine, conversations_store: ConversationStore):
         self.engine = engine
@@ -52,18 +72,46 @@ class Queue:
             row = conn.execute(select(municipalities.c.settings).where(municipalities.c.id == municipality)).first()
         return (row.settings or {}) if row else None
 
+    def availability(self, municipality: str) -> dict:
+        open_now, opens_at = is_open(self.municipality_settings(municipality) or {})
+        return {"open": open_now, "opens_at": _iso(opens_at)}
+
     def enqueue(self, conversation_id: str, reason: str, topic: str | None = None) -> dict:
         """Queue a conversation for a person, unless the contact centre is closed."""
         conv = self.conversations.get(conversation_id)
         open_now, opens_at = is_open(self.municipality_settings(conv["municipality"]) or {})
         if not open_now:
-            return {"state": conv["state"], "open": False, "opens_at": opens_at}
+            return {"state": conv["state"], "open": False, "opens_at": _iso(opens_at)}
         if conv["state"] in ("bot", "closed"):
             self.conversations.update(
                 conversation_id, state="queued", handoff_reason=reason, queued_at=time.time(),
-                topic=topic or conv.get("topic"),
+                topic=topic or self.topic_of(conversation_id) or conv.get("topic"),
+                assigned_to=None, closed_at=None, outcome=None,
             )
         return {"open": True, **self.position(conversation_id)}
+
+    def topic_of(self, conversation_id: str) -> str | None:
+        """The topic from the knowledge base: the first tag of the last entry the bot answered with."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.data).where(messages.c.conversation_id == conversation_id, messages.c.sender == "bot")
+                .order_by(messages.c.id.desc()).limit(20)
+            ).all()
+            conv_muni = conn.execute(
+                select(conversations.c.municipality).where(conversations.c.id == conversation_id)
+            ).scalar()
+            for (data,) in rows:
+                custom = (data or {}).get("custom") or {}
+                entry_id = custom.get("entry_id") or (custom.get("answer") or {}).get("id")
+                if not entry_id:
+                    continue
+                entry = conn.execute(
+                    select(kb_entries.c.data).where(and_(kb_entries.c.municipality == conv_muni,
+                                                         kb_entries.c.id == entry_id))
+                ).scalar()
+                if entry and entry.get("tags"):
+                    return str(entry["tags"][0])[:64]
+        return None
 
     def waiting(self, municipality: str | None = None) -> list[dict]:
         """Queued conversations, longest waiting first."""
@@ -73,24 +121,41 @@ class Queue:
         conv = self.conversations.get(conversation_id)
         if conv["state"] != "queued":
             return {"state": conv["state"], "position": 0, "estimated_wait_seconds": 0}
-        ahead = [c for c in self.waiting() if (c["queued_at"] or 0) < (conv["queued_at"] or 0)]
-        position = len(ahead) + 1
+        return self.positions().get(conversation_id) or {"state": "queued", "position": 1,
+                                                         "estimated_wait_seconds": 0}
+
+    def positions(self, waiting: list[dict] | None = None) -> dict[str, dict]:
+        """Every waiting conversation's place and estimated wait, computed in one pass."""
+        waiting = self.waiting() if waiting is None else waiting
+        if not waiting:
+            return {}
+        pace = self.seconds_per_conversation()
         return {
-            "state": "queued",
-            "position": position,
-            "estimated_wait_seconds": int(position * self.seconds_per_conversation()),
+            conv["id"]: {"state": "queued", "position": index, "estimated_wait_seconds": int(index * pace)}
+            for index, conv in enumerate(waiting, start=1)
         }
 
     def seconds_per_conversation(self) -> float:
-        """Recent pace: the mean handling time of the last hour's conversations, spread over the agents online."""
+        """Recent pace: the mean handling time of the last hour's conversations over the capacity online."""
         since = time.time() - 3600
+        online = online_user_ids(self.engine)
         with self.engine.connect() as conn:
             handled = conn.execute(
                 select(func.avg(conversations.c.closed_at - conversations.c.assigned_at)).where(
                     conversations.c.closed_at > since, conversations.c.assigned_at.is_not(None)
                 )
             ).scalar()
-            capacity = conn.execute(
-                select(func.coalesce(func.sum(users.c.max_chats), 0)).where(users.c.status == "available")
-            ).scalar()
+            capacity = 0
+            if online:
+                capacity = conn.execute(
+                    select(func.coalesce(func.sum(users.c.max_chats), 0)).where(
+                        users.c.status == "available", users.c.id.in_(online)
+                    )
+                ).scalar()
         return float(handled or DEFAULT_HANDLE_SECONDS) / max(1, int(capacity or 0))
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()

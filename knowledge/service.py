@@ -15,6 +15,7 @@ from knowledge.language import detect_language
 from knowledge.retrieval import Retriever
 
 from knowledge.entries import Entry
+from knowledge.notices import NoticeStore
 from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
 
@@ -26,6 +27,7 @@ class KnowledgeService:
         self.embedder = Embedder(model_path)
         self.retriever = Retriever(self.embedder, cache_dir=index_dir, settings=self.settings)
         self._lock = threading.Lock()
+        self.notices = NoticeStore(store.engine, self.embedder)  # disruption notices are answered first
         self.refresh()
 
     def refresh(self) -> None:
@@ -72,7 +74,7 @@ class KnowledgeService:
         result = decision.to_dict(top_k=top_k, explain=explain)
         result["language"] = lang
         result["language_confidence"] = 1.0 if language else lang_conf
-        return result
+        return self.notices.apply(result, text, municipality, lang, explain=explain)
 
     def upsert(self, entry: Entry, actor: str | None = None) -> str:
         action = self.store.upsert(entry, actor)

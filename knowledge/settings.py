@@ -26,6 +26,9 @@ class RetrievalSettings:
     question_cos_hi: float = 0.95
     answer_cos_lo: float = 0.76
     answer_cos_hi: float = 0.90
+    # Lexical TF-IDF cosine is divided by these (a question row matches short text more fully).
+    question_lex_hi: float = 0.8
+    answer_lex_hi: float = 0.35
     # Fusion: score = dense_weight * dense + lexical_weight * lexical (both 0..1).
     dense_weight: float = 0.6
     lexical_weight: float = 0.4
@@ -33,11 +36,16 @@ class RetrievalSettings:
     ngram_min: int = 3
     ngram_max: int = 5
     # Answers are indexed whole and as sentence windows (max-pooled per entry).
+    question_prompt: str = "query"  # e5 prompt for the entries' question variants: query | passage
     answer_chunks: bool = True
     chunk_sentences: int = 1
+    lexical_chunks: bool = False  # lexical signal on sentence chunks too (measured worse on SweFAQ dev)
     # Candidate generation before exact per-entry scoring.
     dense_candidates: int = 64
     lexical_candidates: int = 64
+    # Shards with this many rows get a FAISS IVF index for candidate generation.
+    ivf_min_rows: int = 200_000
+    ivf_nprobe: int = 16
     # Decision rules.
     answer_threshold: float = 0.55
     answer_margin: float = 0.06
@@ -55,6 +63,8 @@ def _coerce(kind: type | str, value: str):
     name = kind if isinstance(kind, str) else kind.__name__
     if name == "bool":
         return value.strip().lower() in ("1", "true", "yes", "on")
+    if name == "str":
+        return value
     if name == "int":
         return int(value)
     return float(value)

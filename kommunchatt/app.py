@@ -68,6 +68,25 @@ async def _sync_knowledge(knowledge: KnowledgeService, every: float = 0.5) -> No
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
+class PublicCORS:
+    """CORS for the citizen widget's public routes only (any origin, never credentials): staff routes stay
+    same-origin, so a page elsewhere cannot read them."""
+
+    PREFIXES = ("/api/v1/chat/", "/api/v1/notices")
+
+    def __init__(self, app):
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        self.cors = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST"],
+                                   allow_headers=["content-type"], allow_credentials=False, max_age=600)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIXES):
+            return await self.cors(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def _mount_web(app: FastAPI) -> None:
     """The browser pages: no build step, served as files from web/."""
     app.mount("/static", StaticFiles(directory=WEB), name="static")
@@ -92,7 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.c = components
         await components.events.start()
         syncer = asyncio.create_task(_sync_knowledge(components.knowledge))
+        from handoff.live import Live
+
+        app.state.live = Live(components)  # agent consoles, assignment, grace periods
+        await app.state.live.start()
         yield
+        await app.state.live.stop()
         syncer.cancel()
         await components.events.stop()
         await components.rasa.close()
@@ -129,6 +153,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(internal_router)
     app.include_router(handoff_router)
+
+    from knowledge.admin_api import router as workshop_router
+    from knowledge.admin_api import widget_router
+    from knowledge.notices import public_router as notices_router
+
+    app.include_router(workshop_router)
+    app.include_router(widget_router)
+    app.include_router(notices_router)
+    app.add_middleware(PublicCORS)  # the widget runs on the municipality's own site (another origin)
 
     _mount_web(app)
 

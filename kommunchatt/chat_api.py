@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
@@ -121,12 +122,12 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
         return
     await websocket.accept()
     async with c.events.subscribe(f"conversation:{session_id}") as queue:
-        last = after
+        sent: set[int] = set()  # ids, not the last id: events from another process may come out of order
         for message in c.conversations.messages(session_id, after_id=after):
             await websocket.send_json({"type": "message", **message.public()})
-            last = message.id
+            sent.add(message.id)
         await websocket.send_json({"type": "state", **c.queue.position(session_id)})
-        receiver = asyncio.create_task(_drain(websocket))
+        receiver = asyncio.create_task(_drain(websocket, c, session_id))
         try:
             while not receiver.done():
                 getter = asyncio.create_task(queue.get())
@@ -136,9 +137,9 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
                     break
                 event = getter.result()
                 if event.get("type") == "message":
-                    if event["id"] <= last:
+                    if event["id"] <= after or event["id"] in sent:
                         continue
-                    last = event["id"]
+                    sent.add(event["id"])
                 await websocket.send_json(event)
         except WebSocketDisconnect:
             pass
@@ -148,8 +149,14 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
                 await receiver
 
 
-async def _drain(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, so a disconnect is noticed."""
+async def _drain(websocket: WebSocket, c, session_id: str) -> None:
+    """Read what the client sends, so a disconnect is noticed; `{"type": "typing"}` goes to the agent."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:
-            await websocket.receive_text()
+            raw = await websocket.receive_text()
+            if len(raw) > 200 or '"typing"' not in raw:
+                continue
+            with contextlib.suppress(ValueError, AttributeError):
+                frame = json.loads(raw)
+                if frame.get("type") == "typing":
+                    await c.chat.citizen_typing(session_id, frame.get("typing", True) is not False)

@@ -157,3 +157,68 @@ def init_db(engine: Engine) -> None:
         exists = conn.execute(municipalities.select().where(municipalities.c.id == "default")).first()
         if not exists:
             conn.execute(municipalities.insert().values(id="default", name="Default", settings={}))
+
+
+# Disruption notices (störningsinformation): shown in the widget while valid, answered first when a
+# question matches them. Appended by the workshop (knowledge/notices.py).
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(64), nullable=False),
+    Column("area", String(200)),  # where: a street, a school, a district ("" = the whole municipality)
+    Column("texts", JSON, nullable=False),  # {language: text}
+    Column("keywords", JSON, nullable=False, default=list),  # extra words that make a question match
+    Column("url", String(500)),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float, nullable=False),
+    Column("created_by", String(100)),
+    Column("created_at", Float, nullable=False, default=time.time),
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Index("ix_notices_validity", "municipality", "valid_until"),
+)
+
+
+# --- the agent side (handoff/) ---------------------------------------------------------------------
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), ForeignKey("conversations.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # auto | claim | transfer
+    Column("queued_at", Float),  # the conversation's queued_at when it was taken (waiting-time reports)
+    Column("wait_seconds", Float),  # set when the citizen waited in the queue for this assignment
+    Column("started_at", Float, nullable=False),
+    Column("first_response_at", Float),
+    Column("ended_at", Float),
+    Column("end_reason", String(16)),  # closed | handback | transfer | dropped | requeued
+    Index("ix_assignments_conversation", "conversation_id", "started_at"),
+    Index("ix_assignments_started", "started_at"),
+)
+
+agent_connections = Table(
+    "agent_connections",  # one row per console WebSocket: presence and the grace period, across processes
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("process", String(64), nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("closed", Boolean, nullable=False, default=False),
+    Index("ix_agent_connections_user", "user_id", "last_seen"),
+)
+
+canned_responses = Table(
+    "canned_responses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(64), nullable=False),
+    Column("shortcut", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("texts", JSON, nullable=False),  # {"sv": "...", "en": "..."}
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Column("updated_by", String(100)),
+    Index("ux_canned_shortcut", "municipality", "shortcut", unique=True),
+)

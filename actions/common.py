@@ -1,0 +1,134 @@
+"""Helpers shared by the actions: reading the tracker, localized texts, answer messages, handoff."""
+
+import logging
+import math
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import ConversationPaused, EventType, FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions import service
+from actions.languages import DEFAULT, normalize
+
+logger = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 3
+
+
+def metadata(tracker: Tracker) -> dict[str, Any]:
+    """The metadata the service sent with the latest citizen message."""
+    data = (tracker.latest_message or {}).get("metadata") or {}
+    return data if isinstance(data, dict) else {}
+
+
+def language(tracker: Tracker) -> str:
+    """The citizen's language: this message's detected language, else the slot."""
+    meta = metadata(tracker)
+    return (normalize(meta.get("language")) or normalize(tracker.get_slot("language"))
+            or normalize(meta.get("session_language")) or DEFAULT)
+
+
+def municipality(tracker: Tracker) -> str | None:
+    """The municipality of this conversation (metadata first, then the slot)."""
+    value = metadata(tracker).get("municipality") or tracker.get_slot("municipality")
+    return str(value) if value else None
+
+
+def latest_intent(tracker: Tracker) -> str | None:
+    return ((tracker.latest_message or {}).get("intent") or {}).get("name")
+
+
+def localized_text(domain: dict[str, Any], response: str, lang: str) -> str | None:
+    """The text of `response` in `lang` (for button titles composed by an action).
+
+    Reads the domain's language-conditioned variations; falls back to the unconditioned
+    (Swedish) one.
+    """
+    default = None
+    for variation in (domain or {}).get("responses", {}).get(response, []):
+        conditions = variation.get("condition") or []
+        if not conditions:
+            default = default or variation.get("text")
+        elif any(c.get("name") == "language" and str(c.get("value")) == lang for c in conditions):
+            return variation.get("text")
+    return default
+
+
+def answer_message(entry: dict[str, Any]) -> str:
+    """The answer text unchanged, with the entry's url (if any) on its own line."""
+    text = str(entry.get("text") or "").strip()
+    url = str(entry.get("url") or "").strip()
+    return f"{text}\n{url}" if url else text
+
+
+def send_answer(dispatcher: CollectingDispatcher, entry: dict[str, Any], lang: str,
+                answer_language: str | None, notice: str | None,
+                decision: str) -> list[EventType]:
+    """Sends one answer, the "only in Swedish" notice if needed, and "did this help?"."""
+    answer_language = normalize(answer_language) or answer_language
+    if answer_language and answer_language != lang:
+        if answer_language == "sv":
+            dispatcher.utter_message(response="utter_only_swedish")
+        elif notice:
+            dispatcher.utter_message(text=str(notice))
+    dispatcher.utter_message(text=answer_message(entry))
+    dispatcher.utter_message(json_message={
+        "kind": "answer", "entry_id": entry.get("id"), "decision": decision,
+        "score": entry.get("score"), "answer_language": answer_language,
+    })
+    dispatcher.utter_message(response="utter_did_that_help")
+    return [SlotSet("awaiting", "feedback"), SlotSet("last_entry_id", entry.get("id")),
+            SlotSet("candidates", None)]
+
+
+def offer_human(dispatcher: CollectingDispatcher, response: str, reason: str) -> list[EventType]:
+    """Asks whether the citizen wants a person; the rules route the yes/no."""
+    dispatcher.utter_message(response=response)
+    return [SlotSet("awaiting", "offer_human"), SlotSet("handoff_reason", reason)]
+
+
+def _format_opens_at(value: Any) -> str | None:
+    """"2025-11-24T08:00:00+01:00" -> "2025-11-24 08:00" (language-neutral)."""
+    if not value:
+        return None
+    text = str(value).replace("T", " ")
+    return text[:16] if len(text) >= 16 else text
+
+
+def perform_handoff(dispatcher: CollectingDispatcher, tracker: Tracker,
+                    reason: str) -> list[EventType]:
+    """Asks the service to queue the conversation for a person and tells the citizen.
+
+    Queued: position and estimated wait, then the conversation is paused (the service stops
+    posting; `EXTERNAL_handback` resumes it). Closed: the out-of-hours message and the call-back
+    form. Service down: an apology, never silence.
+    """
+    resets = [SlotSet("awaiting", None), SlotSet("failed_turns", 0.0), SlotSet("insults", 0.0),
+              SlotSet("handoff_reason", None)]
+    try:
+        result = service.handoff(tracker.sender_id, reason)
+    except service.ServiceError:
+        dispatcher.utter_message(response="utter_service_down")
+        dispatcher.utter_message(json_message={"kind": "handoff", "state": "error",
+                                               "reason": reason})
+        return resets
+    if result.get("open") is False or result.get("state") == "bot":
+        dispatcher.utter_message(response="utter_out_of_hours")
+        opens_at = _format_opens_at(result.get("opens_at"))
+        if opens_at:
+            dispatcher.utter_message(response="utter_opens_at", opens_at=opens_at)
+        dispatcher.utter_message(json_message={"kind": "handoff", "state": "closed",
+                                               "opens_at": result.get("opens_at"),
+                                               "reason": reason})
+        return resets + [FollowupAction("callback_form")]
+    position = result.get("position")
+    wait = result.get("estimated_wait_seconds") or 0
+    minutes = max(1, math.ceil(float(wait) / 60))
+    dispatcher.utter_message(response="utter_handoff_queued",
+                             position=position if position is not None else 1, minutes=minutes)
+    dispatcher.utter_message(json_message={
+        "kind": "handoff", "state": result.get("state", "queued"), "position": position,
+        "estimated_wait_seconds": wait, "reason": reason,
+    })
+    return resets + [ConversationPaused()]

@@ -1,0 +1,80 @@
+"""HTTP client for the Kommunchatt service used by the actions.
+
+Every call has a short timeout: a slow or dead service must turn into an apology to the citizen
+(`ServiceError`), never into a silent bot.
+"""
+
+import logging
+import os
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = float(os.environ.get("KOMMUNCHATT_ACTION_TIMEOUT", "5"))
+
+
+class ServiceError(Exception):
+    """The service could not be reached or answered with an error."""
+
+
+def _base_url() -> str:
+    return os.environ.get("SERVICE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def _post(path: str, payload: dict[str, Any], internal: bool = False) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if internal:
+        headers["X-Internal-Token"] = os.environ.get("KOMMUNCHATT_INTERNAL_TOKEN", "")
+    url = f"{_base_url()}{path}"
+    try:
+        response = requests.post(url, json=payload, headers=headers, timeout=TIMEOUT_SECONDS)
+        response.raise_for_status()
+        data = response.json() if response.content else {}
+    except (requests.RequestException, ValueError) as exc:
+        logger.warning("service call %s failed: %s", path, exc)
+        raise ServiceError(str(exc)) from exc
+    if not isinstance(data, dict):
+        raise ServiceError(f"unexpected response from {path}")
+    return data
+
+
+def _session_path(session_id: str, what: str) -> str:
+    return f"/api/v1/internal/sessions/{quote(session_id, safe='')}/{what}"
+
+
+def answer(text: str, language: str | None, municipality: str | None,
+           session_id: str) -> dict[str, Any]:
+    """POST /api/v1/answer: the knowledge service's decision and ranked answers."""
+    payload: dict[str, Any] = {"text": text, "session_id": session_id}
+    if language:
+        payload["language"] = language
+    if municipality:
+        payload["municipality"] = municipality
+    data = _post("/api/v1/answer", payload)
+    if data.get("decision") not in ("answer", "clarify", "handoff"):
+        raise ServiceError(f"unknown decision {data.get('decision')!r}")
+    return data
+
+
+def handoff(session_id: str, reason: str) -> dict[str, Any]:
+    """Queue the conversation for a person (or learn that the contact centre is closed)."""
+    return _post(_session_path(session_id, "handoff"), {"reason": reason}, internal=True)
+
+
+def callback(session_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Leave a call-back request (outside opening hours)."""
+    return _post(_session_path(session_id, "callback"), payload, internal=True)
+
+
+def set_language(session_id: str, language: str) -> dict[str, Any]:
+    """Tell the service the citizen switched language."""
+    return _post(_session_path(session_id, "language"), {"language": language}, internal=True)
+
+
+def feedback(session_id: str, entry_id: str, helpful: bool) -> dict[str, Any]:
+    """Record whether an answer helped."""
+    return _post(_session_path(session_id, "feedback"),
+                 {"entry_id": entry_id, "helpful": helpful}, internal=True)

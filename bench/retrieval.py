@@ -1,0 +1,332 @@
+"""Retrieval benchmarks: SweFAQ (clean and misspelt), the multilingual dev set, and speed.
+
+    .venv/bin/python -m bench.retrieval [--quick] [--only swefaq,typos,multilingual,speed]
+
+Data: SweFAQ and DaLAJ from `../shared/benchmarks` (env `KOMMUNCHATT_BENCH_DATA`), the seed
+knowledge base `data/knowledge/*.yml` and `bench/data/multilingual_dev.jsonl`. Vectors are cached
+under `$KOMMUNCHATT_DATA_DIR/bench-cache` so a second run encodes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from knowledge.decision import decide
+from knowledge.entries import Entry
+from knowledge.retrieval import Retriever, entry_rows
+from knowledge.settings import load_retrieval_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATA = Path(os.environ.get("KOMMUNCHATT_BENCH_DATA", ROOT.parent / "shared" / "benchmarks"))
+DATA_DIR = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", ROOT / "var"))
+CACHE = DATA_DIR / "bench-cache"
+
+
+def load_embedder():
+    from knowledge.embedding import Embedder, build_model_folder, model_dir
+
+    return Embedder(build_model_folder(model_dir(DATA_DIR)))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- SweFAQ
+
+
+def swefaq_data() -> tuple[list[Entry], list[dict]]:
+    base = BENCH_DATA / "swefaq"
+    corpus = read_jsonl(base / "swefaq_corpus.jsonl")
+    queries = read_jsonl(base / "swefaq_queries.jsonl")
+    # Answers only: the FAQ titles are the queries, indexing them would make the task trivial.
+    return [Entry(id=c["id"], answer={"sv": c["text"]}) for c in corpus], queries
+
+
+def rank_metrics(retriever: Retriever, questions: list[tuple[str, str]]) -> dict:
+    top1 = mrr = 0.0
+    for text, gold in questions:
+        ids = [c.entry.id for c in retriever.search(text, language="sv", top_k=10)]
+        if ids and ids[0] == gold:
+            top1 += 1
+        if gold in ids:
+            mrr += 1.0 / (ids.index(gold) + 1)
+    n = max(len(questions), 1)
+    return {"n": len(questions), "top1": top1 / n, "mrr10": mrr / n}
+
+
+# ----------------------------------------------------------------------------- misspellings
+
+_ROWS = ["qwertyuiopå", "asdfghjklöä", "zxcvbnm"]
+_NEIGHBOURS: dict[str, str] = {}
+for _r, _row in enumerate(_ROWS):
+    for _c, _ch in enumerate(_row):
+        near = [_row[j] for j in (_c - 1, _c + 1) if 0 <= j < len(_row)]
+        for _dr in (-1, 1):
+            if 0 <= _r + _dr < len(_ROWS):
+                other = _ROWS[_r + _dr]
+                near += [other[j] for j in (_c - 1, _c, _c + 1) if 0 <= j < len(other)]
+        _NEIGHBOURS[_ch] = "".join(near)
+
+
+def keyboard_noise(text: str, rate: float, rng: random.Random) -> str:
+    """Typos at `rate` of the letters: neighbour-key substitution, deletion, insertion, swap."""
+    chars = list(text)
+    letters = [i for i, ch in enumerate(chars) if ch.isalpha()]
+    n = max(1, round(rate * len(letters))) if rate > 0 and letters else 0
+    for i in sorted(rng.sample(letters, min(n, len(letters))), reverse=True):
+        ch = chars[i]
+        near = _NEIGHBOURS.get(ch.lower(), ch)
+        op = rng.choice(("sub", "sub", "del", "ins", "swap"))
+        if op == "sub":
+            chars[i] = rng.choice(near)
+        elif op == "del":
+            del chars[i]
+        elif op == "ins":
+            chars.insert(i, rng.choice(near))
+        elif i + 1 < len(chars):
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+def dalaj_pairs() -> dict[str, list[tuple[str, int]]]:
+    """correct word -> [(misspelling, count)], only pairs that differ beyond letter case."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    lines = (BENCH_DATA / "dalaj_spelling" / "dalaj_spelling_wordpairs.tsv").read_text(encoding="utf-8").splitlines()
+    for line in lines[1:]:
+        wrong, right, count = line.split("\t")
+        if wrong.lower() != right.lower() and " " not in right:
+            out.setdefault(right.lower(), []).append((wrong.lower(), int(count)))
+    return out
+
+
+def learner_misspell(text: str, pairs: dict, rng: random.Random) -> tuple[str, int]:
+    """Replace every word a learner was seen misspelling by one of the seen misspellings."""
+    import re
+
+    changed = 0
+
+    def swap(m: re.Match) -> str:
+        nonlocal changed
+        options = pairs.get(m.group(0).lower())
+        if not options:
+            return m.group(0)
+        changed += 1
+        word = rng.choices([w for w, _ in options], weights=[c for _, c in options])[0]
+        return word.capitalize() if m.group(0)[0].isupper() else word
+
+    return re.sub(r"\w+", swap, text), changed
+
+
+# ----------------------------------------------------------------------------- multilingual dev
+
+
+def load_seed() -> list[Entry]:
+    from knowledge.kbfile import load_path
+
+    entries: list[Entry] = []
+    for path in sorted((ROOT / "data" / "knowledge").glob("*.yml")):
+        entries.extend(load_path(path))
+    return entries
+
+
+def multilingual(retriever: Retriever, dev: list[dict], settings) -> dict:
+    from knowledge.language import detect_language
+
+    answerable = [d for d in dev if d.get("expected")]
+    unanswerable = [d for d in dev if not d.get("expected")]
+    top1 = wrong_conf = unans_answered = lang_ok = 0
+    decisions: dict[str, int] = {}
+    for d in dev:
+        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+        lang_ok += lang == d.get("language")
+        cands = retriever.search(d["text"], language=lang, top_k=5)
+        dec = decide(cands, lang, settings)
+        decisions[dec.decision] = decisions.get(dec.decision, 0) + 1
+        best = cands[0].entry.id if cands else None
+        if d.get("expected"):
+            top1 += best == d["expected"]
+            wrong_conf += dec.decision == "answer" and best != d["expected"]
+        else:
+            unans_answered += dec.decision == "answer"
+            wrong_conf += dec.decision == "answer"
+    return {"n": len(dev), "answerable": len(answerable), "top1": top1 / max(len(answerable), 1),
+            "confident_wrong": wrong_conf / max(len(dev), 1),
+            "unanswerable_answered": unans_answered / max(len(unanswerable), 1),
+            "language_acc": lang_ok / max(len(dev), 1), "decisions": decisions}
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def grow(seed: list[Entry], n: int, rng: random.Random) -> list[Entry]:
+    """`n` entries: the seed plus perturbed copies (some words dropped, a number appended)."""
+    out = list(seed)
+    i = 0
+    while len(out) < n:
+        base = seed[i % len(seed)]
+        i += 1
+
+        def perturb(text: str) -> str:
+            ws = text.split()
+            ws = [w for w in ws if rng.random() > 0.15] or ws
+            return " ".join(ws) + f" {i}"
+
+        out.append(Entry(id=f"{base.id}-copy{i}",
+                         questions={k: [perturb(q) for q in v] for k, v in base.questions.items()},
+                         answer={k: perturb(v) for k, v in base.answer.items()}))
+    return out
+
+
+def prefill_cache(retriever: Retriever, seed: list[Entry], grown: list[Entry], rng: np.random.Generator) -> None:
+    """Vectors for the copies without encoding them: the original row's vector plus noise.
+
+    Encoding 100k entries' texts would take hours on 2 cores; the speed of search does not depend
+    on what the vectors mean, only on how many there are.
+    """
+    seed_rows = {e.id: entry_rows(e, retriever.settings) for e in seed}
+    seed_vecs = {eid: retriever._vectors(rows) for eid, rows in seed_rows.items()}
+    keys, vecs = [], []
+    for e in grown[len(seed):]:
+        base_id = e.id.rsplit("-copy", 1)[0]
+        rows = entry_rows(e, retriever.settings)
+        base = seed_vecs[base_id]
+        for j, row in enumerate(rows):
+            v = base[j % len(base)] + rng.normal(0, 0.02, base.shape[1]).astype(np.float32)
+            keys.append(retriever.cache.key(retriever._prompt(row), row.text))
+            vecs.append(v / np.linalg.norm(v))
+    retriever.cache._mem.update(zip(keys, vecs, strict=True))
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], settings) -> list[dict]:
+    results = []
+    for n in sizes:
+        retriever = Retriever(embedder, cache_dir=None, settings=settings)
+        grown = grow(seed, n, random.Random(n))
+        prefill_cache(retriever, seed, grown, np.random.default_rng(n))
+        t0 = time.perf_counter()
+        retriever.rebuild(grown)
+        build = time.perf_counter() - t0
+        for q in queries[:5]:  # warm-up
+            retriever.search(q)
+        full, index_only = [], []
+        for q in queries:
+            t = time.perf_counter()
+            cands = retriever.search(q, top_k=5)
+            decide(cands, "sv", settings)
+            full.append(time.perf_counter() - t)
+        encode = []
+        for q in queries:
+            t = time.perf_counter()
+            embedder.encode_queries([q])
+            encode.append(time.perf_counter() - t)
+        index_only = np.maximum(np.array(full) - np.median(encode), 0)
+        t = time.perf_counter()
+        retriever.upsert(grown[-1])
+        upsert = time.perf_counter() - t
+        rows = sum(s.n for s in retriever._shards.values())
+        results.append({"entries": n, "rows": rows, "build_s": build, "upsert_s": upsert,
+                        "p50_ms": 1000 * float(np.percentile(full, 50)), "p95_ms": 1000 * float(np.percentile(full, 95)),
+                        "encode_p50_ms": 1000 * float(np.median(encode)),
+                        "index_p95_ms": 1000 * float(np.percentile(index_only, 95)), "rss_mb": rss_mb()})
+        del retriever
+    return results
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a fast subset (fewer questions, smaller sizes)")
+    ap.add_argument("--only", default="swefaq,typos,multilingual,speed")
+    args = ap.parse_args(argv)
+    parts = set(args.only.split(","))
+    settings = load_retrieval_settings()
+    embedder = load_embedder()
+    print(f"settings: {settings}\n")
+
+    if parts & {"swefaq", "typos"}:
+        if not (BENCH_DATA / "swefaq").exists():
+            print(f"SweFAQ: skipped, no data at {BENCH_DATA}")
+        else:
+            entries, queries = swefaq_data()
+            retriever = Retriever(embedder, cache_dir=CACHE, settings=settings)
+            t = time.perf_counter()
+            retriever.rebuild(entries)
+            print(f"SweFAQ index: {len(entries)} answers, {time.perf_counter() - t:.1f} s")
+            if args.quick:
+                queries = [q for i, q in enumerate(queries) if i % 3 == 0]
+            split = {sp: [(q["question"], q["answer_id"]) for q in queries if q["split"] == sp] for sp in ("dev", "test")}
+            print(f"{'SweFAQ (answers only)':34s} {'n':>4s} {'top-1':>6s} {'MRR@10':>7s}")
+            clean = {}
+            if "swefaq" in parts:
+                for sp, qs in split.items():
+                    clean[sp] = m = rank_metrics(retriever, qs)
+                    print(f"{'clean ' + sp:34s} {m['n']:4d} {m['top1']:6.3f} {m['mrr10']:7.3f}")
+            if "typos" in parts:
+                test = split["test"]
+                base = clean.get("test") or rank_metrics(retriever, test)
+                pairs = dalaj_pairs()
+                rng = random.Random(7)
+                learner = [(learner_misspell(q, pairs, rng), g) for q, g in test]
+                changed = sum(1 for (_, c), _ in learner if c)
+                words_changed = sum(c for (_, c), _ in learner)
+                m = rank_metrics(retriever, [(t, g) for (t, _), g in learner])
+                print(f"{f'test, DaLAJ misspellings ({changed} q, {words_changed} w)':34s} {m['n']:4d} {m['top1']:6.3f} "
+                      f"{m['mrr10']:7.3f}  drop top-1 {100 * (base['top1'] - m['top1']):+.1f} pt, MRR "
+                      f"{100 * (base['mrr10'] - m['mrr10']):+.1f} pt")
+                for rate in (0.05, 0.10, 0.20):
+                    rng = random.Random(int(rate * 100))
+                    m = rank_metrics(retriever, [(keyboard_noise(q, rate, rng), g) for q, g in test])
+                    print(f"{f'test, keyboard noise {int(rate * 100)} %':34s} {m['n']:4d} {m['top1']:6.3f} {m['mrr10']:7.3f}"
+                          f"  drop top-1 {100 * (base['top1'] - m['top1']):+.1f} pt, MRR {100 * (base['mrr10'] - m['mrr10']):+.1f} pt")
+            print()
+
+    seed = load_seed()
+    dev_path = ROOT / "bench" / "data" / "multilingual_dev.jsonl"
+    if "multilingual" in parts:
+        if not seed or not dev_path.exists():
+            print(f"multilingual: skipped (seed entries: {len(seed)}, dev set present: {dev_path.exists()})\n")
+        else:
+            retriever = Retriever(embedder, cache_dir=CACHE, settings=settings)
+            retriever.rebuild(seed)
+            dev = read_jsonl(dev_path)
+            m = multilingual(retriever, dev, settings)
+            print(f"multilingual dev vs seed KB ({len(seed)} entries): n={m['n']} answerable={m['answerable']}")
+            print(f"  top-1 on answerable {m['top1']:.3f} (target >= 0.92)")
+            print(f"  confident wrong answers {100 * m['confident_wrong']:.1f} % of all (target <= 2 %)")
+            print(f"  unanswerable answered {100 * m['unanswerable_answered']:.1f} % (target <= 10 %)")
+            print(f"  language detection accuracy {m['language_acc']:.3f}; decisions {m['decisions']}\n")
+
+    if "speed" in parts:
+        base = seed or swefaq_data()[0]
+        queries = [q for e in base for qs in e.questions.values() for q in qs][:200]
+        if len(queries) < 50:
+            queries = [q["question"] for q in swefaq_data()[1]][:200]
+        sizes = [100, 10_000] if args.quick else [100, 10_000, 100_000]
+        print(f"speed: search + decide in process, {len(queries)} queries, "
+              f"seed {'KB' if seed else 'SweFAQ answers'} grown with perturbed copies (noisy copies of vectors)")
+        print(f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
+              f"{'encode ms':>9s} {'index p95':>9s} {'RSS MB':>7s}")
+        for r in speed(embedder, base, sizes, queries, settings):
+            print(f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
+                  f"{r['p95_ms']:7.1f} {r['encode_p50_ms']:9.1f} {r['index_p95_ms']:9.1f} {r['rss_mb']:7.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Who has which conversation: automatic assignment, claiming, transfer, release, and their history.
+
+Every change is a conditional UPDATE (`WHERE state = ...`), so two service processes can never both
+take the same conversation; the `assignments` rows are the history the reports are computed from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, func, insert, select, text, update
+
+from handoff.presence import online_user_ids
+from kommunchatt.db import assignments, conversations, users
+
+STAFF_ROLES = ("agent", "admin")
+OUTCOMES = ("resolved", "referred", "callback", "unresolved", "abandoned", "spam")
+_PG_LOCK_KEY = 0x6B636861  # "kcha": one assignment pass at a time across processes
+
+
+class Conflict(RuntimeError):
+    """The conversation is not in the state the action needs (someone else was faster)."""
+
+
+@dataclass
+class Taken:
+    conversation_id: str
+    user_id: int
+    display_name: str
+    previous_user_id: int | None = None
+
+
+class Assignments:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._local = threading.Lock()
+
+    # --- automatic assignment ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One pass at a time: a thread lock in this process, and an advisory lock on PostgreSQL."""
+        with self._local:
+            if self.engine.dialect.name != "postgresql":
+                yield
+                return
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                    conn.commit()
+
+    def load(self) -> dict[int, int]:
+        """Open chats per agent."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(conversations.c.assigned_to, func.count()).where(conversations.c.state == "agent")
+                .group_by(conversations.c.assigned_to)
+            )
+            return {uid: n for uid, n in rows if uid is not None}
+
+    def auto_assign(self) -> list[Taken]:
+        """Longest-waiting first, each to an available, connected agent with spare capacity, preferring one
+        who speaks the citizen's language and serves the municipality; ties go to the least busy."""
+        with self._exclusive():
+            with self.engine.connect() as conn:
+                waiting = conn.execute(
+                    select(conversations.c.id, conversations.c.language, conversations.c.municipality,
+                           conversations.c.queued_at)
+                    .where(conversations.c.state == "queued").order_by(conversations.c.queued_at)
+                ).all()
+            if not waiting:
+                return []
+            online = online_user_ids(self.engine)
+            if not online:
+                return []
+            with self.engine.connect() as conn:
+                agents = [
+                    dict(r._mapping) for r in conn.execute(
+                        select(users).where(users.c.id.in_(online), users.c.status == "available",
+                                            users.c.active.is_(True), users.c.role.in_(STAFF_ROLES))
+                    )
+                ]
+            load = self.load()
+            with self.engine.connect() as conn:  # an agent who put a chat back in the queue does not get it again
+                passed = {(r.conversation_id, r.user_id) for r in conn.execute(
+                    select(assignments.c.conversation_id, assignments.c.user_id).where(
+                        assignments.c.end_reason == "requeued", assignments.c.ended_at > time.time() - 600)
+                )}
+            taken: list[Taken] = []
+            for conv in waiting:
+                free = [a for a in agents if load.get(a["id"], 0) < a["max_chats"] and (conv.id, a["id"]) not in passed]
+                if not free:
+                    break
+
+                def score(agent: dict, conv=conv) -> tuple:
+                    return (
+                        conv.language in (agent["languages"] or []),
+                        conv.municipality in (agent["municipalities"] or []),
+                        -load.get(agent["id"], 0) / max(1, agent["max_chats"]),
+                        -agent["id"],
+                    )
+
+                agent = max(free, key=score)
+                result = self._take(conv.id, agent, "auto", from_states=("queued",))
+                if result:
+                    load[agent["id"]] = load.get(agent["id"], 0) + 1
+                    taken.append(result)
+            return taken
+
+    # --- by hand ------------------------------------------------------------------------------------
+
+    def claim(self, conversation_id: str, user: dict) -> Taken:
+        result = self._take(conversation_id, user, "claim", from_states=("queued",))
+        if not result:
+            raise Conflict("the conversation is no longer waiting in the queue")
+        return result
+
+    def transfer(self, conversation_id: str, from_user: dict, to_user: dict) -> Taken:
+        if to_user.get("role") not in STAFF_ROLES:
+            raise Conflict("a conversation can only be transferred to an agent")
+        result = self._take(conversation_id, to_user, "transfer", from_states=("agent",),
+                            from_user_id=None if from_user["role"] == "admin" else from_user["id"])
+        if not result:
+            raise Conflict("the conversation is not yours to transfer")
+        return result
+
+    def _take(self, conversation_id: str, user: dict, kind: str, from_states: tuple[str, ...],
+              from_user_id: int | None = None) -> Taken | None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conv = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+            if not conv or conv.state not in from_states:
+                return None
+            if from_user_id is not None and conv.assigned_to != from_user_id:
+                return None
+            where = and_(conversations.c.id == conversation_id, conversations.c.state == conv.state)
+            if conv.assigned_to is None:
+                where = and_(where, conversations.c.assigned_to.is_(None))
+            else:
+                where = and_(where, conversations.c.assigned_to == conv.assigned_to)
+            changed = conn.execute(
+                update(conversations).where(where).values(state="agent", assigned_to=user["id"], assigned_at=now,
+                                                          updated_at=now)
+            ).rowcount
+            if not changed:
+                return None
+            if conv.assigned_to is not None:
+                self._end(conn, conversation_id, "transfer", now)
+            waited = None
+            if conv.state == "queued" and conv.queued_at:
+                earlier = conn.execute(
+                    select(func.count()).select_from(assignments).where(
+                        assignments.c.conversation_id == conversation_id, assignments.c.started_at >= conv.queued_at
+                    )
+                ).scalar()
+                waited = None if earlier else now - conv.queued_at
+            conn.execute(
+                insert(assignments).values(
+                    conversation_id=conversation_id, user_id=user["id"], kind=kind, queued_at=conv.queued_at,
+                    wait_seconds=waited, started_at=now,
+                )
+            )
+        return Taken(conversation_id, user["id"], user.get("display_name") or user["username"], conv.assigned_to)
+
+    # --- letting go ---------------------------------------------------------------------------------
+
+    def release(self, conversation_id: str, state: str, reason: str, user_id: int | None = None,
+                **values) -> dict:
+        """End the current assignment and move the conversation to `state` (queued, bot or closed).
+
+        `user_id`: only if that agent has it (None: whoever has it, e.g. an admin or the grace sweep).
+        Returns the conversation as it was.
+        """
+        now = time.time()
+        with self.engine.begin() as conn:
+            conv = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+            if not conv or conv.state not in ("agent", "queued"):
+                raise Conflict("the conversation is not with a person")
+            if user_id is not None and conv.assigned_to != user_id:
+                raise Conflict("the conversation is not yours")
+            where = and_(conversations.c.id == conversation_id, conversations.c.state == conv.state)
+            changes = {"state": state, "assigned_to": None, "updated_at": now, **values}
+            if state == "closed":
+                changes["closed_at"] = now
+            if not conn.execute(update(conversations).where(where).values(**changes)).rowcount:
+                raise Conflict("the conversation changed meanwhile")
+            self._end(conn, conversation_id, reason, now)
+            return dict(conv._mapping)
+
+    def requeue_agents(self, user_ids: set[int]) -> list[dict]:
+        """The grace period is over for these agents: their chats go back to the front of the queue.
+
+        They keep their original `queued_at`, which is older than that of anyone who came later.
+        """
+        if not user_ids:
+            return []
+        with self.engine.connect() as conn:
+            convs = [dict(r._mapping) for r in conn.execute(
+                select(conversations).where(conversations.c.state == "agent",
+                                            conversations.c.assigned_to.in_(user_ids))
+            )]
+        moved = []
+        for conv in convs:
+            with contextlib.suppress(Conflict):
+                self.release(conv["id"], "queued", "dropped", user_id=conv["assigned_to"],
+                             queued_at=conv["queued_at"] or time.time())
+                moved.append(conv)
+        return moved
+
+    def agents_with_chats(self) -> set[int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(conversations.c.assigned_to).where(conversations.c.state == "agent").distinct()
+            )
+            return {r.assigned_to for r in rows if r.assigned_to is not None}
+
+    def first_response(self, conversation_id: str, user_id: int) -> None:
+        """Record the first reply of the current assignment (and of the conversation)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(assignments).where(
+                    assignments.c.conversation_id == conversation_id, assignments.c.user_id == user_id,
+                    assignments.c.ended_at.is_(None), assignments.c.first_response_at.is_(None),
+                ).values(first_response_at=now)
+            )
+            conn.execute(
+                update(conversations).where(conversations.c.id == conversation_id,
+                                            conversations.c.first_response_at.is_(None))
+                .values(first_response_at=now)
+            )
+
+    @staticmethod
+    def _end(conn, conversation_id: str, reason: str, now: float) -> None:
+        conn.execute(
+            update(assignments).where(assignments.c.conversation_id == conversation_id,
+                                      assignments.c.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason)
+        )

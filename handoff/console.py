@@ -1,0 +1,237 @@
+"""The agent console's WebSocket: one per open console tab, live in both directions.
+
+Server → console: hello, queue, chat (a conversation with its whole transcript, notes included),
+message, typing, state, chat_closed, suggestions, tickets, agents, ack, error.
+Console → server: send, note, typing, claim, transfer, handback, close, status, suggest, peek.
+Every reply is stored before it is acknowledged (`ack` carries the stored message); a resend with
+the same `ref` is not stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from handoff import presence
+from handoff.assignment import OUTCOMES, Conflict
+from handoff.conversations import UnknownConversation
+from kommunchatt.auth import COOKIE
+from kommunchatt.text import clean_message
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+STATUSES = ("available", "away", "offline")
+
+
+def conversation_view(c, conversation_id: str) -> dict:
+    """A conversation as the console shows it: the whole transcript (bot part and notes included)."""
+    conv = c.conversations.get(conversation_id)
+    return {
+        "id": conv["id"], "municipality": conv["municipality"], "language": conv["language"],
+        "state": conv["state"], "reason": conv["handoff_reason"], "topic": conv["topic"],
+        "queued_at": conv["queued_at"], "assigned_at": conv["assigned_at"], "assigned_to": conv["assigned_to"],
+        "created_at": conv["created_at"], "outcome": conv["outcome"], "csat_score": conv["csat_score"],
+        "messages": [m.public() for m in c.conversations.messages(conversation_id, include_notes=True)],
+    }
+
+
+class AgentConnection:
+    def __init__(self, live, websocket: WebSocket, user: dict, token: str):
+        self.live = live
+        self.c = live.c
+        self.ws = websocket
+        self.user = user
+        self.token = token
+        self.id = uuid.uuid4().hex
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.chats: dict[str, tuple[contextlib.AbstractAsyncContextManager, asyncio.Task]] = {}
+        self._closing = False
+
+    def send(self, event: dict) -> None:
+        self.outbox.put_nowait(event)
+
+    def send_queue(self, items: list[dict]) -> None:
+        self.send({"type": "queue", "now": time.time(), "items": items})
+
+    def visible_tickets(self, items: list[dict]) -> list[dict]:
+        mine = set(self.user["municipalities"] or [])
+        return [t for t in items if self.user["role"] == "admin" or t["municipality"] in mine]
+
+    async def expire(self) -> None:
+        self.send({"type": "error", "message": "the session has expired: log in again"})
+        self._closing = True
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=4401)
+
+    # --- conversations this console follows ---------------------------------------------------------
+
+    async def open_chat(self, conversation_id: str, new: bool = False) -> None:
+        if conversation_id in self.chats:
+            return
+        context = self.c.events.subscribe(f"conversation:{conversation_id}", f"staff:{conversation_id}")
+        events = await context.__aenter__()
+        view = conversation_view(self.c, conversation_id)
+        seen = {m["id"] for m in view["messages"]}
+        self.send({"type": "chat", "new": new, "now": time.time(), "conversation": view})
+        task = asyncio.create_task(self._pump(conversation_id, events, seen))
+        self.chats[conversation_id] = (context, task)
+
+    async def drop_chat(self, conversation_id: str, reason: str) -> None:
+        entry = self.chats.pop(conversation_id, None)
+        if not entry:
+            return
+        context, task = entry
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await context.__aexit__(None, None, None)
+        self.send({"type": "chat_closed", "conversation_id": conversation_id, "reason": reason})
+
+    async def _pump(self, conversation_id: str, events: asyncio.Queue, seen: set[int]) -> None:
+        while True:
+            event = await events.get()
+            if event.get("type") == "message":
+                if event["id"] in seen:
+                    continue
+                seen.add(event["id"])
+            elif event.get("type") == "typing" and event.get("sender") == "agent":
+                continue
+            self.send({**event, "conversation_id": conversation_id})
+
+    # --- the socket ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        c = self.c
+        await asyncio.to_thread(presence.opened, c.engine, self.id, self.user["id"], self.live.process)
+        self.live.connections[self.id] = self
+        writer = asyncio.create_task(self._write())
+        try:
+            if self.user["status"] == "offline":  # opening the console means being at work
+                self.user = c.users.update(self.user["id"], status="available")
+            await c.events.publish("agents", {"type": "agent_connected", "user_id": self.user["id"]})
+            self.send({
+                "type": "hello", "now": time.time(), "user": self.user, "outcomes": list(OUTCOMES),
+                "statuses": list(STATUSES),
+                "tickets": self.visible_tickets(await asyncio.to_thread(self.live.open_tickets)),
+                "agents": await asyncio.to_thread(self.live.agent_list),
+            })
+            self.send_queue(self.live.queue_snapshot or self.live.queue_items(c.queue.waiting()))
+            for conv in c.conversations.in_state("agent"):
+                if conv["assigned_to"] == self.user["id"]:
+                    await self.open_chat(conv["id"])
+            while True:
+                frame = await self.ws.receive_json()
+                if isinstance(frame, dict):
+                    await self._handle(frame)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.live.connections.pop(self.id, None)
+            for conversation_id in list(self.chats):
+                context, task = self.chats.pop(conversation_id)
+                task.cancel()
+                await context.__aexit__(None, None, None)
+            writer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(presence.closed, c.engine, self.id)
+            self.live.wake()
+
+    async def _write(self) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                event = await self.outbox.get()
+                await self.ws.send_json(event)
+
+    async def _handle(self, frame: dict) -> None:
+        ref = frame.get("ref")
+        try:
+            result = await self._dispatch(frame.get("type"), frame)
+            if ref is not None:
+                self.send({"type": "ack", "ref": ref, **(result or {})})
+        except (Conflict, UnknownConversation, ValueError) as exc:
+            message = f"no conversation '{exc.args[0]}'" if isinstance(exc, UnknownConversation) else str(exc)
+            self.send({"type": "error", "ref": ref, "action": frame.get("type"), "message": message})
+
+    async def _dispatch(self, kind: str | None, frame: dict) -> dict | None:
+        c = self.c
+        conversation_id = str(frame.get("conversation_id") or "")
+        if kind in ("send", "note"):
+            text = clean_message(str(frame.get("text") or ""))
+            if not text:
+                raise ValueError("the message is empty")
+            if len(text) > c.settings.max_message_chars:
+                raise ValueError(f"the message is longer than {c.settings.max_message_chars} characters")
+            client_id = str(ref)[:64] if (ref := frame.get("ref")) is not None else None
+            message = await c.chat.agent_message(conversation_id, self.user, text, client_id=client_id,
+                                                 note=kind == "note")
+            return {"message": message.public(), "conversation_id": conversation_id}
+        if kind == "typing":
+            if conversation_id in self.chats:
+                await c.chat.agent_typing(conversation_id, self.user, frame.get("typing", True) is not False)
+            return None
+        if kind == "claim":
+            taken = await asyncio.to_thread(c.chat.assignments.claim, conversation_id, self.user)
+            await c.chat.announce_taken(taken)
+            return {"conversation_id": conversation_id}
+        if kind == "transfer":
+            return await transfer(c, conversation_id, self.user, frame.get("to_user_id"))
+        if kind == "handback":
+            await c.chat.hand_back(conversation_id, self.user)
+            return {"conversation_id": conversation_id}
+        if kind == "close":
+            outcome = frame.get("outcome") or "resolved"
+            if outcome not in OUTCOMES:
+                raise ValueError(f"the outcome must be one of {', '.join(OUTCOMES)}")
+            await c.chat.close(conversation_id, self.user, outcome)
+            return {"conversation_id": conversation_id}
+        if kind == "status":
+            status = frame.get("status")
+            if status not in STATUSES:
+                raise ValueError(f"the status must be one of {', '.join(STATUSES)}")
+            self.user = c.users.update(self.user["id"], status=status)
+            await c.events.publish("agents", {"type": "status", "user_id": self.user["id"], "status": status})
+            return {"status": status}
+        if kind == "suggest":
+            conv = c.conversations.get(conversation_id)
+            result = await asyncio.to_thread(self.live.suggestions, conversation_id, conv["language"],
+                                             conv["municipality"])
+            self.send({"type": "suggestions", **result})
+            return None
+        if kind == "peek":
+            return {"conversation": conversation_view(c, conversation_id)}
+        raise ValueError(f"unknown action '{kind}'")
+
+
+async def transfer(c, conversation_id: str, user: dict, to_user_id) -> dict:
+    """To another agent, or (no agent named) back to the front of the queue."""
+    if to_user_id in (None, "", "queue"):
+        before = c.chat.assignments.release(conversation_id, "queued", "requeued",
+                                            user_id=None if user["role"] == "admin" else user["id"])
+        await c.chat.released(conversation_id, before["assigned_to"], "transferred")
+        return {"conversation_id": conversation_id, "to": "queue"}
+    target = c.users.get(int(to_user_id))
+    if not target:
+        raise ValueError(f"no agent with id {to_user_id}")
+    taken = await asyncio.to_thread(c.chat.assignments.transfer, conversation_id, user, target)
+    await c.chat.announce_taken(taken)
+    return {"conversation_id": conversation_id, "to": target["id"]}
+
+
+@router.websocket("/agent/ws")
+async def agent_socket(websocket: WebSocket) -> None:
+    """The console's live connection; the staff session comes from the cookie, a bearer header or ?token=."""
+    c = websocket.app.state.c
+    header = websocket.headers.get("authorization", "")
+    token = (header[7:].strip() if header.lower().startswith("bearer ") else None) \
+        or websocket.query_params.get("token") or websocket.cookies.get(COOKIE)
+    user = c.users.by_token(token) if token else None
+    if not user or user["role"] not in ("agent", "admin"):
+        await websocket.close(code=4401)
+        return
+    await websocket.accept()
+    await AgentConnection(websocket.app.state.live, websocket, user, token).run()

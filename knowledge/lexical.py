@@ -1,0 +1,178 @@
+"""Typo-robust lexical matching: TF-IDF over hashed character n-grams of accent-folded words.
+
+Character n-grams match a misspelt word on the n-grams it still shares ("forskoleplats" ~
+"förskoleplats") and a word inside a Swedish compound ("sopor" ~ "sophämtning") without a
+dictionary. Hashing keeps the feature space fixed, so rows can be appended and removed without
+refitting; document frequencies are maintained incrementally.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+
+N_FEATURES = 1 << 20
+_SPECIAL = str.maketrans({"ß": "ss", "ø": "o", "æ": "ae", "ı": "i", "ł": "l", "đ": "d", "ي": "ی", "ى": "ی",
+                          "ك": "ک", "ة": "ه", "ـ": ""})
+_WORD = re.compile(r"\w+")
+
+
+def fold(text: str) -> str:
+    """Lower-case, drop diacritics (å/ä/ö -> a/a/o, é -> e) and unify Arabic/Persian letter variants."""
+    text = unicodedata.normalize("NFKD", text.lower().translate(_SPECIAL))
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(fold(text))
+
+
+def _analyzer(ngram_min: int, ngram_max: int):
+    def analyze(text: str) -> list[str]:
+        grams: list[str] = []
+        for word in words(text):
+            padded = f" {word} "
+            if len(padded) <= ngram_min:
+                grams.append(padded)
+                continue
+            for n in range(ngram_min, ngram_max + 1):
+                grams.extend(padded[i:i + n] for i in range(len(padded) - n + 1))
+        return grams
+
+    return analyze
+
+
+class Featurizer:
+    """Text -> sparse sublinear term frequencies of hashed character n-grams."""
+
+    def __init__(self, ngram_min: int = 3, ngram_max: int = 5):
+        self._vec = HashingVectorizer(analyzer=_analyzer(ngram_min, ngram_max), n_features=N_FEATURES,
+                                      alternate_sign=False, norm=None, dtype=np.float32)
+
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        x = self._vec.transform(texts).tocsr()
+        x.data = 1.0 + np.log(x.data)
+        return x
+
+
+class LexicalIndex:
+    """Rows addressed by position (shared with the dense arena); append, kill and compact.
+
+    Search uses an inverted (column) view of the bulk of the rows plus a plain scan of the
+    recently appended tail, so an upsert never rebuilds the whole index.
+    """
+
+    def __init__(self, featurizer: Featurizer, max_df_ratio: float = 0.15, tail_limit: int = 4096):
+        self.featurizer = featurizer
+        self.max_df_ratio = max_df_ratio
+        self.tail_limit = tail_limit
+        self.df = np.zeros(N_FEATURES, dtype=np.int32)
+        self.n_alive = 0
+        self._main = sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
+        self._main_cols: sp.csc_matrix | None = None
+        self._tail_parts: list[sp.csr_matrix] = []
+        self._tail: sp.csr_matrix | None = None
+        self._norms = np.zeros(0, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._norms)
+
+    def idf(self, features: np.ndarray) -> np.ndarray:
+        return (np.log((self.n_alive + 1.0) / (self.df[features] + 1.0)) + 1.0).astype(np.float32)
+
+    def append(self, texts: list[str]) -> None:
+        self.append_features(self.featurizer.transform(texts))
+
+    def append_features(self, x: sp.csr_matrix) -> None:
+        self._count(x, +1)
+        weighted = x.copy()
+        weighted.data = weighted.data * self.idf(weighted.indices)
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel()).astype(np.float32)
+        self._norms = np.concatenate([self._norms, np.maximum(norms, 1e-6)])
+        self._tail_parts.append(x)
+        self._tail = None
+        if len(self) - self._main.shape[0] > max(self.tail_limit, self._main.shape[0] // 10):
+            self._merge()
+
+    def kill(self, positions: np.ndarray) -> None:
+        """Forget rows' document frequencies (the caller masks them out of results)."""
+        if len(positions):
+            self._count(self.rows(np.asarray(positions)), -1)
+
+    def compact(self, keep: np.ndarray) -> None:
+        """Keep only rows at `keep` (ascending positions), renumbered from 0."""
+        self._merge()
+        self._main = self._main[keep]
+        self._norms = self._norms[keep]
+        self._main_cols = None
+
+    def rows(self, positions: np.ndarray) -> sp.csr_matrix:
+        n_main = self._main.shape[0]
+        if not self._tail_parts or (len(positions) and positions.max() < n_main):
+            return self._main[positions]
+        tail = self._tail_matrix()
+        order = np.argsort(positions, kind="stable")
+        srt = positions[order]
+        cut = int(np.searchsorted(srt, n_main))
+        stacked = sp.vstack([self._main[srt[:cut]], tail[srt[cut:] - n_main]], format="csr")
+        return stacked[np.argsort(order)]
+
+    def query(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The query's features and their idf-squared weights, normalised."""
+        q = self.featurizer.transform([text])
+        feats = q.indices.astype(np.int64)
+        if not len(feats):
+            return feats, np.zeros(0, dtype=np.float32)
+        idf = self.idf(feats)
+        norm = float(np.sqrt(((q.data * idf) ** 2).sum())) or 1.0
+        return feats, (q.data * idf * idf / norm).astype(np.float32)
+
+    def score_rows(self, query: tuple[np.ndarray, np.ndarray], positions: np.ndarray) -> np.ndarray:
+        """Cosine (TF-IDF) between the query and the rows at `positions`."""
+        feats, weights = query
+        if not len(feats) or not len(positions):
+            return np.zeros(len(positions), dtype=np.float32)
+        sub = self.rows(positions)[:, feats]
+        return np.asarray(sub @ weights).ravel() / self._norms[positions]
+
+    def top(self, query: tuple[np.ndarray, np.ndarray], k: int, alive: np.ndarray) -> np.ndarray:
+        """Positions of up to `k` best rows; very common n-grams are skipped (they only add noise)."""
+        feats, weights = query
+        if not len(feats) or not len(self):
+            return np.zeros(0, dtype=np.int64)
+        keep = self.df[feats] <= max(3, self.max_df_ratio * self.n_alive)
+        if keep.any():
+            feats, weights = feats[keep], weights[keep]
+        if self._main_cols is None:
+            self._main_cols = self._main.tocsc()
+        parts = [np.asarray(self._main_cols[:, feats] @ weights).ravel()]
+        if self._tail_parts:
+            parts.append(np.asarray(self._tail_matrix()[:, feats] @ weights).ravel())
+        scores = np.concatenate(parts) / self._norms
+        scores = np.where(alive[: len(scores)], scores, 0.0)
+        k = min(k, int((scores > 0).sum()))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        best = np.argpartition(-scores, k - 1)[:k]
+        return best[np.argsort(-scores[best])]
+
+    def _tail_matrix(self) -> sp.csr_matrix:
+        if self._tail is None:
+            self._tail = sp.vstack(self._tail_parts, format="csr")
+        return self._tail
+
+    def _count(self, x: sp.csr_matrix, sign: int) -> None:
+        if x.nnz:
+            np.add.at(self.df, x.indices, sign)
+        self.n_alive += sign * x.shape[0]
+
+    def _merge(self) -> None:
+        if not self._tail_parts:
+            return
+        self._main = sp.vstack([self._main, self._tail_matrix()], format="csr")
+        self._tail_parts, self._tail = [], None
+        self._main_cols = None

@@ -1,0 +1,18 @@
+"""The service's own words to citizens, per language, from service_texts.yml."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+
+@cache
+def _catalog() -> dict[str, dict[str, str]]:
+    return yaml.safe_load((Path(__file__).with_name("service_texts.yml")).read_text(encoding="utf-8"))
+
+
+def say(key: str, language: str) -> str:
+    texts = _catalog()[key]
+    return texts.get(language) or texts["sv"]

@@ -1,0 +1,150 @@
+"""Helpers for the widget and workshop tests (no tests here).
+
+`service_only` starts the real service process (uvicorn, real HTTP, SQLite, the real embedding
+model) without Rasa: enough for the workshop, the notices and the answer API. Tests that need the
+dialogue (the widget answering) use `tests.e2e.running_system` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from kommunchatt.config import database_url, internal_token
+from kommunchatt.runner import free_port, seed_knowledge
+from tests.conftest import ROOT, SHARED_DATA
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+AXE = ROOT / "web" / "vendor" / "axe-core" / "axe.min.js"
+
+
+class Service:
+    def __init__(self, url: str, data_dir: Path, process: subprocess.Popen):
+        self.service_url = url
+        self.data_dir = data_dir
+        self.process = process
+        self.engine_url = database_url(data_dir)
+        self.internal_token = internal_token(data_dir)
+
+
+@contextlib.contextmanager
+def service_only(data_dir: Path):
+    """The service alone on a free port, with the seed knowledge base."""
+    model = SHARED_DATA / "models" / "multilingual-e5-small"
+    port = free_port()
+    env = {**os.environ, "KOMMUNCHATT_DATA_DIR": str(data_dir), "KOMMUNCHATT_MODEL_PATH": str(model),
+           "KOMMUNCHATT_PORT": str(port), "PYTHONPATH": str(ROOT),
+           "RASA_URL": f"http://127.0.0.1:{free_port()}", "ACTIONS_URL": f"http://127.0.0.1:{free_port()}"}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(model))
+    seed_knowledge(data_dir, None, log=lambda *_: None)
+    log = open(data_dir / "service.log", "ab")  # noqa: SIM115 - the child keeps it open
+    process = subprocess.Popen([sys.executable, "-m", "kommunchatt.cli", "serve"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError((data_dir / "service.log").read_text(errors="replace")[-3000:])
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code in (200, 503):
+                    break
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("the service did not start within 120 s")
+        yield Service(url, data_dir, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def make_user(engine_url: str, role: str, municipalities: list[str] | None = None) -> tuple[str, str]:
+    """A staff user straight in the users table (as `kommunchatt user add` does); returns name, password."""
+    from handoff.users import UserStore
+    from kommunchatt.db import make_engine
+
+    engine = make_engine(engine_url)
+    name = f"{role}-{os.urandom(3).hex()}"
+    UserStore(engine).create(name, "a long password", role=role, languages=["sv", "ar", "en"],
+                             municipalities=municipalities or ["default"])
+    engine.dispose()
+    return name, "a long password"
+
+
+def login(base_url: str, engine_url: str, role: str = "webmaster") -> httpx.Client:
+    name, password = make_user(engine_url, role)
+    client = httpx.Client(base_url=base_url, timeout=60)
+    client.post("/api/v1/auth/login", json={"username": name, "password": password}).raise_for_status()
+    return client
+
+
+@contextlib.contextmanager
+def other_origin_page(widget_host: str, lang: str = "sv", municipality: str = "default"):
+    """A plain HTML page on another port (another origin) that embeds the widget with one tag."""
+    html = f"""<!doctype html>
+<html lang="sv"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Ekby kommun – Avfall</title>
+<style>body {{ font: 30px Georgia; color: red; }} div, button, li {{ border: 5px solid lime !important; }}</style>
+</head><body><main><h1>Sophämtning</h1><p>En vanlig sida på kommunens webbplats.</p></main>
+<script src="{widget_host}/widget.js" data-municipality="{municipality}" data-lang="{lang}" defer></script>
+</body></html>"""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def axe_violations(page, context_selector: str | None = None) -> list[dict]:
+    """Serious and critical axe-core violations on the page (shadow roots included)."""
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        """async (sel) => {
+            const r = await axe.run(sel ? {include: [[sel]]} : document,
+                                    {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',
+                                                                     'best-practice']}});
+            return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                            nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ' :: ' +
+                                                                                n.failureSummary)}));
+        }""",
+        context_selector,
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]

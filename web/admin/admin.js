@@ -1,0 +1,635 @@
+/*
+ * The webmaster's workshop (no build step). Views are chosen by the URL hash; every text that comes
+ * from the knowledge base or from citizens is inserted with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  var LANGS = ["sv", "en", "ar", "so", "fa", "fi", "ku", "tr", "pl", "uk", "da", "no"];
+  var NAMES = {
+    sv: "Svenska", en: "Engelska", ar: "Arabiska", so: "Somaliska", fa: "Persiska", fi: "Finska", ku: "Kurdiska",
+    tr: "Turkiska", pl: "Polska", uk: "Ukrainska", da: "Danska", no: "Norska"
+  };
+  var RTL = { ar: true, fa: true };
+  var REASONS = { clarify: "fick motfråga", handoff: "lämnades till handläggare", not_helpful: "svaret hjälpte inte" };
+  var me = null;
+  var view = document.getElementById("view");
+
+  // ------------------------------------------------------------------ helpers
+  function $(id) { return document.getElementById(id); }
+  function h(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      var v = attrs[k];
+      if (k === "text") node.textContent = v;
+      else if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), v);
+      else if (v === true) node.setAttribute(k, "");
+      else if (v !== false && v != null) node.setAttribute(k, v);
+    });
+    (children || []).forEach(function (c) {
+      if (c != null && c !== false) node.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+    });
+    return node;
+  }
+  function muni() { return $("municipality").value || "default"; }
+  function q(params) {
+    params = Object.assign({ municipality: muni() }, params || {});
+    return "?" + Object.keys(params).filter(function (k) { return params[k] !== "" && params[k] != null; })
+      .map(function (k) { return encodeURIComponent(k) + "=" + encodeURIComponent(params[k]); }).join("&");
+  }
+  function api(method, path, body, raw) {
+    var options = { method: method, headers: {}, credentials: "same-origin" };
+    if (raw !== undefined) { options.body = raw; options.headers["content-type"] = "application/octet-stream"; }
+    else if (body !== undefined) { options.body = JSON.stringify(body); options.headers["content-type"] = "application/json"; }
+    return fetch("/api/v1" + path, options).then(function (r) {
+      return (r.status === 204 ? Promise.resolve(null) : r.json().catch(function () { return null; })).then(function (data) {
+        if (r.status === 401) { showLogin(); }
+        if (!r.ok) { var e = new Error(detailText(data) || ("HTTP " + r.status)); e.status = r.status; e.data = data; throw e; }
+        return data;
+      });
+    });
+  }
+  function detailText(data) {
+    if (!data || !data.detail) return "";
+    if (typeof data.detail === "string") return data.detail;
+    return data.detail.map(function (p) { return (p.field ? p.field + ": " : "") + p.message; }).join("; ");
+  }
+  function toast(text) {
+    $("toast").textContent = text;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(function () { $("toast").textContent = ""; }, 6000);
+  }
+  function when(seconds) {
+    return seconds ? new Date(seconds * 1000).toLocaleString("sv-SE", { dateStyle: "short", timeStyle: "short" }) : "–";
+  }
+  function table(caption, headers, rows) {
+    return h("div", { "class": "table-wrap" }, [h("table", {}, [
+      h("caption", { text: caption }),
+      h("thead", {}, [h("tr", {}, headers.map(function (x) { return h("th", { scope: "col", text: x }); }))]),
+      h("tbody", {}, rows.map(function (cells) {
+        return h("tr", {}, cells.map(function (c) { return h("td", {}, [c]); }));
+      }))
+    ])]);
+  }
+  function field(id, label, input) {
+    input.id = id;
+    return h("div", {}, [h("label", { "for": id, text: label }), input]);
+  }
+  function langSelect(id, withAuto) {
+    var options = (withAuto ? [h("option", { value: "", text: "Upptäck automatiskt" })] : [])
+      .concat(LANGS.map(function (l) { return h("option", { value: l, text: NAMES[l] + " (" + l + ")" }); }));
+    return h("select", { id: id }, options);
+  }
+  function page(title, children) {
+    view.replaceChildren(h("h1", { text: title, tabindex: "-1", id: "page-title" }), ...children);
+  }
+
+  // ------------------------------------------------------------------ login and navigation
+  function showLogin() {
+    me = null;
+    $("login-view").hidden = false;
+    view.hidden = true;
+    $("nav").hidden = true;
+    $("who").hidden = true;
+  }
+  $("login-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    api("POST", "/auth/login", { username: $("login-username").value, password: $("login-password").value })
+      .then(start).catch(function (err) { $("login-error").textContent = err.status === 401 ? "Fel användarnamn eller lösenord." : err.message; });
+  });
+  $("logout").addEventListener("click", function () { api("POST", "/auth/logout").then(showLogin, showLogin); });
+  $("municipality").addEventListener("change", route);
+
+  function start() {
+    return api("GET", "/auth/me").then(function (user) {
+      if (user.role !== "webmaster" && user.role !== "admin") {
+        showLogin();
+        $("login-error").textContent = "Verktyget kräver rollen webbredaktör (du är inloggad som " + user.role + ").";
+        return;
+      }
+      me = user;
+      $("login-view").hidden = true;
+      view.hidden = false;
+      $("nav").hidden = false;
+      $("who").hidden = false;
+      $("username").textContent = user.display_name || user.username;
+      $("municipality").replaceChildren(...(user.municipalities || ["default"]).map(function (m) { return h("option", { value: m, text: m }); }));
+      route();
+    }).catch(function () { showLogin(); });
+  }
+  window.addEventListener("hashchange", route);
+  function route() {
+    if (!me) return;
+    var name = (location.hash || "#entries").slice(1).split("/")[0];
+    var arg = decodeURIComponent((location.hash.split("/")[1]) || "");
+    document.querySelectorAll("nav a").forEach(function (a) {
+      if (a.getAttribute("href") === "#" + name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    });
+    var views = { entries: entries, edit: editEntry, "new": newEntry, "import": importView, freshness: freshness,
+      unanswered: unanswered, console: testConsole, notices: notices, dashboard: dashboard, audit: audit };
+    (views[name] || entries)(arg);
+  }
+  function focusTitle() { var t = $("page-title"); if (t) t.focus(); }
+
+  // ------------------------------------------------------------------ entries
+  function entries() {
+    var search = h("input", { type: "search", id: "entry-search" });
+    var missing = h("select", { id: "entry-missing" }, [h("option", { value: "", text: "Alla" })].concat(
+      LANGS.map(function (l) { return h("option", { value: l, text: "Saknar " + NAMES[l].toLowerCase() }); })));
+    var list = h("div", { id: "entry-list" });
+    page("Kunskapsbank", [
+      h("div", { "class": "toolbar", role: "search" }, [
+        field("entry-search", "Sök i frågor, svar och taggar", search),
+        field("entry-missing", "Översättning", missing),
+        h("div", {}, [h("a", { "class": "button", href: "#new", text: "Ny post" })])
+      ]), list]);
+    var timer;
+    function load() {
+      api("GET", "/admin/entries" + q({ q: search.value, missing: missing.value })).then(function (data) {
+        list.replaceChildren(table(data.entries.length + " poster", ["Post", "Fråga", "Språk", "Saknas", "Granskas senast", "Ändrad"],
+          data.entries.map(function (e) {
+            return [
+              h("a", { href: "#edit/" + encodeURIComponent(e.id), text: e.id }),
+              h("span", { dir: "auto", text: e.question }),
+              h("span", { text: e.answer_languages.join(", ") }),
+              h("span", {}, e.missing.map(function (l) { return h("span", { "class": "tag missing", text: l }); })),
+              h("span", { text: e.review_by || "–" }),
+              h("span", { text: when(e.updated_at) + (e.updated_by ? " · " + e.updated_by : "") })
+            ];
+          })));
+      });
+    }
+    search.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(load, 250); });
+    missing.addEventListener("change", load);
+    load();
+    focusTitle();
+  }
+
+  function newEntry() {
+    var draft = newEntry.draft || { id: "", questions: { sv: [] }, answer: { sv: "" } };
+    newEntry.draft = null;
+    renderEditor(draft, true, null);
+  }
+  function editEntry(id) {
+    api("GET", "/admin/entries/" + encodeURIComponent(id) + q()).then(function (data) {
+      renderEditor(data.entry, false, data);
+    }).catch(function (err) { page("Posten finns inte", [h("p", { "class": "error", text: err.message })]); });
+  }
+  function renderEditor(entry, isNew, detail) {
+    var shown = LANGS.filter(function (l) { return (entry.answer && entry.answer[l]) || (entry.questions && entry.questions[l]) || l === "sv"; });
+    var id = h("input", { value: entry.id || "", required: true, readonly: !isNew, "aria-describedby": "id-help" });
+    var tags = h("input", { value: (entry.tags || []).join(", ") });
+    var url = h("input", { type: "url", value: entry.url || "" });
+    var review = h("input", { type: "date", value: entry.review_by || "" });
+    var columns = h("div", { "class": "langs" });
+    var problems = h("div", { role: "alert", "class": "error" });
+    var missingBox = h("p", {});
+    function column(lang) {
+      var qs = h("textarea", { rows: "5", lang: lang, dir: RTL[lang] ? "rtl" : "ltr", "data-lang": lang, "data-kind": "questions" });
+      qs.value = ((entry.questions || {})[lang] || []).join("\n");
+      var ans = h("textarea", { rows: "9", lang: lang, dir: RTL[lang] ? "rtl" : "ltr", "data-lang": lang, "data-kind": "answer" });
+      ans.value = (entry.answer || {})[lang] || "";
+      ans.addEventListener("input", updateMissing);
+      return h("fieldset", { "data-lang": lang }, [
+        h("legend", { text: NAMES[lang] + " (" + lang + ")" }),
+        field("q-" + lang, "Frågor – en variant per rad", qs),
+        field("a-" + lang, "Svar", ans)
+      ]);
+    }
+    shown.forEach(function (l) { columns.appendChild(column(l)); });
+    var add = h("select", { id: "add-lang" });
+    function refreshAdd() {
+      add.replaceChildren(h("option", { value: "", text: "Välj språk" }), ...LANGS.filter(function (l) { return shown.indexOf(l) < 0; })
+        .map(function (l) { return h("option", { value: l, text: NAMES[l] }); }));
+    }
+    refreshAdd();
+    function updateMissing() {
+      var have = LANGS.filter(function (l) {
+        var a = columns.querySelector("textarea[data-kind=answer][data-lang=" + l + "]");
+        return a && a.value.trim();
+      });
+      var lacking = LANGS.filter(function (l) { return have.indexOf(l) < 0; });
+      missingBox.replaceChildren(h("strong", { text: "Översättningar som saknas: " }),
+        ...(lacking.length ? lacking.map(function (l) { return h("span", { "class": "tag missing", text: NAMES[l] }); }) : [h("span", { text: "inga" })]));
+    }
+    updateMissing();
+    function collect() {
+      var data = { id: id.value.trim(), answer: {}, questions: {} };
+      var tagList = tags.value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+      if (tagList.length) data.tags = tagList;
+      if (url.value.trim()) data.url = url.value.trim();
+      if (review.value) data.review_by = review.value;
+      columns.querySelectorAll("textarea").forEach(function (ta) {
+        var lang = ta.getAttribute("data-lang");
+        if (ta.getAttribute("data-kind") === "answer") { if (ta.value.trim()) data.answer[lang] = ta.value.trim(); }
+        else {
+          var lines = ta.value.split("\n").map(function (s) { return s.trim(); }).filter(Boolean);
+          if (lines.length) data.questions[lang] = lines;
+        }
+      });
+      if (!Object.keys(data.questions).length) delete data.questions;
+      return data;
+    }
+    function saveEntry(e) {
+      e.preventDefault();
+      problems.textContent = "";
+      var data = collect();
+      if (!data.id) { problems.textContent = "Fältet id krävs."; id.focus(); return; }
+      var started = performance.now();
+      api("PUT", "/knowledge/entries/" + encodeURIComponent(data.id) + q(), data).then(function (res) {
+        toast("Sparat (" + (res.action === "create" ? "ny post" : res.action === "update" ? "ändrad" : "oförändrad") +
+          ") – besvaras direkt. " + Math.round(performance.now() - started) + " ms");
+        location.hash = "#edit/" + encodeURIComponent(data.id);
+        if (!isNew) editEntry(data.id);
+      }).catch(function (err) {
+        var list = (err.data && Array.isArray(err.data.detail)) ? err.data.detail : [{ field: "", message: err.message }];
+        problems.replaceChildren(h("p", { text: "Posten sparades inte:" }), h("ul", {}, list.map(function (p) {
+          return h("li", { text: (p.field ? "fält " + p.field + ": " : "") + p.message });
+        })));
+      });
+    }
+    var children = [
+      h("form", { id: "entry-form", onsubmit: saveEntry }, [
+        h("div", { "class": "card grid2" }, [
+          h("div", {}, [h("label", { "for": "entry-id", text: "Id" }), Object.assign(id, { id: "entry-id" }),
+            h("p", { id: "id-help", "class": "muted", text: "Bokstäver, siffror, punkt, bindestreck, t.ex. sophamtning-schema" })]),
+          field("entry-tags", "Taggar (kommaseparerade)", tags),
+          field("entry-url", "Länk till mer information", url),
+          field("entry-review", "Granskas senast", review)
+        ]),
+        missingBox,
+        h("div", { "class": "toolbar" }, [field("add-lang", "Visa språk", add),
+          h("div", {}, [h("button", { type: "button", "class": "secondary", text: "Lägg till språkkolumn", onclick: function () {
+            if (!add.value) return;
+            shown.push(add.value);
+            var col = column(add.value);
+            columns.appendChild(col);
+            refreshAdd();
+            col.querySelector("textarea").focus();
+          } })])]),
+        columns,
+        problems,
+        h("div", { "class": "toolbar" }, [h("button", { type: "submit", text: "Spara" }),
+          !isNew && h("button", { type: "button", "class": "danger", text: "Ta bort", onclick: function () {
+            if (!window.confirm("Ta bort posten " + entry.id + "?")) return;
+            api("DELETE", "/knowledge/entries/" + encodeURIComponent(entry.id) + q()).then(function () {
+              toast("Posten " + entry.id + " togs bort."); location.hash = "#entries";
+            });
+          } }),
+          h("a", { href: "#entries", text: "Tillbaka till listan" })])
+      ])
+    ];
+    if (detail) {
+      children.push(h("p", {}, [h("strong", { text: "Återkoppling: " }),
+        h("span", { "class": "tag good", text: detail.feedback.helpful + " hjälpte" }),
+        h("span", { "class": "tag bad", text: detail.feedback.not_helpful + " hjälpte inte" })]));
+      children.push(h("h2", { text: "Ändringar" }), auditTable(detail.audit, false));
+    }
+    page(isNew ? "Ny post" : "Post " + entry.id, children);
+    focusTitle();
+  }
+
+  // ------------------------------------------------------------------ import / export
+  function importView() {
+    var file = h("input", { type: "file", accept: ".yml,.yaml,.jsonl,.ndjson,.csv" });
+    var replace = h("input", { type: "checkbox", id: "import-replace" });
+    var dry = h("input", { type: "checkbox", id: "import-dry" });
+    var report = h("div", { id: "import-report", role: "region", "aria-live": "polite", "aria-label": "Importrapport" });
+    page("Import och export", [
+      h("form", { "class": "card", id: "import-form", onsubmit: function (e) {
+        e.preventDefault();
+        var f = file.files[0];
+        if (!f) { report.replaceChildren(h("p", { "class": "error", text: "Välj en fil först." })); return; }
+        f.arrayBuffer().then(function (buf) {
+          return api("POST", "/admin/import" + q({ filename: f.name, replace: replace.checked, dry_run: dry.checked }), undefined, buf);
+        }).then(function (res) {
+          var c = res.counts;
+          report.replaceChildren(h("p", { "class": "tag good", text: (res.dry_run ? "Filen är giltig (inget importerat): " : "Importerat: ") +
+            res.entries + " poster – " + c.create + " nya, " + c.update + " ändrade, " + c.unchanged + " oförändrade, " + c.delete + " borttagna." }));
+        }).catch(function (err) {
+          var problems = (err.data && err.data.problems) || [{ line: null, entry: "-", field: null, message: err.message }];
+          report.replaceChildren(h("p", { "class": "error", text: "Filen importerades inte: " + problems.length + " problem. Rätta dem och försök igen." }),
+            table("Valideringsrapport", ["Rad", "Post", "Fält", "Problem"], problems.map(function (p) {
+              return [String(p.line == null ? "–" : p.line), p.entry || "–", p.field || "–", p.message];
+            })));
+        });
+      } }, [
+        h("h2", { text: "Importera" }),
+        field("import-file", "Fil (YAML, JSON Lines eller CSV)", file),
+        h("p", {}, [replace, " ", h("label", { "for": "import-replace", style: "display:inline", text: "Ersätt hela kunskapsbanken (poster som inte finns i filen tas bort)" })]),
+        h("p", {}, [dry, " ", h("label", { "for": "import-dry", style: "display:inline", text: "Kontrollera bara, importera inte" })]),
+        h("button", { type: "submit", text: "Importera" })
+      ]),
+      report,
+      h("div", { "class": "card" }, [h("h2", { text: "Exportera" }), h("p", {}, ["yaml", "jsonl", "csv"].map(function (f) {
+        return h("a", { "class": "button secondary", href: "/api/v1/admin/export" + q({ format: f }), download: "", style: "margin-inline-end:8px",
+          text: { yaml: "YAML", jsonl: "JSON Lines", csv: "CSV" }[f] });
+      }))])
+    ]);
+    focusTitle();
+  }
+
+  // ------------------------------------------------------------------ audit
+  var ACTIONS = { create: "skapade", update: "ändrade", "delete": "tog bort" };
+  function auditTable(rows, withEntry) {
+    var headers = ["Tid", "Vem", "Åtgärd", "Ändrade fält", "Före och efter"];
+    if (withEntry) headers.splice(2, 0, "Post");
+    return table(rows.length + " ändringar", headers, rows.map(function (r) {
+      var cells = [when(r.at), r.actor || "–", ACTIONS[r.action] || r.action, (r.changed || []).join(", ") || "–",
+        h("details", {}, [h("summary", { text: "Visa" }), h("pre", { text: "Före:\n" + JSON.stringify(r.before, null, 2) + "\n\nEfter:\n" + JSON.stringify(r.after, null, 2) })])];
+      if (withEntry) cells.splice(2, 0, h("a", { href: "#edit/" + encodeURIComponent(r.entry_id), text: r.entry_id }));
+      return cells;
+    }));
+  }
+  function audit() {
+    api("GET", "/admin/audit" + q({ limit: 200 })).then(function (rows) {
+      page("Ändringslogg", [h("p", { "class": "muted", text: "Varje ändring i kunskapsbanken: vem, när och vad." }), auditTable(rows, true)]);
+      focusTitle();
+    });
+  }
+
+  // ------------------------------------------------------------------ freshness
+  function reasonText(r) {
+    if (r.kind === "overdue") return "granskning försenad " + r.days + " dagar";
+    if (r.kind === "due_soon") return "ska granskas om " + r.days + " dagar";
+    if (r.kind === "no_review_date") return "saknar granskningsdatum";
+    if (r.kind === "unhelpful") return r.not_helpful + " av " + (r.helpful + r.not_helpful) + " tyckte att svaret inte hjälpte";
+    return r.kind;
+  }
+  function freshness() {
+    api("GET", "/admin/freshness" + q()).then(function (data) {
+      page("Aktualitet", [
+        h("p", { "class": "muted", text: "Poster som passerat sitt granskningsdatum eller som medborgare markerat som inte hjälpsamma, viktigast först." }),
+        table(data.items.length + " poster att se över", ["Post", "Fråga", "Granskas senast", "Varför"], data.items.map(function (i) {
+          return [h("a", { href: "#edit/" + encodeURIComponent(i.id), text: i.id }), h("span", { dir: "auto", text: i.question }),
+            i.review_by || "–", h("span", {}, i.reasons.map(function (r) {
+              return h("span", { "class": "tag " + (r.kind === "overdue" || r.kind === "unhelpful" ? "bad" : "missing"), text: reasonText(r) });
+            }))];
+        }))]);
+      focusTitle();
+    });
+  }
+
+  // ------------------------------------------------------------------ unanswered questions
+  function unanswered() {
+    var days = h("select", { id: "gap-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: d + " dagar", selected: d === 30 }); }));
+    var list = h("div", { id: "gap-list" }, [h("p", { text: "Laddar …" })]);
+    page("Obesvarade frågor", [
+      h("p", { "class": "muted", text: "Frågor som slutade i en motfråga, hos en handläggare eller med ”hjälpte inte”, grupperade efter innebörd och språk." }),
+      h("div", { "class": "toolbar" }, [field("gap-days", "Period", days)]), list]);
+    var allEntries = [];
+    function load() {
+      Promise.all([api("GET", "/admin/unanswered" + q({ days: days.value })), api("GET", "/admin/entries" + q())]).then(function (res) {
+        allEntries = res[1].entries;
+        var groups = res[0].groups;
+        if (!groups.length) { list.replaceChildren(h("p", { text: "Inga obesvarade frågor under perioden." })); return; }
+        list.replaceChildren(...groups.map(groupCard));
+      });
+    }
+    function groupCard(g, index) {
+      var target = h("select", { id: "variant-" + index }, [
+        h("optgroup", { label: "Förslag" }, g.suggestions.map(function (s) {
+          return h("option", { value: s.id, text: s.id + " – " + s.question + " (" + s.score.toFixed(2) + ")" });
+        })),
+        h("optgroup", { label: "Alla poster" }, allEntries.map(function (e) { return h("option", { value: e.id, text: e.id }); }))
+      ]);
+      return h("article", { "class": "card group", "aria-labelledby": "gap-title-" + index }, [
+        h("h2", { id: "gap-title-" + index }, [h("span", { dir: "auto", lang: g.language, text: "”" + g.representative + "”" }),
+          " – " + g.count + (g.count === 1 ? " gång" : " gånger") + " · " + (NAMES[g.language] || g.language)]),
+        h("p", {}, Object.keys(g.reasons).map(function (r) { return h("span", { "class": "tag missing", text: (REASONS[r] || r) + ": " + g.reasons[r] }); })),
+        h("details", {}, [h("summary", { text: "Formuleringar (" + g.texts.length + ")" }),
+          h("ul", {}, g.texts.map(function (t) { return h("li", { dir: "auto", text: t.text + (t.count > 1 ? " (" + t.count + ")" : "") }); }))]),
+        g.drafts.length ? h("div", {}, [h("h3", { text: "Handläggarnas svar (utkast)" })].concat(g.drafts.map(function (d) { return h("blockquote", { dir: "auto", text: d }); }))) : null,
+        h("div", { "class": "toolbar" }, [
+          h("div", {}, [h("button", { type: "button", text: "Skapa ny post av gruppen", onclick: function () {
+            var questions = {}; questions[g.language] = g.texts.map(function (t) { return t.text; });
+            var answer = {}; answer[g.language] = g.drafts[0] || "";
+            newEntry.draft = { id: "", questions: questions, answer: answer };
+            location.hash = "#new";
+          } })]),
+          field("variant-" + index, "eller lägg till som frågevariant av", target),
+          h("div", {}, [h("button", { type: "button", "class": "secondary", text: "Lägg till variant", onclick: function () {
+            api("POST", "/admin/variants" + q(), { entry_id: target.value, language: g.language, text: g.representative }).then(function (res) {
+              toast("”" + g.representative + "” är nu en variant av " + res.id + ".");
+              load();
+            }).catch(function (err) { toast("Kunde inte lägga till: " + err.message); });
+          } })])
+        ])
+      ]);
+    }
+    days.addEventListener("change", load);
+    load();
+    focusTitle();
+  }
+
+  // ------------------------------------------------------------------ test console
+  function testConsole() {
+    var text = h("textarea", { rows: "3", dir: "auto" });
+    var lang = langSelect("console-lang", true);
+    var out = h("div", { id: "console-result", "aria-live": "polite" });
+    page("Testkonsol", [
+      h("form", { "class": "card", onsubmit: function (e) {
+        e.preventDefault();
+        if (!text.value.trim()) return;
+        var body = { text: text.value, municipality: muni(), top_k: 10 };
+        if (lang.value) body.language = lang.value;
+        api("POST", "/answer?explain=true", body).then(function (r) { out.replaceChildren(...renderAnswer(r)); })
+          .catch(function (err) { out.replaceChildren(h("p", { "class": "error", text: err.message })); });
+      } }, [field("console-text", "Fråga (på valfritt språk)", text), field("console-lang", "Språk", lang),
+        h("p", {}, [h("button", { type: "submit", text: "Testa" })])]),
+      out]);
+    focusTitle();
+  }
+  var DECISIONS = { answer: "Svarar", clarify: "Motfråga", handoff: "Lämnar till handläggare" };
+  function renderAnswer(r) {
+    var parts = [h("div", { "class": "card" }, [
+      h("p", { "class": "decision", text: "Beslut: " + (DECISIONS[r.decision] || r.decision) + " (" + r.decision + ")" }),
+      h("p", { text: "Språk: " + (NAMES[r.language] || r.language) + " (säkerhet " + Number(r.language_confidence).toFixed(2) +
+        ") · Säkerhet i svaret: " + Number(r.confidence).toFixed(3) }),
+      r.notice ? h("p", { text: "Notis: " + r.notice }) : null,
+      whyText(r)
+    ])];
+    parts.push(table("Rangordnade kandidater", ["#", "Post", "Poäng", "Fråga", "Svar"], (r.answers || []).map(function (a, i) {
+      return [String(i + 1), a.id.indexOf("notice-") === 0 ? h("span", { text: a.id }) : h("a", { href: "#edit/" + encodeURIComponent(a.id), text: a.id }),
+        Number(a.score).toFixed(3), h("span", { dir: "auto", text: a.question }), h("span", { dir: "auto", text: (a.text || "").slice(0, 220) })];
+    })));
+    if (r.explain) parts.push(h("details", { "class": "card" }, [h("summary", { text: "Varför – alla detaljer" }), h("pre", { text: JSON.stringify(r.explain, null, 2) })]));
+    return parts;
+  }
+  function whyText(r) {
+    var e = r.explain || {};
+    var reason = e.reason || e.why || e.rule || (e.notice && e.notice.why && "störningsinformation: " + e.notice.why);
+    return reason ? h("p", {}, [h("strong", { text: "Varför: " }), h("span", { text: typeof reason === "string" ? reason : JSON.stringify(reason) })]) : null;
+  }
+
+  // ------------------------------------------------------------------ notices
+  function toLocalInput(seconds) {
+    var d = new Date(seconds * 1000);
+    d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+    return d.toISOString().slice(0, 16);
+  }
+  function notices() {
+    var list = h("div", {});
+    var form = h("form", { "class": "card", id: "notice-form" });
+    page("Störningsinformation", [h("p", { "class": "muted", text: "Visas som banderoll i chatten medan den gäller, och besvaras först när en fråga handlar om den (nämner området, ett nyckelord eller liknar texten)." }), form, list]);
+    function edit(n) {
+      n = n || { texts: {}, area: "", keywords: [], url: "", valid_from: Date.now() / 1000, valid_until: Date.now() / 1000 + 86400 };
+      var area = h("input", { value: n.area || "" });
+      var keywords = h("input", { value: (n.keywords || []).join(", ") });
+      var url = h("input", { type: "url", value: n.url || "" });
+      var from = h("input", { type: "datetime-local", value: toLocalInput(n.valid_from), required: true });
+      var until = h("input", { type: "datetime-local", value: toLocalInput(n.valid_until), required: true });
+      var texts = LANGS.map(function (l) {
+        var ta = h("textarea", { rows: "3", lang: l, dir: RTL[l] ? "rtl" : "ltr", "data-lang": l });
+        ta.value = (n.texts || {})[l] || "";
+        return field("notice-" + l, NAMES[l] + " (" + l + ")", ta);
+      });
+      var problems = h("div", { role: "alert", "class": "error" });
+      form.replaceChildren(
+        h("h2", { text: n.id ? "Ändra störning " + n.id : "Ny störning" }),
+        h("div", { "class": "grid2" }, [field("notice-area", "Område (gata, skola, stadsdel)", area),
+          field("notice-keywords", "Nyckelord (kommaseparerade)", keywords), field("notice-url", "Länk", url),
+          field("notice-from", "Gäller från", from), field("notice-until", "Gäller till", until)]),
+        h("div", { "class": "grid2" }, texts.slice(0, 2)),
+        h("details", {}, [h("summary", { text: "Fler språk" }), h("div", { "class": "grid2" }, texts.slice(2))]),
+        problems,
+        h("div", { "class": "toolbar" }, [h("button", { type: "submit", text: n.id ? "Spara ändringen" : "Publicera" }),
+          n.id ? h("button", { type: "button", "class": "secondary", text: "Avbryt", onclick: function () { edit(null); } }) : null]));
+      form.onsubmit = function (e) {
+        e.preventDefault();
+        var body = { area: area.value, keywords: keywords.value, url: url.value, valid_from: from.value, valid_until: until.value, texts: {} };
+        form.querySelectorAll("textarea[data-lang]").forEach(function (ta) { if (ta.value.trim()) body.texts[ta.getAttribute("data-lang")] = ta.value.trim(); });
+        (n.id ? api("PUT", "/admin/notices/" + n.id + q(), body) : api("POST", "/admin/notices" + q(), body)).then(function () {
+          toast("Störningen är sparad och visas i chatten under giltighetstiden.");
+          edit(null); load();
+        }).catch(function (err) {
+          var ps = (err.data && Array.isArray(err.data.detail)) ? err.data.detail : [{ field: "", message: err.message }];
+          problems.replaceChildren(h("ul", {}, ps.map(function (p) { return h("li", { text: (p.field ? p.field + ": " : "") + p.message }); })));
+        });
+      };
+    }
+    function load() {
+      api("GET", "/admin/notices" + q()).then(function (rows) {
+        var now = Date.now() / 1000;
+        list.replaceChildren(table(rows.length + " störningar", ["Område", "Text", "Gäller", "Status", ""], rows.map(function (n) {
+          var status = n.valid_until <= now ? "utgången" : n.valid_from > now ? "kommande" : "aktiv";
+          return [n.area || "hela kommunen", h("span", { dir: "auto", text: n.text }), when(n.valid_from) + " – " + when(n.valid_until),
+            h("span", { "class": "tag " + (status === "aktiv" ? "good" : "missing"), text: status }),
+            h("span", {}, [h("button", { type: "button", "class": "secondary", text: "Ändra", "aria-label": "Ändra störning " + n.id, onclick: function () { edit(n); form.querySelector("input").focus(); } }), " ",
+              h("button", { type: "button", "class": "danger", text: "Ta bort", "aria-label": "Ta bort störning " + n.id, onclick: function () {
+                if (window.confirm("Ta bort störningen?")) api("DELETE", "/admin/notices/" + n.id + q()).then(load);
+              } })])];
+        })));
+      });
+    }
+    edit(null);
+    load();
+    focusTitle();
+  }
+
+  // ------------------------------------------------------------------ dashboard
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, children) {
+    var node = document.createElementNS(SVGNS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { if (k === "text") node.textContent = attrs[k]; else node.setAttribute(k, attrs[k]); });
+    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
+    return node;
+  }
+  function barChart(title, labels, series, colors, summary) {
+    // Vertical (stacked) bars; `series` is a list of arrays of the same length as `labels`.
+    var W = 560, H = 220, pad = 30, n = labels.length;
+    var totals = labels.map(function (_, i) { return series.reduce(function (sum, ser) { return sum + ser[i]; }, 0); });
+    var max = Math.max(1, Math.max.apply(null, totals));
+    var bw = (W - pad - 8) / Math.max(1, n);
+    var svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: "100%", role: "img", "aria-label": title + ": " + summary });
+    svg.appendChild(s("line", { x1: pad, y1: H - 20, x2: W, y2: H - 20, stroke: "#6b6b6b" }));
+    svg.appendChild(s("text", { x: 0, y: 12, text: String(max) }));
+    labels.forEach(function (label, i) {
+      var y = H - 20;
+      series.forEach(function (ser, k) {
+        var hgt = (ser[i] / max) * (H - 40);
+        if (hgt > 0) svg.appendChild(s("rect", { x: pad + i * bw + 1, y: y - hgt, width: Math.max(1, bw - 2), height: hgt, fill: colors[k] }, [s("title", { text: label + ": " + ser[i] })]));
+        y -= hgt;
+      });
+      if (n <= 31 && (n <= 12 || i % Math.ceil(n / 10) === 0)) svg.appendChild(s("text", { x: pad + i * bw, y: H - 6, text: label }));
+    });
+    return svg;
+  }
+  function hbars(title, rows, color) {
+    var W = 560, rowH = 24, H = Math.max(1, rows.length) * rowH + 4, max = Math.max(1, Math.max.apply(null, rows.map(function (r) { return r[1]; }).concat([1])));
+    var svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: "100%", role: "img",
+      "aria-label": title + ": " + rows.map(function (r) { return r[0] + " " + r[1]; }).join(", ") });
+    rows.forEach(function (r, i) {
+      var w = (r[1] / max) * (W - 200);
+      svg.appendChild(s("text", { x: 0, y: i * rowH + 16, text: String(r[0]).slice(0, 28) }));
+      svg.appendChild(s("rect", { x: 180, y: i * rowH + 4, width: Math.max(1, w), height: rowH - 8, fill: color }));
+      svg.appendChild(s("text", { x: 186 + w, y: i * rowH + 16, text: String(r[1]) }));
+    });
+    return svg;
+  }
+  function figure(title, chart, headers, rows) {
+    return h("figure", { "class": "card" }, [h("figcaption", { text: title }), chart,
+      h("details", {}, [h("summary", { text: "Visa som tabell" }), table(title, headers, rows.map(function (r) { return r.map(String); }))])]);
+  }
+  function dashboard() {
+    var days = h("select", { id: "dash-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: d + " dagar", selected: d === 30 }); }));
+    var body = h("div", {});
+    var settings = h("form", { "class": "card", id: "cost-form" });
+    page("Statistik", [h("div", { "class": "toolbar" }, [field("dash-days", "Period", days)]), body, settings]);
+    function load() {
+      api("GET", "/admin/dashboard" + q({ days: days.value })).then(function (d) {
+        var pct = d.deflection_rate == null ? "–" : Math.round(d.deflection_rate * 100) + " %";
+        var sat = d.satisfaction.average == null ? "–" : d.satisfaction.average.toFixed(1) + " av 5";
+        var money = new Intl.NumberFormat("sv-SE", { maximumFractionDigits: 0 }).format(d.saving.amount) + " " + d.saving.currency;
+        var hoursLabels = d.busiest_hours.map(function (_, i) { return String(i); });
+        var langs = Object.keys(d.languages).map(function (l) { return [(NAMES[l] || l), d.languages[l]]; });
+        var dist = ["1", "2", "3", "4", "5"].map(function (k) { return d.satisfaction.distribution[k] || 0; });
+        body.replaceChildren(
+          h("div", { "class": "kpis" }, [
+            kpi("Samtal", d.conversations), kpi("Besvarade utan handläggare", pct + " (" + d.deflected + ")"),
+            kpi("Lämnade till handläggare", d.handed_over), kpi("Nöjdhet", sat + " (" + d.satisfaction.responses + " svar)"),
+            kpi("Uppskattad besparing mot telefon", money)]),
+          h("p", { "class": "muted", text: "Besparing = " + d.saving.formula.replace("deflected", "besvarade av boten").replace("handed over", "lämnade till handläggare")
+            .replace("cost per call", d.saving.cost_per_call + " " + d.saving.currency + " per samtal").replace("cost per call", d.saving.cost_per_call + " " + d.saving.currency)
+            .replace("cost per chat", d.saving.cost_per_chat + " " + d.saving.currency + " per chatt") }),
+          h("div", { "class": "charts" }, [
+            figure("Samtal per dag", barChart("Samtal per dag", d.per_day.map(function (x) { return x.day.slice(5); }),
+              [d.per_day.map(function (x) { return x.bot; }), d.per_day.map(function (x) { return x.handed_over; })], ["#0b4f8a", "#c05600"],
+              d.conversations + " samtal, varav " + d.handed_over + " till handläggare (orange)"),
+              ["Dag", "Boten", "Handläggare"], d.per_day.map(function (x) { return [x.day, x.bot, x.handed_over]; })),
+            figure("Mest trafik per timme", barChart("Meddelanden per timme", hoursLabels, [d.busiest_hours], ["#0b4f8a"],
+              "flest meddelanden klockan " + d.busiest_hours.indexOf(Math.max.apply(null, d.busiest_hours))),
+              ["Timme", "Meddelanden"], d.busiest_hours.map(function (v, i) { return [i + ":00", v]; })),
+            figure("Språk", hbars("Samtal per språk", langs, "#2e6b31"), ["Språk", "Samtal"], langs),
+            figure("Nöjdhet (1–5)", barChart("Nöjdhetsbetyg", ["1", "2", "3", "4", "5"], [dist], ["#6a3d9a"],
+              d.satisfaction.responses + " svar; hjälpte " + d.satisfaction.helpful + ", hjälpte inte " + d.satisfaction.not_helpful),
+              ["Betyg", "Antal"], dist.map(function (v, i) { return [i + 1, v]; })),
+            figure("Vanligaste frågorna", hbars("Vanligaste frågorna", d.top_questions.map(function (x) { return [x.question, x.count]; }), "#0b4f8a"),
+              ["Fråga", "Antal"], d.top_questions.map(function (x) { return [x.question, x.count]; })),
+            figure("Skäl till överlämning", hbars("Skäl till överlämning", Object.keys(d.handoff_reasons).map(function (k) { return [k, d.handoff_reasons[k]]; }), "#c05600"),
+              ["Skäl", "Antal"], Object.keys(d.handoff_reasons).map(function (k) { return [k, d.handoff_reasons[k]]; }))
+          ]));
+      });
+    }
+    function kpi(label, value) { return h("div", { "class": "kpi" }, [h("span", { "class": "value", text: String(value) }), h("span", { text: label })]); }
+    api("GET", "/admin/settings" + q()).then(function (st) {
+      var call = h("input", { type: "number", min: "0", step: "0.5", value: st.cost_per_call });
+      var chat = h("input", { type: "number", min: "0", step: "0.5", value: st.cost_per_chat });
+      var cur = h("input", { value: st.currency, maxlength: "8" });
+      settings.replaceChildren(h("h2", { text: "Kostnader för besparingen" }),
+        h("div", { "class": "grid2" }, [field("cost-call", "Kostnad per telefonsamtal", call), field("cost-chat", "Kostnad per chatt med handläggare", chat), field("cost-currency", "Valuta", cur)]),
+        h("p", {}, [h("button", { type: "submit", text: "Spara kostnader" })]));
+      settings.onsubmit = function (e) {
+        e.preventDefault();
+        api("PUT", "/admin/settings" + q(), { cost_per_call: Number(call.value), cost_per_chat: Number(chat.value), currency: cur.value, required_languages: st.required_languages })
+          .then(function () { toast("Kostnaderna är sparade."); load(); }).catch(function (err) { toast(err.message); });
+      };
+    });
+    days.addEventListener("change", load);
+    load();
+    focusTitle();
+  }
+
+  start();
+})();
