@@ -176,10 +176,10 @@ def grow(seed: list[Entry], n: int, rng: random.Random) -> list[Entry]:
         base = seed[i % len(seed)]
         i += 1
 
-        def perturb(text: str) -> str:
+        def perturb(text: str, tag: int = i) -> str:
             ws = text.split()
             ws = [w for w in ws if rng.random() > 0.15] or ws
-            return " ".join(ws) + f" {i}"
+            return " ".join(ws) + f" {tag}"
 
         out.append(Entry(id=f"{base.id}-copy{i}",
                          questions={k: [perturb(q) for q in v] for k, v in base.questions.items()},
@@ -205,6 +205,11 @@ def prefill_cache(retriever: Retriever, seed: list[Entry], grown: list[Entry], r
             keys.append(retriever.cache.key(retriever._prompt(row), row.text))
             vecs.append(v / np.linalg.norm(v))
     retriever.cache._mem.update(zip(keys, vecs, strict=True))
+
+
+def show(name: str, m: dict, base: dict) -> None:
+    print(f"{name:34s} {m['n']:4d} {m['top1']:6.3f} {m['mrr10']:7.3f}  drop top-1 "
+          f"{100 * (base['top1'] - m['top1']):+.1f} pt, MRR {100 * (base['mrr10'] - m['mrr10']):+.1f} pt")
 
 
 def rss_mb() -> float:
@@ -239,7 +244,8 @@ def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], set
         upsert = time.perf_counter() - t
         rows = sum(s.n for s in retriever._shards.values())
         results.append({"entries": n, "rows": rows, "build_s": build, "upsert_s": upsert,
-                        "p50_ms": 1000 * float(np.percentile(full, 50)), "p95_ms": 1000 * float(np.percentile(full, 95)),
+                        "p50_ms": 1000 * float(np.percentile(full, 50)),
+                        "p95_ms": 1000 * float(np.percentile(full, 95)),
                         "encode_p50_ms": 1000 * float(np.median(encode)),
                         "index_p95_ms": 1000 * float(np.percentile(index_only, 95)), "rss_mb": rss_mb()})
         del retriever
@@ -270,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SweFAQ index: {len(entries)} answers, {time.perf_counter() - t:.1f} s")
             if args.quick:
                 queries = [q for i, q in enumerate(queries) if i % 3 == 0]
-            split = {sp: [(q["question"], q["answer_id"]) for q in queries if q["split"] == sp] for sp in ("dev", "test")}
+            split = {sp: [(q["question"], q["answer_id"]) for q in queries if q["split"] == sp]
+                     for sp in ("dev", "test")}
             print(f"{'SweFAQ (answers only)':34s} {'n':>4s} {'top-1':>6s} {'MRR@10':>7s}")
             clean = {}
             if "swefaq" in parts:
@@ -286,14 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                 changed = sum(1 for (_, c), _ in learner if c)
                 words_changed = sum(c for (_, c), _ in learner)
                 m = rank_metrics(retriever, [(t, g) for (t, _), g in learner])
-                print(f"{f'test, DaLAJ misspellings ({changed} q, {words_changed} w)':34s} {m['n']:4d} {m['top1']:6.3f} "
-                      f"{m['mrr10']:7.3f}  drop top-1 {100 * (base['top1'] - m['top1']):+.1f} pt, MRR "
-                      f"{100 * (base['mrr10'] - m['mrr10']):+.1f} pt")
+                show(f"test, DaLAJ misspellings ({changed} q, {words_changed} w)", m, base)
                 for rate in (0.05, 0.10, 0.20):
                     rng = random.Random(int(rate * 100))
                     m = rank_metrics(retriever, [(keyboard_noise(q, rate, rng), g) for q, g in test])
-                    print(f"{f'test, keyboard noise {int(rate * 100)} %':34s} {m['n']:4d} {m['top1']:6.3f} {m['mrr10']:7.3f}"
-                          f"  drop top-1 {100 * (base['top1'] - m['top1']):+.1f} pt, MRR {100 * (base['mrr10'] - m['mrr10']):+.1f} pt")
+                    show(f"test, keyboard noise {int(rate * 100)} %", m, base)
             print()
 
     seed = load_seed()

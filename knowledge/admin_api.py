@@ -51,7 +51,8 @@ def _required_languages(settings: dict) -> list[str]:
 
 
 def _problems(exc: KbFileError) -> list[dict]:
-    return [{"line": p.line, "entry": p.entry, "field": p.field, "message": p.message} for p in exc.problems]
+    problems = sorted(exc.problems, key=lambda p: (p.line or 0))
+    return [{"line": p.line, "entry": p.entry, "field": p.field, "message": p.message} for p in problems]
 
 
 # ---------------------------------------------------------------- entries

@@ -90,11 +90,13 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
     if not candidates or top < s.clarify_threshold:
         decision, rule, shown = "handoff", f"top score {top:.3f} < clarify threshold {s.clarify_threshold}", []
     elif top >= s.answer_threshold and margin >= s.answer_margin:
-        decision, rule, shown = "answer", f"top {top:.3f} >= {s.answer_threshold} and margin {margin:.3f} >= {s.answer_margin}", candidates
+        rule = f"top {top:.3f} >= {s.answer_threshold} and margin {margin:.3f} >= {s.answer_margin}"
+        decision, shown = "answer", candidates
     else:
         close = [c for c in candidates if c.score >= max(s.clarify_threshold, top - s.clarify_window)][: s.clarify_max]
         if len(close) >= 2:
-            decision, rule, shown = "clarify", f"{len(close)} candidates within {s.clarify_window} of top {top:.3f}", close
+            rule = f"{len(close)} candidates within {s.clarify_window} of top {top:.3f}"
+            decision, shown = "clarify", close
         elif top >= s.answer_threshold:
             decision, rule, shown = "answer", "margin small but no runner-up above the clarify threshold", candidates
         elif len(candidates) >= 2:

@@ -25,6 +25,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -518,6 +519,8 @@ class Embedder:
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self._dim = int(get_dim())
         self.prompts = {k: self.model.prompts.get(k, v) for k, v in PROMPTS.items()}
+        # A fast tokenizer shared by threads can fail ("Already borrowed"); calls are CPU-bound anyway.
+        self._lock = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -538,9 +541,10 @@ class Embedder:
         if not texts:
             return out
         prompt = self.prompts[prompt_name]
-        lengths = [len(ids) for ids in self.tokenizer([prompt + t for t in texts], verbose=False)["input_ids"]]
-        short = [i for i, n in enumerate(lengths) if n <= self.max_tokens]
-        with self._torch.inference_mode():
+        with self._lock, self._torch.inference_mode():
+            encoded = self.tokenizer([prompt + t for t in texts], verbose=False)["input_ids"]
+            lengths = [len(ids) for ids in encoded]
+            short = [i for i, n in enumerate(lengths) if n <= self.max_tokens]
             if short:
                 out[short] = self.model.encode(
                     [texts[i] for i in short],

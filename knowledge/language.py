@@ -21,44 +21,48 @@ DEFAULT = "sv"
 
 _WORD = re.compile(r"[^\W\d_]+")
 
+def _w(text: str) -> set[str]:
+    return set(text.split())
+
+
 # Function words and very common chat words (lower-case, with diacritics).
 STOPWORDS: dict[str, set[str]] = {
-    "sv": set("och att det är jag du vi ni hur var vad när vem vilken vilka kan får måste ska min mitt mina "
+    "sv": _w("och att det är jag du vi ni hur var vad när vem vilken vilka kan får måste ska min mitt mina "
               "en ett den de på för med till från om inte har hej hejsan tack ja nej också eller mig man "
-              "vart varför behöver söka ansöka finns kostar mycket barn kommunen".split()),
-    "en": set("the a an and is are i you we how where what when who which can may must should my to from "
+              "vart varför behöver söka ansöka finns kostar mycket barn kommunen"),
+    "en": _w("the a an and is are i you we how where what when who which can may must should my to from "
               "for with in on of not have hi hello thanks thank yes no or me do does need apply much "
-              "cost child please".split()),
-    "da": set("og at det er jeg du vi hvordan hvor hvad hvornår hvem kan må skal min mit mine en et den "
+              "cost child please"),
+    "da": _w("og at det er jeg du vi hvordan hvor hvad hvornår hvem kan må skal min mit mine en et den "
               "på for med til fra om ikke har hej tak ja nej også eller mig hvad jeg ikke søge koster "
-              "meget børn kommunen af".split()),
-    "no": set("og at det er jeg du vi hvordan hvor hva når hvem kan må skal min mitt mine en et den på "
+              "meget børn kommunen af"),
+    "no": _w("og at det er jeg du vi hvordan hvor hva når hvem kan må skal min mitt mine en et den på "
               "for med til fra om ikke har hei takk ja nei også eller meg søke koster mye barn kommunen "
-              "av ikkje eg".split()),
-    "de": set("und ist ich du wir wie wo was wann wer kann muss soll mein meine ein eine der die das "
+              "av ikkje eg"),
+    "de": _w("und ist ich du wir wie wo was wann wer kann muss soll mein meine ein eine der die das "
               "auf für mit zu von nicht habe hallo danke ja nein auch oder mich kostet viel kinder "
-              "gemeinde bitte".split()),
-    "fi": set("ja on minä sinä me miten missä mitä milloin kuka voi voin voinko pitää minun mun ei "
+              "gemeinde bitte"),
+    "fi": _w("ja on minä sinä me miten missä mitä milloin kuka voi voin voinko pitää minun mun ei "
               "kiitos kyllä hei moi tai myös kun kuinka paljon maksaa lapsi lapsen hakea haen "
-              "kunta kunnan onko mistä".split()),
-    "so": set("iyo waa ma maxaa sidee halkee goorma yaa waxaan waxaad kara karaa rabaa ku ka u la "
-              "aan ah haa maya mahadsanid salaan ii sida intee lacag canug carruurta degmada".split()),
-    "tr": set("ve bir bu ne nasıl nerede ne zaman kim ben sen biz için ile mi mı mu mü değil var yok "
-              "merhaba teşekkür evet hayır çocuk başvuru ücret kadar nereden".split()),
-    "pl": set("i jest nie jak gdzie co kiedy kto ja ty my mogę czy można dla z na do od w się mam "
-              "dzień dobry dziękuję tak dziecko ile kosztuje gminy proszę".split()),
-    "es": set("y es yo tú cómo como dónde donde qué que cuándo quién puedo puede para con en de del la el "
-              "los las no tengo hola gracias sí también niño cuánto cuesta solicitar por".split()),
-    "fr": set("et est je tu nous comment où quoi quand qui peux peut pour avec dans de du la le les "
-              "pas ai bonjour merci oui non aussi enfant combien coûte demander une un".split()),
-    "ku": set("û e ez tu em çawa li ku çi kengî kî dikarim dixwazim ji bo bi de ne heye tune silav "
-              "spas erê na zarok çend kirê serlêdan min".split()),
-    "nl": set("en is ik jij wij hoe waar wat wanneer wie kan moet mijn een het de op voor met naar "
-              "van niet heb hallo dank ja nee ook kind".split()),
-    "it": set("e è io tu come dove cosa quando chi posso può per con in di il la non ho ciao grazie "
-              "sì anche bambino quanto costa".split()),
-    "pt": set("e é eu você como onde que quando quem posso pode para com em de do da não tenho olá "
-              "obrigado sim também criança quanto custa".split()),
+              "kunta kunnan onko mistä"),
+    "so": _w("iyo waa ma maxaa sidee halkee goorma yaa waxaan waxaad kara karaa rabaa ku ka u la "
+              "aan ah haa maya mahadsanid salaan ii sida intee lacag canug carruurta degmada"),
+    "tr": _w("ve bir bu ne nasıl nerede ne zaman kim ben sen biz için ile mi mı mu mü değil var yok "
+              "merhaba teşekkür evet hayır çocuk başvuru ücret kadar nereden"),
+    "pl": _w("i jest nie jak gdzie co kiedy kto ja ty my mogę czy można dla z na do od w się mam "
+              "dzień dobry dziękuję tak dziecko ile kosztuje gminy proszę"),
+    "es": _w("y es yo tú cómo como dónde donde qué que cuándo quién puedo puede para con en de del la el "
+              "los las no tengo hola gracias sí también niño cuánto cuesta solicitar por"),
+    "fr": _w("et est je tu nous comment où quoi quand qui peux peut pour avec dans de du la le les "
+              "pas ai bonjour merci oui non aussi enfant combien coûte demander une un"),
+    "ku": _w("û e ez tu em çawa li ku çi kengî kî dikarim dixwazim ji bo bi de ne heye tune silav "
+              "spas erê na zarok çend kirê serlêdan min"),
+    "nl": _w("en is ik jij wij hoe waar wat wanneer wie kan moet mijn een het de op voor met naar "
+              "van niet heb hallo dank ja nee ook kind"),
+    "it": _w("e è io tu come dove cosa quando chi posso può per con in di il la non ho ciao grazie "
+              "sì anche bambino quanto costa"),
+    "pt": _w("e é eu você como onde que quando quem posso pode para com em de do da não tenho olá "
+              "obrigado sim também criança quanto custa"),
 }
 
 # Letters that point at few languages (Latin script).

@@ -131,13 +131,18 @@ class LexicalIndex:
         norm = float(np.sqrt(((q.data * idf) ** 2).sum())) or 1.0
         return feats, (q.data * idf * idf / norm).astype(np.float32)
 
-    def score_rows(self, query: tuple[np.ndarray, np.ndarray], positions: np.ndarray) -> np.ndarray:
-        """Cosine (TF-IDF) between the query and the rows at `positions`."""
+    def score_rows(self, query: tuple[np.ndarray, np.ndarray], positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(TF-IDF cosine, coverage) of the rows at `positions`. Coverage is the idf-weighted share
+        of the query's n-grams found in the row: a one-word query is fully covered by every entry
+        that has the word, however long the entry's text."""
         feats, weights = query
         if not len(feats) or not len(positions):
-            return np.zeros(len(positions), dtype=np.float32)
+            zero = np.zeros(len(positions), dtype=np.float32)
+            return zero, zero
         sub = self.rows(positions)[:, feats]
-        return np.asarray(sub @ weights).ravel() / self._norms[positions]
+        cosine = np.asarray(sub @ weights).ravel() / self._norms[positions]
+        covered = np.asarray((sub > 0).astype(np.float32) @ weights).ravel() / max(float(weights.sum()), 1e-9)
+        return cosine, covered
 
     def top(self, query: tuple[np.ndarray, np.ndarray], k: int, alive: np.ndarray) -> np.ndarray:
         """Positions of up to `k` best rows; very common n-grams are skipped (they only add noise)."""

@@ -372,13 +372,16 @@ class Retriever:
                 return []
             all_pos = np.concatenate([p for _, p in cand])
             dense = shard.vecs[all_pos] @ qv
-            lex = shard.lex.score_rows(lq, all_pos)
+            lex_cos, lex_cov = shard.lex.score_rows(lq, all_pos)
             rows = [shard.rows[p] for p in all_pos]
-        return self._score(cand, rows, dense, lex, language)[:top_k]
+        return self._score(cand, rows, dense, lex_cos, lex_cov, language)[:top_k]
 
-    def _score(self, cand, rows: list[Row], dense: np.ndarray, lex: np.ndarray, language: str | None):
+    def _score(self, cand, rows: list[Row], dense: np.ndarray, lex_cos: np.ndarray, lex_cov: np.ndarray,
+               language: str | None):
         s = self.settings
         is_q = np.array([r.kind == QUESTION for r in rows])
+        # Coverage only on question rows: any long answer covers a short query's n-grams.
+        lex = np.where(is_q, (1 - s.lexical_coverage) * lex_cos + s.lexical_coverage * lex_cov, lex_cos)
         d_cal = np.where(is_q, _calibrate(dense, s.question_cos_lo, s.question_cos_hi),
                          _calibrate(dense, s.answer_cos_lo, s.answer_cos_hi))
         if not s.lexical_chunks:  # a sentence shares few n-grams: its TF-IDF cosine is noise

@@ -11,11 +11,10 @@ from pathlib import Path
 
 from knowledge.decision import decide
 from knowledge.embedding import Embedder
-from knowledge.language import detect_language
-from knowledge.retrieval import Retriever
-
 from knowledge.entries import Entry
+from knowledge.language import detect_language
 from knowledge.notices import NoticeStore
+from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
 

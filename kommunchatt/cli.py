@@ -67,18 +67,46 @@ def _user(args: argparse.Namespace) -> int:
         for user in store.list():
             print(f"{user['username']}\t{user['role']}\t{','.join(user['languages'])}\t{','.join(user['municipalities'])}")
         return 0
+    if args.action in ("set", "disable", "enable"):
+        return _user_change(store, args)
     password = args.password or os.environ.get("KOMMUNCHATT_PASSWORD")
     if not password:
         password = getpass.getpass(f"password for {args.name}: ")
     try:
         user = store.create(
-            args.name, password, role=args.role, languages=args.languages.split(","),
-            municipalities=args.municipalities.split(","), max_chats=args.max_chats,
+            args.name, password, role=args.role or "agent", languages=(args.languages or "sv").split(","),
+            municipalities=(args.municipalities or "default").split(","), max_chats=args.max_chats or 3,
+            display_name=args.display_name,
         )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"created {user['role']} '{user['username']}'")
+    return 0
+
+
+def _user_change(store, args: argparse.Namespace) -> int:
+    """`user set NAME --max-chats 5 ...` changes only the options given; disable/enable a login."""
+    user = next((u for u in store.list() if u["username"] == args.name), None)
+    if not user:
+        print(f"error: no user named '{args.name}'", file=sys.stderr)
+        return 1
+    values: dict = {"active": args.action == "enable"} if args.action != "set" else {}
+    if args.action == "set":
+        for key in ("role", "display_name", "max_chats", "status"):
+            if getattr(args, key) is not None:
+                values[key] = getattr(args, key)
+        for key in ("languages", "municipalities"):
+            if getattr(args, key):
+                values[key] = getattr(args, key).split(",")
+        if args.password:
+            if len(args.password) < 8:
+                print("error: the password must have at least 8 characters", file=sys.stderr)
+                return 1
+            values["password"] = args.password
+    if values:
+        store.update(user["id"], **values)
+    print(f"{args.action}: '{args.name}' " + ", ".join(sorted(k for k in values if k != "password")))
     return 0
 
 
@@ -104,14 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     kb.add_argument("--municipality", default="default")
     kb.set_defaults(func=_kb)
 
-    user = sub.add_parser("user", help="staff users: add, list")
-    user.add_argument("action", choices=["add", "list"])
+    user = sub.add_parser("user", help="staff users: add, list, set (change), disable, enable")
+    user.add_argument("action", choices=["add", "list", "set", "disable", "enable"])
     user.add_argument("name", nargs="?")
-    user.add_argument("--role", default="agent", choices=["agent", "webmaster", "admin"])
+    user.add_argument("--role", choices=["agent", "webmaster", "admin"], help="add: agent by default")
     user.add_argument("--password", help="or set KOMMUNCHATT_PASSWORD, or be asked")
-    user.add_argument("--languages", default="sv", help="comma-separated, e.g. sv,en,ar")
-    user.add_argument("--municipalities", default="default", help="comma-separated municipality ids")
-    user.add_argument("--max-chats", type=int, default=3)
+    user.add_argument("--languages", help="comma-separated, e.g. sv,en,ar (add: sv)")
+    user.add_argument("--municipalities", help="comma-separated municipality ids (add: default)")
+    user.add_argument("--max-chats", type=int, help="concurrent chats (add: 3)")
+    user.add_argument("--display-name", help="the name citizens see")
+    user.add_argument("--status", choices=["available", "away", "offline"])
     user.set_defaults(func=_user)
 
     serve = sub.add_parser("serve", help="run the service (HTTP API, web pages)")
@@ -120,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
 
     args = parser.parse_args(argv)
-    if args.command == "user" and args.action == "add" and not args.name:
-        parser.error("user add needs a NAME")
+    if args.command == "user" and args.action != "list" and not args.name:
+        parser.error(f"user {args.action} needs a NAME")
     return args.func(args)
 
 

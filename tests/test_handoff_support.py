@@ -29,7 +29,8 @@ class Service:
     """One `kommunchatt serve` process on a data dir; can be stopped, killed and started again."""
 
     def __init__(self, data_dir: Path, model_path: Path, database_url: str | None = None,
-                 redis_url: str | None = None, port: int | None = None, grace_s: float = 3.0, kb: bool = False):
+                 redis_url: str | None = None, port: int | None = None, grace_s: float = 3.0,
+                 kb: Path | None = None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,9 +47,13 @@ class Service:
         if redis_url:
             self.env["REDIS_URL"] = redis_url
         self.process: subprocess.Popen | None = None
+        self.admin_token: str | None = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if kb:
-            self.cli("kb", "import", str(ROOT / "data" / "knowledge"))
+        if kb:  # a small knowledge base; its vectors are cached between runs (the cache is keyed by content)
+            cache = ROOT / "var" / "test-handoff-index"
+            cache.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "index").symlink_to(cache, target_is_directory=True)
+            self.cli("kb", "import", str(kb))
 
     def cli(self, *args: str) -> str:
         result = subprocess.run([KOMMUNCHATT, *args], env={**self.env, "KOMMUNCHATT_PASSWORD": PASSWORD},
@@ -60,7 +65,7 @@ class Service:
     def token(self) -> str:
         return self.env.get("KOMMUNCHATT_INTERNAL_TOKEN") or (self.data_dir / "internal-token").read_text().strip()
 
-    def start(self, timeout: float = 180) -> Service:
+    def start(self, timeout: float = 300) -> Service:
         log = open(self.data_dir / f"service-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen([KOMMUNCHATT, "serve"], env=self.env, stdout=log, stderr=log)
         deadline = time.time() + timeout
@@ -88,10 +93,19 @@ class Service:
 
     def agent(self, name: str, languages: str = "sv,en", municipalities: str = "default", max_chats: int = 3,
               role: str = "agent") -> str:
-        """Create a user with the CLI; returns a session token."""
-        self.cli("user", "add", name, "--role", role, "--languages", languages, "--municipalities", municipalities,
-                 "--max-chats", str(max_chats))
-        return self.login(name)
+        """Create a user (with the CLI, or through the admin API once there is an admin); returns a session token."""
+        if self.admin_token:
+            created = self.staff(self.admin_token).post("/api/v1/admin/users", json={
+                "username": name, "password": PASSWORD, "role": role, "languages": languages.split(","),
+                "municipalities": municipalities.split(","), "max_chats": max_chats})
+            created.raise_for_status()
+        else:
+            self.cli("user", "add", name, "--role", role, "--languages", languages, "--municipalities",
+                     municipalities, "--max-chats", str(max_chats))
+        token = self.login(name)
+        if role == "admin" and not self.admin_token:
+            self.admin_token = token
+        return token
 
     def login(self, name: str) -> str:
         response = httpx.post(f"{self.url}/api/v1/auth/login", json={"username": name, "password": PASSWORD})

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +28,21 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 AXE = ROOT / "web" / "vendor" / "axe-core" / "axe.min.js"
+# The retrieval index caches vectors by content: sharing it between test runs saves minutes of encoding.
+INDEX_CACHE = Path(tempfile.gettempdir()) / "kommunchatt-test-index"
+
+
+def warm_index(data_dir: Path) -> None:
+    """Start a fresh data dir with the vectors earlier test runs computed."""
+    if INDEX_CACHE.is_dir() and not (data_dir / "index").exists():
+        shutil.copytree(INDEX_CACHE, data_dir / "index")
+
+
+def keep_index(data_dir: Path) -> None:
+    if (data_dir / "index").is_dir():
+        shutil.rmtree(INDEX_CACHE, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            shutil.copytree(data_dir / "index", INDEX_CACHE)
 
 
 class Service:
@@ -49,12 +66,13 @@ def service_only(data_dir: Path):
     env.pop("REDIS_URL", None)
     os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(model))
     seed_knowledge(data_dir, None, log=lambda *_: None)
+    warm_index(data_dir)
     log = open(data_dir / "service.log", "ab")  # noqa: SIM115 - the child keeps it open
     process = subprocess.Popen([sys.executable, "-m", "kommunchatt.cli", "serve"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError((data_dir / "service.log").read_text(errors="replace")[-3000:])
@@ -63,9 +81,10 @@ def service_only(data_dir: Path):
                     break
             time.sleep(0.3)
         else:
-            raise RuntimeError("the service did not start within 120 s")
+            raise RuntimeError("the service did not start within 600 s")
         yield Service(url, data_dir, process)
     finally:
+        keep_index(data_dir)
         process.terminate()
         try:
             process.wait(timeout=15)

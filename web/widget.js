@@ -163,12 +163,23 @@
     ".bar{display:flex;gap:8px;padding:8px 12px;border-top:1px solid #c6c6c6;background:#fff}",
     ".human{min-height:40px;padding:6px 12px;border:2px solid #0b4f8a;border-radius:6px;background:#fff;color:#0b4f8a;cursor:pointer;font-weight:600}",
     ".human:disabled{border-color:#767676;color:#4a4a4a;cursor:default}",
-    "form{display:flex;gap:8px;align-items:flex-end;padding:8px 12px 12px;background:#fff}",
-    "form label{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",
+    ".compose{display:flex;gap:8px;align-items:flex-end;padding:8px 12px 12px;background:#fff}",
+    ".compose label{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",
     "textarea{flex:1 1 auto;min-height:44px;max-height:120px;padding:8px;border:2px solid #6b6b6b;border-radius:8px;resize:vertical;background:#fff;color:#1b1b1b}",
     ".send{min-height:44px;padding:8px 16px;border:0;border-radius:8px;background:#0b4f8a;color:#fff;cursor:pointer;font-weight:600}",
     ".send:hover{background:#083b68}",
-    ".error{padding:0 12px;color:#a4000f;font-size:14px}"
+    ".error{padding:0 12px;color:#a4000f;font-size:14px}",
+    ".rating{display:block;padding:6px 0;align-self:stretch}",
+    ".rating fieldset{border:0;margin:0;padding:0}",
+    ".stars{display:flex;gap:6px}",
+    ".star{position:relative;display:inline-flex}",
+    ".star input{position:absolute;opacity:0;width:44px;height:44px;margin:0;cursor:pointer}",
+    ".star span[aria-hidden]{display:inline-flex;align-items:center;justify-content:center;width:44px;height:44px;border:2px solid #0b4f8a;border-radius:50%;background:#fff;color:#0b4f8a;font-weight:700}",
+    ".star input:checked+span{background:#0b4f8a;color:#fff}",
+    ".star input:focus-visible+span{outline:3px solid #1b1b1b;outline-offset:2px}",
+    ".rating .lbl{display:block;margin:6px 0 2px;font-size:14px}",
+    ".rating textarea{width:100%;min-height:44px;margin-bottom:6px}",
+    ".thanks{margin:4px 0;font-size:14px}"
   ].join("\n");
 
   var host = h("div", { id: "kommunchatt", "data-municipality": MUNICIPALITY });
@@ -204,7 +215,14 @@
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
     } });
   ui.send = h("button", { "class": "send", type: "submit" });
-  ui.form = h("form", { onsubmit: function (e) { e.preventDefault(); submit(); } }, [ui.inputLabel, ui.input, ui.send]);
+  var lastTyping = 0;
+  ui.input.addEventListener("input", function () {
+    // The agent sees that the citizen is typing (at most every 3 s; the bot does not need it).
+    if (state.conv !== "agent" || !ws || ws.readyState !== 1 || Date.now() - lastTyping < 3000) return;
+    lastTyping = Date.now();
+    ws.send(JSON.stringify({ type: "typing", typing: true }));
+  });
+  ui.form = h("form", { "class": "compose", onsubmit: function (e) { e.preventDefault(); submit(); } }, [ui.inputLabel, ui.input, ui.send]);
   ui.panel = h("section", { id: "kc-panel", "class": "panel", role: "dialog", "aria-modal": "false",
     "aria-labelledby": "kc-title", hidden: true,
     onkeydown: function (e) { if (e.key === "Escape") { e.preventDefault(); setOpen(false, true); } } },
@@ -315,6 +333,7 @@
     if (url && text.indexOf(msg.url) < 0) {
       li.appendChild(h("a", { href: url, target: "_blank", rel: "noopener noreferrer", "class": "source", text: t("link") }));
     }
+    if (msg.custom && msg.custom.kind === "rating_request") li.appendChild(ratingForm(msg));
     if (msg.buttons && msg.buttons.length) {
       li.appendChild(h("div", { "class": "choices", role: "group", "aria-label": label || t("bot") },
         msg.buttons.map(function (b) {
@@ -323,6 +342,32 @@
         })));
     }
     return li;
+  }
+  function ratingForm(msg) {
+    // After an agent closes the chat: 1-5 and an optional comment (POST .../rating).
+    var key = "rated:" + msg.id;
+    var name = "kc-rate-" + msg.id;
+    if (load("sessionStorage", KEY + ":" + key)) return h("p", { "class": "thanks", text: t("rating_thanks") });
+    var comment = h("textarea", { id: name + "-c", rows: "2", maxlength: "2000" });
+    var status = h("p", { role: "status" });
+    var legend = h("legend", { "class": "vh", text: msg.text });
+    var radios = [1, 2, 3, 4, 5].map(function (n) {
+      return h("label", { "class": "star" }, [h("input", { type: "radio", name: name, value: String(n), required: n === 1 }),
+        h("span", { "aria-hidden": "true", text: String(n) }), h("span", { "class": "vh", text: t("rating_score", { score: n }) })]);
+    });
+    var form = h("form", { "class": "rating", onsubmit: function (e) {
+      e.preventDefault();
+      var chosen = form.querySelector("input[name='" + name + "']:checked");
+      if (!chosen || !state.session) return;
+      api("POST", "/chat/sessions/" + state.session + "/rating", { score: Number(chosen.value), comment: comment.value.trim() || null })
+        .then(function () {
+          save("sessionStorage", KEY + ":" + key, true);
+          form.replaceWith(h("p", { "class": "thanks", role: "status", text: t("rating_thanks") }));
+        }).catch(function () { status.textContent = t("not_sent"); });
+    } }, [h("fieldset", {}, [legend, h("div", { "class": "stars" }, radios)]),
+      h("label", { "for": name + "-c", "class": "lbl", text: t("rating_comment") }), comment,
+      h("button", { "class": "send", type: "submit", text: t("rating_send") }), status]);
+    return form;
   }
   function insertSorted(node, id) {
     var items = ui.log.querySelectorAll("li[data-id]");
@@ -579,7 +624,7 @@
       try { data = JSON.parse(event.data); } catch (e) { return; }
       if (data.type === "message") ingest([data], true);
       else if (data.type === "state") setConversation(data.state, data);
-      else if (data.type === "typing") showTyping(true, 6);
+      else if (data.type === "typing" && data.sender !== "citizen") showTyping(data.typing !== false, 8);
     };
     socket.onclose = function (event) {
       if (ws === socket) ws = null;

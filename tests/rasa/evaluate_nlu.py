@@ -13,6 +13,7 @@ Prints per-language accuracy and every misclassified example.
 import argparse
 import asyncio
 import glob
+import logging
 import os
 import sys
 from collections import defaultdict
@@ -50,6 +51,11 @@ def load_examples(path: str) -> list[tuple[str, str, str]]:
 
 async def predict(model: str, texts: list[str]) -> list[str]:
     from rasa.core.agent import Agent
+    from rasa.utils.common import configure_logging_and_warnings
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_logging_and_warnings(logging.WARNING)
+    configure_structlog(logging.WARNING)
 
     agent = Agent.load(model)
     results = []
