@@ -26,24 +26,13 @@ logger = logging.getLogger(__name__)
 DomainDict = dict[str, Any]
 
 
-def _awaiting_set_in_last_bot_turn(tracker: Tracker) -> bool:
-    """True if `awaiting` was set between the previous and the current user message."""
-    seen_current_user = False
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            if seen_current_user:
-                return False
-            seen_current_user = True
-        elif seen_current_user and event.get("event") == "slot" and event.get("name") == "awaiting":
-            return True
-    return False
-
-
 class ActionSessionSlots(Action):
     """Custom slot mapping run by action_extract_slots on every user message.
 
-    Sets `language` and `municipality` from the message metadata the service sends, and clears
-    a stale `awaiting` so a later "yes"/"no" is not read as an answer to an old question.
+    Sets `language` and `municipality` from the message metadata the service sends, and moves
+    `pending` (what the bot's previous turn asked) into `awaiting`, which the rules read. So
+    `awaiting` is valid for exactly one user turn and never changes while the bot responds
+    (a featurized slot changing mid-turn would break the rules' action_listen prediction).
     """
 
     def name(self) -> str:
@@ -59,8 +48,11 @@ class ActionSessionSlots(Action):
         municipality = meta.get("municipality")
         if municipality and municipality != tracker.get_slot("municipality"):
             events.append(SlotSet("municipality", str(municipality)))
-        if tracker.get_slot("awaiting") and not _awaiting_set_in_last_bot_turn(tracker):
-            events.append(SlotSet("awaiting", None))
+        pending = tracker.get_slot("pending")
+        if pending != tracker.get_slot("awaiting"):
+            events.append(SlotSet("awaiting", pending))
+        if pending is not None:
+            events.append(SlotSet("pending", None))
         return events
 
 
@@ -114,7 +106,7 @@ class ActionAnswer(Action):
         dispatcher.utter_message(json_message={"kind": "clarify", "decision": "clarify",
                                                "entry_ids": [a.get("id") for a in answers]})
         return [SlotSet("candidates", [_candidate(a, result) for a in answers]),
-                SlotSet("awaiting", "clarify")]
+                SlotSet("pending", "clarify")]
 
 
 class ActionChooseEntry(Action):
@@ -132,7 +124,7 @@ class ActionChooseEntry(Action):
                 chosen = candidate
         if chosen is None:
             dispatcher.utter_message(response="utter_ask_rephrase")
-            return [SlotSet("awaiting", None), SlotSet("candidates", None)]
+            return [SlotSet("candidates", None)]
         return send_answer(dispatcher, chosen, language(tracker), chosen.get("answer_language"),
                            chosen.get("notice"), "clarify_choice")
 
@@ -160,7 +152,7 @@ class ActionFeedback(Action):
                 logger.warning("feedback for %s not recorded", entry_id)
         if helped:
             dispatcher.utter_message(response="utter_glad_to_help")
-            return [SlotSet("awaiting", None), SlotSet("failed_turns", 0.0)]
+            return [SlotSet("failed_turns", 0.0)]
 
         failed = float(tracker.get_slot("failed_turns") or 0) + 1
         events: list[EventType] = [SlotSet("failed_turns", failed), SlotSet("candidates", None)]
@@ -168,7 +160,7 @@ class ActionFeedback(Action):
             reason = "negative_feedback" if awaiting == "feedback" else "failed_turns"
             return events + offer_human(dispatcher, "utter_offer_human", reason)
         dispatcher.utter_message(response="utter_ask_rephrase")
-        return events + [SlotSet("awaiting", None)]
+        return events
 
 
 class ActionHandoff(Action):
@@ -199,7 +191,7 @@ class ActionInsult(Action):
             return [SlotSet("insults", count)] + offer_human(
                 dispatcher, "utter_insult_offer_human", "abuse")
         dispatcher.utter_message(response="utter_insult_reply")
-        return [SlotSet("insults", count), SlotSet("awaiting", None)]
+        return [SlotSet("insults", count)]
 
 
 class ActionSwitchLanguage(Action):
@@ -225,7 +217,7 @@ class ActionSwitchLanguage(Action):
                         "payload": f'/switch_language{{"target_language":"{code}"}}'}
                        for code in SUPPORTED]
             dispatcher.utter_message(response=response, buttons=buttons)
-            return [SlotSet("awaiting", None)]
+            return []
         try:
             service.set_language(tracker.sender_id, target)
         except service.ServiceError:
@@ -238,4 +230,4 @@ class ActionSwitchLanguage(Action):
         else:
             dispatcher.utter_message(response="utter_language_switched")
         dispatcher.utter_message(json_message={"kind": "language", "language": target})
-        return [SlotSet("language", target), SlotSet("awaiting", None)]
+        return [SlotSet("language", target)]

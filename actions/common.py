@@ -78,14 +78,14 @@ def send_answer(dispatcher: CollectingDispatcher, entry: dict[str, Any], lang: s
         "score": entry.get("score"), "answer_language": answer_language,
     })
     dispatcher.utter_message(response="utter_did_that_help")
-    return [SlotSet("awaiting", "feedback"), SlotSet("last_entry_id", entry.get("id")),
+    return [SlotSet("pending", "feedback"), SlotSet("last_entry_id", entry.get("id")),
             SlotSet("candidates", None)]
 
 
 def offer_human(dispatcher: CollectingDispatcher, response: str, reason: str) -> list[EventType]:
     """Asks whether the citizen wants a person; the rules route the yes/no."""
     dispatcher.utter_message(response=response)
-    return [SlotSet("awaiting", "offer_human"), SlotSet("handoff_reason", reason)]
+    return [SlotSet("pending", "offer_human"), SlotSet("handoff_reason", reason)]
 
 
 def _format_opens_at(value: Any) -> str | None:
@@ -104,7 +104,7 @@ def perform_handoff(dispatcher: CollectingDispatcher, tracker: Tracker,
     posting; `EXTERNAL_handback` resumes it). Closed: the out-of-hours message and the call-back
     form. Service down: an apology, never silence.
     """
-    resets = [SlotSet("awaiting", None), SlotSet("failed_turns", 0.0), SlotSet("insults", 0.0),
+    resets = [SlotSet("failed_turns", 0.0), SlotSet("insults", 0.0),
               SlotSet("handoff_reason", None)]
     try:
         result = service.handoff(tracker.sender_id, reason)

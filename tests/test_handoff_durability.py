@@ -35,9 +35,7 @@ async def test_restart_in_the_middle_loses_nothing(database, kill, tmp_path, mod
         chats = [svc.citizen("sv", text=f"fråga {i}") for i in range(3)]
         waiting = [svc.citizen("sv", text=f"väntar {i}") for i in range(2)]
         agent = await Socket.agent(svc, token)
-        for _ in chats:
-            await agent.wait(lambda e: e["type"] == "chat")
-        held = {e["conversation"]["id"] for e in agent.of_type("chat")}
+        held = {e["conversation"]["id"] for e in await agent.wait_count(lambda e: e["type"] == "chat", 3)}
         assert held == set(chats)
         citizens = {sid: await Socket.citizen(svc, sid) for sid in chats}
 
@@ -63,9 +61,8 @@ async def test_restart_in_the_middle_loses_nothing(database, kill, tmp_path, mod
 
         # The agent comes back within the grace period: the same chats, with every message.
         agent = await Socket.agent(svc, token)
-        for _ in chats:
-            await agent.wait(lambda e: e["type"] == "chat")
-        back = {e["conversation"]["id"]: e["conversation"] for e in agent.of_type("chat")}
+        back = {e["conversation"]["id"]: e["conversation"]
+                for e in await agent.wait_count(lambda e: e["type"] == "chat", 3)}
         assert set(back) == set(chats)
         for cid, (sid, text) in sent_by_citizen.items():
             assert sum(m["text"] == text and m["sender"] == "citizen" for m in back[sid]["messages"]) == 1, cid

@@ -198,6 +198,19 @@ class Socket:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), remaining)
 
+    async def wait_count(self, predicate, count: int, timeout: float = 20.0) -> list[dict]:
+        """Until `count` events match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events if predicate(e)]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(found)} of {count} events; last: {self.events[-5:]}")
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), max(0.01, deadline - time.monotonic()))
+
     def of_type(self, kind: str) -> list[dict]:
         return [e for e in self.events if e.get("type") == kind]
 

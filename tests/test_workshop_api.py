@@ -13,10 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from handoff.conversations import ConversationStore
 from knowledge.kbfile import parse_text
-from kommunchatt.db import conversations, make_engine
-from tests.test_workshop_helpers import login, service_only
+from kommunchatt.db import make_engine
+from tests.test_workshop_helpers import login, service_only, store_conversation
 
 ORIGIN = "http://site.example"
 
@@ -157,16 +156,7 @@ def test_notices_banner_and_answered_first(service, webmaster):
 
 
 def _conversation(service, language: str, turns: list[tuple], days_ago: float = 0.0, **columns) -> str:
-    """Store one conversation the way the chat service, the actions and the agents do."""
-    store = ConversationStore(service.engine)
-    conv = store.create("default", language)
-    for sender, text, custom in turns:
-        store.add_message(conv["id"], sender, text, {"custom": custom} if custom else None)
-    created = time.time() - days_ago * 86400
-    with service.engine.begin() as conn:
-        conn.execute(conversations.update().where(conversations.c.id == conv["id"])
-                     .values(created_at=created, **columns))
-    return conv["id"]
+    return store_conversation(service.engine, language, turns, days_ago, **columns)
 
 
 def test_unanswered_questions_are_grouped_with_counts_and_agents_drafts(service, webmaster):

@@ -167,3 +167,18 @@ def axe_violations(page, context_selector: str | None = None) -> list[dict]:
         context_selector,
     )
     return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+def store_conversation(engine, language: str, turns: list[tuple], days_ago: float = 0.0, **columns) -> str:
+    """Store one conversation as the chat service, the Rasa actions and the agents do: (sender, text, custom)."""
+    from handoff.conversations import ConversationStore
+    from kommunchatt.db import conversations
+
+    store = ConversationStore(engine)
+    conv = store.create("default", language)
+    for sender, text, custom in turns:
+        store.add_message(conv["id"], sender, text, {"custom": custom} if custom else None)
+    with engine.begin() as conn:
+        conn.execute(conversations.update().where(conversations.c.id == conv["id"])
+                     .values(created_at=time.time() - days_ago * 86400, **columns))
+    return conv["id"]
