@@ -97,7 +97,7 @@ class ActionAnswer(Action):
     def _clarify(dispatcher: CollectingDispatcher, domain: DomainDict, lang: str,
                  result: dict[str, Any], answers: list[dict[str, Any]]) -> list[EventType]:
         buttons = [{"title": str(a.get("question") or a.get("id")),
-                    "payload": "/choose_entry" + json.dumps({"entry_id": a.get("id")},
+                    "payload": "/choose_entry" + json.dumps({"entry_id": a.get("id")}, separators=(",", ":"),
                                                             ensure_ascii=False)}
                    for a in answers]
         none_title = localized_text(domain, "utter_button_none_of_these", lang) or "Inget av dessa"

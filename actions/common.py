@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import ConversationPaused, EventType, FollowupAction, SlotSet
+from rasa_sdk.events import ActionExecuted, ConversationPaused, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import service
@@ -131,4 +131,6 @@ def perform_handoff(dispatcher: CollectingDispatcher, tracker: Tracker,
         "kind": "handoff", "state": result.get("state", "queued"), "position": position,
         "estimated_wait_seconds": wait, "reason": reason,
     })
-    return resets + [ConversationPaused()]
+    # The explicit action_listen lets the rules match the next user turn (e.g. the
+    # EXTERNAL_handback the service triggers after resuming the conversation).
+    return resets + [ConversationPaused(), ActionExecuted("action_listen")]

@@ -221,6 +221,18 @@ def prepare(data_dir: Path, database_url: str | None = None, log=print) -> Path:
     return model
 
 
+def warm_index(data_dir: Path, log=print) -> None:
+    """Encode the seed knowledge base into the vector cache, so the service starts without encoding."""
+    from knowledge.embedding import Embedder, model_dir
+    from knowledge.kbfile import load_path
+    from knowledge.retrieval import Retriever
+
+    started = time.monotonic()
+    retriever = Retriever(Embedder(model_dir(data_dir)), cache_dir=data_dir / "index")
+    retriever.rebuild(load_path(ROOT / "data" / "knowledge"))
+    log(f"vector cache ready ({time.monotonic() - started:.1f} s)")
+
+
 def seed_knowledge(data_dir: Path, url: str | None = None, log=print) -> None:
     """Load data/knowledge into an empty default municipality (never over a webmaster's edits)."""
     from knowledge.kbfile import load_path
@@ -241,7 +253,9 @@ def seed_knowledge(data_dir: Path, url: str | None = None, log=print) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Start Kommunchatt: service, Rasa and action server.")
-    parser.add_argument("--prepare-only", action="store_true", help="build models and seed data, then exit")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="build models, seed data and the vector cache, then exit"
+    )
     args = parser.parse_args()
     data_dir = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", "var")).resolve()
     system = System(
@@ -258,6 +272,7 @@ def main() -> int:
             system.check_ports()
         model = prepare(data_dir, system.database_url)
         if args.prepare_only:
+            warm_index(data_dir)
             return 0
         system.start(model)
         system.wait_ready()

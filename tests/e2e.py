@@ -13,11 +13,21 @@ from kommunchatt.runner import System, free_port, prepare
 from tests.conftest import ROOT, SHARED_DATA
 
 
+def prime_data_dir(data_dir: Path) -> None:
+    """Share the seed's vector cache (content-addressed, so safe to copy): no test re-encodes the seed."""
+    import shutil
+
+    vectors = SHARED_DATA / "index" / "vectors"
+    if vectors.exists():
+        shutil.copytree(vectors, data_dir / "index" / "vectors", dirs_exist_ok=True)
+
+
 @contextlib.contextmanager
 def running_system(data_dir: Path, database_url: str | None = None, redis_url: str | None = None):
     """Start service, Rasa and actions on free ports; models are shared with `make run`."""
     os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(SHARED_DATA / "models" / "multilingual-e5-small"))
     os.environ.setdefault("KOMMUNCHATT_RASA_MODELS", str(SHARED_DATA / "rasa-models"))
+    prime_data_dir(data_dir)
     model = prepare(data_dir, database_url, log=lambda *_: None)
     system = System(
         data_dir=data_dir, service_port=free_port(), rasa_port=free_port(), actions_port=free_port(),
@@ -44,6 +54,7 @@ def running_service(data_dir: Path, database_url: str | None = None, redis_url: 
     from kommunchatt.runner import seed_knowledge
 
     os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(SHARED_DATA / "models" / "multilingual-e5-small"))
+    prime_data_dir(data_dir)
     seed_knowledge(data_dir, database_url, log=lambda *_: None)
     system = System(data_dir=data_dir, service_port=port or free_port(), database_url=database_url,
                     redis_url=redis_url, rasa_port=free_port(), actions_port=free_port())

@@ -138,7 +138,7 @@
     ".status{padding:0 12px;font-size:14px;color:#1b1b1b;background:#e8f0f8}",
     ".status:not(:empty){padding:6px 12px;border-bottom:1px solid #c6d4e1}",
     ".log{flex:1 1 auto;margin:0;padding:12px;list-style:none;overflow-y:auto;background:#fafafa}",
-    ".log li{display:flex;flex-direction:column;margin:0 0 10px}",
+    ".log .msg{display:flex;flex-direction:column;margin:0 0 10px}",
     ".bubble{max-width:88%;padding:8px 12px;border-radius:12px;white-space:pre-wrap;overflow-wrap:anywhere}",
     ".bot .bubble,.agent .bubble{align-self:flex-start;background:#e9eef3;border-start-start-radius:3px}",
     ".agent .bubble{background:#e6f2e8}",
@@ -203,7 +203,7 @@
   ui.notices = h("section", { "class": "notices", "aria-labelledby": "kc-notices-title", hidden: true },
     [ui.noticeTitle, ui.noticeList]);
   ui.status = h("div", { "class": "status", role: "status" });
-  ui.log = h("ol", { "class": "log", role: "log", "aria-live": "polite", tabindex: "0", id: "kc-log" });
+  ui.log = h("div", { "class": "log", role: "log", "aria-live": "polite", tabindex: "0", id: "kc-log" });
   ui.typingText = h("span");
   ui.typing = h("div", { "class": "typing", hidden: true }, [h("span", { "class": "dots", "aria-hidden": "true" },
     [h("span"), h("span"), h("span")]), " ", ui.typingText]);
@@ -325,7 +325,7 @@
   function messageNode(msg) {
     var text = msg.text;
     if (msg.sender === "citizen" && text.charAt(0) === "/") text = buttonTitle(text, msg.id) || "";
-    var li = h("li", { "class": "msg " + msg.sender, "data-id": String(msg.id) });
+    var li = h("div", { "class": "msg " + msg.sender, "data-id": String(msg.id) });
     var label = who(msg.sender, msg);
     if (label) li.appendChild(h("span", { "class": msg.sender === "bot" ? "vh" : "who", text: label + ":" }));
     if (text) li.appendChild(h("div", { "class": "bubble", dir: "auto" }, linkify(text)));
@@ -370,16 +370,16 @@
     return form;
   }
   function insertSorted(node, id) {
-    var items = ui.log.querySelectorAll("li[data-id]");
+    var items = ui.log.querySelectorAll(".msg[data-id]");
     for (var i = 0; i < items.length; i++) {
       if (Number(items[i].getAttribute("data-id")) > id) { ui.log.insertBefore(node, items[i]); return; }
     }
-    var firstPending = ui.log.querySelector("li.pending");
+    var firstPending = ui.log.querySelector(".msg.pending");
     ui.log.insertBefore(node, firstPending);
   }
   function refreshChoices() {
     // Only the buttons after the citizen's latest message can still be chosen.
-    var items = ui.log.querySelectorAll("li[data-id]");
+    var items = ui.log.querySelectorAll(".msg[data-id]");
     var lastCitizen = -1;
     for (var i = 0; i < items.length; i++) if (items[i].classList.contains("citizen")) lastCitizen = i;
     for (var j = 0; j < items.length; j++) {
@@ -405,7 +405,7 @@
   }
   function renderAll() {
     Array.prototype.slice.call(ui.log.children).forEach(function (n) { n.remove(); });
-    ui.log.appendChild(h("li", { "class": "msg bot welcome" }, [h("span", { "class": "vh", text: t("bot") + ":" }),
+    ui.log.appendChild(h("div", { "class": "msg bot welcome" }, [h("span", { "class": "vh", text: t("bot") + ":" }),
       h("div", { "class": "bubble", dir: "auto", text: t("welcome") })]));
     Object.keys(state.messages).map(Number).sort(function (a, b) { return a - b; }).forEach(function (id) {
       if (visible(state.messages[id])) ui.log.appendChild(messageNode(state.messages[id]));
@@ -414,10 +414,10 @@
     refreshChoices();
   }
   function renderPending() {
-    Array.prototype.slice.call(ui.log.querySelectorAll("li.pending")).forEach(function (n) { n.remove(); });
+    Array.prototype.slice.call(ui.log.querySelectorAll(".msg.pending")).forEach(function (n) { n.remove(); });
     state.pending.forEach(function (p) {
       if (p.delivered) return;
-      ui.log.appendChild(h("li", { "class": "msg citizen pending" + (p.status === "failed" ? " failed" : "") }, [
+      ui.log.appendChild(h("div", { "class": "msg citizen pending" + (p.status === "failed" ? " failed" : "") }, [
         h("span", { "class": "who", text: t("you") + ":" }),
         h("div", { "class": "bubble", dir: "auto", text: p.display || p.text }),
         h("small", { text: p.status === "failed" ? t("not_sent") : t("sending") })
