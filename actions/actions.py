@@ -77,8 +77,9 @@ class ActionAnswer(Action):
             result = service.answer(text, lang, tracker.get_slot("municipality")
                                     or metadata(tracker).get("municipality"), tracker.sender_id)
         except service.ServiceError:
+            events = offer_human(dispatcher, "utter_service_error", "service_error")
             dispatcher.utter_message(json_message={"kind": "error", "decision": "error"})
-            return offer_human(dispatcher, "utter_service_error", "service_error")
+            return events
 
         decision = result.get("decision")
         answers = [a for a in result.get("answers") or [] if isinstance(a, dict)]

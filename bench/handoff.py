@@ -193,10 +193,17 @@ class Citizen:
         self.running = True
 
     async def open(self) -> None:
-        response = await self.http.post("/api/v1/chat/sessions", json={"language": "sv"})
-        self.sid = response.json()["session_id"]
-        await self.http.post(f"/api/v1/internal/sessions/{self.sid}/handoff", json={"reason": "requested"},
-                             headers={"X-Internal-Token": self.server.token})
+        for _attempt in range(5):  # a kept-alive connection the server has just closed: try again
+            try:
+                if not self.sid:
+                    response = await self.http.post("/api/v1/chat/sessions", json={"language": "sv"})
+                    self.sid = response.json()["session_id"]
+                await self.http.post(f"/api/v1/internal/sessions/{self.sid}/handoff", json={"reason": "requested"},
+                                     headers={"X-Internal-Token": self.server.token})
+                return
+            except httpx.TransportError:
+                self.stats.errors += 1
+                await asyncio.sleep(0.2)
 
     async def listen(self) -> None:
         base = self.server.url.replace("http", "ws")

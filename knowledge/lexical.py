@@ -181,3 +181,98 @@ class LexicalIndex:
         self._main = sp.vstack([self._main, self._tail_matrix()], format="csr")
         self._tail_parts, self._tail = [], None
         self._main_cols = None
+
+
+# ----------------------------------------------------------------------------- spelling
+
+
+_TOKEN = re.compile(r"[^\W\d_]+")
+
+
+class SpellCorrector:
+    """Maps misspelt query words onto the knowledge base's own words before dense encoding.
+
+    The embedding model reads "forskoleplats" or "bygglv" as different tokens from
+    "förskoleplats" and "bygglov"; n-grams catch such words lexically, but the dense signal is the
+    stronger one, so it should see the intended word. A word is kept when it is in the vocabulary,
+    too short to correct safely, or a compound of two known words ("sopbilen"); otherwise it is
+    replaced by the most frequent vocabulary word within a small edit distance (OSA: a swap of
+    two letters is one edit). Words known without diacritics get them back ("ansoker" -> "ansöker").
+    """
+
+    def __init__(self, min_len: int = 5, long_len: int = 9, cache_size: int = 20_000):
+        self.min_len, self.long_len, self.cache_size = min_len, long_len, cache_size
+        self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
+        self._by_len: dict[int, list[str]] | None = None
+        self._cache: dict[str, str | None] = {}
+
+    def learn(self, text: str) -> None:
+        for tok in _TOKEN.findall(text.lower()):
+            forms = self.surface.setdefault(fold(tok), {})
+            forms[tok] = forms.get(tok, 0) + 1
+        self._by_len = None
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self.surface)
+
+    def _best_form(self, folded: str) -> str:
+        forms = self.surface[folded]
+        return max(forms, key=forms.get)
+
+    def _known_compound(self, word: str) -> bool:
+        return any(word[:i] in self.surface and word[i:] in self.surface
+                   for i in range(3, len(word) - 2))
+
+    def _lookup(self, folded: str) -> str | None:
+        """The vocabulary word (surface form) a folded unknown word most likely meant, or None."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        if self._by_len is None:
+            by_len: dict[int, list[str]] = {}
+            for w in self.surface:
+                by_len.setdefault(len(w), []).append(w)
+            self._by_len = by_len
+        max_d = 1 if len(folded) < self.long_len else 2
+        best: tuple[int, int, str] | None = None
+        for n in range(len(folded) - max_d, len(folded) + max_d + 1):
+            pool = self._by_len.get(n)
+            if not pool:
+                continue
+            for word, dist, _ in process.extract(folded, pool, scorer=OSA.distance, score_cutoff=max_d, limit=5):
+                freq = sum(self.surface[word].values())
+                if best is None or (dist, -freq) < (best[0], -best[1]):
+                    best = (int(dist), freq, word)
+        return self._best_form(best[2]) if best else None
+
+    def correct_word(self, word: str) -> str | None:
+        """The replacement for `word` (lower-case), or None to keep it."""
+        low = word.lower()
+        folded = fold(low)
+        if folded in self.surface:
+            if low in self.surface[folded] or low != folded:
+                return None  # a known form, or the citizen typed diacritics: keep it
+            return self._best_form(folded)
+        if len(folded) < self.min_len or not folded.isascii() or self._known_compound(folded):
+            return None
+        if folded not in self._cache:
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[folded] = self._lookup(folded)
+        return self._cache[folded]
+
+    def correct(self, text: str) -> tuple[str, list[tuple[str, str]]]:
+        """(corrected text, [(word, replacement)])."""
+        if not self.surface:
+            return text, []
+        changes: list[tuple[str, str]] = []
+
+        def swap(m: re.Match) -> str:
+            new = self.correct_word(m.group(0))
+            if new is None:
+                return m.group(0)
+            changes.append((m.group(0), new))
+            return new
+
+        return _TOKEN.sub(swap, text), changes

@@ -62,6 +62,8 @@ class ChatService:
         }
         try:
             outputs = await self.rasa.send(conversation_id, text, metadata)
+            if not outputs:  # Rasa answers nothing when its action server is down
+                raise RasaUnavailable("no reply (is the action server running?)")
         except RasaUnavailable as exc:
             log.warning("Rasa unavailable for %s: %s", conversation_id, exc)
             outputs = [{  # never silence: an apology and a way to a person, in the citizen's language

@@ -79,7 +79,8 @@ def train_rasa(models_dir: Path, log=print) -> Path:
         [str(RASA_BIN), "train", "--config", "config.yml", "--domain", "bot/domain.yml", "--data", "data/nlu.yml",
          "data/rules.yml", "data/stories.yml", "--out", str(models_dir), "--fixed-model-name",
          f"kommunchatt-{fingerprint}"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"},
+        capture_output=True, text=True,
     )
     if result.returncode != 0 or not model.exists():
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
@@ -128,7 +129,8 @@ class System:
         return f"http://127.0.0.1:{self.service_port}"
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "KOMMUNCHATT_DATA_DIR": str(self.data_dir), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "KOMMUNCHATT_DATA_DIR": str(self.data_dir), "PYTHONPATH": str(ROOT),
+               "RASA_TELEMETRY_ENABLED": "false"}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         if self.database_url:

@@ -113,17 +113,19 @@
     ".vh{position:absolute!important;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;margin:-1px;padding:0;border:0}",
     "button,select,textarea{font:inherit;color:inherit}",
     ":focus-visible{outline:3px solid #1b1b1b;outline-offset:2px;box-shadow:0 0 0 5px #fff}",
-    ".launcher{position:fixed;bottom:16px;inset-inline-end:16px;z-index:2147483000;display:flex;align-items:center;gap:8px;",
+    ".launcher{position:fixed;bottom:16px;right:16px;z-index:2147483000;display:flex;align-items:center;gap:8px;",
     "min-height:48px;padding:10px 18px;border:2px solid #fff;border-radius:24px;background:#0b4f8a;color:#fff;cursor:pointer;",
     "box-shadow:0 4px 14px rgba(0,0,0,.3);font-weight:600}",
     ".launcher:hover{background:#083b68}",
     ".launcher svg{width:22px;height:22px;flex:none}",
     ".badge{min-width:22px;padding:0 6px;border-radius:11px;background:#fff;color:#0b4f8a;font-size:14px;text-align:center}",
-    ".panel{position:fixed;bottom:80px;inset-inline-end:16px;z-index:2147483001;display:flex;flex-direction:column;",
+    ".panel{position:fixed;bottom:80px;right:16px;z-index:2147483001;display:flex;flex-direction:column;",
     "width:min(400px,calc(100vw - 32px));height:min(620px,calc(100vh - 100px));background:#fff;border:1px solid #6b6b6b;",
     "border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden}",
     ".panel[hidden]{display:none}",
-    "@media (max-width:480px),(max-height:520px){.panel{inset:0;width:100%;height:100%;border-radius:0;border:0}",
+    // The corner follows the host page's direction, not the chat language: switching language never moves it.
+    ".kc.host-rtl .launcher,.kc.host-rtl .panel{right:auto;left:16px}",
+    "@media (max-width:480px),(max-height:520px){.kc .panel,.kc.host-rtl .panel{inset:0;width:100%;height:100%;border-radius:0;border:0}",
     ".kc.is-open .launcher{display:none}}",
     "header{display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px;padding:10px 12px;background:#0b4f8a;color:#fff}",
     "h2{flex:1 1 auto;margin:0;font-size:17px;font-weight:700}",
@@ -229,6 +231,7 @@
   [h("header", {}, [ui.title, ui.langLabel, ui.lang, ui.close]), ui.notices, ui.status, ui.log, ui.typing,
     h("div", { "class": "bar" }, [ui.human]), ui.error, ui.form]);
   ui.shell = h("div", { "class": "kc" }, [ui.launcher, ui.panel]);
+  if (getComputedStyle(document.documentElement).direction === "rtl" || document.dir === "rtl") ui.shell.classList.add("host-rtl");
   root.appendChild(ui.shell);
 
   function svgIcon() {
