@@ -1,15 +1,27 @@
-"""Hybrid retrieval over the knowledge base: dense e5 vectors fused with character n-gram TF-IDF.
+"""Hybrid retrieval over the knowledge base: dense e5 vectors, language-neutralised, plus n-grams.
 
 Each entry becomes rows: its question variants in every language (encoded as queries: question to
-question is a symmetric match) and its answers, whole and sentence by sentence (passages). A query
-is scored against all rows of a candidate entry and the entry keeps its best row (max-pooling), so
-a long answer is found by the one sentence that answers the question.
+question is a symmetric match) and its whole answers (passages); answer sentences are encoded too
+but only feed the entry's centroid. An entry's score combines three signals:
 
-Storage per municipality (a shard): a growable float32 arena of row vectors (exact inner product;
-a FAISS IVF index is added once a shard is large), the lexical index on the same row positions, and
-an alive mask. An upsert appends rows and kills the old ones; a remove kills rows; compaction
-happens when a quarter of the rows are dead. Vectors are cached on disk by content, so a restart
-with an unchanged knowledge base encodes nothing.
+- dense max-sim: the best row's cosine (a question variant, or an answer a little discounted);
+- centroid: the cosine to the mean of all the entry's vectors (every language, every sentence),
+  which rewards entries that match as a whole and is far less noisy than one row;
+- lexical: TF-IDF and coverage of character n-grams (typos, Swedish compounds).
+
+e5 vectors carry the language a text is written in: a Somali question matches Somali question
+variants of the wrong entry better than the Swedish ones of the right one. The directions along
+which translations of the same entry differ (estimated from the knowledge base's own multilingual
+entries by SVD) are projected out of every vector, query and rows alike.
+
+Before encoding, misspelt words are mapped onto the knowledge base's vocabulary
+(`lexical.SpellCorrector`), so the dense model sees "förskoleplats" for "forskoleplats".
+
+Storage per municipality (a shard): a growable float32 arena of projected row vectors (exact
+inner product; a FAISS IVF index generates candidates once a shard is large), an arena of entry
+centroids, the lexical index on the row positions, and alive masks. An upsert appends and kills;
+compaction happens when a quarter of the rows are dead. Vectors are cached on disk by content
+(unprojected), so a restart with an unchanged knowledge base encodes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ import json
 import os
 import re
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +40,12 @@ from typing import Protocol
 import numpy as np
 
 from knowledge.entries import DEFAULT_MUNICIPALITY, Entry
-from knowledge.lexical import Featurizer, LexicalIndex, words
+from knowledge.lexical import Featurizer, LexicalIndex, SpellCorrector, words
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
 
-QUESTION, ANSWER, CHUNK = "q", "a", "c"  # chunk: a sentence window of an answer
+QUESTION, ANSWER, CHUNK = "q", "a", "c"  # chunk: a sentence of an answer
 _SENTENCE = re.compile(r"(?<=[.!?。؟])\s+|\n+")
+_KIND_CODE = {QUESTION: 0, ANSWER: 1, CHUNK: 2}
 
 
 class EmbedderLike(Protocol):
@@ -50,6 +63,7 @@ class Candidate:
     matched_kind: str
     matched_language: str
     raw: dict = field(default_factory=dict)
+    query: str | None = None  # the text that was encoded, when spelling correction changed it
 
     def signals(self) -> dict:
         return {"id": self.entry.id, "score": round(self.score, 4), "dense": round(self.dense, 4),
@@ -69,12 +83,13 @@ def split_sentences(text: str) -> list[str]:
 
 
 def entry_rows(entry: Entry, settings: RetrievalSettings) -> list[Row]:
-    """The texts an entry is found by (deduplicated)."""
+    """The texts an entry is found by (deduplicated): questions, answers, then answer sentences."""
     rows: dict[tuple[str, str], Row] = {}
     for lang, questions in entry.questions.items():
         for q in questions:
             if q.strip():
                 rows.setdefault((QUESTION, q.strip()), Row(q.strip(), QUESTION, lang))
+    chunks: list[Row] = []
     for lang, answer in entry.answer.items():
         if not answer.strip():
             continue
@@ -84,12 +99,11 @@ def entry_rows(entry: Entry, settings: RetrievalSettings) -> list[Row]:
             size = max(1, settings.chunk_sentences)
             if len(sents) > size:
                 for i in range(0, len(sents) - size + 1):
-                    chunk = " ".join(sents[i:i + size])
-                    if (ANSWER, chunk) not in rows:
-                        rows.setdefault((CHUNK, chunk), Row(chunk, CHUNK, lang))
+                    chunks.append(Row(" ".join(sents[i:i + size]), CHUNK, lang))
+    for c in chunks:
+        if (ANSWER, c.text) not in rows:
+            rows.setdefault((CHUNK, c.text), c)
     return list(rows.values())
-
-
 class VectorCache:
     """Content-addressed vectors on disk: append-only chunk files of (keys.json, vectors.npy)."""
 
@@ -148,98 +162,200 @@ class VectorCache:
             self._mem = {k: self._mem[k] for k in keys}
 
 
-class _Shard:
-    """One municipality's rows."""
 
-    def __init__(self, dim: int, settings: RetrievalSettings):
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-9)).astype(np.float32)
+
+
+def language_directions(vecs: np.ndarray, rows: list[Row], entry_of_row: np.ndarray, k: int,
+                        min_entries: int, max_entries: int = 2000) -> np.ndarray | None:
+    """The top `k` directions along which the same entry differs between languages, or None.
+
+    Per entry with at least three languages: the mean vector of each language minus the entry's
+    mean over languages. What is left after removing the topic is mostly "which language".
+    """
+    if k <= 0:
+        return None
+    langs = np.array([r.language for r in rows])
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, e in enumerate(entry_of_row):
+        groups[int(e)].append(i)
+    devs = []
+    for idx in groups.values():
+        idx = np.asarray(idx)
+        present = sorted(set(langs[idx]))
+        if len(present) < 3:
+            continue
+        means = np.stack([vecs[idx[langs[idx] == lang]].mean(0) for lang in present])
+        devs.append(means - means.mean(0))
+        if len(devs) >= max_entries:
+            break
+    if len(devs) < min_entries:
+        return None
+    _, _, vt = np.linalg.svd(np.concatenate(devs), full_matrices=False)
+    return np.ascontiguousarray(vt[:k], dtype=np.float32)
+
+
+def project(x: np.ndarray, directions: np.ndarray | None) -> np.ndarray:
+    """Remove the language directions and re-normalise (rows of `x`, or one vector)."""
+    if directions is None:
+        return _normalize(x)
+    return _normalize(x - (x @ directions.T) @ directions)
+
+
+class _Grow:
+    """A growable array along axis 0."""
+
+    def __init__(self, shape: tuple[int, ...], dtype) -> None:
+        self.a = np.zeros((256, *shape), dtype=dtype)
+
+    def ensure(self, n: int) -> None:
+        if n > len(self.a):
+            size = max(n, 2 * len(self.a))
+            grown = np.zeros((size, *self.a.shape[1:]), dtype=self.a.dtype)
+            grown[: len(self.a)] = self.a
+            self.a = grown
+
+
+class _Shard:
+    """One municipality's rows (arena) and entries (centroids)."""
+
+    def __init__(self, dim: int, settings: RetrievalSettings, directions: np.ndarray | None):
         self.settings = settings
-        self.vecs = np.zeros((256, dim), dtype=np.float32)
-        self.alive = np.zeros(256, dtype=bool)
+        self.directions = directions
+        self._vecs = _Grow((dim,), np.float32)
+        self._alive = _Grow((), bool)
+        self._entry = _Grow((), np.int64)  # entry slot of each row
+        self._kind = _Grow((), np.int8)
         self.n = 0
-        self.row_entry: list[str] = []
         self.rows: list[Row] = []
-        self.entries: dict[str, tuple[Entry, np.ndarray]] = {}
+        self._cent = _Grow((dim,), np.float32)
+        self._ent_alive = _Grow((), bool)
+        self.n_ent = 0
+        self.slot_entry: list[Entry | None] = []
+        self.entries: dict[str, tuple[int, np.ndarray]] = {}  # id -> (slot, row positions)
         self.lex = LexicalIndex(Featurizer(settings.ngram_min, settings.ngram_max))
         self.ivf = None
 
-    def add(self, entry: Entry, rows: list[Row], vecs: np.ndarray, lex_features=None) -> None:
-        self.remove(entry.id)
-        k = len(rows)
-        while self.n + k > len(self.vecs):
-            self.vecs = np.concatenate([self.vecs, np.zeros_like(self.vecs)])
-            self.alive = np.concatenate([self.alive, np.zeros(len(self.alive), dtype=bool)])
-        pos = np.arange(self.n, self.n + k)
-        self.vecs[pos] = vecs
-        self.alive[pos] = True
-        self.n += k
-        self.row_entry.extend([entry.id] * k)
-        self.rows.extend(rows)
-        if lex_features is None:
-            self.lex.append([r.text for r in rows])
-        else:
-            self.lex.append_features(lex_features)
-        self.entries[entry.id] = (entry, pos)
-        if self.ivf is not None:
-            self.ivf.add_with_ids(vecs.astype(np.float32), pos.astype(np.int64))
+    @property
+    def vecs(self) -> np.ndarray:
+        return self._vecs.a[: self.n]
 
-    def remove(self, entry_id: str) -> bool:
+    @property
+    def alive(self) -> np.ndarray:
+        return self._alive.a[: self.n]
+
+    def add_batch(self, entries: list[Entry], rows: list[list[Row]], vecs: list[np.ndarray],
+                  centroids: np.ndarray) -> None:
+        """Add entries (replacing any with the same id); `vecs` are projected arena rows."""
+        for e in entries:
+            self.remove(e.id, compact=False)
+        counts = np.array([len(r) for r in rows], dtype=np.int64)
+        total = int(counts.sum())
+        start, slot0 = self.n, self.n_ent
+        for g in (self._vecs, self._alive, self._entry, self._kind):
+            g.ensure(start + total)
+        for g in (self._cent, self._ent_alive):
+            g.ensure(slot0 + len(entries))
+        if total:
+            self._vecs.a[start:start + total] = np.concatenate(vecs)
+            self._alive.a[start:start + total] = True
+            self._entry.a[start:start + total] = np.repeat(np.arange(slot0, slot0 + len(entries)), counts)
+            self._kind.a[start:start + total] = [_KIND_CODE[r.kind] for rs in rows for r in rs]
+        self._cent.a[slot0:slot0 + len(entries)] = centroids
+        self._ent_alive.a[slot0:slot0 + len(entries)] = True
+        flat = [r for rs in rows for r in rs]
+        self.rows.extend(flat)
+        self.n += total
+        self.n_ent += len(entries)
+        self.slot_entry.extend(entries)
+        offsets = np.concatenate([[0], np.cumsum(counts)]) + start
+        for i, e in enumerate(entries):
+            self.entries[e.id] = (slot0 + i, np.arange(offsets[i], offsets[i + 1]))
+        self.lex.append([r.text for r in flat])
+        if self.ivf is not None and total:
+            self.ivf.add_with_ids(self._vecs.a[start:start + total], np.arange(start, start + total, dtype=np.int64))
+
+    def remove(self, entry_id: str, compact: bool = True) -> bool:
         old = self.entries.pop(entry_id, None)
         if old is None:
             return False
-        pos = old[1]
-        self.alive[pos] = False
+        slot, pos = old
+        self._alive.a[pos] = False
+        self._ent_alive.a[slot] = False
+        self.slot_entry[slot] = None
         self.lex.kill(pos)
         if self.ivf is not None:
             self.ivf.remove_ids(pos.astype(np.int64))
-        if self.n > 1024 and (self.n - int(self.alive[: self.n].sum())) > self.n // 4:
+        if compact and self.n > 1024 and (self.n - int(self.alive.sum())) > self.n // 4:
             self.compact()
         return True
 
     def compact(self) -> None:
-        keep = np.flatnonzero(self.alive[: self.n])
+        keep = np.flatnonzero(self.alive)
+        keep_ent = np.flatnonzero(self._ent_alive.a[: self.n_ent])
         remap = np.full(self.n, -1, dtype=np.int64)
         remap[keep] = np.arange(len(keep))
-        self.vecs = np.ascontiguousarray(self.vecs[keep])
-        if len(self.vecs) == 0:
-            self.vecs = np.zeros((256, self.vecs.shape[1]), dtype=np.float32)
-        self.alive = np.ones(len(self.vecs), dtype=bool)
-        self.alive[len(keep):] = False
-        self.n = len(keep)
-        self.row_entry = [self.row_entry[i] for i in keep]
+        ent_remap = np.full(max(self.n_ent, 1), -1, dtype=np.int64)
+        ent_remap[keep_ent] = np.arange(len(keep_ent))
+        for g in (self._vecs, self._alive, self._entry, self._kind):
+            g.a = np.ascontiguousarray(g.a[keep])
+            g.ensure(256)
+        self._entry.a[: len(keep)] = ent_remap[self._entry.a[: len(keep)]]
+        for g in (self._cent, self._ent_alive):
+            g.a = np.ascontiguousarray(g.a[keep_ent])
+            g.ensure(256)
+        self.n, self.n_ent = len(keep), len(keep_ent)
         self.rows = [self.rows[i] for i in keep]
+        self.slot_entry = [self.slot_entry[i] for i in keep_ent]
         self.lex.compact(keep)
-        self.entries = {eid: (e, remap[p]) for eid, (e, p) in self.entries.items()}
+        self.entries = {eid: (int(ent_remap[s]), remap[p]) for eid, (s, p) in self.entries.items()}
         if self.ivf is not None:
             self.build_ivf()
 
     def build_ivf(self) -> None:
-        """Approximate candidate search for large shards (exact scoring still uses the arena)."""
+        """Approximate row candidates for large shards (8-bit codes; exact scoring uses the arena)."""
         import faiss
 
-        live = np.flatnonzero(self.alive[: self.n])
+        live = np.flatnonzero(self.alive)
         data = np.ascontiguousarray(self.vecs[live])
-        nlist = int(max(16, 4 * np.sqrt(len(live))))
+        nlist = int(min(4096, max(16, 2 * np.sqrt(len(live)))))
         quantizer = faiss.IndexFlatIP(data.shape[1])
-        ivf = faiss.IndexIVFFlat(quantizer, data.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)]
+        ivf = faiss.IndexIVFScalarQuantizer(quantizer, data.shape[1], nlist, faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT)
+        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 30 * nlist), replace=False)]
         ivf.train(sample)
         ivf.add_with_ids(data, live.astype(np.int64))
         ivf.nprobe = self.settings.ivf_nprobe
         self.ivf = ivf
 
-    def dense_top(self, qv: np.ndarray, k: int) -> np.ndarray:
-        if self.n == 0:
+    def candidate_slots(self, qv: np.ndarray, lex_query, s: RetrievalSettings) -> np.ndarray:
+        """Entry slots worth scoring exactly: best rows (dense, lexical) and best centroids."""
+        if self.n_ent == 0:
             return np.zeros(0, dtype=np.int64)
-        if self.ivf is not None:
-            _, ids = self.ivf.search(qv[None, :].astype(np.float32), k)
-            return ids[0][ids[0] >= 0]
-        scores = self.vecs[: self.n] @ qv
-        scores[~self.alive[: self.n]] = -2.0
-        k = min(k, self.n)
-        best = np.argpartition(-scores, k - 1)[:k]
-        return best[scores[best] > -2.0]
-
-
+        parts = []
+        if self.n:
+            if self.ivf is not None:
+                _, ids = self.ivf.search(qv[None, :], s.dense_candidates)
+                pos = ids[0][ids[0] >= 0]
+            else:
+                scores = self.vecs @ qv
+                scores[~self.alive] = -2.0
+                k = min(s.dense_candidates, self.n)
+                pos = np.argpartition(-scores, k - 1)[:k]
+                pos = pos[scores[pos] > -2.0]
+            parts.append(self._entry.a[pos])
+            if s.lexical_candidates:
+                parts.append(self._entry.a[self.lex.top(lex_query, s.lexical_candidates, self.alive)])
+        cent = self._cent.a[: self.n_ent] @ qv
+        cent[~self._ent_alive.a[: self.n_ent]] = -2.0
+        k = min(s.centroid_candidates, self.n_ent)
+        best = np.argpartition(-cent, k - 1)[:k]
+        parts.append(best[cent[best] > -2.0])
+        slots = np.unique(np.concatenate(parts))
+        return slots[self._ent_alive.a[slots]]
 def model_id(embedder) -> str:
     """Identifies the model in cache keys: its build stamp when there is one, else its path/type."""
     explicit = getattr(embedder, "model_id", None)
@@ -255,9 +371,6 @@ def model_id(embedder) -> str:
     return type(embedder).__name__
 
 
-def _calibrate(x: np.ndarray | float, lo: float, hi: float):
-    return np.clip((np.asarray(x) - lo) / (hi - lo), 0.0, 1.0)
-
 
 class Retriever:
     """Search entries of one municipality by meaning and by spelling."""
@@ -268,14 +381,18 @@ class Retriever:
         self.settings = settings or load_retrieval_settings()
         self.cache = VectorCache(cache_dir, model_id(embedder))
         self.dim: int | None = None
+        self.directions: np.ndarray | None = None
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()
         self.vocabulary: dict[str, set[str]] = defaultdict(set)
+        self.speller = SpellCorrector(self.settings.spell_min_len, self.settings.spell_long_len)
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
 
     # -- building -------------------------------------------------------------------------------
 
     def _vectors(self, rows: list[Row]) -> np.ndarray:
-        """Row vectors from the cache, encoding only the missing ones."""
+        """Row vectors (unprojected) from the cache, encoding only the missing ones."""
         keys = [self.cache.key(self._prompt(r), r.text) for r in rows]
         out: list[np.ndarray | None] = [self.cache.get(k) for k in keys]
         for prompt in ("query", "passage"):
@@ -297,48 +414,74 @@ class Retriever:
     def _prompt(self, row: Row) -> str:
         return self.settings.question_prompt if row.kind == QUESTION else "passage"
 
-    def _learn_vocabulary(self, entry: Entry) -> None:
+    def _learn(self, entry: Entry, vocabulary: dict[str, set[str]], speller: SpellCorrector) -> None:
         for lang, qs in entry.questions.items():
             for q in qs:
-                self.vocabulary[lang].update(words(q))
+                vocabulary[lang].update(words(q))
+                speller.learn(q)
         for lang, text in entry.answer.items():
-            self.vocabulary[lang].update(words(text))
+            vocabulary[lang].update(words(text))
+            speller.learn(text)
+
+    def _prepare(self, entries: list[Entry], all_rows: list[list[Row]], vecs: np.ndarray):
+        """Per entry: the arena rows, their projected vectors, and the entry centroid."""
+        proj = project(vecs, self.directions) if len(vecs) else vecs
+        arena_rows, arena_vecs, cents = [], [], np.zeros((len(entries), proj.shape[1]), dtype=np.float32)
+        start = 0
+        for i, rows in enumerate(all_rows):
+            block = proj[start:start + len(rows)]
+            start += len(rows)
+            keep = [j for j, r in enumerate(rows) if r.kind != CHUNK or self.settings.chunk_rows]
+            arena_rows.append([rows[j] for j in keep])
+            arena_vecs.append(block[keep])
+            if len(block):
+                cents[i] = block.mean(0)
+        return arena_rows, arena_vecs, _normalize(cents)
 
     def rebuild(self, entries: Iterable[Entry]) -> None:
         """Replace the whole index (vectors come from the cache when the texts are unchanged)."""
+        s = self.settings
         entries = list(entries)
-        all_rows = [entry_rows(e, self.settings) for e in entries]
+        all_rows = [entry_rows(e, s) for e in entries]
         flat = [r for rows in all_rows for r in rows]
         vecs = self._vectors(flat)
-        shards: dict[str, _Shard] = {}
+        owner = np.repeat(np.arange(len(entries)), [len(r) for r in all_rows])
+        directions = language_directions(vecs, flat, owner, s.language_directions, s.language_min_entries)
+        by_shard: dict[str, list[int]] = defaultdict(list)
+        for i, e in enumerate(entries):
+            by_shard[e.municipality].append(i)
         vocabulary: dict[str, set[str]] = defaultdict(set)
-        start = 0
-        for entry, rows in zip(entries, all_rows, strict=True):
-            shard = shards.get(entry.municipality)
-            if shard is None:
-                shard = shards[entry.municipality] = _Shard(vecs.shape[1], self.settings)
-            shard.add(entry, rows, vecs[start:start + len(rows)])
-            start += len(rows)
-        for shard in shards.values():
-            if shard.n >= self.settings.ivf_min_rows:
+        speller = SpellCorrector(s.spell_min_len, s.spell_long_len)
+        for e in entries:
+            self._learn(e, vocabulary, speller)
+        self.directions = directions
+        shards: dict[str, _Shard] = {}
+        offsets = np.concatenate([[0], np.cumsum([len(r) for r in all_rows])])
+        for municipality, idx in by_shard.items():
+            shard = shards[municipality] = _Shard(vecs.shape[1], s, directions)
+            sel = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]) if idx else np.zeros(0, int)
+            ents = [entries[i] for i in idx]
+            rows, rvecs, cents = self._prepare(ents, [all_rows[i] for i in idx], vecs[sel])
+            shard.add_batch(ents, rows, rvecs, cents)
+            if shard.n >= s.ivf_min_rows:
                 shard.build_ivf()
         with self._lock:
             self._shards = shards
             self.vocabulary = vocabulary
-            for e in entries:
-                self._learn_vocabulary(e)
+            self.speller = speller
         self.cache.compact({self.cache.key(self._prompt(r), r.text) for r in flat})
 
     def upsert(self, entry: Entry) -> None:
         """Add or replace one entry; only its own texts are encoded."""
         rows = entry_rows(entry, self.settings)
         vecs = self._vectors(rows)
+        arena_rows, arena_vecs, cents = self._prepare([entry], [rows], vecs)
         with self._lock:
             shard = self._shards.get(entry.municipality)
             if shard is None:
-                shard = self._shards[entry.municipality] = _Shard(vecs.shape[1], self.settings)
-            shard.add(entry, rows, vecs)
-            self._learn_vocabulary(entry)
+                shard = self._shards[entry.municipality] = _Shard(vecs.shape[1], self.settings, self.directions)
+            shard.add_batch([entry], arena_rows, arena_vecs, cents)
+            self._learn(entry, self.vocabulary, self.speller)
 
     def remove(self, municipality: str, entry_id: str) -> bool:
         with self._lock:
@@ -350,56 +493,89 @@ class Retriever:
 
     def entries(self, municipality: str = DEFAULT_MUNICIPALITY) -> list[Entry]:
         shard = self._shards.get(municipality)
-        return [e for e, _ in shard.entries.values()] if shard else []
+        return [e for e in shard.slot_entry if e is not None] if shard else []
 
     # -- searching ------------------------------------------------------------------------------
+
+    def query_text(self, text: str, language: str | None = None) -> str:
+        """The text to encode: misspelt words mapped onto the knowledge base's vocabulary."""
+        s = self.settings
+        if not s.spell_correct or (language is not None and language not in self.vocabulary):
+            return text
+        return self.speller.correct(text)[0]
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The query's (unprojected) vector; recent queries are kept (buttons, repeated questions)."""
+        with self._query_lock:
+            hit = self._queries.get(text)
+            if hit is not None:
+                self._queries.move_to_end(text)
+                return hit
+        vec = np.asarray(self.embedder.encode_queries([text]), dtype=np.float32)[0]
+        with self._query_lock:
+            self._queries[text] = vec
+            while len(self._queries) > self.settings.query_cache_size:
+                self._queries.popitem(last=False)
+        return vec
 
     def search(self, text: str, municipality: str = DEFAULT_MUNICIPALITY, language: str | None = None,
                top_k: int = 5) -> list[Candidate]:
         """Best entries for `text`, best first, with fused score and the signals behind it."""
         s = self.settings
-        qv = np.asarray(self.embedder.encode_queries([text]), dtype=np.float32)[0]
+        query = self.query_text(text, language)
+        raw_qv = self.encode_query(query)
         with self._lock:
             shard = self._shards.get(municipality)
             if shard is None or not shard.entries:
                 return []
-            lq = shard.lex.query(text)
-            pos = np.concatenate([shard.dense_top(qv, s.dense_candidates),
-                                  shard.lex.top(lq, s.lexical_candidates, shard.alive)])
-            cand_ids = list(dict.fromkeys(shard.row_entry[p] for p in pos))
-            cand = [shard.entries[i] for i in cand_ids if i in shard.entries]
-            if not cand:
+            qv = project(raw_qv, shard.directions)
+            lq = shard.lex.query(query)
+            slots = shard.candidate_slots(qv, lq, s)
+            if not len(slots):
                 return []
-            all_pos = np.concatenate([p for _, p in cand])
-            dense = shard.vecs[all_pos] @ qv
-            lex_cos, lex_cov = shard.lex.score_rows(lq, all_pos)
-            rows = [shard.rows[p] for p in all_pos]
-        return self._score(cand, rows, dense, lex_cos, lex_cov, language)[:top_k]
+            ents = [shard.slot_entry[i] for i in slots]
+            positions = [shard.entries[e.id][1] for e in ents]
+            counts = np.array([len(p) for p in positions])
+            pos = np.concatenate(positions) if counts.sum() else np.zeros(0, dtype=np.int64)
+            dense = shard.vecs[pos] @ qv
+            lex_cos, lex_cov = shard.lex.score_rows(lq, pos)
+            kind = shard._kind.a[pos]
+            cent = shard._cent.a[slots] @ qv
+            rows = [shard.rows[p] for p in pos]
+        return self._score(ents, counts, rows, kind, dense, lex_cos, lex_cov, cent, query if query != text else None,
+                           top_k)
 
-    def _score(self, cand, rows: list[Row], dense: np.ndarray, lex_cos: np.ndarray, lex_cov: np.ndarray,
-               language: str | None):
+    def _score(self, ents: list[Entry], counts: np.ndarray, rows: list[Row], kind: np.ndarray,
+               dense: np.ndarray, lex_cos: np.ndarray, lex_cov: np.ndarray, cent: np.ndarray,
+               query: str | None, top_k: int) -> list[Candidate]:
         s = self.settings
-        is_q = np.array([r.kind == QUESTION for r in rows])
+        is_q = kind == _KIND_CODE[QUESTION]
         # Coverage only on question rows: any long answer covers a short query's n-grams.
-        lex = np.where(is_q, (1 - s.lexical_coverage) * lex_cos + s.lexical_coverage * lex_cov, lex_cos)
-        d_cal = np.where(is_q, _calibrate(dense, s.question_cos_lo, s.question_cos_hi),
-                         _calibrate(dense, s.answer_cos_lo, s.answer_cos_hi))
-        if not s.lexical_chunks:  # a sentence shares few n-grams: its TF-IDF cosine is noise
-            lex = np.where(np.array([r.kind == CHUNK for r in rows]), 0.0, lex)
-        l_cal = np.where(is_q, np.minimum(1.0, lex / s.question_lex_hi), np.minimum(1.0, lex / s.answer_lex_hi))
-        same = np.array([language is not None and r.language == language for r in rows])
-        d_cal = d_cal + np.where(same & is_q, s.same_language_bonus, 0.0)
+        lex = np.where(is_q, np.minimum(1.0, ((1 - s.lexical_coverage) * lex_cos + s.lexical_coverage * lex_cov)
+                                        / s.question_lex_hi),
+                       np.where(kind == _KIND_CODE[ANSWER], np.minimum(1.0, lex_cos / s.answer_lex_hi), 0.0))
+        d = np.where(is_q, dense, dense - s.passage_offset)
+        n = len(ents)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        has_rows = counts > 0
+        d_max = np.full(n, -1.0)
+        l_max = np.zeros(n)
+        if len(d):
+            d_max[has_rows] = np.maximum.reduceat(d, starts[has_rows])
+            l_max[has_rows] = np.maximum.reduceat(lex, starts[has_rows])
+        d_max = np.where(has_rows, d_max, cent)
+        total = 1.0 + s.centroid_weight + s.lexical_weight
+        score = (d_max + s.centroid_weight * cent + s.lexical_weight * l_max) / total
         out: list[Candidate] = []
-        start = 0
-        for entry, pos in cand:
-            sl = slice(start, start + len(pos))
-            start += len(pos)
-            di, li = d_cal[sl], l_cal[sl]
-            best_d, best_l = int(np.argmax(di)), int(np.argmax(li))
-            d, lx = float(min(di[best_d], 1.0)), float(li[best_l])
-            score = s.dense_weight * d + s.lexical_weight * lx
-            row = rows[sl][best_d]
-            out.append(Candidate(entry, score, d, lx, row.text, row.kind, row.language,
-                                 raw={"cos": float(dense[sl][best_d]), "tfidf": float(lex[sl][best_l])}))
-        out.sort(key=lambda c: -c.score)
+        for i in np.argsort(-score, kind="stable")[:top_k]:
+            if counts[i]:
+                seg = slice(starts[i], starts[i] + counts[i])
+                best = starts[i] + int(np.argmax(d[seg]))
+                row = rows[best]
+                cov = float(np.max(np.where(is_q[seg], lex_cov[seg], 0.0)))
+                matched, mkind, mlang, cos = row.text, row.kind, row.language, float(dense[best])
+            else:
+                matched, mkind, mlang, cos, cov = "", "", "", float(cent[i]), 0.0
+            out.append(Candidate(ents[i], float(score[i]), float(d_max[i]), float(l_max[i]), matched, mkind, mlang,
+                                 raw={"cos": cos, "centroid": float(cent[i]), "coverage": cov}, query=query))
         return out

@@ -1,8 +1,9 @@
 """Retrieval and decision settings: weights and thresholds are configuration, not code.
 
 Defaults were calibrated on development data (SweFAQ dev and the multilingual dev set, never on a
-test split). Override them with a YAML file (`KOMMUNCHATT_RETRIEVAL_SETTINGS=path.yml`, a mapping of
-field names to values) or single environment variables (`KOMMUNCHATT_RETRIEVAL_ANSWER_THRESHOLD=0.6`).
+test split; `bench/retrieval.py --calibrate` refits the decision). Override them with a YAML file
+(`KOMMUNCHATT_RETRIEVAL_SETTINGS=path.yml`, a mapping of field names to values) or single
+environment variables (`KOMMUNCHATT_RETRIEVAL_ANSWER_PROBABILITY=0.8`).
 """
 
 from __future__ import annotations
@@ -20,41 +21,51 @@ ENV_PREFIX = "KOMMUNCHATT_RETRIEVAL_"
 
 @dataclass(frozen=True)
 class RetrievalSettings:
-    # Dense cosine is mapped linearly from [lo, hi] to [0, 1]: e5 cosines sit in a narrow band, and
-    # a question-to-question match runs higher than a question-to-answer one.
-    question_cos_lo: float = 0.78
-    question_cos_hi: float = 0.95
-    answer_cos_lo: float = 0.76
-    answer_cos_hi: float = 1.0  # SweFAQ dev: lo 0.76, hi 1.0, lex_hi 0.7, weights 0.6/0.4
+    # Entry score = (dense max-sim + centroid_weight * centroid cosine + lexical_weight * lexical)
+    #               / (1 + centroid_weight + lexical_weight); answers count passage_offset less
+    # than question variants.
+    centroid_weight: float = 1.5
+    lexical_weight: float = 0.1
+    passage_offset: float = 0.02
+    # Language directions projected out of all vectors (0: none); estimated from entries with
+    # at least 3 languages, when the knowledge base has this many of them.
+    language_directions: int = 8
+    language_min_entries: int = 20
     # Lexical TF-IDF cosine is divided by these (a question row matches short text more fully).
     question_lex_hi: float = 0.8
     answer_lex_hi: float = 0.7
-    # Fusion: score = dense_weight * dense + lexical_weight * lexical (both 0..1).
-    dense_weight: float = 0.6
-    lexical_weight: float = 0.4
+    lexical_coverage: float = 0.5  # question rows: share of lexical that is query coverage
     # Lexical: character n-grams of accent-folded words (catches typos and Swedish compounds).
     ngram_min: int = 3
     ngram_max: int = 5
-    # Answers are indexed whole and as sentence windows (max-pooled per entry).
+    # Answers are indexed whole; their sentences are encoded for the centroid (and as rows if chunk_rows).
     question_prompt: str = "query"  # e5 prompt for the entries' question variants: query | passage
     answer_chunks: bool = True
     chunk_sentences: int = 1
-    lexical_coverage: float = 0.5  # question rows: share of lexical that is query coverage
-    lexical_chunks: bool = False  # lexical signal on sentence chunks too (measured worse on SweFAQ dev)
+    chunk_rows: bool = False
+    # Spelling correction of query words against the knowledge base's vocabulary.
+    spell_correct: bool = True
+    spell_min_len: int = 5  # shorter words are left alone (too many near neighbours)
+    spell_long_len: int = 9  # words this long may be 2 edits away, shorter ones 1
+    query_cache_size: int = 2048  # recent query vectors kept (LRU)
     # Candidate generation before exact per-entry scoring.
     dense_candidates: int = 64
-    lexical_candidates: int = 64
-    # Shards with this many rows get a FAISS IVF index for candidate generation.
-    ivf_min_rows: int = 200_000
-    ivf_nprobe: int = 16
-    # Decision rules.
-    answer_threshold: float = 0.55
-    answer_margin: float = 0.06
-    clarify_threshold: float = 0.40
-    clarify_window: float = 0.08
+    lexical_candidates: int = 32
+    centroid_candidates: int = 32
+    # Shards with this many rows get a FAISS IVF index for row candidates.
+    ivf_min_rows: int = 100_000
+    ivf_nprobe: int = 24
+    # The decision: P(top entry is right) = logistic(bias + w_score * score + w_margin * margin),
+    # fitted on the multilingual dev set; answer when it reaches answer_probability.
+    answer_bias: float = -20.0
+    answer_w_score: float = 30.0
+    answer_w_margin: float = 40.0
+    answer_probability: float = 0.8
+    # Below that: clarify with the candidates within clarify_window of the top, if the top
+    # reaches clarify_threshold; else hand over.
+    clarify_threshold: float = 0.55
+    clarify_window: float = 0.03
     clarify_max: int = 3
-    # A same-language question match is worth a little more than a cross-language one.
-    same_language_bonus: float = 0.03
 
     def replace(self, **changes) -> RetrievalSettings:
         return dataclasses.replace(self, **changes)

@@ -77,6 +77,7 @@ class Service:
                 if health.get("database") and health.get("model"):
                     return self
             time.sleep(0.3)
+        self.stop()  # never leave a half-started service behind
         raise TimeoutError("the service did not come up")
 
     def stop(self, kill: bool = False) -> None:
