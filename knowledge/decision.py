@@ -6,6 +6,7 @@ and a clear lead over the next entry; close runners-up become a clarifying quest
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from knowledge.retrieval import Candidate
@@ -78,36 +79,39 @@ def notice_for(language: str, answer_lang: str) -> str | None:
     return NOTICES.get(language, NOTICES["en"]) if answer_lang == FALLBACK_LANGUAGE else None
 
 
+def answer_probability(top: float, margin: float, settings: RetrievalSettings) -> float:
+    """Calibrated P(the top entry is the right one): a logistic fit of score and margin (dev data)."""
+    z = settings.answer_bias + settings.answer_w_score * top + settings.answer_w_margin * margin
+    return float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
+
+
 def decide(candidates: list[Candidate], language: str, settings: RetrievalSettings) -> Decision:
-    """Apply the rules in order; `explain` records the scores and the rule that fired."""
+    """Answer when the calibrated probability is high; else clarify between the close candidates,
+    or hand over when even the best is weak. `explain` records the signals and the rule that fired."""
     s = settings
     top = candidates[0].score if candidates else 0.0
     second = candidates[1].score if len(candidates) > 1 else 0.0
     margin = top - second
+    p = answer_probability(top, margin, s) if candidates else 0.0
     explain = {"candidates": [c.signals() for c in candidates[:5]], "top": round(top, 4),
-               "margin": round(margin, 4), "thresholds": {"answer": s.answer_threshold, "margin": s.answer_margin,
-                                                          "clarify": s.clarify_threshold}}
+               "margin": round(margin, 4), "probability": round(p, 4),
+               "thresholds": {"answer_probability": s.answer_probability, "clarify": s.clarify_threshold,
+                              "clarify_window": s.clarify_window}}
+    if candidates and candidates[0].query:
+        explain["corrected_query"] = candidates[0].query
     if not candidates or top < s.clarify_threshold:
         decision, rule, shown = "handoff", f"top score {top:.3f} < clarify threshold {s.clarify_threshold}", []
-    elif top >= s.answer_threshold and margin >= s.answer_margin:
-        rule = f"top {top:.3f} >= {s.answer_threshold} and margin {margin:.3f} >= {s.answer_margin}"
+    elif p >= s.answer_probability:
+        rule = f"P(right) {p:.3f} >= {s.answer_probability} (score {top:.3f}, margin {margin:.3f})"
         decision, shown = "answer", candidates
     else:
-        close = [c for c in candidates if c.score >= max(s.clarify_threshold, top - s.clarify_window)][: s.clarify_max]
-        if len(close) >= 2:
-            rule = f"{len(close)} candidates within {s.clarify_window} of top {top:.3f}"
-            decision, shown = "clarify", close
-        elif top >= s.answer_threshold:
-            decision, rule, shown = "answer", "margin small but no runner-up above the clarify threshold", candidates
-        elif len(candidates) >= 2:
-            # One weak candidate: ask ("did you mean ...?") with the runner-up, rather than assert it.
-            decision, rule, shown = "clarify", f"top {top:.3f} between clarify and answer thresholds", candidates[:2]
-        else:
-            decision, rule, shown = "handoff", f"single weak candidate {top:.3f}", []
+        close = [c for c in candidates if c.score >= top - s.clarify_window][: s.clarify_max]
+        if len(close) < 2:
+            close = candidates[:2]  # one weak candidate: ask ("did you mean ...?") rather than assert it
+        rule = f"P(right) {p:.3f} < {s.answer_probability}: {len(close)} candidates to choose from"
+        decision, shown = "clarify", close
     explain["rule"] = rule
-    confidence = top if decision != "handoff" else 1.0 - top
-    if decision == "answer":
-        confidence = min(1.0, top * (0.5 + min(margin / max(s.answer_margin, 1e-6), 2.0) / 4))
+    confidence = 1.0 - p if decision == "handoff" else p
     ans_lang = answer_language(shown[0], language) if shown else language
     return Decision(decision, float(confidence), language, ans_lang, shown,
                     notice_for(language, ans_lang) if shown else None, explain)

@@ -105,8 +105,8 @@ def domain_responses(name: str, language: str) -> list[str]:
     domain = yaml.safe_load((ROOT / "bot" / "domain.yml").read_text())
     texts = []
     for variant in domain["responses"][name]:
-        conditions = variant.get("condition") or []
-        if any(c.get("name") == "language" and c.get("value") == language for c in conditions):
+        values = [c.get("value") for c in variant.get("condition") or [] if c.get("name") == "language"]
+        if language in values or (not values and language == "sv"):  # Swedish is the default variation
             texts.append(variant["text"])
     return texts
 

@@ -201,6 +201,32 @@ def test_handover_agent_reply_reload_and_dropped_connections(context, site, syst
     expect(page.get_by_role("dialog")).to_be_visible()  # it was open before the reload
     expect(page.get_by_role("dialog").get_by_role("status").first).to_contain_text("handläggare")
 
+    # Text from citizens and agents is text, never markup.
+    page.locator("#kc-input").fill("<img src=x onerror=alert(1)> <b>fet</b>")
+    page.keyboard.press("Enter")
+    agent.post(f"/api/v1/handoff/conversations/{sid}/messages", json={"text": "<script>alert(2)</script><i>kursiv</i>"})
+    expect(page.locator(".msg.citizen").filter(has_text="<b>fet</b>")).to_have_count(1)
+    expect(page.locator(".msg.agent").filter(has_text="<i>kursiv</i>")).to_have_count(1)
+    assert page.locator("#kommunchatt img, #kommunchatt b, #kommunchatt i, #kommunchatt script").count() == 0
+
+    # The agent closes: the citizen rates the chat (1-5), and the rating lands on the conversation.
+    agent.post(f"/api/v1/handoff/conversations/{sid}/close", json={"outcome": "resolved"}).raise_for_status()
+    page.get_by_label("4 av 5").check()
+    page.get_by_label("Kommentar (frivillig)").fill("Snabb hjälp")
+    page.get_by_role("button", name="Skicka betyg").click()
+    expect(page.get_by_text("Tack för ditt betyg!")).to_be_visible()
+    from sqlalchemy import select
+
+    from kommunchatt.db import conversations, make_engine
+
+    engine = make_engine(system.engine_url)
+    with engine.connect() as conn:
+        row = conn.execute(select(conversations.c.csat_score, conversations.c.csat_comment)
+                           .where(conversations.c.id == sid)).first()
+    engine.dispose()
+    assert (row.csat_score, row.csat_comment) == (4, "Snabb hjälp")
+    no_serious(page)
+
 
 def test_an_entry_made_in_the_workshop_is_answered_by_the_widget_at_once(context, browser, site, system):
     name, password = make_user(system.engine_url, "webmaster")
