@@ -49,7 +49,17 @@ browser:
 test: setup browser
 	@$(VENV)/bin/python -m kommunchatt.runner --prepare-only
 	@$(VENV)/bin/ruff check .
+	@$(MAKE) -s test-rasa
 	@$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+
+# The Rasa side in its own environment: conversation tests and the held-out NLU evaluation.
+test-rasa:
+	@model=$$($(VENV)/bin/python -m kommunchatt.runner --rasa-model); \
+	RASA_TELEMETRY_ENABLED=false PYTHONPATH=$(CURDIR) $(VENV_RASA)/bin/rasa test core --stories tests/rasa/test_stories.yml \
+		--model $$model --out $(KOMMUNCHATT_DATA_DIR)/rasa-results --fail-on-prediction-errors >$(KOMMUNCHATT_DATA_DIR)/rasa-test.log 2>&1 \
+		|| { tail -30 $(KOMMUNCHATT_DATA_DIR)/rasa-test.log; echo "error: Rasa conversation tests failed (log: $(KOMMUNCHATT_DATA_DIR)/rasa-test.log)"; exit 1; }; \
+	echo "Rasa conversation tests passed"; \
+	PYTHONPATH=$(CURDIR) $(VENV_RASA)/bin/python tests/rasa/evaluate_nlu.py --model $$model
 
 bench: setup
 	@$(VENV)/bin/python -m kommunchatt.runner --prepare-only

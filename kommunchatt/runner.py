@@ -258,6 +258,7 @@ def main() -> int:
     parser.add_argument(
         "--prepare-only", action="store_true", help="build models, seed data and the vector cache, then exit"
     )
+    parser.add_argument("--rasa-model", action="store_true", help="print the trained Rasa model's path (trains if needed)")
     args = parser.parse_args()
     data_dir = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", "var")).resolve()
     system = System(
@@ -268,6 +269,9 @@ def main() -> int:
         database_url=os.environ.get("DATABASE_URL"),
         redis_url=os.environ.get("REDIS_URL"),
     )
+    if args.rasa_model:
+        print(train_rasa(rasa_models_dir(data_dir), log=lambda *a: print(*a, file=sys.stderr)))
+        return 0
     started = time.monotonic()
     try:
         if not args.prepare_only:
