@@ -258,7 +258,7 @@ def main() -> int:
     parser.add_argument(
         "--prepare-only", action="store_true", help="build models, seed data and the vector cache, then exit"
     )
-    parser.add_argument("--rasa-model", action="store_true", help="print the trained Rasa model's path (trains if needed)")
+    parser.add_argument("--rasa-model", action="store_true", help="print the Rasa model path (trains if needed)")
     args = parser.parse_args()
     data_dir = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", "var")).resolve()
     system = System(
