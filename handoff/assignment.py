@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
 
 from handoff.presence import online_user_ids
 from kommunchatt.db import assignments, conversations, users
@@ -19,6 +19,12 @@ from kommunchatt.db import assignments, conversations, users
 STAFF_ROLES = ("agent", "admin")
 OUTCOMES = ("resolved", "referred", "callback", "unresolved", "abandoned", "spam")
 _PG_LOCK_KEY = 0x6B636861  # "kcha": one assignment pass at a time across processes
+
+
+_FIRST_RESPONSE = update(assignments).where(
+    assignments.c.conversation_id == bindparam("cid"), assignments.c.user_id == bindparam("uid"),
+    assignments.c.ended_at.is_(None), assignments.c.first_response_at.is_(None),
+).values(first_response_at=bindparam("at"))
 
 
 class Conflict(RuntimeError):
@@ -37,6 +43,7 @@ class Assignments:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._local = threading.Lock()
+        self._answered: set[tuple] = set()  # (conversation, agent, assigned_at) whose first reply is recorded
 
     # --- automatic assignment ---------------------------------------------------------------------
 
@@ -235,6 +242,20 @@ class Assignments:
                                             conversations.c.first_response_at.is_(None))
                 .values(first_response_at=now)
             )
+
+    def first_response_in(self, conn: Connection, conv: dict, user_id: int, at: float) -> dict | None:
+        """Inside the reply's own transaction: the assignment's first reply (once per assignment, remembered
+        in this process so later replies cost nothing); returns the conversation's change, if any."""
+        key = (conv["id"], user_id, conv["assigned_at"])
+        if key not in self._answered:
+            conn.execute(_FIRST_RESPONSE, {"cid": conv["id"], "uid": user_id, "at": at})
+        return {"first_response_at": at} if conv["first_response_at"] is None else None
+
+    def answered(self, conv: dict, user_id: int) -> None:
+        """The reply that recorded the first response is committed: skip the update from now on."""
+        if len(self._answered) > 50_000:
+            self._answered.clear()
+        self._answered.add((conv["id"], user_id, conv["assigned_at"]))
 
     @staticmethod
     def _end(conn, conversation_id: str, reason: str, now: float) -> None:

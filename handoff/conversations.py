@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from kommunchatt.db import conversations, messages
 
@@ -39,6 +40,16 @@ def _message(row) -> Message:
     return Message(row.id, row.conversation_id, row.sender, row.text, row.created_at, row.data or {})
 
 
+# The statements of a message's path, built once: building and cache-keying them costs more than
+# running them on SQLite.
+_GET = select(conversations).where(conversations.c.id == bindparam("cid"))
+_BY_CLIENT = select(messages).where(messages.c.conversation_id == bindparam("cid"),
+                                    messages.c.client_id == bindparam("client"))
+_INSERT = insert(messages)
+_TOUCH = update(conversations).where(conversations.c.id == bindparam("cid"))
+_TOUCH_AT = _TOUCH.values(updated_at=bindparam("at"))
+
+
 class ConversationStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -59,7 +70,11 @@ class ConversationStore:
 
     def get(self, conversation_id: str) -> dict:
         with self.engine.connect() as conn:
-            row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+            return self.get_in(conn, conversation_id)
+
+    @staticmethod
+    def get_in(conn: Connection, conversation_id: str) -> dict:
+        row = conn.execute(_GET, {"cid": conversation_id}).first()
         if not row:
             raise UnknownConversation(conversation_id)
         return dict(row._mapping)
@@ -76,23 +91,46 @@ class ConversationStore:
     ) -> tuple[Message, bool]:
         """Store a message; returns (message, created). A repeated `client_id` returns the stored one."""
         with self.engine.begin() as conn:
-            if client_id:
-                row = conn.execute(
-                    select(messages).where(
-                        and_(messages.c.conversation_id == conversation_id, messages.c.client_id == client_id)
-                    )
-                ).first()
-                if row:
-                    return _message(row), False
-            now = time.time()
-            result = conn.execute(
-                insert(messages).values(
-                    conversation_id=conversation_id, sender=sender, text=text, data=data or {},
-                    client_id=client_id, created_at=now,
-                )
-            )
-            conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(updated_at=now))
-            return Message(result.inserted_primary_key[0], conversation_id, sender, text, now, data or {}), True
+            message, created = self.add_in(conn, conversation_id, sender, text, data, client_id)
+            if created:
+                conn.execute(_TOUCH_AT, {"cid": conversation_id, "at": message.created_at})
+            return message, created
+
+    def post(
+        self, conversation_id: str, sender: str, text: str, data: dict | None = None, client_id: str | None = None,
+        check: Callable[[dict], None] | None = None,
+        then: Callable[[Connection, dict, Message], dict | None] | None = None,
+    ) -> tuple[dict, Message, bool]:
+        """A message's whole storage in one transaction: read the conversation (`check` may refuse it by
+        raising), store the message unless `client_id` was seen, and update the conversation with
+        `updated_at` plus what `then(conn, conv, message)` returns. Returns (conversation, message, created)."""
+        with self.engine.begin() as conn:
+            conv = self.get_in(conn, conversation_id)
+            if check:
+                check(conv)
+            message, created = self.add_in(conn, conversation_id, sender, text, data, client_id)
+            if created:
+                changes = (then(conn, conv, message) if then else None) or {}
+                if changes:
+                    changes["updated_at"] = message.created_at
+                    conn.execute(_TOUCH.values(**changes), {"cid": conversation_id})
+                else:
+                    conn.execute(_TOUCH_AT, {"cid": conversation_id, "at": message.created_at})
+                conv.update(changes, updated_at=message.created_at)
+            return conv, message, created
+
+    @staticmethod
+    def add_in(conn: Connection, conversation_id: str, sender: str, text: str, data: dict | None = None,
+               client_id: str | None = None) -> tuple[Message, bool]:
+        """Insert a message on `conn` (the caller's transaction); a repeated `client_id` returns the stored one."""
+        if client_id:
+            row = conn.execute(_BY_CLIENT, {"cid": conversation_id, "client": client_id}).first()
+            if row:
+                return _message(row), False
+        now = time.time()
+        result = conn.execute(_INSERT, {"conversation_id": conversation_id, "sender": sender, "text": text,
+                                        "data": data or {}, "client_id": client_id, "created_at": now})
+        return Message(result.inserted_primary_key[0], conversation_id, sender, text, now, data or {}), True
 
     def messages(self, conversation_id: str, after_id: int = 0, include_notes: bool = False) -> list[Message]:
         query = select(messages).where(and_(messages.c.conversation_id == conversation_id, messages.c.id > after_id))

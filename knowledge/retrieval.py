@@ -551,9 +551,12 @@ class Retriever:
         s = self.settings
         is_q = kind == _KIND_CODE[QUESTION]
         # Coverage only on question rows: any long answer covers a short query's n-grams.
-        lex = np.where(is_q, np.minimum(1.0, ((1 - s.lexical_coverage) * lex_cos + s.lexical_coverage * lex_cov)
-                                        / s.question_lex_hi),
-                       np.where(kind == _KIND_CODE[ANSWER], np.minimum(1.0, lex_cos / s.answer_lex_hi), 0.0))
+        # Question rows: TF-IDF and coverage, weighted lexical_weight; whole answers: TF-IDF only,
+        # weighted answer_lexical_weight (a sentence shares too few n-grams to count).
+        q_lex = np.minimum(1.0, ((1 - s.lexical_coverage) * lex_cos + s.lexical_coverage * lex_cov) / s.question_lex_hi)
+        a_lex = np.minimum(1.0, lex_cos / s.answer_lex_hi)
+        lex = np.where(is_q, s.lexical_weight * q_lex,
+                       np.where(kind == _KIND_CODE[ANSWER], s.answer_lexical_weight * a_lex, 0.0))
         d = np.where(is_q, dense, dense - s.passage_offset)
         n = len(ents)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
@@ -564,8 +567,13 @@ class Retriever:
             d_max[has_rows] = np.maximum.reduceat(d, starts[has_rows])
             l_max[has_rows] = np.maximum.reduceat(lex, starts[has_rows])
         d_max = np.where(has_rows, d_max, cent)
-        total = 1.0 + s.centroid_weight + s.lexical_weight
-        score = (d_max + s.centroid_weight * cent + s.lexical_weight * l_max) / total
+        has_q = np.zeros(n, dtype=bool)
+        if len(d):
+            has_q[has_rows] = np.maximum.reduceat(is_q, starts[has_rows])
+        # The centroid of an entry with question variants pools many phrasings and languages; that
+        # of an answer-only entry is just its sentences, a weaker signal.
+        cw = np.where(has_q, s.centroid_weight, s.answer_centroid_weight)
+        score = (d_max + cw * cent + l_max) / (1.0 + cw + max(s.lexical_weight, s.answer_lexical_weight))
         out: list[Candidate] = []
         for i in np.argsort(-score, kind="stable")[:top_k]:
             if counts[i]:

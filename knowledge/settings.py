@@ -25,7 +25,9 @@ class RetrievalSettings:
     #               / (1 + centroid_weight + lexical_weight); answers count passage_offset less
     # than question variants.
     centroid_weight: float = 1.5
-    lexical_weight: float = 0.1
+    answer_centroid_weight: float = 0.5  # for entries without question variants
+    lexical_weight: float = 0.1  # lexical signal of question variants
+    answer_lexical_weight: float = 0.1  # lexical signal of whole answers (the entry keeps the larger)
     passage_offset: float = 0.02
     # Language directions projected out of all vectors (0: none); estimated from entries with
     # at least 3 languages, when the knowledge base has this many of them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from handoff.assignment import Assignments, Conflict, Taken
@@ -47,13 +48,18 @@ class ChatService:
             replies = [m for m in self.conversations.messages(conversation_id, after_id=message.id)]
             return {"messages": [m.public() for m in replies if m.sender != "citizen"], "state": conv["state"]}
         await self.publish(message)
-        if conv["state"] == "closed":
+        if conv["state"] == "closed":  # the citizen writes again after an agent closed the chat
             self.conversations.update(conversation_id, state="bot")
             conv["state"] = "bot"
+            with contextlib.suppress(RasaUnavailable):  # if Rasa is down, the send below says so
+                await self.rasa.resume(conversation_id)
         if conv["state"] != "bot":  # a person has it: the bot stays silent
             return {"messages": [], "state": conv["state"]}
 
-        language, confidence = self.knowledge.detect_language(text, prior=conv["language"])
+        if text.startswith("/"):  # a button's payload says nothing about the citizen's language
+            language, confidence = conv["language"], 1.0
+        else:
+            language, confidence = self.knowledge.detect_language(text, prior=conv["language"])
         metadata = {
             "language": language,
             "language_confidence": confidence,
@@ -149,6 +155,7 @@ class ChatService:
         await self.released(conversation_id, before["assigned_to"], "handback")
         replies = [message]
         try:
+            await self.rasa.resume(conversation_id)  # the handoff paused it
             outputs = await self.rasa.trigger(conversation_id, "EXTERNAL_handback")
         except RasaUnavailable as exc:
             log.warning("Rasa did not take the handback of %s: %s", conversation_id, exc)

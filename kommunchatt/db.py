@@ -5,7 +5,13 @@ Times are stored as UNIX seconds (float): the same in both databases, and what r
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -147,7 +153,37 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=20, pool_pre_ping=True)
+
+
+PG_POOL_SIZE = 10
+_T = TypeVar("_T")
+_executors: weakref.WeakKeyDictionary[Engine, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+
+
+def db_executor(engine: Engine) -> ThreadPoolExecutor:
+    """The threads that run an engine's blocking work off the event loop.
+
+    SQLite: one thread, so the process has one writer at a time and never sleeps in SQLite's busy
+    handler waiting for its own other connection. PostgreSQL: as many threads as pooled connections.
+    """
+    executor = _executors.get(engine)
+    if executor is None:
+        workers = 1 if engine.dialect.name == "sqlite" else PG_POOL_SIZE
+        executor = _executors[engine] = ThreadPoolExecutor(workers, thread_name_prefix="db")
+    return executor
+
+
+async def run_db(engine: Engine, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """Run `fn` (blocking database work) on the engine's threads; the event loop keeps serving."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(db_executor(engine), functools.partial(fn, *args, **kwargs))
+
+
+def close_executor(engine: Engine) -> None:
+    executor = _executors.pop(engine, None)
+    if executor:
+        executor.shutdown(wait=True)
 
 
 def init_db(engine: Engine) -> None:

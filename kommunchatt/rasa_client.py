@@ -42,6 +42,16 @@ class RasaClient:
         except (httpx.HTTPError, ValueError) as exc:
             raise RasaUnavailable(str(exc)) from exc
 
+    async def resume(self, session_id: str) -> None:
+        """Un-pause the Rasa conversation (paused by the handoff): a paused one ignores every message."""
+        try:
+            response = await self._client.post(
+                f"/conversations/{session_id}/tracker/events", params={"token": self.token}, json={"event": "resume"}
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise RasaUnavailable(str(exc)) from exc
+
     async def healthy(self) -> bool:
         try:
             return (await self._client.get("/", timeout=2)).status_code == 200
