@@ -11,6 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import service
 from actions.common import (
     MAX_CANDIDATES,
+    detected_language,
     language,
     latest_intent,
     localized_text,
@@ -42,7 +43,10 @@ class ActionSessionSlots(Action):
                   domain: DomainDict) -> list[EventType]:
         meta = metadata(tracker)
         events: list[EventType] = []
-        lang = normalize(meta.get("language")) or normalize(meta.get("session_language"))
+        text = str((tracker.latest_message or {}).get("text") or "")
+        lang = detected_language(tracker)
+        if lang is None and not text.startswith("/"):  # a button press keeps the current language
+            lang = normalize(meta.get("session_language"))
         if lang and lang != tracker.get_slot("language"):
             events.append(SlotSet("language", lang))
         municipality = meta.get("municipality")

@@ -22,11 +22,22 @@ def metadata(tracker: Tracker) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def detected_language(tracker: Tracker) -> str | None:
+    """The service's detection of this message's language; None for a button payload.
+
+    A payload ("/affirm", "/choose_entry{...}") is not the citizen's language, and detection
+    reads it as English: a button press keeps the conversation's language.
+    """
+    text = str((tracker.latest_message or {}).get("text") or "")
+    if text.startswith("/"):
+        return None
+    return normalize(metadata(tracker).get("language"))
+
+
 def language(tracker: Tracker) -> str:
     """The citizen's language: this message's detected language, else the slot."""
-    meta = metadata(tracker)
-    return (normalize(meta.get("language")) or normalize(tracker.get_slot("language"))
-            or normalize(meta.get("session_language")) or DEFAULT)
+    return (detected_language(tracker) or normalize(tracker.get_slot("language"))
+            or normalize(metadata(tracker).get("session_language")) or DEFAULT)
 
 
 def municipality(tracker: Tracker) -> str | None:

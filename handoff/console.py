@@ -21,6 +21,7 @@ from handoff import presence
 from handoff.assignment import OUTCOMES, Conflict
 from handoff.conversations import UnknownConversation
 from kommunchatt.auth import COOKIE
+from kommunchatt.db import run_db
 from kommunchatt.text import clean_message
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class AgentConnection:
             return
         context = self.c.events.subscribe(f"conversation:{conversation_id}", f"staff:{conversation_id}")
         events = await context.__aenter__()
-        view = conversation_view(self.c, conversation_id)
+        view = await run_db(self.c.engine, conversation_view, self.c, conversation_id)
         seen = {m["id"] for m in view["messages"]}
         self.send({"type": "chat", "new": new, "now": time.time(), "conversation": view})
         task = asyncio.create_task(self._pump(conversation_id, events, seen))
@@ -107,21 +108,22 @@ class AgentConnection:
 
     async def run(self) -> None:
         c = self.c
-        await asyncio.to_thread(presence.opened, c.engine, self.id, self.user["id"], self.live.process)
+        await run_db(c.engine, presence.opened, c.engine, self.id, self.user["id"], self.live.process)
         self.live.connections[self.id] = self
         writer = asyncio.create_task(self._write())
         try:
             if self.user["status"] == "offline":  # opening the console means being at work
-                self.user = c.users.update(self.user["id"], status="available")
+                self.user = await run_db(c.engine, c.users.update, self.user["id"], status="available")
             await c.events.publish("agents", {"type": "agent_connected", "user_id": self.user["id"]})
             self.send({
                 "type": "hello", "now": time.time(), "user": self.user, "outcomes": list(OUTCOMES),
                 "statuses": list(STATUSES),
-                "tickets": self.visible_tickets(await asyncio.to_thread(self.live.open_tickets)),
-                "agents": await asyncio.to_thread(self.live.agent_list),
+                "tickets": self.visible_tickets(await run_db(c.engine, self.live.open_tickets)),
+                "agents": await run_db(c.engine, self.live.agent_list),
             })
-            self.send_queue(self.live.queue_snapshot or self.live.queue_items(c.queue.waiting()))
-            for conv in c.conversations.in_state("agent"):
+            self.send_queue(self.live.queue_snapshot
+                            or await run_db(c.engine, lambda: self.live.queue_items(c.queue.waiting())))
+            for conv in await run_db(c.engine, c.conversations.in_state, "agent"):
                 if conv["assigned_to"] == self.user["id"]:
                     await self.open_chat(conv["id"])
             while True:
@@ -138,7 +140,7 @@ class AgentConnection:
                 await context.__aexit__(None, None, None)
             writer.cancel()
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(presence.closed, c.engine, self.id)
+                await run_db(c.engine, presence.closed, c.engine, self.id)
             self.live.wake()
 
     async def _write(self) -> None:
@@ -175,7 +177,7 @@ class AgentConnection:
                 await c.chat.agent_typing(conversation_id, self.user, frame.get("typing", True) is not False)
             return None
         if kind == "claim":
-            taken = await asyncio.to_thread(c.chat.assignments.claim, conversation_id, self.user)
+            taken = await run_db(c.engine, c.chat.assignments.claim, conversation_id, self.user)
             await c.chat.announce_taken(taken)
             return {"conversation_id": conversation_id}
         if kind == "transfer":
@@ -193,31 +195,31 @@ class AgentConnection:
             status = frame.get("status")
             if status not in STATUSES:
                 raise ValueError(f"the status must be one of {', '.join(STATUSES)}")
-            self.user = c.users.update(self.user["id"], status=status)
+            self.user = await run_db(c.engine, c.users.update, self.user["id"], status=status)
             await c.events.publish("agents", {"type": "status", "user_id": self.user["id"], "status": status})
             return {"status": status}
         if kind == "suggest":
-            conv = c.conversations.get(conversation_id)
+            conv = await run_db(c.engine, c.conversations.get, conversation_id)
             result = await asyncio.to_thread(self.live.suggestions, conversation_id, conv["language"],
                                              conv["municipality"])
             self.send({"type": "suggestions", **result})
             return None
         if kind == "peek":
-            return {"conversation": conversation_view(c, conversation_id)}
+            return {"conversation": await run_db(c.engine, conversation_view, c, conversation_id)}
         raise ValueError(f"unknown action '{kind}'")
 
 
 async def transfer(c, conversation_id: str, user: dict, to_user_id) -> dict:
     """To another agent, or (no agent named) back to the front of the queue."""
     if to_user_id in (None, "", "queue"):
-        before = c.chat.assignments.release(conversation_id, "queued", "requeued",
-                                            user_id=None if user["role"] == "admin" else user["id"])
+        before = await run_db(c.engine, c.chat.assignments.release, conversation_id, "queued", "requeued",
+                              user_id=None if user["role"] == "admin" else user["id"])
         await c.chat.released(conversation_id, before["assigned_to"], "transferred")
         return {"conversation_id": conversation_id, "to": "queue"}
-    target = c.users.get(int(to_user_id))
+    target = await run_db(c.engine, c.users.get, int(to_user_id))
     if not target:
         raise ValueError(f"no agent with id {to_user_id}")
-    taken = await asyncio.to_thread(c.chat.assignments.transfer, conversation_id, user, target)
+    taken = await run_db(c.engine, c.chat.assignments.transfer, conversation_id, user, target)
     await c.chat.announce_taken(taken)
     return {"conversation_id": conversation_id, "to": target["id"]}
 
@@ -229,7 +231,7 @@ async def agent_socket(websocket: WebSocket) -> None:
     header = websocket.headers.get("authorization", "")
     token = (header[7:].strip() if header.lower().startswith("bearer ") else None) \
         or websocket.query_params.get("token") or websocket.cookies.get(COOKIE)
-    user = c.users.by_token(token) if token else None
+    user = await run_db(c.engine, c.users.by_token, token) if token else None
     if not user or user["role"] not in ("agent", "admin"):
         await websocket.close(code=4401)
         return

@@ -17,7 +17,7 @@ import uuid
 from sqlalchemy import and_, func, select
 
 from handoff import presence
-from kommunchatt.db import messages, tickets
+from kommunchatt.db import messages, run_db, tickets
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0
@@ -45,6 +45,10 @@ class Live:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def db(self, fn, *args):
+        """Database work on the engine's threads (one writer on SQLite), never on the event loop."""
+        return await run_db(self.c.engine, fn, *args)
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,12 +79,13 @@ class Live:
             for conn in self.of_user(event.get("user_id")):
                 await conn.drop_chat(event["conversation_id"], event.get("kind", "released"))
         elif kind == "ticket":
-            items = await asyncio.to_thread(self.open_tickets)
+            items = await self.db(self.open_tickets)
             for conn in list(self.connections.values()):
                 conn.send({"type": "tickets", "items": conn.visible_tickets(items), "new": event.get("id")})
-        elif kind in ("status", "agent_connected"):
+        elif kind in ("status", "agent_connected") and self.connections:
+            items = await self.db(self.agent_list)  # once for all consoles
             for conn in list(self.connections.values()):
-                conn.send({"type": "agents", "items": await asyncio.to_thread(self.agent_list)})
+                conn.send({"type": "agents", "items": items})
 
     # --- the periodic pass -----------------------------------------------------------------------------
 
@@ -99,7 +104,7 @@ class Live:
                 if now - last_sweep >= SWEEP_SECONDS:
                     last_sweep = now
                     await self._sweep()
-                for taken in await asyncio.to_thread(self.c.chat.assignments.auto_assign):
+                for taken in await self.db(self.c.chat.assignments.auto_assign):
                     await self.c.chat.announce_taken(taken)
                 await self._broadcast_queue()
             except Exception:  # noqa: BLE001 - a database hiccup: try again on the next pass
@@ -107,32 +112,32 @@ class Live:
 
     async def _heartbeat(self) -> None:
         conns = list(self.connections.values())
-        await asyncio.to_thread(presence.heartbeat, self.c.engine, [conn.id for conn in conns])
+        await self.db(presence.heartbeat, self.c.engine, [conn.id for conn in conns])
         for conn in conns:  # sessions expire even while the console stays open
-            if not await asyncio.to_thread(self.c.users.by_token, conn.token):
+            if not await self.db(self.c.users.by_token, conn.token):
                 await conn.expire()
 
     async def _sweep(self) -> None:
         """Agents gone for longer than the grace period lose their chats to the front of the queue."""
-        holders = await asyncio.to_thread(self.c.chat.assignments.agents_with_chats)
-        gone = await asyncio.to_thread(presence.gone_user_ids, self.c.engine, holders)
+        holders = await self.db(self.c.chat.assignments.agents_with_chats)
+        gone = await self.db(presence.gone_user_ids, self.c.engine, holders)
         if not gone:
             return
-        moved = await asyncio.to_thread(self.c.chat.assignments.requeue_agents, gone)
+        moved = await self.db(self.c.chat.assignments.requeue_agents, gone)
         for conv in moved:
             log.info("agent %s did not come back: conversation %s returns to the queue", conv["assigned_to"],
                      conv["id"])
             await self.c.chat.released(conv["id"], conv["assigned_to"], "dropped")
 
     async def _broadcast_queue(self) -> None:
-        waiting = await asyncio.to_thread(self.c.queue.waiting)
+        waiting = await self.db(self.c.queue.waiting)
         sig = tuple((conv["id"], conv["queued_at"]) for conv in waiting)
         if sig != self._queue_sig:
             self._queue_sig = sig
-            self._queue_items = await asyncio.to_thread(self.queue_items, waiting)
+            self._queue_items = await self.db(self.queue_items, waiting)
             for conn in list(self.connections.values()):
                 conn.send_queue(self._queue_items)
-        positions = await asyncio.to_thread(self.c.queue.positions, waiting) if waiting else {}
+        positions = await self.db(self.c.queue.positions, waiting) if waiting else {}
         for conversation_id, pos in positions.items():
             key = (pos["position"], pos["estimated_wait_seconds"])
             if self._positions.get(conversation_id) != key:

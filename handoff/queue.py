@@ -73,15 +73,17 @@ class Queue:
         return (row.settings or {}) if row else None
 
     def availability(self, municipality: str) -> dict:
-        open_now, opens_at = is_open(self.municipality_settings(municipality) or {})
-        return {"open": open_now, "opens_at": _iso(opens_at)}
+        settings = self.municipality_settings(municipality) or {}
+        open_now, opens_at = is_open(settings)
+        return {"open": open_now, "opens_at": _iso(opens_at, settings)}
 
     def enqueue(self, conversation_id: str, reason: str, topic: str | None = None) -> dict:
         """Queue a conversation for a person, unless the contact centre is closed."""
         conv = self.conversations.get(conversation_id)
-        open_now, opens_at = is_open(self.municipality_settings(conv["municipality"]) or {})
+        settings = self.municipality_settings(conv["municipality"]) or {}
+        open_now, opens_at = is_open(settings)
         if not open_now:
-            return {"state": conv["state"], "open": False, "opens_at": _iso(opens_at)}
+            return {"state": conv["state"], "open": False, "opens_at": _iso(opens_at, settings)}
         if conv["state"] in ("bot", "closed"):
             self.conversations.update(
                 conversation_id, state="queued", handoff_reason=reason, queued_at=time.time(),
@@ -155,7 +157,9 @@ class Queue:
         return float(handled or DEFAULT_HANDLE_SECONDS) / max(1, int(capacity or 0))
 
 
-def _iso(timestamp: float | None) -> str | None:
+def _iso(timestamp: float | None, settings: dict | None = None) -> str | None:
+    """In the contact centre's time zone: the bot shows the citizen its local time as written."""
     if timestamp is None:
         return None
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+    tz = ZoneInfo(((settings or {}).get("opening_hours") or {}).get("timezone", "Europe/Stockholm"))
+    return dt.datetime.fromtimestamp(timestamp, tz).isoformat()

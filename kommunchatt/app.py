@@ -22,7 +22,7 @@ from knowledge.service import KnowledgeService
 from knowledge.store import KnowledgeStore
 from kommunchatt.chat_service import ChatService
 from kommunchatt.config import Settings, load_settings
-from kommunchatt.db import init_db, make_engine
+from kommunchatt.db import close_executor, init_db, make_engine
 from kommunchatt.events import EventHub
 from kommunchatt.rasa_client import RasaClient
 
@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         syncer.cancel()
         await components.events.stop()
         await components.rasa.close()
+        close_executor(components.engine)
         components.engine.dispose()
 
     app = FastAPI(

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from handoff.conversations import UnknownConversation
 from knowledge.kbfile import LANG_RE
+from kommunchatt.db import run_db
 from kommunchatt.text import clean_message
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -74,9 +75,9 @@ class Transcript(BaseModel):
 async def create_session(request: Request, body: NewSession | None = None) -> dict:
     body = body or NewSession()
     c = request.app.state.c
-    if c.queue.municipality_settings(body.municipality) is None:
+    if await run_db(c.engine, c.queue.municipality_settings, body.municipality) is None:
         raise HTTPException(404, f"no municipality with id '{body.municipality}'")
-    conv = c.conversations.create(body.municipality, body.language)
+    conv = await run_db(c.engine, c.conversations.create, body.municipality, body.language)
     return {"session_id": conv["id"], "language": conv["language"], "state": conv["state"]}
 
 
@@ -84,6 +85,10 @@ async def create_session(request: Request, body: NewSession | None = None) -> di
 async def get_session(request: Request, session_id: str, after: int = 0) -> dict:
     """The conversation so far: what the widget shows after a page reload."""
     c = request.app.state.c
+    return await run_db(c.engine, _transcript, c, session_id, after)
+
+
+def _transcript(c, session_id: str, after: int) -> dict:
     conv = c.conversations.get(session_id)
     return {
         "session_id": session_id,
@@ -116,26 +121,24 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
     """
     c = websocket.app.state.c
     try:
-        c.conversations.get(session_id)
+        await run_db(c.engine, c.conversations.get, session_id)
     except UnknownConversation:
         await websocket.close(code=4404)
         return
     await websocket.accept()
     async with c.events.subscribe(f"conversation:{session_id}") as queue:
         sent: set[int] = set()  # ids, not the last id: events from another process may come out of order
-        for message in c.conversations.messages(session_id, after_id=after):
+        backlog, position = await run_db(c.engine, _since, c, session_id, after)
+        for message in backlog:
             await websocket.send_json({"type": "message", **message.public()})
             sent.add(message.id)
-        await websocket.send_json({"type": "state", **c.queue.position(session_id)})
-        receiver = asyncio.create_task(_drain(websocket, c, session_id))
+        await websocket.send_json({"type": "state", **position})
+        receiver = asyncio.create_task(_drain(websocket, c, session_id, queue))
         try:
-            while not receiver.done():
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
+            while True:
+                event = await queue.get()
+                if event is None:  # the receiver saw the socket close
                     break
-                event = getter.result()
                 if event.get("type") == "message":
                     if event["id"] <= after or event["id"] in sent:
                         continue
@@ -149,8 +152,20 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
                 await receiver
 
 
-async def _drain(websocket: WebSocket, c, session_id: str) -> None:
-    """Read what the client sends, so a disconnect is noticed; `{"type": "typing"}` goes to the agent."""
+def _since(c, session_id: str, after: int) -> tuple[list, dict]:
+    return c.conversations.messages(session_id, after_id=after), c.queue.position(session_id)
+
+
+async def _drain(websocket: WebSocket, c, session_id: str, events: asyncio.Queue) -> None:
+    """Read what the client sends, so a disconnect is noticed (it ends the sender's wait on `events`);
+    `{"type": "typing"}` goes to the agent."""
+    try:
+        await _read(websocket, c, session_id)
+    finally:
+        events.put_nowait(None)
+
+
+async def _read(websocket: WebSocket, c, session_id: str) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             raw = await websocket.receive_text()

@@ -9,6 +9,7 @@ from handoff.assignment import Assignments, Conflict, Taken
 from handoff.conversations import ConversationStore, Message
 from handoff.queue import Queue
 from knowledge.service import KnowledgeService
+from kommunchatt.db import run_db
 from kommunchatt.events import EventHub
 from kommunchatt.rasa_client import RasaClient, RasaUnavailable
 from kommunchatt.texts import say
@@ -30,27 +31,39 @@ class ChatService:
         self.rasa = rasa
         self.events = events
         self.assignments = Assignments(conversations.engine)
+        self.engine = conversations.engine
+
+    async def db(self, fn, *args, **kwargs):
+        """Blocking database work, off the event loop (see kommunchatt.db.run_db)."""
+        return await run_db(self.engine, fn, *args, **kwargs)
 
     async def publish(self, message: Message) -> None:
         await self.events.publish(f"conversation:{message.conversation_id}", {"type": "message", **message.public()})
 
     async def publish_state(self, conversation_id: str) -> None:
-        conv = self.conversations.get(conversation_id)
-        event = {"type": "state", "state": conv["state"], **self.queue.position(conversation_id)}
-        await self.events.publish(f"conversation:{conversation_id}", event)
-        await self.events.publish("agents", {"type": "conversation", "id": conversation_id, "state": conv["state"]})
+        position = await self.db(self.queue.position, conversation_id)  # carries the state
+        await self.events.publish(f"conversation:{conversation_id}", {"type": "state", **position})
+        await self.events.publish("agents", {"type": "conversation", "id": conversation_id,
+                                             "state": position["state"]})
 
     async def citizen_message(self, conversation_id: str, text: str, client_id: str | None = None) -> dict:
         """Returns {"messages": replies, "state"}; replies are the bot's (a person answers later)."""
-        conv = self.conversations.get(conversation_id)
-        message, created = self.conversations.add_message(conversation_id, "citizen", text, client_id=client_id)
+        reopened = []
+
+        def reopen(_conn, conv: dict, _message: Message) -> dict | None:
+            if conv["state"] != "closed":
+                return None
+            reopened.append(True)  # the citizen writes again after an agent closed the chat
+            return {"state": "bot"}
+
+        # One transaction on the database thread: the conversation, the message, and its reopening.
+        conv, message, created = await self.db(self.conversations.post, conversation_id, "citizen", text,
+                                               client_id=client_id, then=reopen)
         if not created:  # a resend after a dropped connection: answer with what followed it
-            replies = [m for m in self.conversations.messages(conversation_id, after_id=message.id)]
+            replies = await self.db(self.conversations.messages, conversation_id, after_id=message.id)
             return {"messages": [m.public() for m in replies if m.sender != "citizen"], "state": conv["state"]}
         await self.publish(message)
-        if conv["state"] == "closed":  # the citizen writes again after an agent closed the chat
-            self.conversations.update(conversation_id, state="bot")
-            conv["state"] = "bot"
+        if reopened:
             with contextlib.suppress(RasaUnavailable):  # if Rasa is down, the send below says so
                 await self.rasa.resume(conversation_id)
         if conv["state"] != "bot":  # a person has it: the bot stays silent
@@ -81,7 +94,7 @@ class ChatService:
             stored = await self.store_bot_output(conversation_id, out)
             if stored:
                 replies.append(stored)
-        state = self.conversations.get(conversation_id)["state"]
+        state = (await self.db(self.conversations.get, conversation_id))["state"]
         if state != "bot":
             await self.publish_state(conversation_id)
         return {"messages": [m.public() for m in replies], "state": state}
@@ -92,7 +105,7 @@ class ChatService:
         data = {k: out[k] for k in ("buttons", "custom") if out.get(k)}
         if not text and not data:
             return None
-        message, _ = self.conversations.add_message(conversation_id, "bot", text, data)
+        message, _ = await self.db(self.conversations.add_message, conversation_id, "bot", text, data)
         await self.publish(message)
         return message
 
@@ -111,28 +124,36 @@ class ChatService:
         self, conversation_id: str, user: dict, text: str, client_id: str | None = None, note: bool = False
     ) -> Message:
         """Store an agent's reply (or internal note) first, then deliver it. A repeated client_id is a resend."""
-        conv = self.conversations.get(conversation_id)
-        mine = conv["state"] == "agent" and conv["assigned_to"] == user["id"]
-        if not note and not mine:
-            raise Conflict("only the agent who has the conversation can reply")
-        if note and not (mine or user["role"] == "admin" or conv["state"] == "queued"):
-            raise Conflict("notes are for a conversation you have or one that waits in the queue")
+
+        def check(conv: dict) -> None:
+            mine = conv["state"] == "agent" and conv["assigned_to"] == user["id"]
+            if not note and not mine:
+                raise Conflict("only the agent who has the conversation can reply")
+            if note and not (mine or user["role"] == "admin" or conv["state"] == "queued"):
+                raise Conflict("notes are for a conversation you have or one that waits in the queue")
+
+        def first_response(conn, conv: dict, message: Message) -> dict | None:
+            return None if note else self.assignments.first_response_in(conn, conv, user["id"], message.created_at)
+
         data = {"author": user.get("display_name") or user["username"], "user_id": user["id"]}
         sender = "note" if note else "agent"
-        message, created = self.conversations.add_message(conversation_id, sender, text, data, client_id=client_id)
+        # One transaction on the database thread: check, store, and the first-response times.
+        conv, message, created = await self.db(self.conversations.post, conversation_id, sender, text, data,
+                                               client_id=client_id, check=check, then=first_response)
         if created:
             if note:
                 await self.events.publish(f"staff:{conversation_id}", {"type": "message", **message.public()})
             else:
-                self.assignments.first_response(conversation_id, user["id"])
+                self.assignments.answered(conv, user["id"])
                 await self.publish(message)
         return message
 
     async def announce_taken(self, taken: Taken) -> None:
-        conv = self.conversations.get(taken.conversation_id)
+        conv = await self.db(self.conversations.get, taken.conversation_id)
         text = _say(JOINED, conv["language"]).format(name=taken.display_name)
-        message, _ = self.conversations.add_message(
-            taken.conversation_id, "system", text, {"custom": {"kind": "agent_joined", "agent": taken.display_name}}
+        message, _ = await self.db(
+            self.conversations.add_message, taken.conversation_id, "system", text,
+            {"custom": {"kind": "agent_joined", "agent": taken.display_name}},
         )
         await self.publish(message)
         await self.publish_state(taken.conversation_id)
@@ -146,10 +167,10 @@ class ChatService:
 
     async def hand_back(self, conversation_id: str, user: dict) -> list[Message]:
         """The agent gives the conversation back to the bot; Rasa hears EXTERNAL_handback."""
-        before = self.assignments.release(conversation_id, "bot", "handback", user_id=_own(user))
-        conv = self.conversations.get(conversation_id)
-        message, _ = self.conversations.add_message(
-            conversation_id, "system", _say(HANDBACK, conv["language"]), {"custom": {"kind": "handback"}}
+        before = await self.db(self.assignments.release, conversation_id, "bot", "handback", user_id=_own(user))
+        message, _ = await self.db(
+            self.conversations.add_message, conversation_id, "system", _say(HANDBACK, before["language"]),
+            {"custom": {"kind": "handback"}},
         )
         await self.publish(message)
         await self.released(conversation_id, before["assigned_to"], "handback")
@@ -168,9 +189,10 @@ class ChatService:
 
     async def close(self, conversation_id: str, user: dict, outcome: str) -> Message:
         """Close with an outcome; the citizen is asked how satisfied they are (1-5 and a comment)."""
-        before = self.assignments.release(conversation_id, "closed", "closed", user_id=_own(user), outcome=outcome)
-        message, _ = self.conversations.add_message(
-            conversation_id, "system", _say(RATING, before["language"]),
+        before = await self.db(self.assignments.release, conversation_id, "closed", "closed", user_id=_own(user),
+                               outcome=outcome)
+        message, _ = await self.db(
+            self.conversations.add_message, conversation_id, "system", _say(RATING, before["language"]),
             {"custom": {"kind": "rating_request", "min": 1, "max": 5,
                         "rating_url": f"/api/v1/chat/sessions/{conversation_id}/rating"}},
         )
@@ -179,10 +201,10 @@ class ChatService:
         return message
 
     async def rate(self, conversation_id: str, score: int, comment: str | None) -> None:
-        conv = self.conversations.get(conversation_id)
+        conv = await self.db(self.conversations.get, conversation_id)
         if conv["closed_at"] is None:
             raise Conflict("a conversation can be rated once a person has closed it")
-        self.conversations.update(conversation_id, csat_score=score, csat_comment=comment)
+        await self.db(self.conversations.update, conversation_id, csat_score=score, csat_comment=comment)
         await self.events.publish("agents", {"type": "rated", "conversation_id": conversation_id, "score": score})
 
 
