@@ -43,10 +43,7 @@ class ActionSessionSlots(Action):
                   domain: DomainDict) -> list[EventType]:
         meta = metadata(tracker)
         events: list[EventType] = []
-        text = str((tracker.latest_message or {}).get("text") or "")
-        lang = detected_language(tracker)
-        if lang is None and not text.startswith("/"):  # a button press keeps the current language
-            lang = normalize(meta.get("session_language"))
+        lang = self._language(tracker, meta)
         if lang and lang != tracker.get_slot("language"):
             events.append(SlotSet("language", lang))
         municipality = meta.get("municipality")
@@ -58,6 +55,20 @@ class ActionSessionSlots(Action):
         if pending is not None:
             events.append(SlotSet("pending", None))
         return events
+
+    @staticmethod
+    def _language(tracker: Tracker, meta: dict[str, Any]) -> str | None:
+        """This message's language, or None to keep the conversation's.
+
+        A button press and an answer to the call-back form (a name, a phone number, an e-mail
+        address) say nothing about the language: they keep it, or take the session's language
+        if the conversation has none yet.
+        """
+        text = str((tracker.latest_message or {}).get("text") or "")
+        if text.startswith("/") or tracker.active_loop_name == "callback_form":
+            chosen = any(e.get("event") == "slot" and e.get("name") == "language" for e in tracker.events)
+            return None if chosen else normalize(meta.get("session_language"))
+        return detected_language(tracker) or normalize(meta.get("session_language"))
 
 
 def _candidate(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:

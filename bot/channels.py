@@ -11,6 +11,8 @@ from typing import Any
 from rasa.core.channels.rest import RestInput
 from sanic.request import Request
 
+import bot.speedups  # noqa: F401 - patches Rasa on import (see the module)
+
 
 class KommunchattInput(RestInput):
     """REST channel named `kommunchatt` that forwards the request's metadata."""

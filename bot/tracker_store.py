@@ -11,6 +11,8 @@ from typing import Any
 
 from rasa.core.tracker_store import SQLTrackerStore
 
+import bot.speedups  # noqa: F401 - patches Rasa on import (see the module)
+
 _OPTIONAL = {
     "host": "RASA_TRACKER_HOST",
     "port": "RASA_TRACKER_PORT",

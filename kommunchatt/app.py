@@ -22,7 +22,7 @@ from knowledge.service import KnowledgeService
 from knowledge.store import KnowledgeStore
 from kommunchatt.chat_service import ChatService
 from kommunchatt.config import Settings, load_settings
-from kommunchatt.db import close_executor, init_db, make_engine
+from kommunchatt.db import WalCheckpointer, close_executor, init_db, make_engine
 from kommunchatt.events import EventHub
 from kommunchatt.rasa_client import RasaClient
 
@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         components = build_components(settings)
         app.state.c = components
+        checkpointer = WalCheckpointer(components.engine)  # SQLite: commits on the loop never sync
+        checkpointer.start()
         await components.events.start()
         syncer = asyncio.create_task(_sync_knowledge(components.knowledge))
         from handoff.live import Live
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await components.events.stop()
         await components.rasa.close()
         close_executor(components.engine)
+        checkpointer.stop()
         components.engine.dispose()
 
     app = FastAPI(

@@ -1,0 +1,443 @@
+"""Every dialogue flow of issue 4 through the chat API, in Swedish, Arabic and English.
+
+One running system (service + Rasa + actions, SQLite) for the module; PostgreSQL is covered by the
+skeleton test. Expected texts come from the domain (the language's variation) and the seed knowledge
+base, never from copies in this file. Clarify and handoff depend on the knowledge service's
+decision, so those tests first ask `/api/v1/answer` which message it clarifies or hands over, then
+check the conversation follows that decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import yaml
+
+from knowledge.kbfile import load_path
+from kommunchatt.config import database_url as resolve
+from kommunchatt.config import internal_token
+from kommunchatt.db import make_engine, municipalities
+from kommunchatt.runner import RASA_BIN, free_port
+from tests.conftest import ROOT
+from tests.e2e import Citizen, running_system, staff_login
+
+pytestmark = pytest.mark.e2e
+
+LANGUAGES = ["sv", "ar", "en"]
+DOMAIN = yaml.safe_load((ROOT / "bot" / "domain.yml").read_text())
+ENTRIES = {e.id: e for e in load_path(ROOT / "data" / "knowledge")}
+
+# Requests for a person, misspelled as citizens write them.
+ASK_PERSON = {
+    "sv": ["jag vill prata med en riktg människa", "kan jag få prata med en handläggre"],
+    "ar": ["اريد التحدث مع موظف", "ممكن اكلم شخص حقيقي"],
+    "en": ["can i talk to a reel person pls", "i want an agnet"],
+}
+SMALL_TALK = {  # greet, thanks, goodbye
+    "sv": ("Hej!", "tack så mycket", "hej då"),
+    "ar": ("مرحبا", "شكرا جزيلا", "مع السلامة"),
+    "en": ("Hello", "thanks a lot", "bye"),
+}
+YES_NO = {"sv": ("ja", "nej"), "ar": ("نعم", "لا"), "en": ("yes", "no")}
+# Short or broad messages, and questions no entry answers: the knowledge service decides which
+# of them it clarifies or hands over (the tests use the first that it does).
+BROAD = {
+    "sv": ["förskola", "bygglov", "parkering", "sopor", "avgift"],
+    "ar": ["روضة الأطفال", "الحضانة", "موقف السيارات", "رسوم"],
+    "en": ["preschool", "daycare", "parking", "permit", "fees"],
+}
+UNANSWERABLE = {
+    "sv": ["Vem vann fotbolls-VM 1994?", "Kan du rekommendera ett recept på lasagne?", "asdkjh qwe zzxq"],
+    "ar": ["من فاز بكأس العالم لكرة القدم عام 1994؟", "هل يمكنك أن تقترح وصفة لازانيا؟", "asdkjh qwe zzxq"],
+    "en": ["Who won the football World Cup in 1994?", "Can you recommend a lasagne recipe?", "asdkjh qwe zzxq"],
+}
+SWITCH = {  # (session language, request, target language)
+    "sv": ("kan vi prata engelska?", "en"),
+    "ar": ("هل يمكن أن نتحدث بالإنجليزية؟", "en"),
+    "en": ("can we speak Swedish?", "sv"),
+}
+CALLBACK = {  # name, contact, message, consent
+    "sv": ("Anna Svensson", "070-123 45 67", "Ring mig om bygglovet för altanen", "ja"),
+    "ar": ("أحمد علي", "ahmad.ali@example.se", "أريد أن يتصل بي أحد بخصوص رخصة البناء", "نعم"),
+    "en": ("John Smith", "+46 70 765 43 21", "Please call me about my parking permit", "yes"),
+}
+
+
+# --- expected content ------------------------------------------------------------------------------
+
+
+def variation(name: str, language: str) -> dict:
+    """The domain's variation of a response for a language (the unconditioned one is Swedish)."""
+    for variant in DOMAIN["responses"][name]:
+        values = [c.get("value") for c in variant.get("condition") or [] if c.get("name") == "language"]
+        if language in values or (not values and language == "sv"):
+            return variant
+    raise AssertionError(f"{name} has no variation for {language}")
+
+
+def said(name: str, language: str, **values) -> str:
+    return variation(name, language)["text"].format(**values)
+
+
+def buttons(name: str, language: str) -> list[dict]:
+    return variation(name, language).get("buttons") or []
+
+
+def answer_text(entry_id: str, language: str) -> str:
+    """What the bot says for an entry: the answer unchanged, the link on its own line."""
+    entry = ENTRIES[entry_id]
+    return f"{entry.answer[language]}\n{entry.url}" if entry.url else entry.answer[language]
+
+
+def texts(reply: dict) -> list[str]:
+    return [m["text"] for m in reply["messages"] if m["text"]]
+
+
+def customs(reply: dict, kind: str | None = None) -> list[dict]:
+    found = [m["custom"] for m in reply["messages"] if m.get("custom")]
+    return [c for c in found if kind is None or c.get("kind") == kind]
+
+
+def with_buttons(reply: dict) -> list[dict]:
+    return [m for m in reply["messages"] if m.get("buttons")]
+
+
+# --- the running system ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("e2e-dialogue")
+    with running_system(data_dir) as system:
+        system.engine_url = resolve(data_dir, None)
+        system.token = internal_token(data_dir)
+        yield system
+
+
+@pytest.fixture(scope="module")
+def agent(system) -> httpx.Client:
+    return staff_login(system.service_url, system.engine_url)
+
+
+@pytest.fixture(scope="module")
+def admin(system) -> httpx.Client:
+    return staff_login(system.service_url, system.engine_url, role="admin")
+
+
+@pytest.fixture(scope="module")
+def closed_municipality(system, admin) -> str:
+    """A second municipality whose contact centre is closed today and tomorrow (holidays)."""
+    engine = make_engine(system.engine_url)
+    with engine.begin() as conn:
+        conn.execute(municipalities.insert().values(id="natt", name="Natt", settings={}))
+    engine.dispose()
+    today = dt.datetime.now(ZoneInfo("Europe/Stockholm")).date()
+    week = {day: [["08:00", "16:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    holidays = [today.isoformat(), (today + dt.timedelta(days=1)).isoformat()]
+    response = admin.put("/api/v1/admin/municipalities/natt/opening-hours",
+                         json={"timezone": "Europe/Stockholm", "weekly": week, "holidays": holidays})
+    assert response.status_code == 200 and response.json()["open"] is False, response.text
+    return "natt"
+
+
+def decision(system, text: str, language: str) -> dict:
+    response = httpx.post(f"{system.service_url}/api/v1/answer", json={"text": text, "language": language})
+    response.raise_for_status()
+    return response.json()
+
+
+def first_decided(system, texts_: list[str], language: str, wanted: str) -> tuple[str, dict]:
+    """The first message the knowledge service decides `wanted` for (clarify or handoff)."""
+    seen = {}
+    for text in texts_:
+        result = decision(system, text, language)
+        if result["decision"] == wanted:
+            return text, result
+        seen[text] = (result["decision"], result["confidence"])
+    pytest.fail(f"the knowledge service decides {wanted} for none of {seen} ({language}): "
+                f"its decision calibration (knowledge/settings.py, tests/test_retrieval.py) is off")
+
+
+def rasa_actions(system, session_id: str) -> list[str]:
+    """The actions Rasa ran in a conversation (from its tracker)."""
+    tracker = httpx.get(f"http://127.0.0.1:{system.rasa_port}/conversations/{session_id}/tracker",
+                        params={"token": system.token}, timeout=10).json()
+    return [e["name"] for e in tracker["events"] if e["event"] == "action"]
+
+
+def assert_queued(citizen: Citizen, reply: dict, language: str, reason: str, agent: httpx.Client) -> None:
+    """The citizen is told, in their language, their place in the queue and the estimated wait."""
+    assert reply["state"] == "queued", reply
+    [handoff] = customs(reply, "handoff")
+    minutes = max(1, math.ceil(handoff["estimated_wait_seconds"] / 60))
+    assert said("utter_handoff_queued", language, position=handoff["position"], minutes=minutes) in texts(reply)
+    transcript = citizen.http.get(f"/api/v1/chat/sessions/{citizen.session_id}").json()
+    assert transcript["queue"]["position"] == handoff["position"] >= 1
+    [queued] = [q for q in agent.get("/api/v1/handoff/queue").json() if q["session_id"] == citizen.session_id]
+    assert queued["reason"] == reason
+
+
+def assert_answer(reply: dict, entry_id: str, language: str) -> None:
+    assert reply["state"] == "bot", reply
+    assert answer_text(entry_id, language) in texts(reply), reply
+    assert customs(reply, "answer")[0]["entry_id"] == entry_id
+    [question] = with_buttons(reply)
+    assert question["text"] == said("utter_did_that_help", language)
+    assert question["buttons"] == buttons("utter_did_that_help", language)
+    assert [b["payload"] for b in question["buttons"]] == ["/affirm", "/deny"]
+
+
+# --- answer, feedback, clarify ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_answer_not_helpful_twice_offers_a_person(system, agent, language):
+    citizen = Citizen(system.service_url, language)
+    yes, no = YES_NO[language]
+    reply = citizen.say(ENTRIES["waste-collection-schedule"].first_question(language))
+    assert_answer(reply, "waste-collection-schedule", language)
+    assert "https://e.ekby.se/hamtdag" in "\n".join(texts(reply))
+
+    reply = citizen.say(no)
+    assert texts(reply) == [said("utter_ask_rephrase", language)]
+
+    reply = citizen.say(ENTRIES["preschool-application"].first_question(language))
+    assert_answer(reply, "preschool-application", language)
+    reply = citizen.say("/deny")  # the "No" button
+    [offer] = with_buttons(reply)
+    assert offer["text"] == said("utter_offer_human", language)
+    assert offer["buttons"] == buttons("utter_offer_human", language)
+    assert_queued(citizen, citizen.say(yes), language, "negative_feedback", agent)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_answer_that_helped(system, language):
+    citizen = Citizen(system.service_url, language)
+    assert_answer(citizen.say(ENTRIES["residents-parking-permit"].first_question(language)),
+                  "residents-parking-permit", language)
+    reply = citizen.say("/affirm")
+    assert texts(reply) == [said("utter_glad_to_help", language)] and reply["state"] == "bot"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_clarify_then_choose_an_entry(system, language):
+    text, result = first_decided(system, BROAD[language], language, "clarify")
+    citizen = Citizen(system.service_url, language)
+    reply = citizen.say(text)
+    [question] = with_buttons(reply)
+    assert question["text"] == said("utter_clarify", language)
+    candidates = result["answers"]
+    assert 2 <= len(candidates) <= 3
+    none = said("utter_button_none_of_these", language)
+    assert [b["title"] for b in question["buttons"]] == [a["question"] for a in candidates] + [none]
+    assert question["buttons"][-1]["payload"] == "/none_of_these"
+
+    chosen = candidates[1]
+    payload = question["buttons"][1]["payload"]
+    assert payload == "/choose_entry" + json.dumps({"entry_id": chosen["id"]}, separators=(",", ":"))
+    reply = citizen.say(payload)
+    assert_answer(reply, chosen["id"], language)
+    expected = f"{chosen['text']}\n{chosen['url']}" if chosen["url"] else chosen["text"]
+    assert expected in texts(reply)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_none_of_these_twice_offers_a_person(system, agent, language):
+    text, _ = first_decided(system, BROAD[language], language, "clarify")
+    citizen = Citizen(system.service_url, language)
+    assert with_buttons(citizen.say(text))
+    reply = citizen.say("/none_of_these")
+    assert texts(reply) == [said("utter_ask_rephrase", language)]
+    assert with_buttons(citizen.say(text))
+    reply = citizen.say("/none_of_these")
+    assert texts(reply) == [said("utter_offer_human", language)]
+    assert_queued(citizen, citizen.say("/affirm"), language, "failed_turns", agent)
+
+
+# --- handoff ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("attempt", [0, 1])
+def test_explicit_request_for_a_person(system, agent, language, attempt):
+    citizen = Citizen(system.service_url, language)
+    reply = citizen.say(ASK_PERSON[language][attempt])
+    assert_queued(citizen, reply, language, "requested", agent)
+    assert "action_answer" not in rasa_actions(system, citizen.session_id)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_handoff_decision_of_the_knowledge_service(system, agent, language):
+    text, _ = first_decided(system, UNANSWERABLE[language], language, "handoff")
+    citizen = Citizen(system.service_url, language)
+    reply = citizen.say(text)
+    assert customs(reply, "decision")[0]["decision"] == "handoff"
+    assert_queued(citizen, reply, language, "low_confidence", agent)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_bot_silent_with_a_person_and_resumes_in_the_language_after_hand_back(system, agent, language):
+    citizen = Citizen(system.service_url, language)
+    assert_queued(citizen, citizen.say(ASK_PERSON[language][0]), language, "requested", agent)
+    assert citizen.say(SMALL_TALK[language][0]) == {"messages": [], "state": "queued"}
+
+    sid = citizen.session_id
+    assert agent.post(f"/api/v1/handoff/conversations/{sid}/claim").status_code == 200
+    assert agent.post(f"/api/v1/handoff/conversations/{sid}/messages", json={"text": "Hej! / Hi!"}).status_code == 201
+    silent = ENTRIES["waste-collection-schedule"].first_question(language)
+    assert citizen.say(silent) == {"messages": [], "state": "agent"}
+    ran = rasa_actions(system, sid)
+
+    back = agent.post(f"/api/v1/handoff/conversations/{sid}/handback")
+    assert back.status_code == 200 and back.json()["state"] == "bot", back.text
+    assert said("utter_handback", language) in [m["text"] for m in back.json()["messages"]]
+    # Nothing the citizen wrote while a person had the conversation reached the bot.
+    assert rasa_actions(system, sid)[: len(ran)] == ran and "action_answer" not in ran
+
+    assert_answer(citizen.say(ENTRIES["preschool-application"].first_question(language)),
+                  "preschool-application", language)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_out_of_hours_leave_a_message(system, admin, closed_municipality, language):
+    citizen = Citizen(system.service_url, language, municipality=closed_municipality)
+    reply = citizen.say(ASK_PERSON[language][0])
+    assert reply["state"] == "bot", reply
+    [closed] = customs(reply, "handoff")
+    assert closed["state"] == "closed"
+    opens = dt.datetime.fromisoformat(closed["opens_at"])
+    local_date = dt.datetime.now(ZoneInfo("Europe/Stockholm")).date() + dt.timedelta(days=2)
+    assert opens.strftime("%Y-%m-%d %H:%M") == f"{local_date.isoformat()} 08:00"
+    assert texts(reply) == [said("utter_out_of_hours", language),
+                            said("utter_opens_at", language, opens_at=f"{local_date.isoformat()} 08:00"),
+                            said("utter_ask_callback_name", language)]
+
+    name, contact, message, consent = CALLBACK[language]
+    assert texts(citizen.say(name)) == [said("utter_ask_callback_contact", language)]
+    assert texts(citizen.say(contact)) == [said("utter_ask_callback_message", language)]
+    reply = citizen.say(message)
+    assert texts(reply) == [said("utter_ask_callback_consent", language)]
+    reply = citizen.say(consent)
+    [saved] = customs(reply, "callback")
+    assert saved["state"] == "registered"
+    assert texts(reply) == [said("utter_callback_confirmed", language, ticket_id=saved["ticket_id"])]
+    [ticket] = [t for t in admin.get("/api/v1/handoff/tickets").json() if t["id"] == saved["ticket_id"]]
+    assert ticket["conversation_id"] == citizen.session_id and ticket["municipality"] == closed_municipality
+    assert ticket["name"] == name and ticket["message"] == message and ticket["language"] == language
+    digits = "".join(ch for ch in contact if ch.isdigit() or ch == "+")
+    assert ticket["contact"] in (contact, digits)
+    assert reply["state"] == "bot"
+
+
+# --- dialogue that is not a question ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_greet_thanks_goodbye_stay_with_the_bot(system, language):
+    citizen = Citizen(system.service_url, language)
+    for text, response in zip(SMALL_TALK[language], ("utter_greet", "utter_thanks_reply", "utter_goodbye"),
+                              strict=True):
+        reply = citizen.say(text)
+        assert reply["state"] == "bot"
+        assert texts(reply) == [said(response, language)], (text, reply)
+        assert not customs(reply)
+    ran = rasa_actions(system, citizen.session_id)
+    assert not {"action_answer", "action_handoff"} & set(ran), ran
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_switch_language_mid_conversation(system, language):
+    request, target = SWITCH[language]
+    citizen = Citizen(system.service_url, language)
+    assert texts(citizen.say(SMALL_TALK[language][0])) == [said("utter_greet", language)]
+    reply = citizen.say(request)
+    assert texts(reply) == [said("utter_language_switched", target)]
+    assert customs(reply, "language") == [{"kind": "language", "language": target}]
+    assert citizen.http.get(f"/api/v1/chat/sessions/{citizen.session_id}").json()["language"] == target
+    # Short replies and button presses now get the new language.
+    assert texts(citizen.say("ok")) == [said("utter_anything_else", target)]
+    assert texts(citizen.say("/deny")) == [said("utter_anything_else", target)]
+    assert_answer(citizen.say(ENTRIES["waste-collection-schedule"].first_question(target)),
+                  "waste-collection-schedule", target)
+
+
+def test_button_press_keeps_the_language(system):
+    """A payload like /affirm is not English: an Arabic conversation stays Arabic."""
+    citizen = Citizen(system.service_url, "ar")
+    assert_answer(citizen.say(ENTRIES["building-permit-general"].first_question("ar")), "building-permit-general", "ar")
+    assert texts(citizen.say("/deny")) == [said("utter_ask_rephrase", "ar")]
+
+
+def test_markup_is_stored_and_returned_verbatim(system):
+    text = "<script>alert('x')</script><b>När</b> hämtas soporna? & \"citat\" <img src=x onerror=alert(1)>"
+    citizen = Citizen(system.service_url, "sv")
+    reply = citizen.say(text)
+    assert reply["state"] == "bot" and texts(reply)
+    transcript = citizen.http.get(f"/api/v1/chat/sessions/{citizen.session_id}").json()
+    mine = [m for m in transcript["messages"] if m["sender"] == "citizen"]
+    assert [m["text"] for m in mine] == [text]
+
+
+# --- the knowledge service unreachable from the actions (last: restarts the action server) ---------
+
+
+@contextlib.contextmanager
+def actions_without_service(system):
+    """Restart the action server with SERVICE_URL on a closed port, then restore it."""
+    log_dir = system.data_dir / "logs"
+
+    def restart(env: dict[str, str]) -> None:
+        old = system.processes["actions"]
+        os.killpg(old.pid, signal.SIGTERM)
+        old.wait(timeout=15)
+        out = open(log_dir / "actions.log", "ab")  # noqa: SIM115 - the child keeps it open
+        system.processes["actions"] = subprocess.Popen(
+            [str(RASA_BIN), "run", "actions", "--actions", "actions", "--port", str(system.actions_port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{system.actions_port}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.3)
+        raise TimeoutError("the action server did not restart in 60 s")
+
+    restart({**system.env(), "SERVICE_URL": f"http://127.0.0.1:{free_port()}"})
+    try:
+        yield
+    finally:
+        restart(system.env())
+
+
+def test_knowledge_service_unreachable_apology_and_a_person(system):
+    citizens = {language: Citizen(system.service_url, language) for language in LANGUAGES}
+    with actions_without_service(system):  # one outage for all three languages
+        for language, citizen in citizens.items():
+            reply = citizen.say(ENTRIES["waste-collection-schedule"].first_question(language))
+            [apology] = with_buttons(reply)
+            assert apology["text"] == said("utter_service_error", language)
+            assert apology["buttons"] == buttons("utter_service_error", language)
+            assert customs(reply, "error")
+            reply = citizen.say("/affirm")  # yes, a person: the handoff call fails too, never silence
+            assert texts(reply) == [said("utter_service_down", language)] and reply["state"] == "bot"
+    for language, citizen in citizens.items():  # the service is reachable again: the same conversation works
+        assert_answer(citizen.say(ENTRIES["waste-collection-schedule"].first_question(language)),
+                      "waste-collection-schedule", language)
+
+
+def test_forged_choose_entry_payload_is_not_trusted(system):
+    """A payload typed by hand with an unknown entry (here markup) is not trusted; it keeps the session language."""
+    citizen = Citizen(system.service_url, "en")
+    reply = citizen.say('/choose_entry{"entry_id":"<script>x</script>"}')
+    assert texts(reply) == [said("utter_ask_rephrase", "en")], json.dumps(reply)
