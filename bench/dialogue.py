@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -36,11 +37,17 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def conversation(client: httpx.AsyncClient, index: int, turns: int, latencies: list[float], errors: list[str]):
+async def conversation(
+    client: httpx.AsyncClient, index: int, turns: int, think: float, latencies: list[float], errors: list[str]
+):
+    """One citizen: `turns` messages, pausing about `think` seconds between them (a person reads and types)."""
+    pause = random.Random(index)
     language = list(TURNS)[index % len(TURNS)]
     response = await client.post("/api/v1/chat/sessions", json={"language": language})
     session = response.json()["session_id"]
     for turn in range(turns):
+        if think:
+            await asyncio.sleep(pause.expovariate(1 / think))
         text = TURNS[language][turn % len(TURNS[language])]
         started = time.perf_counter()
         reply = await client.post(f"/api/v1/chat/sessions/{session}/messages", json={"text": text})
@@ -49,12 +56,12 @@ async def conversation(client: httpx.AsyncClient, index: int, turns: int, latenc
             errors.append(f"{reply.status_code} {text}")
 
 
-async def level(base_url: str, sessions: int, turns: int) -> tuple[list[float], list[str]]:
+async def level(base_url: str, sessions: int, turns: int, think: float) -> tuple[list[float], list[str]]:
     latencies: list[float] = []
     errors: list[str] = []
     limits = httpx.Limits(max_connections=sessions + 5)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
-        await asyncio.gather(*(conversation(client, i, turns, latencies, errors) for i in range(sessions)))
+        await asyncio.gather(*(conversation(client, i, turns, think, latencies, errors) for i in range(sessions)))
     return latencies, errors
 
 
@@ -62,20 +69,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--levels", default="1,20,100")
+    parser.add_argument(
+        "--think", default="0,3", help="mean seconds between a citizen's turns; 0 = back to back (comma-separated)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         with running_system(Path(tmp), os.environ.get("DATABASE_URL")) as system:
             print(f"system ready in {time.monotonic() - started:.1f} s (models prepared or cached)")
-            asyncio.run(level(system.service_url, 2, 2))  # warm-up
-            header = ("sessions", "turns", "p50 ms", "p95 ms", "max ms", "errors", "turns/s")
-            print("\n" + " ".join(f"{h:>8}" for h in header))
-            for sessions in (int(x) for x in args.levels.split(",")):
-                t0 = time.perf_counter()
-                latencies, errors = asyncio.run(level(system.service_url, sessions, args.turns))
-                rate = len(latencies) / (time.perf_counter() - t0)
-                print(f"{sessions:>8} {len(latencies):>6} {statistics.median(latencies):>8.0f} "
-                      f"{pct(latencies, 0.95):>8.0f} {max(latencies):>8.0f} {len(errors):>6} {rate:>8.1f}")
+            asyncio.run(level(system.service_url, 2, 2, 0))  # warm-up
+            header = ("think s", "sessions", "turns", "p50 ms", "p95 ms", "max ms", "errors", "turns/s")
+            print(f"load average {os.getloadavg()[0]:.1f}\n" + " ".join(f"{h:>8}" for h in header))
+            for think in (float(x) for x in args.think.split(",")):
+                for sessions in (int(x) for x in args.levels.split(",")):
+                    t0 = time.perf_counter()
+                    latencies, errors = asyncio.run(level(system.service_url, sessions, args.turns, think))
+                    rate = len(latencies) / (time.perf_counter() - t0)
+                    print(f"{think:>8.0f} {sessions:>8} {len(latencies):>8} {statistics.median(latencies):>8.0f} "
+                          f"{pct(latencies, 0.95):>8.0f} {max(latencies):>8.0f} {len(errors):>8} {rate:>8.1f}")
 
 
 if __name__ == "__main__":
