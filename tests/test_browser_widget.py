@@ -19,11 +19,9 @@ from tests.conftest import ROOT
 from tests.e2e import running_system, staff_login
 from tests.test_workshop_helpers import (
     axe_violations,
-    keep_index,
     launch_browser,
     make_user,
     other_origin_page,
-    warm_index,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -34,11 +32,9 @@ ENTRIES = {e.id: e for e in load_path(ROOT / "data" / "knowledge")}
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("widget-e2e")
-    warm_index(data_dir)
     with running_system(data_dir) as system:
         system.engine_url = database_url(data_dir)
         yield system
-    keep_index(data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,77 +17,23 @@ from pathlib import Path
 import httpx
 
 from kommunchatt.config import database_url, internal_token
-from kommunchatt.runner import free_port, seed_knowledge
-from tests.conftest import ROOT, SHARED_DATA
+from kommunchatt.runner import free_port
+from tests.conftest import ROOT
+from tests.e2e import running_service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 AXE = ROOT / "web" / "vendor" / "axe-core" / "axe.min.js"
-# The retrieval index caches vectors by content: sharing it between test runs saves minutes of encoding.
-INDEX_CACHE = Path(tempfile.gettempdir()) / "kommunchatt-test-index"
-
-
-def warm_index(data_dir: Path) -> None:
-    """Start a fresh data dir with the vectors earlier test runs computed."""
-    if INDEX_CACHE.is_dir() and not (data_dir / "index").exists():
-        shutil.copytree(INDEX_CACHE, data_dir / "index")
-
-
-def keep_index(data_dir: Path) -> None:
-    if (data_dir / "index").is_dir():
-        shutil.rmtree(INDEX_CACHE, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            shutil.copytree(data_dir / "index", INDEX_CACHE)
-
-
-class Service:
-    def __init__(self, url: str, data_dir: Path, process: subprocess.Popen):
-        self.service_url = url
-        self.data_dir = data_dir
-        self.process = process
-        self.engine_url = database_url(data_dir)
-        self.internal_token = internal_token(data_dir)
 
 
 @contextlib.contextmanager
 def service_only(data_dir: Path):
-    """The service alone on a free port, with the seed knowledge base."""
-    model = SHARED_DATA / "models" / "multilingual-e5-small"
-    port = free_port()
-    env = {**os.environ, "KOMMUNCHATT_DATA_DIR": str(data_dir), "KOMMUNCHATT_MODEL_PATH": str(model),
-           "KOMMUNCHATT_PORT": str(port), "PYTHONPATH": str(ROOT),
-           "RASA_URL": f"http://127.0.0.1:{free_port()}", "ACTIONS_URL": f"http://127.0.0.1:{free_port()}"}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    os.environ.setdefault("KOMMUNCHATT_MODEL_PATH", str(model))
-    seed_knowledge(data_dir, None, log=lambda *_: None)
-    warm_index(data_dir)
-    log = open(data_dir / "service.log", "ab")  # noqa: SIM115 - the child keeps it open
-    process = subprocess.Popen([sys.executable, "-m", "kommunchatt.cli", "serve"], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError((data_dir / "service.log").read_text(errors="replace")[-3000:])
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code in (200, 503):
-                    break
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("the service did not start within 600 s")
-        yield Service(url, data_dir, process)
-    finally:
-        keep_index(data_dir)
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    """The service alone on a free port, with the seed knowledge base (no Rasa)."""
+    with running_service(data_dir) as system:
+        system.engine_url = database_url(data_dir)
+        system.internal_token = internal_token(data_dir)
+        yield system
 
 
 def make_user(engine_url: str, role: str, municipalities: list[str] | None = None) -> tuple[str, str]:
