@@ -18,7 +18,7 @@ from handoff.console import router as console_router
 from handoff.queue import validate_hours
 from handoff.users import ROLES, UserError
 from kommunchatt.auth import COOKIE, current_user, require_role, session_token
-from kommunchatt.db import municipalities, tickets
+from kommunchatt.db import municipalities, run_db, tickets
 from kommunchatt.text import clean_message
 
 router = APIRouter(prefix="/api/v1", tags=["handoff"])
@@ -93,7 +93,7 @@ async def claim(request: Request, conversation_id: str, user=Depends(staff)) -> 
     c = request.app.state.c
     c.conversations.get(conversation_id)
     try:
-        taken = await asyncio.to_thread(c.chat.assignments.claim, conversation_id, user)
+        taken = await run_db(c.engine, c.chat.assignments.claim, conversation_id, user)
     except Conflict as exc:
         raise _conflict(exc) from None
     await c.chat.announce_taken(taken)
@@ -183,7 +183,7 @@ async def set_status(request: Request, body: Status, user=Depends(staff)) -> dic
 @router.get("/handoff/agents")
 async def agent_list(request: Request, _user=Depends(staff)) -> list[dict]:
     """Agents with status, whether a console is connected, and their open chats (for transfers)."""
-    return await asyncio.to_thread(request.app.state.live.agent_list)
+    return await run_db(request.app.state.c.engine, request.app.state.live.agent_list)
 
 
 # --- canned responses --------------------------------------------------------------------------------
