@@ -117,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "kommunchatt.app:create_app", factory=True, host=settings.host, port=args.port or settings.port,
         log_level="warning", workers=args.workers,
+        timeout_keep_alive=30,  # a citizen writes every few seconds: keep their connection open between messages
     )
     return 0
 
