@@ -95,20 +95,22 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
     p = answer_probability(top, margin, s) if candidates else 0.0
     explain = {"candidates": [c.signals() for c in candidates[:5]], "top": round(top, 4),
                "margin": round(margin, 4), "probability": round(p, 4),
-               "thresholds": {"answer_probability": s.answer_probability, "clarify": s.clarify_threshold,
+               "thresholds": {"answer_probability": s.answer_probability, "margin": s.answer_min_margin,
+                              "clarify": s.clarify_threshold,
                               "clarify_window": s.clarify_window}}
     if candidates and candidates[0].query:
         explain["corrected_query"] = candidates[0].query
     if not candidates or top < s.clarify_threshold:
         decision, rule, shown = "handoff", f"top score {top:.3f} < clarify threshold {s.clarify_threshold}", []
-    elif p >= s.answer_probability:
+    elif p >= s.answer_probability and margin >= s.answer_min_margin:
         rule = f"P(right) {p:.3f} >= {s.answer_probability} (score {top:.3f}, margin {margin:.3f})"
         decision, shown = "answer", candidates
     else:
         close = [c for c in candidates if c.score >= top - s.clarify_window][: s.clarify_max]
         if len(close) < 2:
             close = candidates[:2]  # one weak candidate: ask ("did you mean ...?") rather than assert it
-        rule = f"P(right) {p:.3f} < {s.answer_probability}: {len(close)} candidates to choose from"
+        rule = (f"P(right) {p:.3f} < {s.answer_probability} or margin {margin:.3f} < {s.answer_min_margin}: "
+                f"{len(close)} candidates to choose from")
         decision, shown = "clarify", close
     explain["rule"] = rule
     confidence = 1.0 - p if decision == "handoff" else p

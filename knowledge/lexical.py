@@ -21,10 +21,24 @@ _SPECIAL = str.maketrans({"ß": "ss", "ø": "o", "æ": "ae", "ı": "i", "ł": "l
 _WORD = re.compile(r"\w+")
 
 
+_FOLD: dict[int, str] = {}  # character -> folded form, filled as characters are seen
+
+
+def _fold_char(ch: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", ch.translate(_SPECIAL))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def fold(text: str) -> str:
-    """Lower-case, drop diacritics (å/ä/ö -> a/a/o, é -> e) and unify Arabic/Persian letter variants."""
-    text = unicodedata.normalize("NFKD", text.lower().translate(_SPECIAL))
-    return "".join(ch for ch in text if not unicodedata.combining(ch))
+    """Lower-case, drop diacritics (å/ä/ö -> a/a/o, é -> e) and unify Arabic/Persian letter variants.
+
+    Character by character through a memo table (`str.translate` runs in C): indexing a large
+    knowledge base folds millions of words."""
+    low = text.lower()
+    for ch in set(low):
+        if ord(ch) not in _FOLD:
+            _FOLD[ord(ch)] = _fold_char(ch)
+    return low.translate(_FOLD)
 
 
 def words(text: str) -> list[str]:
@@ -57,6 +71,23 @@ class Featurizer:
         x = self._vec.transform(texts).tocsr()
         x.data = 1.0 + np.log(x.data)
         return x
+
+
+def _row_dots(rows: sp.csr_matrix, feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: sum of data * weight, and sum of weight, over the query's features it has.
+
+    Works on the rows' non-zeros only; scipy's column selection and sparse products allocate
+    arrays as large as the (2^20) feature space on every call.
+    """
+    order = np.argsort(feats)
+    f, w = feats[order], weights[order]
+    at = np.minimum(np.searchsorted(f, rows.indices), len(f) - 1)
+    hit = f[at] == rows.indices
+    owner = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    wh = np.where(hit, w[at], 0.0)
+    dot = np.bincount(owner, weights=rows.data * wh, minlength=rows.shape[0])
+    cov = np.bincount(owner, weights=wh, minlength=rows.shape[0])
+    return dot.astype(np.float32), cov.astype(np.float32)
 
 
 class LexicalIndex:
@@ -139,10 +170,8 @@ class LexicalIndex:
         if not len(feats) or not len(positions):
             zero = np.zeros(len(positions), dtype=np.float32)
             return zero, zero
-        sub = self.rows(positions)[:, feats]
-        cosine = np.asarray(sub @ weights).ravel() / self._norms[positions]
-        covered = np.asarray((sub > 0).astype(np.float32) @ weights).ravel() / max(float(weights.sum()), 1e-9)
-        return cosine, covered
+        dot, covered = _row_dots(self.rows(positions), feats, weights)
+        return dot / self._norms[positions], covered / max(float(weights.sum()), 1e-9)
 
     def top(self, query: tuple[np.ndarray, np.ndarray], k: int, alive: np.ndarray) -> np.ndarray:
         """Positions of up to `k` best rows; very common n-grams are skipped (they only add noise)."""
@@ -156,7 +185,7 @@ class LexicalIndex:
             self._main_cols = self._main.tocsc()
         parts = [np.asarray(self._main_cols[:, feats] @ weights).ravel()]
         if self._tail_parts:
-            parts.append(np.asarray(self._tail_matrix()[:, feats] @ weights).ravel())
+            parts.append(_row_dots(self._tail_matrix(), feats, weights)[0])
         scores = np.concatenate(parts) / self._norms
         scores = np.where(alive[: len(scores)], scores, 0.0)
         k = min(k, int((scores > 0).sum()))
@@ -175,6 +204,10 @@ class LexicalIndex:
             np.add.at(self.df, x.indices, sign)
         self.n_alive += sign * x.shape[0]
 
+    def merge(self) -> None:
+        """Move appended rows into the main (inverted) part."""
+        self._merge()
+
     def _merge(self) -> None:
         if not self._tail_parts:
             return
@@ -187,6 +220,20 @@ class LexicalIndex:
 
 
 _TOKEN = re.compile(r"[^\W\d_]+")
+# Swedish inflection endings (folded): "hyresvarden" is "hyresvard" + "en", not a misspelling.
+_SUFFIXES = ("erna", "arna", "orna", "ens", "ets", "en", "et", "er", "ar", "or", "na", "n", "t", "a", "s", "e")
+
+
+def tokenizer_lexicon(tokenizer) -> frozenset[str]:
+    """Whole words of a subword tokenizer's vocabulary (SentencePiece pieces that start a word,
+    folded, at least 4 letters): a cheap many-language list of correctly spelt words."""
+    if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
+        return frozenset()
+    out = set()
+    for piece in tokenizer.get_vocab():
+        if piece.startswith("\u2581") and len(piece) > 4:
+            out.add(fold(piece[1:]))
+    return frozenset(out)
 
 
 class SpellCorrector:
@@ -200,15 +247,17 @@ class SpellCorrector:
     two letters is one edit). Words known without diacritics get them back ("ansoker" -> "ansöker").
     """
 
-    def __init__(self, min_len: int = 5, long_len: int = 9, cache_size: int = 20_000):
+    def __init__(self, min_len: int = 5, long_len: int = 9, cache_size: int = 20_000,
+                 lexicon: frozenset[str] = frozenset()):
         self.min_len, self.long_len, self.cache_size = min_len, long_len, cache_size
+        self.lexicon = lexicon  # words known to be spelt right though not in the knowledge base
         self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
         self._by_len: dict[int, list[str]] | None = None
         self._cache: dict[str, str | None] = {}
 
     def learn(self, text: str) -> None:
         for tok in _TOKEN.findall(text.lower()):
-            forms = self.surface.setdefault(fold(tok), {})
+            forms = self.surface.setdefault(tok.translate(_FOLD) if tok.isascii() else fold(tok), {})
             forms[tok] = forms.get(tok, 0) + 1
         self._by_len = None
         self._cache.clear()
@@ -220,8 +269,16 @@ class SpellCorrector:
         forms = self.surface[folded]
         return max(forms, key=forms.get)
 
-    def _known_compound(self, word: str) -> bool:
-        return any(word[:i] in self.surface and word[i:] in self.surface
+    def _known(self, word: str) -> bool:
+        """A real word: in the lexicon, an inflection of a knowledge-base word, or a compound of two."""
+        if word in self.lexicon:
+            return True
+        for suffix in _SUFFIXES:
+            if word.endswith(suffix) and word[: -len(suffix)] in self.surface and len(word) - len(suffix) >= 3:
+                return True
+            if word + suffix in self.surface:
+                return True
+        return any(word[:i] in self.surface and (word[i:] in self.surface or word[i + 1:] in self.surface)
                    for i in range(3, len(word) - 2))
 
     def _lookup(self, folded: str) -> str | None:
@@ -254,7 +311,7 @@ class SpellCorrector:
             if low in self.surface[folded] or low != folded:
                 return None  # a known form, or the citizen typed diacritics: keep it
             return self._best_form(folded)
-        if len(folded) < self.min_len or not folded.isascii() or self._known_compound(folded):
+        if len(folded) < self.min_len or not folded.isascii() or self._known(folded):
             return None
         if folded not in self._cache:
             if len(self._cache) >= self.cache_size:

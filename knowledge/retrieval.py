@@ -40,7 +40,7 @@ from typing import Protocol
 import numpy as np
 
 from knowledge.entries import DEFAULT_MUNICIPALITY, Entry
-from knowledge.lexical import Featurizer, LexicalIndex, SpellCorrector, words
+from knowledge.lexical import Featurizer, LexicalIndex, SpellCorrector, tokenizer_lexicon, words
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
 
 QUESTION, ANSWER, CHUNK = "q", "a", "c"  # chunk: a sentence of an answer
@@ -274,7 +274,11 @@ class _Shard:
         offsets = np.concatenate([[0], np.cumsum(counts)]) + start
         for i, e in enumerate(entries):
             self.entries[e.id] = (slot0 + i, np.arange(offsets[i], offsets[i + 1]))
-        self.lex.append([r.text for r in flat])
+        # Lexical rows: question variants; answers only of entries that have no questions (typos
+        # in a question are matched against questions; long answers would dominate the index).
+        has_q = [any(r.kind == QUESTION for r in rs) for rs in rows]
+        self.lex.append([r.text if r.kind == QUESTION or not q else "" for rs, q in zip(rows, has_q, strict=True)
+                         for r in rs])
         if self.ivf is not None and total:
             self.ivf.add_with_ids(self._vecs.a[start:start + total], np.arange(start, start + total, dtype=np.int64))
 
@@ -325,7 +329,7 @@ class _Shard:
         quantizer = faiss.IndexFlatIP(data.shape[1])
         ivf = faiss.IndexIVFScalarQuantizer(quantizer, data.shape[1], nlist, faiss.ScalarQuantizer.QT_8bit,
                                             faiss.METRIC_INNER_PRODUCT)
-        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 30 * nlist), replace=False)]
+        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)]
         ivf.train(sample)
         ivf.add_with_ids(data, live.astype(np.int64))
         ivf.nprobe = self.settings.ivf_nprobe
@@ -385,7 +389,8 @@ class Retriever:
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()
         self.vocabulary: dict[str, set[str]] = defaultdict(set)
-        self.speller = SpellCorrector(self.settings.spell_min_len, self.settings.spell_long_len)
+        self.lexicon = tokenizer_lexicon(getattr(embedder, "tokenizer", None))
+        self.speller = self._new_speller()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
 
@@ -411,6 +416,9 @@ class Retriever:
         self.dim = mat.shape[1]
         return mat
 
+    def _new_speller(self) -> SpellCorrector:
+        return SpellCorrector(self.settings.spell_min_len, self.settings.spell_long_len, lexicon=self.lexicon)
+
     def _prompt(self, row: Row) -> str:
         return self.settings.question_prompt if row.kind == QUESTION else "passage"
 
@@ -431,45 +439,67 @@ class Retriever:
         for i, rows in enumerate(all_rows):
             block = proj[start:start + len(rows)]
             start += len(rows)
-            keep = [j for j, r in enumerate(rows) if r.kind != CHUNK or self.settings.chunk_rows]
+            mode = self.settings.chunk_rows
+            chunks = mode == "always" or (mode == "answer-only" and not entries[i].questions)
+            keep = [j for j, r in enumerate(rows) if r.kind != CHUNK or chunks]
             arena_rows.append([rows[j] for j in keep])
             arena_vecs.append(block[keep])
             if len(block):
                 cents[i] = block.mean(0)
         return arena_rows, arena_vecs, _normalize(cents)
 
-    def rebuild(self, entries: Iterable[Entry]) -> None:
-        """Replace the whole index (vectors come from the cache when the texts are unchanged)."""
+    def _directions(self, entries: list[Entry]) -> np.ndarray | None:
+        """Language directions from (up to 2000 of) the entries that have three or more languages."""
+        s = self.settings
+        if s.language_directions <= 0:
+            return None
+        multi = [e for e in entries if len(set(e.questions) | set(e.answer)) >= 3][:2000]
+        if len(multi) < s.language_min_entries:
+            return None
+        all_rows = [entry_rows(e, s) for e in multi]
+        flat = [r for rows in all_rows for r in rows]
+        owner = np.repeat(np.arange(len(multi)), [len(r) for r in all_rows])
+        return language_directions(self._vectors(flat), flat, owner, s.language_directions, s.language_min_entries)
+
+    def rebuild(self, entries: Iterable[Entry], batch: int = 4096) -> None:
+        """Replace the whole index (vectors come from the cache when the texts are unchanged).
+
+        Entries are added in batches so a large knowledge base never holds every sentence vector
+        at once (only question and answer rows stay in the arena).
+        """
         s = self.settings
         entries = list(entries)
-        all_rows = [entry_rows(e, s) for e in entries]
-        flat = [r for rows in all_rows for r in rows]
-        vecs = self._vectors(flat)
-        owner = np.repeat(np.arange(len(entries)), [len(r) for r in all_rows])
-        directions = language_directions(vecs, flat, owner, s.language_directions, s.language_min_entries)
-        by_shard: dict[str, list[int]] = defaultdict(list)
-        for i, e in enumerate(entries):
-            by_shard[e.municipality].append(i)
+        self.directions = directions = self._directions(entries)
         vocabulary: dict[str, set[str]] = defaultdict(set)
-        speller = SpellCorrector(s.spell_min_len, s.spell_long_len)
+        speller = self._new_speller()
+        by_shard: dict[str, list[Entry]] = defaultdict(list)
         for e in entries:
             self._learn(e, vocabulary, speller)
-        self.directions = directions
+            by_shard[e.municipality].append(e)
         shards: dict[str, _Shard] = {}
-        offsets = np.concatenate([[0], np.cumsum([len(r) for r in all_rows])])
-        for municipality, idx in by_shard.items():
-            shard = shards[municipality] = _Shard(vecs.shape[1], s, directions)
-            sel = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]) if idx else np.zeros(0, int)
-            ents = [entries[i] for i in idx]
-            rows, rvecs, cents = self._prepare(ents, [all_rows[i] for i in idx], vecs[sel])
-            shard.add_batch(ents, rows, rvecs, cents)
-            if shard.n >= s.ivf_min_rows:
-                shard.build_ivf()
+        keys: set[str] = set()
+        for municipality, ents in by_shard.items():
+            shard = None
+            for a in range(0, len(ents), batch):
+                part = ents[a:a + batch]
+                all_rows = [entry_rows(e, s) for e in part]
+                flat = [r for rows in all_rows for r in rows]
+                vecs = self._vectors(flat)
+                if self.cache.dir:
+                    keys.update(self.cache.key(self._prompt(r), r.text) for r in flat)
+                if shard is None:
+                    shard = shards[municipality] = _Shard(vecs.shape[1], s, directions)
+                shard.add_batch(part, *self._prepare(part, all_rows, vecs))
+            if shard is not None:
+                shard.lex.merge()  # all rows into the inverted view: no tail to scan
+                if shard.n >= s.ivf_min_rows:
+                    shard.build_ivf()
         with self._lock:
             self._shards = shards
             self.vocabulary = vocabulary
             self.speller = speller
-        self.cache.compact({self.cache.key(self._prompt(r), r.text) for r in flat})
+        if self.cache.dir:
+            self.cache.compact(keys)
 
     def upsert(self, entry: Entry) -> None:
         """Add or replace one entry; only its own texts are encoded."""

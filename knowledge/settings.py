@@ -21,13 +21,13 @@ ENV_PREFIX = "KOMMUNCHATT_RETRIEVAL_"
 
 @dataclass(frozen=True)
 class RetrievalSettings:
-    # Entry score = (dense max-sim + centroid_weight * centroid cosine + lexical_weight * lexical)
-    #               / (1 + centroid_weight + lexical_weight); answers count passage_offset less
-    # than question variants.
+    # Entry score = (dense max-sim + centroid_weight * centroid cosine + lexical)
+    #               / (1 + centroid_weight + max lexical weight); answers count passage_offset less
+    # than question variants. Tuned on the multilingual dev set and SweFAQ dev.
     centroid_weight: float = 1.5
     answer_centroid_weight: float = 0.5  # for entries without question variants
     lexical_weight: float = 0.1  # lexical signal of question variants
-    answer_lexical_weight: float = 0.1  # lexical signal of whole answers (the entry keeps the larger)
+    answer_lexical_weight: float = 0.3  # lexical signal of whole answers (the entry keeps the larger)
     passage_offset: float = 0.02
     # Language directions projected out of all vectors (0: none); estimated from entries with
     # at least 3 languages, when the knowledge base has this many of them.
@@ -44,7 +44,9 @@ class RetrievalSettings:
     question_prompt: str = "query"  # e5 prompt for the entries' question variants: query | passage
     answer_chunks: bool = True
     chunk_sentences: int = 1
-    chunk_rows: bool = False
+    # Sentences as rows of their own (max-sim): "always", "never", or "answer-only" (entries without
+    # question variants, whose answer is all there is to match; others need only their centroid).
+    chunk_rows: str = "answer-only"
     # Spelling correction of query words against the knowledge base's vocabulary.
     spell_correct: bool = True
     spell_min_len: int = 5  # shorter words are left alone (too many near neighbours)
@@ -59,14 +61,15 @@ class RetrievalSettings:
     ivf_nprobe: int = 24
     # The decision: P(top entry is right) = logistic(bias + w_score * score + w_margin * margin),
     # fitted on the multilingual dev set; answer when it reaches answer_probability.
-    answer_bias: float = -20.0
-    answer_w_score: float = 30.0
-    answer_w_margin: float = 40.0
-    answer_probability: float = 0.8
+    answer_bias: float = -13.78
+    answer_w_score: float = 17.65
+    answer_w_margin: float = 14.31
+    answer_probability: float = 0.775
+    answer_min_margin: float = 0.02  # and never without this lead over the runner-up (clarify instead)
     # Below that: clarify with the candidates within clarify_window of the top, if the top
     # reaches clarify_threshold; else hand over.
-    clarify_threshold: float = 0.55
-    clarify_window: float = 0.03
+    clarify_threshold: float = 0.79
+    clarify_window: float = 0.015
     clarify_max: int = 3
 
     def replace(self, **changes) -> RetrievalSettings:
