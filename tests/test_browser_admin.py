@@ -11,13 +11,12 @@ import time
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from kommunchatt.db import make_engine
 from tests.conftest import ROOT
 from tests.test_workshop_helpers import (
     axe_violations,
-    launch_browser,
+    chromium,
     make_user,
     other_origin_page,
     service_only,
@@ -31,17 +30,13 @@ SHOTS = ROOT / "docs" / "screenshots"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     with service_only(tmp_path_factory.mktemp("browser-admin")) as svc:
-        svc.engine = make_engine(svc.engine_url)
         yield svc
-        svc.engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        browser = launch_browser(p)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

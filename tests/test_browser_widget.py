@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from knowledge.kbfile import load_path
 from kommunchatt.config import database_url
@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 from tests.e2e import running_system, staff_login
 from tests.test_workshop_helpers import (
     axe_violations,
-    launch_browser,
+    chromium,
     make_user,
     other_origin_page,
 )
@@ -39,10 +39,8 @@ def system(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        browser = launch_browser(p)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

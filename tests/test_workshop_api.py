@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from knowledge.kbfile import parse_text
-from kommunchatt.db import make_engine
 from tests.test_workshop_helpers import login, service_only, store_conversation
 
 ORIGIN = "http://site.example"
@@ -23,9 +22,7 @@ ORIGIN = "http://site.example"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     with service_only(tmp_path_factory.mktemp("workshop")) as svc:
-        svc.engine = make_engine(svc.engine_url)
         yield svc
-        svc.engine.dispose()
 
 
 @pytest.fixture(scope="module")

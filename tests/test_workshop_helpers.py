@@ -30,10 +30,25 @@ AXE = ROOT / "web" / "vendor" / "axe-core" / "axe.min.js"
 @contextlib.contextmanager
 def service_only(data_dir: Path):
     """The service alone on a free port, with the seed knowledge base (no Rasa)."""
+    from kommunchatt.db import make_engine
+
     with running_service(data_dir) as system:
         system.engine_url = database_url(data_dir)
+        system.engine = make_engine(system.engine_url)
         system.internal_token = internal_token(data_dir)
         yield system
+        system.engine.dispose()
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium driven by Playwright (it cannot download a browser of its own here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_browser(p)
+        yield browser
+        browser.close()
 
 
 def make_user(engine_url: str, role: str, municipalities: list[str] | None = None) -> tuple[str, str]:
