@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from knowledge.kbfile import KbFileError, parse_text
+from knowledge.kbfile import KbFileError, parse_entry
 from kommunchatt.auth import require_role
 from kommunchatt.text import clean_message
 
@@ -73,7 +71,7 @@ async def put_entry(request: Request, entry_id: str, body: dict, municipality: s
     """Create or replace an entry (the file format's fields); answerable as soon as this returns."""
     body = {**body, "id": entry_id}
     try:
-        entry = parse_text(json.dumps(body, ensure_ascii=False), "jsonl", municipality)[0]
+        entry = parse_entry(body, municipality)
     except KbFileError as exc:
         raise HTTPException(422, [{"field": p.field, "message": p.message} for p in exc.problems]) from None
     action = request.app.state.c.knowledge.upsert(entry, actor=user["username"])

@@ -238,6 +238,11 @@ def parse_text(text: str, fmt: str = "yaml", municipality: str = DEFAULT_MUNICIP
     return entries
 
 
+def parse_entry(data: dict, municipality: str = DEFAULT_MUNICIPALITY) -> Entry:
+    """One entry given as a mapping (API bodies, stored rows): the same validation as a file."""
+    return parse_text(json.dumps(data, ensure_ascii=False, default=str), "jsonl", municipality)[0]
+
+
 def parse_bytes(raw: bytes, name: str, municipality: str = DEFAULT_MUNICIPALITY) -> list[Entry]:
     try:
         text = raw.decode("utf-8-sig")

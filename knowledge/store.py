@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from knowledge.entries import Entry
-from knowledge.kbfile import parse_text
+from knowledge.kbfile import parse_entry
 from kommunchatt.db import kb_audit, kb_entries
 
 
 def _to_entry(municipality: str, data: dict) -> Entry:
     """Stored rows hold the public file format; reading them back reuses its parser."""
-    return parse_text(json.dumps(data, ensure_ascii=False), "jsonl", municipality)[0]
+    return parse_entry(data, municipality)
 
 
 class KnowledgeStore:

@@ -11,8 +11,8 @@ from handoff.queue import Queue
 from knowledge.service import KnowledgeService
 from kommunchatt.db import run_db
 from kommunchatt.events import EventHub
+from kommunchatt.i18n import say
 from kommunchatt.rasa_client import RasaClient, RasaUnavailable
-from kommunchatt.texts import say
 
 log = logging.getLogger(__name__)
 
