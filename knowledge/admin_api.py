@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from knowledge import insights
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.notices import NoticeError
-from kommunchatt.auth import require_role
+from kommunchatt.auth import check_municipality, require_role
 from kommunchatt.db import kb_entries, municipalities
 from kommunchatt.text import clean_message
 
@@ -37,13 +37,6 @@ MAX_IMPORT_BYTES = 5_000_000
 FORMATS = {"yaml": ("application/yaml", "yml"), "jsonl": ("application/x-ndjson", "jsonl"), "csv": ("text/csv", "csv")}
 
 webmaster = require_role("webmaster")
-
-
-def _scope(user: dict, municipality: str) -> str:
-    """The user may work on this municipality (admins on all)."""
-    if user["role"] != "admin" and municipality not in (user.get("municipalities") or []):
-        raise HTTPException(403, f"you do not work for the municipality '{municipality}'")
-    return municipality
 
 
 def _required_languages(settings: dict) -> list[str]:
@@ -68,7 +61,7 @@ async def list_entries(request: Request, municipality: str = "default", q: str =
                        missing: str = "", user=Depends(webmaster)) -> dict:
     """Entries with their languages, missing translations and last change; `q` searches all text."""
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     required = _required_languages(insights.municipality_settings(c.engine, municipality))
     with c.engine.connect() as conn:
         changed = {r.id: (r.updated_at, r.updated_by) for r in conn.execute(
@@ -102,7 +95,7 @@ async def list_entries(request: Request, municipality: str = "default", q: str =
 @router.get("/entries/{entry_id}")
 async def entry_detail(request: Request, entry_id: str, municipality: str = "default", user=Depends(webmaster)):
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     entry = c.knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
@@ -127,7 +120,7 @@ class Variant(BaseModel):
 async def add_variant(request: Request, body: Variant, municipality: str = "default", user=Depends(webmaster)):
     """Add a citizen's wording as a question variant of an entry (one click from the gaps list)."""
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     entry = c.knowledge.store.get(municipality, body.entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{body.entry_id}'")
@@ -148,7 +141,7 @@ async def import_file(request: Request, filename: str = "import.yml", municipali
     """The file is the request body. Nothing is imported unless the whole file is valid; the report
     names each problem's line, entry and field."""
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     raw = await request.body()
     if len(raw) > MAX_IMPORT_BYTES:
         raise HTTPException(413, f"the file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
@@ -174,7 +167,7 @@ async def export_file(request: Request, format: str = "yaml", municipality: str 
                       user=Depends(webmaster)) -> Response:
     if format not in FORMATS:
         raise HTTPException(422, "format must be yaml, jsonl or csv")
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     media, ext = FORMATS[format]
     body = dump(request.app.state.c.knowledge.store.all(municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
@@ -195,7 +188,7 @@ def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[
 async def audit(request: Request, municipality: str = "default", entry_id: str | None = None, limit: int = 100,
                 user=Depends(webmaster)) -> list[dict]:
     """Every change: who, when, what (the entry before and after, and which fields changed)."""
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
 
 
@@ -205,14 +198,14 @@ async def audit(request: Request, municipality: str = "default", entry_id: str |
 @router.get("/freshness")
 async def freshness(request: Request, municipality: str = "default", soon_days: int = 30, user=Depends(webmaster)):
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     return {"items": insights.freshness(c.knowledge, c.engine, municipality, soon_days=soon_days)}
 
 
 @router.get("/unanswered")
 async def unanswered(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     groups = insights.unanswered(c.knowledge, c.engine, municipality, days=min(max(days, 1), 366))
     return {"groups": groups, "days": days}
 
@@ -220,7 +213,7 @@ async def unanswered(request: Request, municipality: str = "default", days: int 
 @router.get("/dashboard")
 async def dashboard(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     return insights.dashboard(c.knowledge, c.engine, municipality, days=min(max(days, 1), 366))
 
 
@@ -233,7 +226,7 @@ class Costs(BaseModel):
 
 @router.get("/settings")
 async def get_settings(request: Request, municipality: str = "default", user=Depends(webmaster)) -> dict:
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     settings = insights.municipality_settings(request.app.state.c.engine, municipality)
     return {**{k: settings.get(k, v) for k, v in insights.DEFAULT_COSTS.items()},
             "required_languages": _required_languages(settings)}
@@ -243,7 +236,7 @@ async def get_settings(request: Request, municipality: str = "default", user=Dep
 async def put_settings(request: Request, body: Costs, municipality: str = "default", user=Depends(webmaster)):
     """Cost per call and per chat (the dashboard's saving), and the languages every entry should have."""
     c = request.app.state.c
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     if body.required_languages and not all(LANG_RE.match(x) for x in body.required_languages):
         raise HTTPException(422, [{"field": "required_languages", "message": "use language codes like sv, en"}])
     with c.engine.begin() as conn:
@@ -260,13 +253,13 @@ async def put_settings(request: Request, body: Costs, municipality: str = "defau
 
 @router.get("/notices")
 async def list_notices(request: Request, municipality: str = "default", user=Depends(webmaster)) -> list[dict]:
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     return request.app.state.c.knowledge.notices.list(municipality)
 
 
 @router.post("/notices", status_code=201)
 async def create_notice(request: Request, body: dict, municipality: str = "default", user=Depends(webmaster)):
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     try:
         return request.app.state.c.knowledge.notices.create(municipality, body, actor=user["username"])
     except NoticeError as exc:
@@ -276,7 +269,7 @@ async def create_notice(request: Request, body: dict, municipality: str = "defau
 @router.put("/notices/{notice_id}")
 async def update_notice(request: Request, notice_id: int, body: dict, municipality: str = "default",
                         user=Depends(webmaster)):
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     try:
         notice = request.app.state.c.knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
     except NoticeError as exc:
@@ -288,7 +281,7 @@ async def update_notice(request: Request, notice_id: int, body: dict, municipali
 
 @router.delete("/notices/{notice_id}", status_code=204)
 async def delete_notice(request: Request, notice_id: int, municipality: str = "default", user=Depends(webmaster)):
-    _scope(user, municipality)
+    check_municipality(user, municipality)
     if not request.app.state.c.knowledge.notices.delete(municipality, notice_id):
         raise HTTPException(404, f"no notice with id {notice_id}")
 

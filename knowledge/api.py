@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from knowledge.kbfile import KbFileError, parse_entry
-from kommunchatt.auth import require_role
+from kommunchatt.auth import check_municipality, require_role
 from kommunchatt.text import clean_message
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
@@ -52,13 +52,15 @@ async def answer(request: Request, body: AnswerRequest, explain: bool = False) -
 
 
 @router.get("/knowledge/entries")
-async def list_entries(request: Request, municipality: str = "default", _user=Depends(require_role("webmaster"))):
+async def list_entries(request: Request, municipality: str = "default", user=Depends(require_role("webmaster"))):
+    check_municipality(user, municipality)
     return [e.to_dict() for e in request.app.state.c.knowledge.store.all(municipality)]
 
 
 @router.get("/knowledge/entries/{entry_id}")
 async def get_entry(request: Request, entry_id: str, municipality: str = "default",
-                    _user=Depends(require_role("webmaster"))):
+                    user=Depends(require_role("webmaster"))):
+    check_municipality(user, municipality)
     entry = request.app.state.c.knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
@@ -69,6 +71,7 @@ async def get_entry(request: Request, entry_id: str, municipality: str = "defaul
 async def put_entry(request: Request, entry_id: str, body: dict, municipality: str = "default",
                     user=Depends(require_role("webmaster"))):
     """Create or replace an entry (the file format's fields); answerable as soon as this returns."""
+    check_municipality(user, municipality)
     body = {**body, "id": entry_id}
     try:
         entry = parse_entry(body, municipality)
@@ -81,5 +84,6 @@ async def put_entry(request: Request, entry_id: str, body: dict, municipality: s
 @router.delete("/knowledge/entries/{entry_id}", status_code=204)
 async def delete_entry(request: Request, entry_id: str, municipality: str = "default",
                        user=Depends(require_role("webmaster"))):
+    check_municipality(user, municipality)
     if not request.app.state.c.knowledge.delete(municipality, entry_id, actor=user["username"]):
         raise HTTPException(404, f"no entry with id '{entry_id}'")

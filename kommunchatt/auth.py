@@ -39,3 +39,10 @@ def internal_caller(request: Request, x_internal_token: str = Header(default="")
     expected = request.app.state.c.settings.internal_token
     if not hmac.compare_digest(x_internal_token.encode(), expected.encode()):
         raise HTTPException(403, "internal endpoints need the X-Internal-Token header")
+
+
+def check_municipality(user: dict, municipality: str) -> str:
+    """Staff work only on the municipalities they belong to (admins on all)."""
+    if user["role"] != "admin" and municipality not in (user.get("municipalities") or []):
+        raise HTTPException(403, f"you do not work for the municipality '{municipality}'")
+    return municipality

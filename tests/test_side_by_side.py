@@ -30,6 +30,8 @@ def test_two_instances_side_by_side(tmp_path):
         entry = {"questions": {"sv": ["Får man bada i Ekbysjön på vintern?"]},
                  "answer": {"sv": "Vinterbad i Ekbysjön är tillåtet vid bryggan vid Sjöparken."}}
         assert editor.put("/api/v1/knowledge/entries/winter-swimming", json=entry).status_code == 200
+        other = editor.put("/api/v1/knowledge/entries/winter-swimming?municipality=elsewhere", json=entry)
+        assert other.status_code == 403  # a webmaster edits only their own municipality
         question = {"text": "Får man vinterbada i Ekbysjön?"}
         first = httpx.post(f"{one.service_url}/api/v1/answer", json=question).json()
         second = httpx.post(f"{two.service_url}/api/v1/answer", json=question).json()
