@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlalchemy import Engine, select
 
-from knowledge.notices import fold
+from knowledge.lexical import fold
 from kommunchatt.db import conversations, messages, municipalities
 
 GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)

@@ -12,7 +12,6 @@ import datetime as dt
 import re
 import threading
 import time
-import unicodedata
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -20,6 +19,7 @@ from rapidfuzz import fuzz
 from sqlalchemy import Engine, and_, delete, insert, select, update
 
 from knowledge.kbfile import LANG_RE
+from knowledge.lexical import fold
 from kommunchatt.db import notices
 
 public_router = APIRouter(prefix="/api/v1", tags=["notices"])
@@ -39,11 +39,6 @@ class NoticeError(ValueError):
         self.problems = problems
         super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
 
-
-def fold(text: str) -> str:
-    """Lower case without accents: 'Storgatan', 'storgatan', 'STÖRGATAN' compare alike."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def _words(text: str) -> list[str]:
@@ -138,9 +133,11 @@ def public(row: dict, language: str | None = None) -> dict:
 class NoticeStore:
     """Notices in the database, and matching questions against the valid ones."""
 
-    def __init__(self, engine: Engine, embedder=None):
+    def __init__(self, engine: Engine, embedder=None, encode_query=None):
         self.engine = engine
         self.embedder = embedder
+        # The retriever's cached query encoder, so a question is not encoded twice per answer.
+        self.encode_query = encode_query
         self._vectors: dict[tuple[int, float, str], np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -213,7 +210,7 @@ class NoticeStore:
         encode_p = getattr(self.embedder, "encode_passages", None)
         if not encode_q or not encode_p:
             return None
-        query = np.asarray(encode_q([text]), dtype=np.float32)[0]
+        query = self.encode_query(text) if self.encode_query else np.asarray(encode_q([text]), dtype=np.float32)[0]
         best: tuple[dict, float] | None = None
         for notice in active:
             for lang, notice_text in notice["texts"].items():

@@ -26,7 +26,8 @@ class KnowledgeService:
         self.embedder = Embedder(model_path)
         self.retriever = Retriever(self.embedder, cache_dir=index_dir, settings=self.settings)
         self._lock = threading.Lock()
-        self.notices = NoticeStore(store.engine, self.embedder)  # disruption notices are answered first
+        # Disruption notices are answered first; they share the retriever's cached query vectors.
+        self.notices = NoticeStore(store.engine, self.embedder, encode_query=self.retriever.encode_query)
         self.refresh()
 
     def refresh(self) -> None:
