@@ -8,7 +8,9 @@ refitting; document frequencies are maintained incrementally.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import unicodedata
 
 import numpy as np
@@ -73,18 +75,25 @@ class Featurizer:
         return x
 
 
+_SCRATCH = threading.local()  # per thread: a feature-indexed weight table, zero between calls
+
+
 def _row_dots(rows: sp.csr_matrix, feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: sum of data * weight, and sum of weight, over the query's features it has.
 
-    Works on the rows' non-zeros only; scipy's column selection and sparse products allocate
-    arrays as large as the (2^20) feature space on every call.
+    Works on the rows' non-zeros only, looking each up in a feature-indexed table that holds the
+    query's weights (set before, cleared after); scipy's column selection and sparse products
+    allocate arrays as large as the (2^20) feature space on every call.
     """
-    order = np.argsort(feats)
-    f, w = feats[order], weights[order]
-    at = np.minimum(np.searchsorted(f, rows.indices), len(f) - 1)
-    hit = f[at] == rows.indices
+    table = getattr(_SCRATCH, "table", None)
+    if table is None:
+        table = _SCRATCH.table = np.zeros(N_FEATURES, dtype=np.float32)
+    table[feats] = weights
+    try:
+        wh = table[rows.indices]
+    finally:
+        table[feats] = 0.0
     owner = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
-    wh = np.where(hit, w[at], 0.0)
     dot = np.bincount(owner, weights=rows.data * wh, minlength=rows.shape[0])
     cov = np.bincount(owner, weights=wh, minlength=rows.shape[0])
     return dot.astype(np.float32), cov.astype(np.float32)
@@ -97,9 +106,11 @@ class LexicalIndex:
     recently appended tail, so an upsert never rebuilds the whole index.
     """
 
-    def __init__(self, featurizer: Featurizer, max_df_ratio: float = 0.15, tail_limit: int = 4096):
+    def __init__(self, featurizer: Featurizer, max_df_ratio: float = 0.15, tail_limit: int = 4096,
+                 max_query_features: int = 64):
         self.featurizer = featurizer
         self.max_df_ratio = max_df_ratio
+        self.max_query_features = max_query_features
         self.tail_limit = tail_limit
         self.df = np.zeros(N_FEATURES, dtype=np.int32)
         self.n_alive = 0
@@ -181,6 +192,9 @@ class LexicalIndex:
         keep = self.df[feats] <= max(3, self.max_df_ratio * self.n_alive)
         if keep.any():
             feats, weights = feats[keep], weights[keep]
+        if len(feats) > self.max_query_features:  # the rarest n-grams find the candidates
+            best = np.argpartition(-weights, self.max_query_features - 1)[: self.max_query_features]
+            feats, weights = feats[best], weights[best]
         if self._main_cols is None:
             self._main_cols = self._main.tocsc()
         parts = [np.asarray(self._main_cols[:, feats] @ weights).ravel()]
@@ -236,30 +250,75 @@ def tokenizer_lexicon(tokenizer) -> frozenset[str]:
     return frozenset(out)
 
 
+GENERAL_LANGUAGES = ("sv", "en")  # general dictionaries (wordfreq) for the knowledge base's full languages
+GENERAL_WORDS = 150_000  # most frequent words per language
+KNOWN_ZIPF = 2.0  # a word at least this frequent (log10 per billion words) is spelt right
+SHORT_ZIPF = 4.5  # a 3-4-letter word is only corrected into a very common word ("fpr" -> "för")
+KB_BONUS = 2.0  # a knowledge-base word counts as if a hundred times more frequent
+COMPOUND_ZIPF = 3.5  # general words this common may be parts of a compound
+FIRST_LETTER_BONUS = 0.5  # typos rarely hit the first letter
+
+
+class GeneralDictionary:
+    """A language's most frequent words (wordfreq's corpus statistics): by exact form and by
+    folded form (the commonest form of each, to give diacritics back)."""
+
+    def __init__(self, ranked: list[tuple[str, float]] = ()):
+        self.exact: dict[str, float] = {}
+        self.folded: dict[str, tuple[str, float]] = {}
+        for word, zipf in ranked:  # most frequent first
+            self.exact[word] = zipf
+            self.folded.setdefault(fold(word), (word, zipf))
+
+    def __bool__(self) -> bool:
+        return bool(self.exact)
+
+    def zipf(self, folded: str) -> float:
+        hit = self.folded.get(folded)
+        return hit[1] if hit else 0.0
+
+
+@functools.cache
+def general_dictionary(language: str) -> GeneralDictionary:
+    """The general dictionary of `language`; empty when wordfreq does not have it."""
+    try:
+        import wordfreq
+
+        top = wordfreq.top_n_list(language, GENERAL_WORDS)
+    except (ImportError, LookupError):
+        return GeneralDictionary()
+    return GeneralDictionary([(w, wordfreq.zipf_frequency(w, language)) for w in top if w.isalpha()])
+
+
 class SpellCorrector:
-    """Maps misspelt query words onto the knowledge base's own words before dense encoding.
+    """Maps misspelt query words onto real words before dense encoding.
 
     The embedding model reads "forskoleplats" or "bygglv" as different tokens from
     "förskoleplats" and "bygglov"; n-grams catch such words lexically, but the dense signal is the
-    stronger one, so it should see the intended word. A word is kept when it is in the vocabulary,
-    too short to correct safely, or a compound of two known words ("sopbilen"); otherwise it is
-    replaced by the most frequent vocabulary word within a small edit distance (OSA: a swap of
-    two letters is one edit). Words known without diacritics get them back ("ansoker" -> "ansöker").
+    stronger one, so it should see the intended word. A word is kept when it is in the knowledge
+    base's vocabulary or a general dictionary of the language (wordfreq: "gåvor" is right even if
+    no entry says it), an inflection or a compound of known words ("sopbilen"), or too short to
+    correct safely. Otherwise it becomes the likeliest word within a small edit distance (OSA: a
+    swap of two letters is one edit): fewest edits first, then frequency, knowledge-base words
+    counting a hundred times more, a shared first letter a little. Words of 3-4 letters are only
+    corrected into very common words ("kjag" -> "jag"). Words known without diacritics get them
+    back ("ansoker" -> "ansöker").
     """
 
     def __init__(self, min_len: int = 5, long_len: int = 9, cache_size: int = 20_000,
-                 lexicon: frozenset[str] = frozenset()):
+                 lexicon: frozenset[str] = frozenset(), general: bool = True):
         self.min_len, self.long_len, self.cache_size = min_len, long_len, cache_size
         self.lexicon = lexicon  # words known to be spelt right though not in the knowledge base
+        self.general = general
         self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
-        self._by_len: dict[int, list[str]] | None = None
-        self._cache: dict[str, str | None] = {}
+        self._pools: dict[str | None, dict[int, list[str]]] = {}
+        self._cache: dict[tuple[str, str | None], str | None] = {}
 
     def learn(self, text: str) -> None:
         for tok in _TOKEN.findall(text.lower()):
             forms = self.surface.setdefault(tok.translate(_FOLD) if tok.isascii() else fold(tok), {})
             forms[tok] = forms.get(tok, 0) + 1
-        self._by_len = None
+        self._pools.clear()
         self._cache.clear()
 
     def __len__(self) -> int:
@@ -269,41 +328,70 @@ class SpellCorrector:
         forms = self.surface[folded]
         return max(forms, key=forms.get)
 
-    def _known(self, word: str) -> bool:
-        """A real word: in the lexicon, an inflection of a knowledge-base word, or a compound of two."""
-        if word in self.lexicon:
+    def _dictionary(self, language: str | None) -> GeneralDictionary:
+        if not self.general or language not in GENERAL_LANGUAGES:
+            return GeneralDictionary()
+        return general_dictionary(language)
+
+    def _in_vocabulary(self, word: str, general: GeneralDictionary) -> bool:
+        return word in self.surface or general.zipf(word) >= KNOWN_ZIPF
+
+    def _known(self, word: str, general: GeneralDictionary) -> bool:
+        """A real word: in a dictionary, an inflection of a known word, or a compound of two."""
+        if word in self.lexicon or self._in_vocabulary(word, general):
             return True
         for suffix in _SUFFIXES:
-            if word.endswith(suffix) and word[: -len(suffix)] in self.surface and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            if word.endswith(suffix) and len(stem) >= 3 and self._in_vocabulary(stem, general):
                 return True
             if word + suffix in self.surface:
                 return True
-        return any(word[:i] in self.surface and (word[i:] in self.surface or word[i + 1:] in self.surface)
+        return any(self._compound_part(word[:i], general)
+                   and (self._compound_part(word[i:], general) or self._compound_part(word[i + 1:], general))
                    for i in range(3, len(word) - 2))
 
-    def _lookup(self, folded: str) -> str | None:
-        """The vocabulary word (surface form) a folded unknown word most likely meant, or None."""
+    def _compound_part(self, part: str, general: GeneralDictionary) -> bool:
+        """A knowledge-base word, or a common general word of 4+ letters: rare short words would
+        make most misspellings look like compounds ("verksam" + "eter")."""
+        return part in self.surface or (len(part) >= 4 and general.zipf(part) >= COMPOUND_ZIPF)
+
+    def _pool(self, language: str | None, general: GeneralDictionary) -> dict[int, list[str]]:
+        pool = self._pools.get(language)
+        if pool is None:
+            pool = {}
+            for w in set(self.surface) | {w for w, (_, z) in general.folded.items() if z >= KNOWN_ZIPF}:
+                pool.setdefault(len(w), []).append(w)
+            self._pools[language] = pool
+        return pool
+
+    def _lookup(self, folded: str, language: str | None) -> str | None:
+        """The word (surface form) a folded unknown word most likely meant, or None."""
         from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
-        if self._by_len is None:
-            by_len: dict[int, list[str]] = {}
-            for w in self.surface:
-                by_len.setdefault(len(w), []).append(w)
-            self._by_len = by_len
+        general = self._dictionary(language)
+        pool = self._pool(language, general)
         max_d = 1 if len(folded) < self.long_len else 2
-        best: tuple[int, int, str] | None = None
+        short = len(folded) < self.min_len
+        best: tuple[int, float, str] | None = None
         for n in range(len(folded) - max_d, len(folded) + max_d + 1):
-            pool = self._by_len.get(n)
-            if not pool:
+            words_n = pool.get(n)
+            if not words_n:
                 continue
-            for word, dist, _ in process.extract(folded, pool, scorer=OSA.distance, score_cutoff=max_d, limit=5):
-                freq = sum(self.surface[word].values())
-                if best is None or (dist, -freq) < (best[0], -best[1]):
-                    best = (int(dist), freq, word)
-        return self._best_form(best[2]) if best else None
+            for word, dist, _ in process.extract(folded, words_n, scorer=OSA.distance, score_cutoff=max_d, limit=8):
+                zipf = general.zipf(word)
+                if short and zipf < SHORT_ZIPF:
+                    continue
+                in_kb = word in self.surface
+                likelihood = max(zipf, 3.0) + KB_BONUS if in_kb else zipf
+                likelihood += FIRST_LETTER_BONUS * (word[0] == folded[0])
+                if best is None or (dist, -likelihood) < (best[0], -best[1]):
+                    best = (int(dist), likelihood, word)
+        if best is None:
+            return None
+        return self._best_form(best[2]) if best[2] in self.surface else general.folded[best[2]][0]
 
-    def correct_word(self, word: str) -> str | None:
+    def correct_word(self, word: str, language: str | None = None) -> str | None:
         """The replacement for `word` (lower-case), or None to keep it."""
         low = word.lower()
         folded = fold(low)
@@ -311,22 +399,32 @@ class SpellCorrector:
             if low in self.surface[folded] or low != folded:
                 return None  # a known form, or the citizen typed diacritics: keep it
             return self._best_form(folded)
-        if len(folded) < self.min_len or not folded.isascii() or self._known(folded):
+        general = self._dictionary(language)
+        if general.exact.get(low, 0.0) >= KNOWN_ZIPF:
+            return None  # a word as written ("sot" is soot, not "söt")
+        if general.zipf(folded) >= KNOWN_ZIPF:
+            form = general.folded[folded][0]
+            return form if low == folded else None  # "overklagande" -> "överklagande"
+        min_len = 3 if general else self.min_len
+        if len(folded) < min_len or not folded.isascii() or self._known(folded, general):
             return None
-        if folded not in self._cache:
+        key = (folded, language if general else None)
+        if key not in self._cache:
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
-            self._cache[folded] = self._lookup(folded)
-        return self._cache[folded]
+            self._cache[key] = self._lookup(folded, language if general else None)
+        return self._cache[key]
 
-    def correct(self, text: str) -> tuple[str, list[tuple[str, str]]]:
-        """(corrected text, [(word, replacement)])."""
+    def correct(self, text: str, language: str | None = None) -> tuple[str, list[tuple[str, str]]]:
+        """(corrected text, [(word, replacement)]); `language` picks the general dictionary."""
         if not self.surface:
             return text, []
         changes: list[tuple[str, str]] = []
 
         def swap(m: re.Match) -> str:
-            new = self.correct_word(m.group(0))
+            if m.start() > 0 and m.group(0)[0].isupper() and text[:m.start()].rstrip()[-1:] not in ".!?":
+                return m.group(0)  # a name in mid-sentence ("Waran"), not a misspelling
+            new = self.correct_word(m.group(0), language)
             if new is None:
                 return m.group(0)
             changes.append((m.group(0), new))

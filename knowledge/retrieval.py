@@ -49,6 +49,8 @@ _KIND_CODE = {QUESTION: 0, ANSWER: 1, CHUNK: 2}
 
 
 class EmbedderLike(Protocol):
+    """What the retriever needs; an optional `encode_query(text)` serves live queries faster."""
+
     def encode_queries(self, texts: list[str]) -> np.ndarray: ...
     def encode_passages(self, texts: list[str]) -> np.ndarray: ...
 
@@ -532,7 +534,7 @@ class Retriever:
         s = self.settings
         if not s.spell_correct or (language is not None and language not in self.vocabulary):
             return text
-        return self.speller.correct(text)[0]
+        return self.speller.correct(text, language or "sv")[0]
 
     def encode_query(self, text: str) -> np.ndarray:
         """The query's (unprojected) vector; recent queries are kept (buttons, repeated questions)."""
@@ -541,7 +543,8 @@ class Retriever:
             if hit is not None:
                 self._queries.move_to_end(text)
                 return hit
-        vec = np.asarray(self.embedder.encode_queries([text]), dtype=np.float32)[0]
+        one = getattr(self.embedder, "encode_query", None)
+        vec = np.asarray(one(text) if one else self.embedder.encode_queries([text])[0], dtype=np.float32)
         with self._query_lock:
             self._queries[text] = vec
             while len(self._queries) > self.settings.query_cache_size:

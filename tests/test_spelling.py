@@ -1,0 +1,53 @@
+"""Spelling correction before dense encoding: real words stay, misspellings become real words."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowledge.lexical import SpellCorrector
+
+KB_TEXT = [
+    "Hur ansöker jag om förskoleplats?",
+    "Sophämtningen sker varannan vecka. Bygglov söker du i e-tjänsten.",
+    "Journalinformationen kan du läsa i appen.",
+]
+
+
+@pytest.fixture(scope="module")
+def speller() -> SpellCorrector:
+    s = SpellCorrector()
+    for text in KB_TEXT:
+        s.learn(text)
+    return s
+
+
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("forskoleplats", "förskoleplats"),  # diacritics back (knowledge-base word)
+    ("förskolplats", "förskoleplats"),  # one letter missing
+    ("bygglv", "bygglov"),
+    ("jounalinfrmationen", "journalinformationen"),  # two edits in a long word
+    ("kjag", "jag"),  # a short word, into a very common one
+    ("overklagande", "överklagande"),  # a general word written without diacritics
+])
+def test_misspellings_are_corrected(speller, typed, meant):
+    assert speller.correct(f"hej {typed} tack", "sv")[0] == f"hej {meant} tack"
+
+
+@pytest.mark.parametrize("word", [
+    "gåvor",  # a real word the knowledge base does not use (was "gator")
+    "sot",  # soot, spelt as meant (was "söt")
+    "anställds",  # an inflection of a known word
+    "sopbilen",  # a compound of known words
+])
+def test_real_words_are_kept(speller, word):
+    assert speller.correct(f"om {word} idag", "sv") == (f"om {word} idag", [])
+
+
+def test_names_in_mid_sentence_are_kept(speller):
+    assert speller.correct("Jag heter Waran och bor här", "sv")[0] == "Jag heter Waran och bor här"
+
+
+def test_without_a_general_dictionary_only_the_knowledge_base_counts():
+    s = SpellCorrector(general=False)
+    s.learn(KB_TEXT[0])
+    assert s.correct("forskoleplats kjag", "sv")[0] == "förskoleplats kjag"  # short words left alone
