@@ -256,6 +256,7 @@ KNOWN_ZIPF = 2.0  # a word at least this frequent (log10 per billion words) is s
 SHORT_ZIPF = 4.5  # a 3-4-letter word is only corrected into a very common word ("fpr" -> "för")
 KB_BONUS = 2.0  # a knowledge-base word counts as if a hundred times more frequent
 COMPOUND_ZIPF = 3.5  # general words this common may be parts of a compound
+SHORT_PART_ZIPF = 4.0  # ... and 2-3-letter words this common may start one ("köplats")
 FIRST_LETTER_BONUS = 0.5  # typos rarely hit the first letter
 
 
@@ -346,14 +347,19 @@ class SpellCorrector:
                 return True
             if word + suffix in self.surface:
                 return True
-        return any(self._compound_part(word[:i], general)
+        return any(self._compound_part(word[:i], general, first=True)
                    and (self._compound_part(word[i:], general) or self._compound_part(word[i + 1:], general))
-                   for i in range(3, len(word) - 2))
+                   for i in range(2, len(word) - 2))
 
-    def _compound_part(self, part: str, general: GeneralDictionary) -> bool:
+    def _compound_part(self, part: str, general: GeneralDictionary, first: bool = False) -> bool:
         """A knowledge-base word, or a common general word of 4+ letters: rare short words would
-        make most misspellings look like compounds ("verksam" + "eter")."""
-        return part in self.surface or (len(part) >= 4 and general.zipf(part) >= COMPOUND_ZIPF)
+        make most misspellings look like compounds ("verksam" + "eter"). A compound may start
+        with a very common short word ("kö" + "plats")."""
+        if len(part) >= 3 and part in self.surface:
+            return True
+        if len(part) >= 4:
+            return general.zipf(part) >= COMPOUND_ZIPF
+        return first and general.zipf(part) >= SHORT_PART_ZIPF
 
     def _pool(self, language: str | None, general: GeneralDictionary) -> dict[int, list[str]]:
         pool = self._pools.get(language)

@@ -38,6 +38,7 @@ def test_misspellings_are_corrected(speller, typed, meant):
     "sot",  # soot, spelt as meant (was "söt")
     "anställds",  # an inflection of a known word
     "sopbilen",  # a compound of known words
+    "köplats",  # a compound starting with a short common word (was "kopplats")
 ])
 def test_real_words_are_kept(speller, word):
     assert speller.correct(f"om {word} idag", "sv") == (f"om {word} idag", [])
