@@ -174,6 +174,42 @@ def multilingual(retriever: Retriever, dev: list[dict], settings) -> dict:
             "language_acc": lang_ok / max(len(dev), 1), "decisions": decisions}
 
 
+def calibrate(retriever: Retriever, dev: list[dict], settings, max_wrong: float = 0.01,
+              max_unanswerable: float = 0.05) -> dict:
+    """Refit the answer rule on the dev set: a logistic regression of "the top entry is right" on
+    (score, margin), then the lowest probability threshold that keeps confident wrong answers
+    under `max_wrong` of all messages and answered unanswerable ones under `max_unanswerable`
+    (the targets are 2 % and 10 %: half of each is left for the gap between dev and test)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from knowledge.decision import answer_probability
+    from knowledge.language import detect_language
+
+    rows = []
+    for d in dev:
+        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+        c = retriever.search(d["text"], language=lang, top_k=5)
+        if c:
+            right = bool(d.get("expected")) and c[0].entry.id == d["expected"]
+            rows.append((c[0].score, c[0].score - (c[1].score if len(c) > 1 else 0.0), right, not d.get("expected")))
+    x = np.array([[r[0], r[1]] for r in rows])
+    y = np.array([r[2] for r in rows])
+    fit = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
+    fitted = settings.replace(answer_bias=round(float(fit.intercept_[0]), 2),
+                              answer_w_score=round(float(fit.coef_[0][0]), 2),
+                              answer_w_margin=round(float(fit.coef_[0][1]), 2))
+    n_unans = max(sum(r[3] for r in rows), 1)
+    for threshold in np.arange(0.5, 0.99, 0.005):
+        answered = [r for r in rows if answer_probability(r[0], r[1], fitted) >= threshold
+                    and r[1] >= settings.answer_min_margin and r[0] >= settings.clarify_threshold]
+        wrong = sum(not r[2] for r in answered) / len(dev)
+        unans = sum(r[3] for r in answered) / n_unans
+        if wrong <= max_wrong and unans <= max_unanswerable:
+            return {"answer_bias": fitted.answer_bias, "answer_w_score": fitted.answer_w_score,
+                    "answer_w_margin": fitted.answer_w_margin, "answer_probability": round(float(threshold), 3)}
+    raise SystemExit("calibration: no threshold meets the limits on dev")
+
+
 # ----------------------------------------------------------------------------- speed
 
 
@@ -388,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a fast subset (fewer questions, smaller sizes)")
     ap.add_argument("--only", default="swefaq,typos,multilingual,speed")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="refit the answer rule on the multilingual dev set and print the settings")
     ap.add_argument("--http-client", nargs=2, metavar=("URL", "QUERIES"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.http_client:
@@ -396,6 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_retrieval_settings()
     embedder = load_embedder()
     print(f"settings: {settings}\n")
+    if args.calibrate:
+        retriever = Retriever(embedder, cache_dir=CACHE, settings=settings)
+        retriever.rebuild(load_seed())
+        fitted = calibrate(retriever, read_jsonl(ROOT / "bench" / "data" / "multilingual_dev.jsonl"), settings)
+        print("fitted on the multilingual dev set (put these in knowledge/settings.py or a settings file):")
+        print("\n".join(f"  {k}: {v}" for k, v in fitted.items()))
+        return 0
 
     if parts & {"swefaq", "typos"}:
         if not (BENCH_DATA / "swefaq").exists():

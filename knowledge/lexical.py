@@ -9,6 +9,8 @@ refitting; document frequencies are maintained incrementally.
 from __future__ import annotations
 
 import functools
+import heapq
+import math
 import re
 import threading
 import unicodedata
@@ -285,10 +287,11 @@ def general_dictionary(language: str) -> GeneralDictionary:
     try:
         import wordfreq
 
-        top = wordfreq.top_n_list(language, GENERAL_WORDS)
+        freqs = wordfreq.get_frequency_dict(language)
     except (ImportError, LookupError):
         return GeneralDictionary()
-    return GeneralDictionary([(w, wordfreq.zipf_frequency(w, language)) for w in top if w.isalpha()])
+    top = heapq.nlargest(GENERAL_WORDS, ((f, w) for w, f in freqs.items() if w.isalpha()))
+    return GeneralDictionary([(w, math.log10(f * 1e9)) for f, w in top])  # Zipf: log10 per billion words
 
 
 class SpellCorrector:
