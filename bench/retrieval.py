@@ -141,18 +141,23 @@ def load_seed() -> list[Entry]:
     return entries
 
 
-def multilingual(retriever: Retriever, dev: list[dict], settings) -> dict:
+def searched(retriever: Retriever, messages: list[dict]):
+    """(message, detected language, top 5 candidates) for each message, as the service does it."""
     from knowledge.language import detect_language
 
+    for d in messages:
+        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+        yield d, lang, retriever.search(d["text"], language=lang, top_k=5)
+
+
+def multilingual(retriever: Retriever, dev: list[dict], settings) -> dict:
     answerable = [d for d in dev if d.get("expected")]
     unanswerable = [d for d in dev if not d.get("expected")]
     top1 = wrong_conf = unans_answered = lang_ok = answered_right = clarify_right = 0
     decisions: dict[str, int] = {}
     kinds: dict[str, list[int]] = {}
-    for d in dev:
-        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+    for d, lang, cands in searched(retriever, dev):
         lang_ok += lang == d.get("language")
-        cands = retriever.search(d["text"], language=lang, top_k=5)
         dec = decide(cands, lang, settings)
         decisions[dec.decision] = decisions.get(dec.decision, 0) + 1
         best = cands[0].entry.id if cands else None
@@ -183,12 +188,9 @@ def calibrate(retriever: Retriever, dev: list[dict], settings, max_wrong: float 
     from sklearn.linear_model import LogisticRegression
 
     from knowledge.decision import answer_probability
-    from knowledge.language import detect_language
 
     rows = []
-    for d in dev:
-        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
-        c = retriever.search(d["text"], language=lang, top_k=5)
+    for d, _, c in searched(retriever, dev):
         if c:
             right = bool(d.get("expected")) and c[0].entry.id == d["expected"]
             rows.append((c[0].score, c[0].score - (c[1].score if len(c) > 1 else 0.0), right, not d.get("expected")))

@@ -18,7 +18,6 @@ from pathlib import Path
 from langdetect import DetectorFactory, detector_factory
 from langdetect.lang_detect_exception import LangDetectException
 
-DetectorFactory.seed = 0
 DEFAULT = "sv"
 
 _WORD = re.compile(r"[^\W\d_]+")

@@ -315,14 +315,22 @@ class SpellCorrector:
         self.lexicon = lexicon  # words known to be spelt right though not in the knowledge base
         self.general = general
         self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
-        self._pools: dict[str | None, dict[int, list[str]]] = {}
+        self._pools: dict[str | None, dict[int, list[str]]] = {}  # candidate words by length
         self._cache: dict[tuple[str, str | None], str | None] = {}
+        if general:  # loaded now, not on a citizen's first question
+            for language in GENERAL_LANGUAGES:
+                general_dictionary(language)
 
     def learn(self, text: str) -> None:
         for tok in _TOKEN.findall(text.lower()):
-            forms = self.surface.setdefault(tok.translate(_FOLD) if tok.isascii() else fold(tok), {})
+            folded = tok.translate(_FOLD) if tok.isascii() else fold(tok)
+            if folded not in self.surface:
+                self.surface[folded] = {}
+                for language, pool in self._pools.items():  # new words join the built pools
+                    if language is None or general_dictionary(language).zipf(folded) < KNOWN_ZIPF:
+                        pool.setdefault(len(folded), []).append(folded)
+            forms = self.surface[folded]
             forms[tok] = forms.get(tok, 0) + 1
-        self._pools.clear()
         self._cache.clear()
 
     def __len__(self) -> int:

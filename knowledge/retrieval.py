@@ -40,15 +40,7 @@ from typing import Protocol
 import numpy as np
 
 from knowledge.entries import DEFAULT_MUNICIPALITY, Entry
-from knowledge.lexical import (
-    GENERAL_LANGUAGES,
-    Featurizer,
-    LexicalIndex,
-    SpellCorrector,
-    general_dictionary,
-    tokenizer_lexicon,
-    words,
-)
+from knowledge.lexical import Featurizer, LexicalIndex, SpellCorrector, tokenizer_lexicon, words
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
 
 QUESTION, ANSWER, CHUNK = "q", "a", "c"  # chunk: a sentence of an answer
@@ -479,9 +471,6 @@ class Retriever:
         """
         s = self.settings
         entries = list(entries)
-        if s.spell_correct:
-            for language in GENERAL_LANGUAGES:  # loaded now, not on a citizen's first question
-                general_dictionary(language)
         self.directions = directions = self._directions(entries)
         vocabulary: dict[str, set[str]] = defaultdict(set)
         speller = self._new_speller()

@@ -52,3 +52,11 @@ def test_without_a_general_dictionary_only_the_knowledge_base_counts():
     s = SpellCorrector(general=False)
     s.learn(KB_TEXT[0])
     assert s.correct("forskoleplats kjag", "sv")[0] == "förskoleplats kjag"  # short words left alone
+
+
+def test_a_word_learnt_later_is_a_correction_target():
+    s = SpellCorrector()
+    s.learn(KB_TEXT[0])
+    assert s.correct("ekbykorett", "sv")[0] == "ekbykorett"  # builds the pools without the word
+    s.learn("Ekbykortet ger rabatt i simhallen.")
+    assert s.correct("ekbykorett", "sv")[0] == "ekbykortet"
