@@ -259,6 +259,8 @@ SHORT_ZIPF = 4.5  # a 3-4-letter word is only corrected into a very common word 
 KB_BONUS = 2.0  # a knowledge-base word counts as if a hundred times more frequent
 COMPOUND_ZIPF = 3.5  # general words this common may be parts of a compound
 SHORT_PART_ZIPF = 4.0  # ... and 2-3-letter words this common may start one ("köplats")
+RARE_ZIPF = 4.0  # a dictionary word rarer than this ...
+RARE_MARGIN = 3.0  # ... is taken for a typo of a word one edit away and this much likelier ("iag" -> "jag")
 FIRST_LETTER_BONUS = 0.5  # typos rarely hit the first letter
 
 
@@ -309,9 +311,10 @@ class SpellCorrector:
     back ("ansoker" -> "ansöker").
     """
 
-    def __init__(self, min_len: int = 5, long_len: int = 9, cache_size: int = 20_000,
+    def __init__(self, min_len: int = 5, long_len: int = 9, very_long_len: int = 12, cache_size: int = 20_000,
                  lexicon: frozenset[str] = frozenset(), general: bool = True):
-        self.min_len, self.long_len, self.cache_size = min_len, long_len, cache_size
+        self.min_len, self.long_len, self.very_long_len = min_len, long_len, very_long_len
+        self.cache_size = cache_size
         self.lexicon = lexicon  # words known to be spelt right though not in the knowledge base
         self.general = general
         self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
@@ -348,10 +351,13 @@ class SpellCorrector:
     def _in_vocabulary(self, word: str, general: GeneralDictionary) -> bool:
         return word in self.surface or general.zipf(word) >= KNOWN_ZIPF
 
-    def _known(self, word: str, general: GeneralDictionary) -> bool:
-        """A real word: in a dictionary, an inflection of a known word, or a compound of two."""
-        if word in self.lexicon or self._in_vocabulary(word, general):
-            return True
+    def _attested(self, word: str, general: GeneralDictionary) -> bool:
+        """In the knowledge base or the general dictionary; for languages without a general
+        dictionary, among the tokenizer's words (too many stray pieces to trust otherwise: "vsem")."""
+        return self._in_vocabulary(word, general) or (not general and word in self.lexicon)
+
+    def _well_formed(self, word: str, general: GeneralDictionary) -> bool:
+        """An inflection of a known word, or a compound of two (maybe joined by an s)."""
         for suffix in _SUFFIXES:
             stem = word[: -len(suffix)]
             if word.endswith(suffix) and len(stem) >= 3 and self._in_vocabulary(stem, general):
@@ -359,7 +365,8 @@ class SpellCorrector:
             if word + suffix in self.surface:
                 return True
         return any(self._compound_part(word[:i], general, first=True)
-                   and (self._compound_part(word[i:], general) or self._compound_part(word[i + 1:], general))
+                   and (self._compound_part(word[i:], general)
+                        or (word[i] == "s" and self._compound_part(word[i + 1:], general)))
                    for i in range(2, len(word) - 2))
 
     def _compound_part(self, part: str, general: GeneralDictionary, first: bool = False) -> bool:
@@ -381,35 +388,57 @@ class SpellCorrector:
             self._pools[language] = pool
         return pool
 
-    def _lookup(self, folded: str, language: str | None) -> str | None:
-        """The word (surface form) a folded unknown word most likely meant, or None."""
+    def _nearest(self, folded: str, language: str | None, max_d: int,
+                 kb_only: bool = False) -> tuple[int, float, str] | None:
+        """(edits, likelihood, folded word) of the likeliest word near `folded`, or None."""
         from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
         general = self._dictionary(language)
         pool = self._pool(language, general)
-        max_d = 1 if len(folded) < self.long_len else 2
         short = len(folded) < self.min_len
         best: tuple[int, float, str] | None = None
         for n in range(len(folded) - max_d, len(folded) + max_d + 1):
             words_n = pool.get(n)
             if not words_n:
                 continue
-            for word, dist, _ in process.extract(folded, words_n, scorer=OSA.distance, score_cutoff=max_d, limit=8):
-                zipf = general.zipf(word)
-                if short and zipf < SHORT_ZIPF:
+            for word, dist, _ in process.extract(folded, words_n, scorer=OSA.distance, score_cutoff=max_d, limit=None):
+                if (short and general.zipf(word) < SHORT_ZIPF) or (kb_only and word not in self.surface):
                     continue
-                in_kb = word in self.surface
-                likelihood = max(zipf, 3.0) + KB_BONUS if in_kb else zipf
-                likelihood += FIRST_LETTER_BONUS * (word[0] == folded[0])
+                likelihood = self._prior(word, general) + FIRST_LETTER_BONUS * (word[0] == folded[0])
                 if best is None or (dist, -likelihood) < (best[0], -best[1]):
                     best = (int(dist), likelihood, word)
-        if best is None:
-            return None
-        return self._best_form(best[2]) if best[2] in self.surface else general.folded[best[2]][0]
+        return best
 
-    def correct_word(self, word: str, language: str | None = None) -> str | None:
-        """The replacement for `word` (lower-case), or None to keep it."""
+    def _prior(self, word: str, general: GeneralDictionary) -> float:
+        """How likely a word is meant, in Zipf units; knowledge-base words count a hundred times more."""
+        zipf = general.zipf(word)
+        return max(zipf, 3.0) + KB_BONUS if word in self.surface else zipf
+
+    def _surface(self, folded: str, general: GeneralDictionary) -> str:
+        if folded in self.surface:
+            return self._best_form(folded)
+        return general.folded[folded][0]
+
+    def _lookup(self, folded: str, language: str | None, kb_only: bool) -> str | None:
+        """The word (surface form) a folded unknown word most likely meant, or None."""
+        max_d = 1 + (not kb_only) * ((len(folded) >= self.long_len) + (len(folded) >= self.very_long_len))
+        best = self._nearest(folded, language, max_d, kb_only)
+        return self._surface(best[2], self._dictionary(language)) if best else None
+
+    def _likelier(self, folded: str, zipf: float, language: str | None) -> str | None:
+        """A word one edit from a rare dictionary word and far likelier ("iag" -> "jag"), or None."""
+        if zipf >= RARE_ZIPF or len(folded) < 3 or not folded.isascii():
+            return None
+        general = self._dictionary(language)
+        near = self._nearest(folded, language, 1)
+        if near is None or self._prior(near[2], general) < zipf + RARE_MARGIN:
+            return None
+        return self._surface(near[2], general)
+
+    def correct_word(self, word: str, language: str | None = None, name: bool = False) -> str | None:
+        """The replacement for `word`, or None to keep it. A `name` (capitalised in mid-sentence)
+        is only mapped onto a knowledge-base word ("Ukrxlna" -> "Ukraina", never "Waran" -> "varan")."""
         low = word.lower()
         folded = fold(low)
         if folded in self.surface:
@@ -417,19 +446,22 @@ class SpellCorrector:
                 return None  # a known form, or the citizen typed diacritics: keep it
             return self._best_form(folded)
         general = self._dictionary(language)
-        if general.exact.get(low, 0.0) >= KNOWN_ZIPF:
-            return None  # a word as written ("sot" is soot, not "söt")
+        exact = general.exact.get(low, 0.0)
+        if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
+            return None if name else self._likelier(folded, exact, language)
         if general.zipf(folded) >= KNOWN_ZIPF:
             form = general.folded[folded][0]
             return form if low == folded else None  # "overklagande" -> "överklagande"
         min_len = 3 if general else self.min_len
-        if len(folded) < min_len or not folded.isascii() or self._known(folded, general):
+        if len(folded) < min_len or not folded.isascii() or self._attested(folded, general):
             return None
-        key = (folded, language if general else None)
+        # A well-formed word may still be one typo from a knowledge-base word ("kmsorg": "km" + "sorg").
+        kb_only = name or self._well_formed(folded, general)
+        key = (folded, language if general else None, kb_only)
         if key not in self._cache:
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
-            self._cache[key] = self._lookup(folded, language if general else None)
+            self._cache[key] = self._lookup(folded, language if general else None, kb_only)
         return self._cache[key]
 
     def correct(self, text: str, language: str | None = None) -> tuple[str, list[tuple[str, str]]]:
@@ -439,11 +471,12 @@ class SpellCorrector:
         changes: list[tuple[str, str]] = []
 
         def swap(m: re.Match) -> str:
-            if m.start() > 0 and m.group(0)[0].isupper() and text[:m.start()].rstrip()[-1:] not in ".!?":
-                return m.group(0)  # a name in mid-sentence ("Waran"), not a misspelling
-            new = self.correct_word(m.group(0), language)
+            name = m.start() > 0 and m.group(0)[0].isupper() and text[:m.start()].rstrip()[-1:] not in ".!?"
+            new = self.correct_word(m.group(0), language, name=name)
             if new is None:
                 return m.group(0)
+            if name:
+                new = new[:1].upper() + new[1:]
             changes.append((m.group(0), new))
             return new
 

@@ -419,7 +419,8 @@ class Retriever:
         return mat
 
     def _new_speller(self) -> SpellCorrector:
-        return SpellCorrector(self.settings.spell_min_len, self.settings.spell_long_len, lexicon=self.lexicon)
+        s = self.settings
+        return SpellCorrector(s.spell_min_len, s.spell_long_len, s.spell_very_long_len, lexicon=self.lexicon)
 
     def _prompt(self, row: Row) -> str:
         return self.settings.question_prompt if row.kind == QUESTION else "passage"

@@ -51,6 +51,7 @@ class RetrievalSettings:
     spell_correct: bool = True
     spell_min_len: int = 5  # shorter words are left alone (too many near neighbours)
     spell_long_len: int = 7  # words this long may be 2 edits away, shorter ones 1 (SweFAQ dev, 10 % noise)
+    spell_very_long_len: int = 12  # ... and words this long 3 edits (SweFAQ dev, 10 % noise)
     query_cache_size: int = 2048  # recent query vectors kept (LRU)
     # Candidate generation before exact per-entry scoring.
     dense_candidates: int = 64

@@ -10,6 +10,7 @@ KB_TEXT = [
     "Hur ansöker jag om förskoleplats?",
     "Sophämtningen sker varannan vecka. Bygglov söker du i e-tjänsten.",
     "Journalinformationen kan du läsa i appen.",
+    "Hemtjänst och omsorg för flyktingar från Ukraina. Om vårdnadsöverflyttning.",
 ]
 
 
@@ -28,6 +29,9 @@ def speller() -> SpellCorrector:
     ("jounalinfrmationen", "journalinformationen"),  # two edits in a long word
     ("kjag", "jag"),  # a short word, into a very common one
     ("overklagande", "överklagande"),  # a general word written without diacritics
+    ("kmsorg", "omsorg"),  # looks like a compound ("km" + "sorg") but is one typo from a KB word
+    ("iag", "jag"),  # a rare dictionary word one edit from a far commoner one
+    ("vårdnadasövegrflyttinng", "vårdnadsöverflyttning"),  # three edits in a very long word
 ])
 def test_misspellings_are_corrected(speller, typed, meant):
     assert speller.correct(f"hej {typed} tack", "sv")[0] == f"hej {meant} tack"
@@ -46,6 +50,17 @@ def test_real_words_are_kept(speller, word):
 
 def test_names_in_mid_sentence_are_kept(speller):
     assert speller.correct("Jag heter Waran och bor här", "sv")[0] == "Jag heter Waran och bor här"
+
+
+def test_a_misspelt_name_becomes_the_knowledge_base_name(speller):
+    assert speller.correct("Jag kommer från Ukrajna", "sv")[0] == "Jag kommer från Ukraina"
+
+
+def test_stray_tokenizer_pieces_do_not_make_a_swedish_typo_a_word():
+    s = SpellCorrector(lexicon=frozenset({"vsem"}))  # a Czech piece of the e5 vocabulary, folded
+    s.learn(KB_TEXT[0])
+    assert s.correct("vsem kan", "sv")[0] == "vem kan"
+    assert s.correct("vsem", "cs")[0] == "vsem"  # no Czech dictionary: the tokenizer's word counts
 
 
 def test_without_a_general_dictionary_only_the_knowledge_base_counts():
