@@ -319,7 +319,7 @@ class SpellCorrector:
         self.general = general
         self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
         self._pools: dict[str | None, dict[int, list[str]]] = {}  # candidate words by length
-        self._cache: dict[tuple[str, str | None], str | None] = {}
+        self._cache: dict[tuple, str | None] = {}  # looked-up words
         if general:  # loaded now, not on a citizen's first question
             for language in GENERAL_LANGUAGES:
                 general_dictionary(language)
@@ -420,9 +420,8 @@ class SpellCorrector:
             return self._best_form(folded)
         return general.folded[folded][0]
 
-    def _lookup(self, folded: str, language: str | None, kb_only: bool) -> str | None:
+    def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool) -> str | None:
         """The word (surface form) a folded unknown word most likely meant, or None."""
-        max_d = 1 + (not kb_only) * ((len(folded) >= self.long_len) + (len(folded) >= self.very_long_len))
         best = self._nearest(folded, language, max_d, kb_only)
         return self._surface(best[2], self._dictionary(language)) if best else None
 
@@ -448,20 +447,26 @@ class SpellCorrector:
         general = self._dictionary(language)
         exact = general.exact.get(low, 0.0)
         if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
-            return None if name else self._likelier(folded, exact, language)
+            return None if name else self._cached((folded, language, "rare"), self._likelier, folded, exact, language)
         if general.zipf(folded) >= KNOWN_ZIPF:
             form = general.folded[folded][0]
             return form if low == folded else None  # "overklagande" -> "överklagande"
         min_len = 3 if general else self.min_len
         if len(folded) < min_len or not folded.isascii() or self._attested(folded, general):
             return None
-        # A well-formed word may still be one typo from a knowledge-base word ("kmsorg": "km" + "sorg").
-        kb_only = name or self._well_formed(folded, general)
-        key = (folded, language if general else None, kb_only)
+        # Names, and words that look well formed ("kmsorg": "km" + "sorg") but may be one typo from a
+        # knowledge-base word, are only mapped onto knowledge-base words.
+        formed = not name and self._well_formed(folded, general)
+        max_d = 1 if formed else 1 + (len(folded) >= self.long_len) + (len(folded) >= self.very_long_len)
+        language = language if general else None
+        key = (folded, language, max_d, name or formed)
+        return self._cached(key, self._lookup, *key)
+
+    def _cached(self, key: tuple, lookup, *args) -> str | None:
         if key not in self._cache:
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
-            self._cache[key] = self._lookup(folded, language if general else None, kb_only)
+            self._cache[key] = lookup(*args)
         return self._cache[key]
 
     def correct(self, text: str, language: str | None = None) -> tuple[str, list[tuple[str, str]]]:
