@@ -423,7 +423,20 @@ class SpellCorrector:
     def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool) -> str | None:
         """The word (surface form) a folded unknown word most likely meant, or None."""
         best = self._nearest(folded, language, max_d, kb_only)
-        return self._surface(best[2], self._dictionary(language)) if best else None
+        if best:
+            return self._surface(best[2], self._dictionary(language))
+        return None if kb_only or len(folded) < 8 else self._compound_fix(folded, language)
+
+    def _compound_fix(self, folded: str, language: str | None) -> str | None:
+        """One typo in the second part of a compound whose first part is a known word ("tolkhjlp")."""
+        general = self._dictionary(language)
+        for i in range(len(folded) - 4, 2, -1):  # the longest known head first
+            head, tail = folded[:i], folded[i:]
+            if self._compound_part(head, general, first=True) and not self._compound_part(tail, general):
+                fix = self._nearest(tail, language, 1)
+                if fix and len(fix[2]) >= 4 and self._compound_part(fix[2], general):
+                    return self._surface(head, general) + self._surface(fix[2], general)
+        return None
 
     def _likelier(self, folded: str, zipf: float, language: str | None) -> str | None:
         """A word one edit from a rare dictionary word and far likelier ("iag" -> "jag"), or None."""

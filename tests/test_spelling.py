@@ -32,6 +32,7 @@ def speller() -> SpellCorrector:
     ("kmsorg", "omsorg"),  # looks like a compound ("km" + "sorg") but is one typo from a KB word
     ("iag", "jag"),  # a rare dictionary word one edit from a far commoner one
     ("vårdnadasövegrflyttinng", "vårdnadsöverflyttning"),  # three edits in a very long word
+    ("tolkhjlp", "tolkhjälp"),  # a typo in the second part of a compound of known words
 ])
 def test_misspellings_are_corrected(speller, typed, meant):
     assert speller.correct(f"hej {typed} tack", "sv")[0] == f"hej {meant} tack"
