@@ -303,12 +303,14 @@ class SpellCorrector:
     "förskoleplats" and "bygglov"; n-grams catch such words lexically, but the dense signal is the
     stronger one, so it should see the intended word. A word is kept when it is in the knowledge
     base's vocabulary or a general dictionary of the language (wordfreq: "gåvor" is right even if
-    no entry says it), an inflection or a compound of known words ("sopbilen"), or too short to
-    correct safely. Otherwise it becomes the likeliest word within a small edit distance (OSA: a
-    swap of two letters is one edit): fewest edits first, then frequency, knowledge-base words
-    counting a hundred times more, a shared first letter a little. Words of 3-4 letters are only
-    corrected into very common words ("kjag" -> "jag"). Words known without diacritics get them
-    back ("ansoker" -> "ansöker").
+    no entry says it), or too short to correct safely; a rare dictionary word gives way to a far
+    likelier one an edit away ("iag" -> "jag"). Otherwise it becomes the likeliest word within a
+    small edit distance (OSA: a swap of two letters is one edit; 1, 2 or 3 edits by length): fewest
+    edits first, then frequency, knowledge-base words counting a hundred times more, a shared
+    first letter a little. Words of 3-4 letters are only corrected into very common words
+    ("kjag" -> "jag"). An inflection or compound of known words ("sopbilen") and a name in
+    mid-sentence are only mapped onto knowledge-base words ("kmsorg" -> "omsorg", "Ukrxlna" ->
+    "Ukraina"; "Waran" stays). Words known without diacritics get them back ("ansoker" -> "ansöker").
     """
 
     def __init__(self, min_len: int = 5, long_len: int = 9, very_long_len: int = 12, cache_size: int = 20_000,
@@ -425,10 +427,13 @@ class SpellCorrector:
         best = self._nearest(folded, language, max_d, kb_only)
         if best:
             return self._surface(best[2], self._dictionary(language))
-        return None if kb_only or len(folded) < 8 else self._compound_fix(folded, language)
+        return None if kb_only else self._compound_fix(folded, language)
 
     def _compound_fix(self, folded: str, language: str | None) -> str | None:
-        """One typo in the second part of a compound whose first part is a known word ("tolkhjlp")."""
+        """One typo in the second part of a compound whose first part is a known word ("tolkhjlp");
+        words of 8+ letters (two parts of four)."""
+        if len(folded) < 8:
+            return None
         general = self._dictionary(language)
         for i in range(len(folded) - 4, 2, -1):  # the longest known head first
             head, tail = folded[:i], folded[i:]
