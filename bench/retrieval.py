@@ -129,6 +129,14 @@ def learner_misspell(text: str, pairs: dict, rng: random.Random) -> tuple[str, i
     return re.sub(r"\w+", swap, text), changed
 
 
+def misspelt_metrics(retriever: Retriever, questions: list[tuple[str, str]], misspell, seeds: range) -> dict:
+    """`rank_metrics` of the questions misspelt by `misspell(text, rng)`, averaged over draws."""
+    runs = [rank_metrics(retriever, [(misspell(q, random.Random(1000 * s + i)), g)
+                                     for i, (q, g) in enumerate(questions)]) for s in seeds]
+    return {"n": len(questions), "top1": float(np.mean([r["top1"] for r in runs])),
+            "mrr10": float(np.mean([r["mrr10"] for r in runs]))}
+
+
 # ----------------------------------------------------------------------------- multilingual dev
 
 
@@ -469,18 +477,12 @@ def main(argv: list[str] | None = None) -> int:
                 for sp in ("dev", "test"):  # dev is where the speller was tuned; test is the figure
                     qs = split[sp]
                     base = clean.get(sp) or rank_metrics(retriever, qs)
-
-                    def noisy(make, qs=qs) -> dict:  # mean over the draws
-                        runs = [rank_metrics(retriever, [(make(q, random.Random(1000 * s + i)), g)
-                                                         for i, (q, g) in enumerate(qs)]) for s in seeds]
-                        return {"n": len(qs), "top1": float(np.mean([r["top1"] for r in runs])),
-                                "mrr10": float(np.mean([r["mrr10"] for r in runs]))}
-
                     changed = sum(1 for q, _ in qs if learner_misspell(q, pairs, random.Random(0))[1])
-                    m = noisy(lambda q, rng: learner_misspell(q, pairs, rng)[0])
+                    m = misspelt_metrics(retriever, qs, lambda q, rng: learner_misspell(q, pairs, rng)[0], seeds)
                     show(f"{sp}, DaLAJ misspellings ({changed} q)", m, base)
                     for rate in (0.05, 0.10, 0.20):
-                        m = noisy(lambda q, rng, rate=rate: keyboard_noise(q, rate, rng))
+                        m = misspelt_metrics(retriever, qs, lambda q, rng, rate=rate: keyboard_noise(q, rate, rng),
+                                             seeds)
                         show(f"{sp}, keyboard noise {int(rate * 100)} %", m, base)
                 print(f"(misspelt questions: mean of {len(seeds)} random draws)")
             print()

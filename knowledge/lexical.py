@@ -353,11 +353,6 @@ class SpellCorrector:
     def _in_vocabulary(self, word: str, general: GeneralDictionary) -> bool:
         return word in self.surface or general.zipf(word) >= KNOWN_ZIPF
 
-    def _attested(self, word: str, general: GeneralDictionary) -> bool:
-        """In the knowledge base or the general dictionary; for languages without a general
-        dictionary, among the tokenizer's words (too many stray pieces to trust otherwise: "vsem")."""
-        return self._in_vocabulary(word, general) or (not general and word in self.lexicon)
-
     def _well_formed(self, word: str, general: GeneralDictionary) -> bool:
         """An inflection of a known word, or a compound of two (maybe joined by an s)."""
         for suffix in _SUFFIXES:
@@ -465,22 +460,24 @@ class SpellCorrector:
         general = self._dictionary(language)
         exact = general.exact.get(low, 0.0)
         if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
-            return None if name else self._cached((folded, language, "rare"), self._likelier, folded, exact, language)
+            return None if name else self._cached(self._likelier, folded, exact, language)
         if general.zipf(folded) >= KNOWN_ZIPF:
             form = general.folded[folded][0]
             return form if low == folded else None  # "overklagande" -> "överklagande"
         min_len = 3 if general else self.min_len
-        if len(folded) < min_len or not folded.isascii() or self._attested(folded, general):
+        # The tokenizer's words count only where no general dictionary does: they hold too many
+        # stray pieces of other languages ("vsem" is Czech, and a typo of "vem").
+        if len(folded) < min_len or not folded.isascii() or (not general and folded in self.lexicon):
             return None
         # Names, and words that look well formed ("kmsorg": "km" + "sorg") but may be one typo from a
         # knowledge-base word, are only mapped onto knowledge-base words.
         formed = not name and self._well_formed(folded, general)
         max_d = 1 if formed else 1 + (len(folded) >= self.long_len) + (len(folded) >= self.very_long_len)
-        language = language if general else None
-        key = (folded, language, max_d, name or formed)
-        return self._cached(key, self._lookup, *key)
+        return self._cached(self._lookup, folded, language if general else None, max_d, name or formed)
 
-    def _cached(self, key: tuple, lookup, *args) -> str | None:
+    def _cached(self, lookup, *args) -> str | None:
+        """`lookup(*args)`, remembered: a citizen's misspelling tends to come back."""
+        key = (lookup.__name__, *args)
         if key not in self._cache:
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
