@@ -425,18 +425,31 @@ class SpellCorrector:
         return None if kb_only else self._compound_fix(folded, language)
 
     def _compound_fix(self, folded: str, language: str | None) -> str | None:
-        """One typo in the second part of a compound whose first part is a known word ("tolkhjlp");
-        words of 8+ letters (two parts of four)."""
+        """A compound with one typo in one part, the other part known as written, maybe joined by
+        an s: "tolkhjlp" -> "tolkhjälp", "servcieinsatser" -> "serviceinsatser". Knowledge bases
+        rarely hold every compound a citizen forms, so the whole word is often nowhere to be found.
+        Words of 8+ letters, parts of 4+ (a known head may be shorter); the likeliest fixed part wins."""
         if len(folded) < 8:
             return None
         general = self._dictionary(language)
-        for i in range(len(folded) - 4, 2, -1):  # the longest known head first
-            head, tail = folded[:i], folded[i:]
-            if self._compound_part(head, general, first=True) and not self._compound_part(tail, general):
-                fix = self._nearest(tail, language, 1)
-                if fix and len(fix[2]) >= 4 and self._compound_part(fix[2], general):
-                    return self._surface(head, general) + self._surface(fix[2], general)
-        return None
+        best: tuple[float, str] | None = None
+        for i in range(3, len(folded) - 3):
+            head = folded[:i]
+            for link in ("", "s"):
+                tail = folded[i + len(link):]
+                if (link and folded[i] != "s") or len(tail) < 4:
+                    continue
+                head_known = self._compound_part(head, general, first=True)
+                if head_known == self._compound_part(tail, general):
+                    continue  # a well-formed compound, or two unknown parts
+                broken, first = (tail, False) if head_known else (head, True)
+                fix = self._nearest(broken, language, self._max_edits(broken)) if len(broken) >= 4 else None
+                if fix is None or len(fix[2]) < 4 or not self._compound_part(fix[2], general, first=first):
+                    continue
+                parts = (head, fix[2]) if head_known else (fix[2], tail)
+                if best is None or fix[1] > best[0]:
+                    best = (fix[1], self._surface(parts[0], general) + link + self._surface(parts[1], general))
+        return best[1] if best else None
 
     def _likelier(self, folded: str, zipf: float, language: str | None) -> str | None:
         """A word one edit from a rare dictionary word and far likelier ("iag" -> "jag"), or None."""
@@ -472,8 +485,11 @@ class SpellCorrector:
         # Names, and words that look well formed ("kmsorg": "km" + "sorg") but may be one typo from a
         # knowledge-base word, are only mapped onto knowledge-base words.
         formed = not name and self._well_formed(folded, general)
-        max_d = 1 if formed else 1 + (len(folded) >= self.long_len) + (len(folded) >= self.very_long_len)
+        max_d = 1 if formed else self._max_edits(folded)
         return self._cached(self._lookup, folded, language if general else None, max_d, name or formed)
+
+    def _max_edits(self, folded: str) -> int:
+        return 1 + (len(folded) >= self.long_len) + (len(folded) >= self.very_long_len)
 
     def _cached(self, lookup, *args) -> str | None:
         """`lookup(*args)`, remembered: a citizen's misspelling tends to come back."""
@@ -495,9 +511,12 @@ class SpellCorrector:
             new = self.correct_word(m.group(0), language, name=name)
             if new is None:
                 return m.group(0)
-            if name:
+            word = m.group(0)
+            if word.isupper() and len(word) > 1:
+                new = new.upper()
+            elif word[0].isupper():  # the encoder is cased: "Ansoker" -> "Ansöker", not "ansöker"
                 new = new[:1].upper() + new[1:]
-            changes.append((m.group(0), new))
+            changes.append((word, new))
             return new
 
         return _TOKEN.sub(swap, text), changes

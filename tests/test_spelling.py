@@ -33,6 +33,8 @@ def speller() -> SpellCorrector:
     ("iag", "jag"),  # a rare dictionary word one edit from a far commoner one
     ("vårdnadasövegrflyttinng", "vårdnadsöverflyttning"),  # three edits in a very long word
     ("tolkhjlp", "tolkhjälp"),  # a typo in the second part of a compound of known words
+    ("servcieinsatser", "serviceinsatser"),  # ... in the first part; the compound is in no dictionary
+    ("dokmurentationsregler", "dokumentationsregler"),  # two edits in a long first part, joined by an s
 ])
 def test_misspellings_are_corrected(speller, typed, meant):
     assert speller.correct(f"hej {typed} tack", "sv")[0] == f"hej {meant} tack"
@@ -76,3 +78,9 @@ def test_a_word_learnt_later_is_a_correction_target():
     assert s.correct("ekbykorett", "sv")[0] == "ekbykorett"  # builds the pools without the word
     s.learn("Ekbykortet ger rabatt i simhallen.")
     assert s.correct("ekbykorett", "sv")[0] == "ekbykortet"
+
+
+def test_a_corrected_word_keeps_its_capitals(speller):
+    """The encoder is cased: a corrected first word must not lose its capital."""
+    assert speller.correct("Ansoker jag om forskoleplats?", "sv")[0] == "Ansöker jag om förskoleplats?"
+    assert speller.correct("BYGGLV för altan", "sv")[0] == "BYGGLOV för altan"
