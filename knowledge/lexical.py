@@ -453,7 +453,7 @@ class SpellCorrector:
 
     def _likelier(self, folded: str, zipf: float, language: str | None) -> str | None:
         """A word one edit from a rare dictionary word and far likelier ("iag" -> "jag"), or None."""
-        if zipf >= RARE_ZIPF or len(folded) < 3 or not folded.isascii():
+        if zipf >= RARE_ZIPF or len(folded) < 2 or not folded.isascii():
             return None
         general = self._dictionary(language)
         near = self._nearest(folded, language, 1)

@@ -31,6 +31,7 @@ def speller() -> SpellCorrector:
     ("overklagande", "överklagande"),  # a general word written without diacritics
     ("kmsorg", "omsorg"),  # looks like a compound ("km" + "sorg") but is one typo from a KB word
     ("iag", "jag"),  # a rare dictionary word one edit from a far commoner one
+    ("md", "med"),  # ... also of two letters
     ("vårdnadasövegrflyttinng", "vårdnadsöverflyttning"),  # three edits in a very long word
     ("tolkhjlp", "tolkhjälp"),  # a typo in the second part of a compound of known words
     ("servcieinsatser", "serviceinsatser"),  # ... in the first part; the compound is in no dictionary
@@ -46,6 +47,8 @@ def test_misspellings_are_corrected(speller, typed, meant):
     "anställds",  # an inflection of a known word
     "sopbilen",  # a compound of known words
     "köplats",  # a compound starting with a short common word (was "kopplats")
+    "tv",  # a common two-letter word
+    "pm",  # ... and a less common one, still too common to be a typo
 ])
 def test_real_words_are_kept(speller, word):
     assert speller.correct(f"om {word} idag", "sv") == (f"om {word} idag", [])
