@@ -304,13 +304,14 @@ class SpellCorrector:
     stronger one, so it should see the intended word. A word is kept when it is in the knowledge
     base's vocabulary or a general dictionary of the language (wordfreq: "gåvor" is right even if
     no entry says it), or too short to correct safely; a rare dictionary word gives way to a far
-    likelier one an edit away ("iag" -> "jag"). Otherwise it becomes the likeliest word within a
+    likelier one an edit away ("iag" -> "jag", "md" -> "med"). Otherwise it becomes the likeliest word within a
     small edit distance (OSA: a swap of two letters is one edit; 1, 2 or 3 edits by length): fewest
     edits first, then frequency, knowledge-base words counting a hundred times more, a shared
     first letter a little. Words of 3-4 letters are only corrected into very common words
     ("kjag" -> "jag"). An inflection or compound of known words ("sopbilen") and a name in
     mid-sentence are only mapped onto knowledge-base words ("kmsorg" -> "omsorg", "Ukrxlna" ->
     "Ukraina"; "Waran" stays). Words known without diacritics get them back ("ansoker" -> "ansöker").
+    A compound found nowhere may have its typo in either part ("servcieinsatser"). Capitals are kept.
     """
 
     def __init__(self, min_len: int = 5, long_len: int = 9, very_long_len: int = 12, cache_size: int = 20_000,
