@@ -342,9 +342,11 @@ class SpellCorrector:
     def __len__(self) -> int:
         return len(self.surface)
 
-    def _best_form(self, folded: str) -> str:
+    def _best_form(self, folded: str, general: GeneralDictionary) -> str:
+        """The knowledge base's form of a folded word likeliest in the query's language, then its
+        commonest: a Swedish "fö" means "för", though the English answers say "for" more often."""
         forms = self.surface[folded]
-        return max(forms, key=forms.get)
+        return max(forms, key=lambda form: (general.exact.get(form, 0.0), forms[form]))
 
     def _dictionary(self, language: str | None) -> GeneralDictionary:
         if not self.general or language not in GENERAL_LANGUAGES:
@@ -415,7 +417,7 @@ class SpellCorrector:
 
     def _surface(self, folded: str, general: GeneralDictionary) -> str:
         if folded in self.surface:
-            return self._best_form(folded)
+            return self._best_form(folded, general)
         return general.folded[folded][0]
 
     def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool) -> str | None:
@@ -467,11 +469,11 @@ class SpellCorrector:
         is only mapped onto a knowledge-base word ("Ukrxlna" -> "Ukraina", never "Waran" -> "varan")."""
         low = word.lower()
         folded = fold(low)
+        general = self._dictionary(language)
         if folded in self.surface:
             if low in self.surface[folded] or low != folded:
                 return None  # a known form, or the citizen typed diacritics: keep it
-            return self._best_form(folded)
-        general = self._dictionary(language)
+            return self._best_form(folded, general)
         exact = general.exact.get(low, 0.0)
         if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
             return None if name else self._cached(self._likelier, folded, exact, language)

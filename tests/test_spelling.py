@@ -87,3 +87,12 @@ def test_a_corrected_word_keeps_its_capitals(speller):
     """The encoder is cased: a corrected first word must not lose its capital."""
     assert speller.correct("Ansoker jag om forskoleplats?", "sv")[0] == "Ansöker jag om förskoleplats?"
     assert speller.correct("BYGGLV för altan", "sv")[0] == "BYGGLOV för altan"
+
+
+def test_the_form_in_the_query_language_wins():
+    """A Swedish typo of "för" must not become the English "for" the translations use more often."""
+    s = SpellCorrector()
+    s.learn("Avgiften för hemtjänst.")
+    s.learn("The fee for home care. Apply for a permit. Wait for the answer.")
+    assert s.correct("avgift fö hemtjänst", "sv")[0] == "avgift för hemtjänst"
+    assert s.correct("fee fo home care", "en")[0] == "fee for home care"
