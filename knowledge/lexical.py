@@ -304,8 +304,8 @@ class SpellCorrector:
     stronger one, so it should see the intended word. A word is kept when it is in the knowledge
     base's vocabulary or a general dictionary of the language (wordfreq: "gåvor" is right even if
     no entry says it), or too short to correct safely; a rare dictionary word gives way to a far
-    likelier one an edit away ("iag" -> "jag", "md" -> "med"). Otherwise it becomes the likeliest word within a
-    small edit distance (OSA: a swap of two letters is one edit; 1, 2 or 3 edits by length): fewest
+    likelier one an edit away ("iag" -> "jag", "md" -> "med"). Otherwise it becomes the likeliest
+    word within a small edit distance (OSA: a swap of two letters is one edit; 1, 2 or 3 edits by length): fewest
     edits first, then frequency, knowledge-base words counting a hundred times more, a shared
     first letter a little. Words of 3-4 letters are only corrected into very common words
     ("kjag" -> "jag"). An inflection or compound of known words ("sopbilen") and a name in
@@ -341,12 +341,6 @@ class SpellCorrector:
 
     def __len__(self) -> int:
         return len(self.surface)
-
-    def _best_form(self, folded: str, general: GeneralDictionary) -> str:
-        """The knowledge base's form of a folded word likeliest in the query's language, then its
-        commonest: a Swedish "fö" means "för", though the English answers say "for" more often."""
-        forms = self.surface[folded]
-        return max(forms, key=lambda form: (general.exact.get(form, 0.0), forms[form]))
 
     def _dictionary(self, language: str | None) -> GeneralDictionary:
         if not self.general or language not in GENERAL_LANGUAGES:
@@ -416,8 +410,12 @@ class SpellCorrector:
         return max(zipf, 3.0) + KB_BONUS if word in self.surface else zipf
 
     def _surface(self, folded: str, general: GeneralDictionary) -> str:
-        if folded in self.surface:
-            return self._best_form(folded, general)
+        """How a known folded word is written: the knowledge base's form likeliest in the query's
+        language, then its commonest (a Swedish "fö" means "för", though the English answers say
+        "for" more often); else the general dictionary's commonest form ("overklagande" -> "över-")."""
+        forms = self.surface.get(folded)
+        if forms:
+            return max(forms, key=lambda form: (general.exact.get(form, 0.0), forms[form]))
         return general.folded[folded][0]
 
     def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool) -> str | None:
@@ -438,11 +436,11 @@ class SpellCorrector:
         best: tuple[float, str] | None = None
         for i in range(3, len(folded) - 3):
             head = folded[:i]
+            head_known = self._compound_part(head, general, first=True)
             for link in ("", "s"):
                 tail = folded[i + len(link):]
                 if (link and folded[i] != "s") or len(tail) < 4:
                     continue
-                head_known = self._compound_part(head, general, first=True)
                 if head_known == self._compound_part(tail, general):
                     continue  # a well-formed compound, or two unknown parts
                 broken, first = (tail, False) if head_known else (head, True)
@@ -473,13 +471,12 @@ class SpellCorrector:
         if folded in self.surface:
             if low in self.surface[folded] or low != folded:
                 return None  # a known form, or the citizen typed diacritics: keep it
-            return self._best_form(folded, general)
+            return self._surface(folded, general)
         exact = general.exact.get(low, 0.0)
         if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
             return None if name else self._cached(self._likelier, folded, exact, language)
         if general.zipf(folded) >= KNOWN_ZIPF:
-            form = general.folded[folded][0]
-            return form if low == folded else None  # "overklagande" -> "överklagande"
+            return self._surface(folded, general) if low == folded else None  # "overklagande" -> "överklagande"
         min_len = 3 if general else self.min_len
         # The tokenizer's words count only where no general dictionary does: they hold too many
         # stray pieces of other languages ("vsem" is Czech, and a typo of "vem").
@@ -510,11 +507,11 @@ class SpellCorrector:
         changes: list[tuple[str, str]] = []
 
         def swap(m: re.Match) -> str:
-            name = m.start() > 0 and m.group(0)[0].isupper() and text[:m.start()].rstrip()[-1:] not in ".!?"
-            new = self.correct_word(m.group(0), language, name=name)
-            if new is None:
-                return m.group(0)
             word = m.group(0)
+            name = m.start() > 0 and word[0].isupper() and text[:m.start()].rstrip()[-1:] not in ".!?"
+            new = self.correct_word(word, language, name=name)
+            if new is None:
+                return word
             if word.isupper() and len(word) > 1:
                 new = new.upper()
             elif word[0].isupper():  # the encoder is cased: "Ansoker" -> "Ansöker", not "ansöker"
