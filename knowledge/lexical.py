@@ -305,8 +305,9 @@ class SpellCorrector:
     base's vocabulary or a general dictionary of the language (wordfreq: "gåvor" is right even if
     no entry says it), or too short to correct safely; a rare dictionary word gives way to a far
     likelier one an edit away ("iag" -> "jag", "md" -> "med"). Otherwise it becomes the likeliest
-    word within a small edit distance (OSA: a swap of two letters is one edit; 1, 2 or 3 edits by length): fewest
-    edits first, then frequency, knowledge-base words counting a hundred times more, a shared
+    word within a small edit distance (OSA: a swap of two letters is one edit; 1, 2 or 3 edits by
+    length): fewest edits first, then fewest edits as typed (diacritics the citizen typed are meant:
+    "vråd" -> "vård"), then frequency, knowledge-base words counting a hundred times more, a shared
     first letter a little. Words of 3-4 letters are only corrected into very common words
     ("kjag" -> "jag"). An inflection or compound of known words ("sopbilen") and a name in
     mid-sentence are only mapped onto knowledge-base words ("kmsorg" -> "omsorg", "Ukrxlna" ->
@@ -383,15 +384,16 @@ class SpellCorrector:
         return pool
 
     def _nearest(self, folded: str, language: str | None, max_d: int,
-                 kb_only: bool = False) -> tuple[int, float, str] | None:
-        """(edits, likelihood, folded word) of the likeliest word near `folded`, or None."""
+                 kb_only: bool = False, typed: str | None = None) -> tuple[int, float, str] | None:
+        """(edits, likelihood, folded word) of the likeliest word near `folded`, or None; `typed`, the
+        word as written when it has diacritics, breaks ties in edits."""
         from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
         general = self._dictionary(language)
         pool = self._pool(language, general)
         short = len(folded) < self.min_len
-        best: tuple[int, float, str] | None = None
+        best, best_key = None, None
         for n in range(len(folded) - max_d, len(folded) + max_d + 1):
             words_n = pool.get(n)
             if not words_n:
@@ -400,8 +402,12 @@ class SpellCorrector:
                 if (short and general.zipf(word) < SHORT_ZIPF) or (kb_only and word not in self.surface):
                     continue
                 likelihood = self._prior(word, general) + FIRST_LETTER_BONUS * (word[0] == folded[0])
-                if best is None or (dist, -likelihood) < (best[0], -best[1]):
-                    best = (int(dist), likelihood, word)
+                # Diacritics the citizen typed are likely meant: of words as many edits away (folded),
+                # the fewest edits as typed wins over the likeliest ("vråd" -> "vård", not "vad").
+                as_typed = OSA.distance(typed, self._surface(word, general).lower()) if typed else 0
+                key = (dist, as_typed, -likelihood)
+                if best_key is None or key < best_key:
+                    best, best_key = (int(dist), likelihood, word), key
         return best
 
     def _prior(self, word: str, general: GeneralDictionary) -> float:
@@ -418,9 +424,10 @@ class SpellCorrector:
             return max(forms, key=lambda form: (general.exact.get(form, 0.0), forms[form]))
         return general.folded[folded][0]
 
-    def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool) -> str | None:
+    def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool,
+                typed: str | None) -> str | None:
         """The word (surface form) a folded unknown word most likely meant, or None."""
-        best = self._nearest(folded, language, max_d, kb_only)
+        best = self._nearest(folded, language, max_d, kb_only, typed)
         if best:
             return self._surface(best[2], self._dictionary(language))
         return None if kb_only else self._compound_fix(folded, language)
@@ -452,12 +459,12 @@ class SpellCorrector:
                     best = (fix[1], self._surface(parts[0], general) + link + self._surface(parts[1], general))
         return best[1] if best else None
 
-    def _likelier(self, folded: str, zipf: float, language: str | None) -> str | None:
+    def _likelier(self, folded: str, zipf: float, language: str | None, typed: str | None) -> str | None:
         """A word one edit from a rare dictionary word and far likelier ("iag" -> "jag"), or None."""
         if zipf >= RARE_ZIPF or len(folded) < 2 or not folded.isascii():
             return None
         general = self._dictionary(language)
-        near = self._nearest(folded, language, 1)
+        near = self._nearest(folded, language, 1, typed=typed)
         if near is None or self._prior(near[2], general) < zipf + RARE_MARGIN:
             return None
         return self._surface(near[2], general)
@@ -472,9 +479,10 @@ class SpellCorrector:
             if low in self.surface[folded] or low != folded:
                 return None  # a known form, or the citizen typed diacritics: keep it
             return self._surface(folded, general)
+        typed = low if low != folded else None  # the diacritics the citizen typed
         exact = general.exact.get(low, 0.0)
         if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
-            return None if name else self._cached(self._likelier, folded, exact, language)
+            return None if name else self._cached(self._likelier, folded, exact, language, typed)
         if general.zipf(folded) >= KNOWN_ZIPF:
             return self._surface(folded, general) if low == folded else None  # "overklagande" -> "överklagande"
         min_len = 3 if general else self.min_len
@@ -486,7 +494,7 @@ class SpellCorrector:
         # knowledge-base word, are only mapped onto knowledge-base words.
         formed = not name and self._well_formed(folded, general)
         max_d = 1 if formed else self._max_edits(folded)
-        return self._cached(self._lookup, folded, language if general else None, max_d, name or formed)
+        return self._cached(self._lookup, folded, language if general else None, max_d, name or formed, typed)
 
     def _max_edits(self, folded: str) -> int:
         return 1 + (len(folded) >= self.long_len) + (len(folded) >= self.very_long_len)
