@@ -405,7 +405,7 @@ class SpellCorrector:
                 # Diacritics the citizen typed are likely meant: of words as many edits away (folded),
                 # the fewest edits as typed wins over the likeliest ("vråd" -> "vård", not "vad").
                 as_typed = OSA.distance(typed, self._surface(word, general).lower()) if typed else 0
-                key = (dist, as_typed, -likelihood)
+                key = (dist, as_typed, -likelihood, word)  # the word last: the same answer every run
                 if best_key is None or key < best_key:
                     best, best_key = (int(dist), likelihood, word), key
         return best
