@@ -393,7 +393,7 @@ class SpellCorrector:
         general = self._dictionary(language)
         pool = self._pool(language, general)
         short = len(folded) < self.min_len
-        best, best_key = None, None
+        best: tuple[int, int, float, str] | None = None  # (edits, edits as typed, -likelihood, word)
         for n in range(len(folded) - max_d, len(folded) + max_d + 1):
             words_n = pool.get(n)
             if not words_n:
@@ -405,10 +405,10 @@ class SpellCorrector:
                 # Diacritics the citizen typed are likely meant: of words as many edits away (folded),
                 # the fewest edits as typed wins over the likeliest ("vråd" -> "vård", not "vad").
                 as_typed = OSA.distance(typed, self._surface(word, general).lower()) if typed else 0
-                key = (dist, as_typed, -likelihood, word)  # the word last: the same answer every run
-                if best_key is None or key < best_key:
-                    best, best_key = (int(dist), likelihood, word), key
-        return best
+                key = (int(dist), as_typed, -likelihood, word)  # the word last: the same answer every run
+                if best is None or key < best:
+                    best = key
+        return (best[0], -best[2], best[3]) if best else None
 
     def _prior(self, word: str, general: GeneralDictionary) -> float:
         """How likely a word is meant, in Zipf units; knowledge-base words count a hundred times more."""
