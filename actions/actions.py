@@ -11,11 +11,13 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import service
 from actions.common import (
     MAX_CANDIDATES,
+    button,
     detected_language,
     language,
     latest_intent,
     localized_text,
     metadata,
+    municipality,
     offer_human,
     perform_handoff,
     send_answer,
@@ -71,15 +73,24 @@ class ActionSessionSlots(Action):
         return detected_language(tracker) or normalize(meta.get("session_language"))
 
 
+def _choose_button(entry: dict[str, Any]) -> dict[str, str]:
+    """A button that picks one entry (clarify candidate or topic) by id."""
+    return {"title": str(entry.get("question") or entry.get("id")),
+            "payload": "/choose_entry" + json.dumps({"entry_id": entry.get("id")}, separators=(",", ":"),
+                                                    ensure_ascii=False)}
+
+
 def _candidate(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """What the clarify slot keeps of an answer, so choosing it needs no extra lookup."""
     return {"id": entry.get("id"), "question": entry.get("question"), "text": entry.get("text"),
-            "url": entry.get("url"), "score": entry.get("score"),
+            "url": entry.get("url"), "score": entry.get("score"), "language": entry.get("language"),
             "answer_language": result.get("answer_language"), "notice": result.get("notice")}
 
 
 class ActionAnswer(Action):
-    """Asks the knowledge service and answers, clarifies or hands over."""
+    """Asks the knowledge service and follows its band: answer; "did you mean" buttons plus "none
+    of these"; or, when nothing matches, says so with the municipality's top topics and a button
+    for a person. Only the citizen puts the chat in the agents' queue (the button or asking)."""
 
     def name(self) -> str:
         return "action_answer"
@@ -101,21 +112,34 @@ class ActionAnswer(Action):
         if decision == "clarify" and len(answers) == 1:
             decision = "answer"
         if decision == "answer" and answers:
-            return send_answer(dispatcher, answers[0], lang, result.get("answer_language"),
+            return send_answer(dispatcher, domain, answers[0], lang, result.get("answer_language"),
                                result.get("notice"), "answer")
         if decision == "clarify" and answers:
             return self._clarify(dispatcher, domain, lang, result, answers[:MAX_CANDIDATES])
-        dispatcher.utter_message(json_message={"kind": "decision", "decision": "handoff",
-                                               "confidence": result.get("confidence")})
-        return perform_handoff(dispatcher, tracker, "low_confidence")
+        return self._no_match(dispatcher, tracker, domain, lang, result)
+
+    @staticmethod
+    def _no_match(dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict, lang: str,
+                  result: dict[str, Any]) -> list[EventType]:
+        """Nothing matches: say so, offer the top topics (chosen like clarify candidates) and a person."""
+        try:
+            topics = service.topics(municipality(tracker), lang)[:MAX_CANDIDATES]
+        except service.ServiceError:
+            topics = []
+        buttons = [_choose_button(t) for t in topics]
+        buttons.append(button(domain, "utter_button_talk_to_person", lang, "/request_human"))
+        dispatcher.utter_message(response="utter_no_match", buttons=buttons)
+        dispatcher.utter_message(json_message={"kind": "decision", "decision": "no_match",
+                                               "confidence": result.get("confidence"),
+                                               "topics": [t.get("id") for t in topics]})
+        failed = float(tracker.get_slot("failed_turns") or 0) + 1
+        return [SlotSet("candidates", [_candidate(t, {}) for t in topics] or None),
+                SlotSet("failed_turns", failed)]
 
     @staticmethod
     def _clarify(dispatcher: CollectingDispatcher, domain: DomainDict, lang: str,
                  result: dict[str, Any], answers: list[dict[str, Any]]) -> list[EventType]:
-        buttons = [{"title": str(a.get("question") or a.get("id")),
-                    "payload": "/choose_entry" + json.dumps({"entry_id": a.get("id")}, separators=(",", ":"),
-                                                            ensure_ascii=False)}
-                   for a in answers]
+        buttons = [_choose_button(a) for a in answers]
         none_title = localized_text(domain, "utter_button_none_of_these", lang) or "Inget av dessa"
         buttons.append({"title": none_title, "payload": "/none_of_these"})
         dispatcher.utter_message(response="utter_clarify", buttons=buttons)
@@ -141,7 +165,7 @@ class ActionChooseEntry(Action):
         if chosen is None:
             dispatcher.utter_message(response="utter_ask_rephrase")
             return [SlotSet("candidates", None)]
-        return send_answer(dispatcher, chosen, language(tracker), chosen.get("answer_language"),
+        return send_answer(dispatcher, domain, chosen, language(tracker), chosen.get("answer_language"),
                            chosen.get("notice"), "clarify_choice")
 
 
@@ -191,7 +215,7 @@ class ActionHandoff(Action):
             reason = "requested"
         else:
             reason = tracker.get_slot("handoff_reason") or "requested"
-        return perform_handoff(dispatcher, tracker, reason)
+        return perform_handoff(dispatcher, tracker, reason, domain)
 
 
 class ActionInsult(Action):

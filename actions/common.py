@@ -1,7 +1,6 @@
 """Helpers shared by the actions: reading the tracker, localized texts, answer messages, handoff."""
 
 import logging
-import math
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -10,6 +9,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions import service
 from actions.languages import DEFAULT, normalize
+from actions.waits import wait_phrase
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ def latest_intent(tracker: Tracker) -> str | None:
     return ((tracker.latest_message or {}).get("intent") or {}).get("name")
 
 
+def button(domain: dict[str, Any], response: str, lang: str, payload: str) -> dict[str, str]:
+    """A button whose title is a one-line response of the domain in `lang`."""
+    return {"title": localized_text(domain, response, lang) or response, "payload": payload}
+
+
 def localized_text(domain: dict[str, Any], response: str, lang: str) -> str | None:
     """The text of `response` in `lang` (for button titles composed by an action).
 
@@ -67,28 +72,40 @@ def localized_text(domain: dict[str, Any], response: str, lang: str) -> str | No
 
 
 def answer_message(entry: dict[str, Any]) -> str:
-    """The answer text unchanged, with the entry's url (if any) on its own line."""
+    """The answer text unchanged, with the entry's url (if any, and not already in it) on its own line."""
     text = str(entry.get("text") or "").strip()
     url = str(entry.get("url") or "").strip()
-    return f"{text}\n{url}" if url else text
+    return f"{text}\n{url}" if url and url not in text else text
 
 
-def send_answer(dispatcher: CollectingDispatcher, entry: dict[str, Any], lang: str,
+# The payloads of the quiet thumbs under an answer: still "yes"/"no" to the rules, marked so the
+# widget shows them as small icons, not as a question after every answer.
+HELPED = '/affirm{"feedback":"yes"}'
+NOT_HELPED = '/deny{"feedback":"no"}'
+
+
+def send_answer(dispatcher: CollectingDispatcher, domain: dict[str, Any], entry: dict[str, Any], lang: str,
                 answer_language: str | None, notice: str | None,
                 decision: str) -> list[EventType]:
-    """Sends one answer, the "only in Swedish" notice if needed, and "did this help?"."""
-    answer_language = normalize(answer_language) or answer_language
+    """Sends one answer with quiet "did this help?" thumbs, after the "only in Swedish" notice if needed.
+
+    The answer's own language (`language` of the answer item) wins over the response-wide
+    `answer_language`: that is the text the citizen gets.
+    """
+    answer_language = normalize(entry.get("language") or answer_language) or answer_language
     if answer_language and answer_language != lang:
-        if answer_language == "sv":
-            dispatcher.utter_message(response="utter_only_swedish")
+        swedish_only = localized_text(domain, "utter_only_swedish", lang)
+        if answer_language == "sv" and swedish_only:
+            dispatcher.utter_message(text=swedish_only)
         elif notice:
             dispatcher.utter_message(text=str(notice))
-    dispatcher.utter_message(text=answer_message(entry))
+    dispatcher.utter_message(text=answer_message(entry), buttons=[
+        button(domain, "utter_button_helped", lang, HELPED),
+        button(domain, "utter_button_not_helped", lang, NOT_HELPED)])
     dispatcher.utter_message(json_message={
         "kind": "answer", "entry_id": entry.get("id"), "decision": decision,
-        "score": entry.get("score"), "answer_language": answer_language,
+        "score": entry.get("score"), "answer_language": answer_language, "language": lang,
     })
-    dispatcher.utter_message(response="utter_did_that_help")
     return [SlotSet("pending", "feedback"), SlotSet("last_entry_id", entry.get("id")),
             SlotSet("candidates", None)]
 
@@ -107,8 +124,25 @@ def _format_opens_at(value: Any) -> str | None:
     return text[:16] if len(text) >= 16 else text
 
 
+def _tell_queued(dispatcher: CollectingDispatcher, domain: dict[str, Any], tracker: Tracker,
+                 result: dict[str, Any]) -> None:
+    """The place in the queue and the wait; with no one online to answer, says so and offers a message
+    (call-back) or leaving the queue, and today's opening hours if the municipality has them."""
+    lang = language(tracker)
+    position = result.get("position") or 1
+    if result.get("agents_online") == 0:
+        dispatcher.utter_message(response="utter_no_agent_online", position=position, buttons=[
+            button(domain, "utter_button_leave_message", lang, "/request_callback"),
+            button(domain, "utter_button_leave_queue", lang, "/leave_queue")])
+        if result.get("hours_today"):
+            dispatcher.utter_message(response="utter_opening_hours_today", hours=result["hours_today"])
+        return
+    dispatcher.utter_message(response="utter_handoff_queued", position=position,
+                             wait=wait_phrase(lang, result.get("estimated_wait_seconds")))
+
+
 def perform_handoff(dispatcher: CollectingDispatcher, tracker: Tracker,
-                    reason: str) -> list[EventType]:
+                    reason: str, domain: dict[str, Any] | None = None) -> list[EventType]:
     """Asks the service to queue the conversation for a person and tells the citizen.
 
     Queued: position and estimated wait, then the conversation is paused (the service stops
@@ -133,14 +167,11 @@ def perform_handoff(dispatcher: CollectingDispatcher, tracker: Tracker,
                                                "opens_at": result.get("opens_at"),
                                                "reason": reason})
         return resets + [FollowupAction("callback_form")]
-    position = result.get("position")
-    wait = result.get("estimated_wait_seconds") or 0
-    minutes = max(1, math.ceil(float(wait) / 60))
-    dispatcher.utter_message(response="utter_handoff_queued",
-                             position=position if position is not None else 1, minutes=minutes)
+    _tell_queued(dispatcher, domain, tracker, result)
     dispatcher.utter_message(json_message={
-        "kind": "handoff", "state": result.get("state", "queued"), "position": position,
-        "estimated_wait_seconds": wait, "reason": reason,
+        "kind": "handoff", "state": result.get("state", "queued"), "position": result.get("position"),
+        "estimated_wait_seconds": result.get("estimated_wait_seconds"),
+        "agents_online": result.get("agents_online"), "reason": reason,
     })
     # The explicit action_listen lets the rules match the next user turn (e.g. the
     # EXTERNAL_handback the service triggers after resuming the conversation).

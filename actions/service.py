@@ -41,6 +41,20 @@ def _post(path: str, payload: dict[str, Any], internal: bool = False) -> dict[st
     return data
 
 
+def _get(path: str, params: dict[str, str]) -> dict[str, Any]:
+    url = f"{_base_url()}{path}"
+    try:
+        response = requests.get(url, params=params, timeout=TIMEOUT_SECONDS)
+        response.raise_for_status()
+        data = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        logger.warning("service call %s failed: %s", path, exc)
+        raise ServiceError(str(exc)) from exc
+    if not isinstance(data, dict):
+        raise ServiceError(f"unexpected response from {path}")
+    return data
+
+
 def _session_path(session_id: str, what: str) -> str:
     return f"/api/v1/internal/sessions/{quote(session_id, safe='')}/{what}"
 
@@ -54,7 +68,7 @@ def answer(text: str, language: str | None, municipality: str | None,
     if municipality:
         payload["municipality"] = municipality
     data = _post("/api/v1/answer", payload)
-    if data.get("decision") not in ("answer", "clarify", "handoff"):
+    if data.get("decision") not in ("answer", "clarify", "handoff", "no_match"):
         raise ServiceError(f"unknown decision {data.get('decision')!r}")
     return data
 
@@ -78,3 +92,9 @@ def feedback(session_id: str, entry_id: str, helpful: bool) -> dict[str, Any]:
     """Record whether an answer helped."""
     return _post(_session_path(session_id, "feedback"),
                  {"entry_id": entry_id, "helpful": helpful}, internal=True)
+
+
+def topics(municipality: str | None, language: str) -> list[dict[str, Any]]:
+    """The municipality's top topics with their answers in `language` (the widget shows the same)."""
+    data = _get("/api/v1/chat/topics", {"municipality": municipality or "default", "language": language})
+    return [t for t in data.get("topics") or [] if isinstance(t, dict) and t.get("id")]
