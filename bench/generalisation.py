@@ -1,0 +1,226 @@
+"""Generalisation: what a NEW municipality gets from its own, much smaller knowledge base (issue 13).
+
+    .venv/bin/python -m bench.generalisation [--only seed-q1,seed-answers,swefaq,norrvik] [--no-e5]
+
+The seed knowledge base has ~21 question variants per entry in seven languages; a municipality
+starts with far less. Each protocol indexes a knowledge base that looks like what one brings and
+asks citizen messages through language detection, search and the decision, as `/api/v1/answer` does:
+
+- `seed-q1`: the seed knowledge base reduced to Swedish only, the first Swedish question per entry;
+- `seed-answers`: the seed's Swedish answers only (no questions);
+  both asked with `bench/data/multilingual_{dev,test}.jsonl`;
+- `swefaq`: the 219 SweFAQ answers as an answers-only knowledge base, asked with the FAQ pages' own
+  headings (dev and test questions; the topic is the FAQ category);
+- `norrvik`: `bench/data/norrvik_kb.yml`, a second fictional municipality in the style of real
+  municipal FAQ pages (headings as questions, long answers), with its own dev and test messages.
+  Never used to tune anything on the seed.
+
+Per protocol and split: ranking top-1 (answerable messages), MRR@10, top-1 on the right topic
+(same tag/category), top-1 of messages in other languages than Swedish, and the citizen's outcome:
+answered right, answered on topic, the right entry among the clarify buttons, handed off (all of
+answerable), confident wrong (of all messages) and unanswerable answered. The `e5` row beside each
+is plain multilingual-e5-small: the raw message against every question ("query: ") and whole answer
+("passage: "), an entry's best row, no fusion, no spelling, no language projection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.retrieval import BENCH_DATA, CACHE, ROOT, load_embedder, load_seed, read_jsonl
+from knowledge.decision import decide
+from knowledge.entries import Entry
+from knowledge.language import detect_language
+from knowledge.retrieval import Retriever, entry_rows
+from knowledge.settings import RetrievalSettings, load_retrieval_settings
+
+DATA = ROOT / "bench" / "data"
+
+
+@dataclass
+class Protocol:
+    name: str
+    entries: list[Entry]
+    splits: dict[str, list[dict]] = field(default_factory=dict)  # split -> messages (text, language, expected, kind)
+
+
+# ----------------------------------------------------------------------------- knowledge bases
+
+
+def seed_first_question() -> list[Entry]:
+    """Swedish only, the first Swedish question per entry: what a municipality starts with."""
+    return [Entry(id=e.id, answer={"sv": e.answer["sv"]}, questions={"sv": e.questions["sv"][:1]}, tags=e.tags,
+                  url=e.url) for e in load_seed() if "sv" in e.answer and e.questions.get("sv")]
+
+
+def seed_answers_only() -> list[Entry]:
+    return [Entry(id=e.id, answer={"sv": e.answer["sv"]}, tags=e.tags, url=e.url) for e in load_seed()
+            if "sv" in e.answer]
+
+
+def multilingual_messages() -> dict[str, list[dict]]:
+    return {sp: read_jsonl(DATA / f"multilingual_{sp}.jsonl") for sp in ("dev", "test")}
+
+
+def swefaq_protocol() -> Protocol:
+    base = BENCH_DATA / "swefaq"
+    corpus = read_jsonl(base / "swefaq_corpus.jsonl")
+    entries = [Entry(id=c["id"], answer={"sv": c["text"]}, tags=[str(t) for t in c["category_ids"]], url=c["link"])
+               for c in corpus]
+    splits = {sp: [{"text": q["question"], "language": "sv", "expected": q["answer_id"], "kind": "heading"}
+                   for q in read_jsonl(base / "swefaq_queries.jsonl") if q["split"] == sp] for sp in ("dev", "test")}
+    return Protocol("swefaq", entries, splits)
+
+
+def norrvik_protocol() -> Protocol:
+    from knowledge.kbfile import load_path
+
+    return Protocol("norrvik", load_path(DATA / "norrvik_kb.yml"),
+                    {sp: read_jsonl(DATA / f"norrvik_{sp}.jsonl") for sp in ("dev", "test")})
+
+
+def protocols(only: set[str]) -> list[Protocol]:
+    out = []
+    if "seed-q1" in only:
+        out.append(Protocol("seed-q1", seed_first_question(), multilingual_messages()))
+    if "seed-answers" in only:
+        out.append(Protocol("seed-answers", seed_answers_only(), multilingual_messages()))
+    if "swefaq" in only and (BENCH_DATA / "swefaq").exists():
+        out.append(swefaq_protocol())
+    if "norrvik" in only and (DATA / "norrvik_kb.yml").exists():
+        out.append(norrvik_protocol())
+    return out
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def on_topic(entries: dict[str, Entry], got: str | None, expected: str) -> bool:
+    return got is not None and (got == expected or bool(set(entries[got].tags) & set(entries[expected].tags)))
+
+
+def outcome(retriever: Retriever, entries: list[Entry], messages: list[dict], settings: RetrievalSettings) -> dict:
+    """Ranking and decision figures of `messages` against the indexed `entries` (see module doc)."""
+    by_id = {e.id: e for e in entries}
+    c = dict.fromkeys(("top1", "mrr", "topic", "other", "other_n", "right", "answered_topic", "clarify", "handoff",
+                       "wrong", "unans_answered"), 0.0)
+    n_ans = n_unans = 0
+    for d in messages:
+        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+        cands = retriever.search(d["text"], language=lang, top_k=10)
+        dec = decide(cands, lang, settings)
+        ids = [x.entry.id for x in cands]
+        best = ids[0] if ids else None
+        gold = d.get("expected")
+        answered = dec.decision == "answer"
+        if not gold:
+            n_unans += 1
+            c["unans_answered"] += answered
+            c["wrong"] += answered
+            continue
+        n_ans += 1
+        c["top1"] += best == gold
+        c["mrr"] += 1.0 / (ids.index(gold) + 1) if gold in ids else 0.0
+        c["topic"] += on_topic(by_id, best, gold)
+        if d.get("language", "sv") != "sv":
+            c["other_n"] += 1
+            c["other"] += best == gold
+        c["right"] += answered and best == gold
+        c["answered_topic"] += answered and on_topic(by_id, best, gold)
+        c["wrong"] += answered and best != gold
+        c["clarify"] += dec.decision == "clarify" and gold in {x.entry.id for x in dec.candidates}
+        c["handoff"] += dec.decision == "handoff"
+    a = max(n_ans, 1)
+    return {"n": len(messages), "answerable": n_ans, "top1": c["top1"] / a, "mrr10": c["mrr"] / a,
+            "topic": c["topic"] / a, "other": c["other"] / max(c["other_n"], 1), "other_n": int(c["other_n"]),
+            "right": c["right"] / a, "answered_topic": c["answered_topic"] / a, "clarify": c["clarify"] / a,
+            "handoff": c["handoff"] / a, "wrong": c["wrong"] / max(len(messages), 1),
+            "unans_answered": c["unans_answered"] / max(n_unans, 1), "unanswerable": n_unans}
+
+
+def plain_e5(retriever: Retriever, entries: list[Entry], messages: list[dict]) -> dict:
+    """Ranking of plain multilingual-e5-small: raw message vs every question and whole answer."""
+    rows, owner = [], []
+    for i, e in enumerate(entries):
+        for r in entry_rows(e, retriever.settings):
+            if r.kind != "c":
+                rows.append(r)
+                owner.append(i)
+    vecs = retriever._vectors(rows)  # cached: "query: " for questions, "passage: " for answers
+    owner_a = np.array(owner)
+    answerable = [d for d in messages if d.get("expected")]
+    q = np.asarray(retriever.embedder.encode_queries([d["text"] for d in answerable]), dtype=np.float32)
+    sims = q @ vecs.T
+    by_id = {e.id: e for e in entries}
+    top1 = mrr = topic = 0.0
+    for d, s in zip(answerable, sims, strict=True):
+        best = np.full(len(entries), -2.0)
+        np.maximum.at(best, owner_a, s)
+        ids = [entries[j].id for j in np.argsort(-best)[:10]]
+        top1 += ids[0] == d["expected"]
+        mrr += 1.0 / (ids.index(d["expected"]) + 1) if d["expected"] in ids else 0.0
+        topic += on_topic(by_id, ids[0], d["expected"])
+    a = max(len(answerable), 1)
+    return {"top1": top1 / a, "mrr10": mrr / a, "topic": topic / a}
+
+
+HEADER = (f"{'protocol':13s} {'split':5s} {'n':>4s} {'ans':>4s} {'top-1':>6s} {'MRR10':>6s} {'topic':>6s} "
+          f"{'other':>6s} | {'right':>6s} {'r+clar':>6s} {'ans.top':>7s} {'clarify':>7s} {'handoff':>7s} "
+          f"{'wrong':>6s} {'unans':>6s}")
+
+
+def row(name: str, split: str, m: dict) -> str:
+    def pct(x: float) -> str:
+        return f"{100 * x:5.1f}%"
+    return (f"{name:13s} {split:5s} {m['n']:4d} {m['answerable']:4d} {m['top1']:6.3f} {m['mrr10']:6.3f} "
+            f"{m['topic']:6.3f} {m['other']:6.3f} | {pct(m['right']):>6s} {pct(m['right'] + m['clarify']):>6s} "
+            f"{pct(m['answered_topic']):>7s} {pct(m['clarify']):>7s} {pct(m['handoff']):>7s} {pct(m['wrong']):>6s} "
+            f"{pct(m['unans_answered']):>6s}")
+
+
+def e5_row(m: dict) -> str:
+    return f"{'  plain e5':19s} {'':9s} {m['top1']:6.3f} {m['mrr10']:6.3f} {m['topic']:6.3f}"
+
+
+def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: bool = True) -> list[tuple]:
+    embedder = load_embedder()
+    results = []
+    print(HEADER)
+    for p in protocols(only):
+        retriever = Retriever(embedder, cache_dir=CACHE / "generalisation" / p.name, settings=settings)
+        t = time.perf_counter()
+        retriever.rebuild(p.entries)
+        build = time.perf_counter() - t
+        for split, messages in p.splits.items():
+            if split not in splits:
+                continue
+            m = outcome(retriever, p.entries, messages, settings)
+            print(row(p.name, split, m), flush=True)
+            e5 = plain_e5(retriever, p.entries, messages) if with_e5 else None
+            if e5:
+                print(e5_row(e5), flush=True)
+            results.append((p.name, split, m, e5))
+        print(f"  ({len(p.entries)} entries, index built in {build:.1f} s)")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="seed-q1,seed-answers,swefaq,norrvik")
+    ap.add_argument("--splits", default="dev,test")
+    ap.add_argument("--no-e5", action="store_true", help="leave out the plain e5 reference rows")
+    args = ap.parse_args(argv)
+    print("columns: top-1 / MRR@10 / top-1 on the right topic / top-1 of non-Swedish messages (answerable);"
+          " answered right, answered or offered right, answered on topic, right among clarify buttons,"
+          " handed off (of answerable); confident wrong (of all); unanswerable answered (of unanswerable)")
+    run(set(args.only.split(",")), set(args.splits.split(",")), load_retrieval_settings(), not args.no_e5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
