@@ -9,7 +9,10 @@
  * - The server's transcript is the truth. Messages are shown by their server id (deduplicated and in
  *   order); a message being sent is shown as pending until the server has it. Each message has a
  *   client_id, so resending after a dropped connection never doubles it. The session id and unsent
- *   messages live in sessionStorage: a page reload resumes the conversation.
+ *   messages live in localStorage: a page reload or a new tab continues the same conversation.
+ * - The municipality's name, logo and colours and its top topics come from /chat/config.
+ * - Changing language relabels the controls only: the message log is never rebuilt, so a screen
+ *   reader does not hear the whole history again.
  * - The WebSocket reconnects with ?after=<last id>, so nothing pushed while it was down is lost.
  */
 (function () {
@@ -30,6 +33,10 @@
   var RTL = { ar: true, fa: true };
   var LOCALE = { no: "nb", ku: "ku-Latn" };
   var KEY = "kommunchatt:" + HOST + ":" + MUNICIPALITY;
+  // The quiet "did this help?" under an answer (actions/common.py HELPED / NOT_HELPED).
+  var FEEDBACK_PAYLOADS = ['/affirm{"feedback":"yes"}', '/deny{"feedback":"no"}'];
+  var THUMB_ICONS = ["\uD83D\uDC4D", "\uD83D\uDC4E"];
+  var NOTICE_POLL_MS = 20000;
   var MAX_CHARS = 2000;
 
   // ------------------------------------------------------------------ storage
@@ -39,7 +46,7 @@
   function save(area, key, value) {
     try { window[area].setItem(key, JSON.stringify(value)); } catch (e) { /* private mode: memory only */ }
   }
-  var saved = load("sessionStorage", KEY) || {};
+  var saved = load("localStorage", KEY) || load("sessionStorage", KEY) || {};
   function initialLanguage() {
     var wanted = [load("localStorage", KEY + ":lang"), script.getAttribute("data-lang"),
       (document.documentElement.lang || "").slice(0, 2).toLowerCase()];
@@ -58,10 +65,11 @@
     queue: null,
     strings: {},
     unread: 0,
-    notices: []
+    notices: [],
+    config: null                      // the municipality's name, logo, colours and topics
   };
   function persist() {
-    save("sessionStorage", KEY, {
+    save("localStorage", KEY, {
       session: state.session, open: state.open,
       pending: state.pending.map(function (p) { return { client_id: p.client_id, text: p.text, display: p.display }; })
     });
@@ -108,17 +116,17 @@
 
   var CSS = [
     ":host{all:initial}",
-    ".kc{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;font-size:16px;line-height:1.45;color:#1b1b1b;}",
+    ".kc{--kc-primary:#0b4f8a;--kc-primary-dark:#083b68;--kc-on-primary:#fff;font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;font-size:16px;line-height:1.45;color:#1b1b1b;}",
     ".kc *{box-sizing:border-box}",
     ".vh{position:absolute!important;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;margin:-1px;padding:0;border:0}",
     "button,select,textarea{font:inherit;color:inherit}",
     ":focus-visible{outline:3px solid #1b1b1b;outline-offset:2px;box-shadow:0 0 0 5px #fff}",
     ".launcher{position:fixed;bottom:16px;right:16px;z-index:2147483000;display:flex;align-items:center;gap:8px;",
-    "min-height:48px;padding:10px 18px;border:2px solid #fff;border-radius:24px;background:#0b4f8a;color:#fff;cursor:pointer;",
+    "min-height:48px;padding:10px 18px;border:2px solid #fff;border-radius:24px;background:var(--kc-primary);color:var(--kc-on-primary);cursor:pointer;",
     "box-shadow:0 4px 14px rgba(0,0,0,.3);font-weight:600}",
-    ".launcher:hover{background:#083b68}",
+    ".launcher:hover{background:var(--kc-primary-dark)}",
     ".launcher svg{width:22px;height:22px;flex:none}",
-    ".badge{min-width:22px;padding:0 6px;border-radius:11px;background:#fff;color:#0b4f8a;font-size:14px;text-align:center}",
+    ".badge{min-width:22px;padding:0 6px;border-radius:11px;background:#fff;color:#1b1b1b;font-size:14px;text-align:center}",
     ".panel{position:fixed;bottom:80px;right:16px;z-index:2147483001;display:flex;flex-direction:column;",
     "width:min(400px,calc(100vw - 32px));height:min(620px,calc(100vh - 100px));background:#fff;border:1px solid #6b6b6b;",
     "border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden}",
@@ -127,34 +135,35 @@
     ".kc.host-rtl .launcher,.kc.host-rtl .panel{right:auto;left:16px}",
     "@media (max-width:480px),(max-height:520px){.kc .panel,.kc.host-rtl .panel{inset:0;width:100%;height:100%;border-radius:0;border:0}",
     ".kc.is-open .launcher{display:none}}",
-    "header{display:flex;flex-wrap:wrap;align-items:center;gap:6px 8px;padding:10px 12px;background:#0b4f8a;color:#fff}",
-    "h2{flex:1 1 auto;margin:0;font-size:17px;font-weight:700}",
-    "header select{max-width:9.5em;min-height:36px;padding:4px;border:1px solid #fff;border-radius:6px;background:#fff;color:#1b1b1b}",
-    ".icon{min-width:40px;min-height:40px;border:1px solid #fff;border-radius:6px;background:transparent;color:#fff;cursor:pointer;font-size:20px;line-height:1}",
-    ".icon:hover{background:#083b68}",
-    ".notices{margin:0;padding:8px 12px;background:#fff4ce;border-bottom:1px solid #8a6d00;color:#1b1b1b;max-height:35%;overflow:auto}",
+    "header{display:flex;flex:none;flex-wrap:nowrap;align-items:center;gap:8px;padding:10px 12px;background:var(--kc-primary);color:var(--kc-on-primary)}",
+    "header img{flex:none;max-height:32px;max-width:64px;object-fit:contain;background:#fff;border-radius:4px;padding:2px}",
+    "h2{flex:1 1 auto;min-width:0;margin:0;font-size:17px;font-weight:700;overflow-wrap:anywhere}",
+    "header select{flex:none;max-width:8.5em;min-height:36px;padding:4px;border:1px solid #fff;border-radius:6px;background:#fff;color:#1b1b1b}",
+    ".icon{flex:none;min-width:40px;min-height:40px;border:1px solid currentColor;border-radius:6px;background:transparent;color:inherit;cursor:pointer;font-size:20px;line-height:1}",
+    ".icon:hover{background:var(--kc-primary-dark)}",
+    ".notices{flex:none;margin:0;padding:8px 12px;background:#fff4ce;border-bottom:1px solid #8a6d00;color:#1b1b1b;max-height:35%;overflow:auto}",
     ".notices h3{margin:0 0 4px;font-size:15px}",
     ".notices ul{margin:0;padding-inline-start:18px}",
     ".notices li{margin:2px 0}",
     ".notices small{display:block;color:#4a4a4a}",
     ".status{padding:0 12px;font-size:14px;color:#1b1b1b;background:#e8f0f8}",
     ".status:not(:empty){padding:6px 12px;border-bottom:1px solid #c6d4e1}",
-    ".log{flex:1 1 auto;margin:0;padding:12px;list-style:none;overflow-y:auto;background:#fafafa}",
+    ".log{flex:1 1 auto;min-height:0;margin:0;padding:12px;list-style:none;overflow-y:auto;background:#fafafa}",
     ".log .msg{display:flex;flex-direction:column;margin:0 0 10px}",
     ".bubble{max-width:88%;padding:8px 12px;border-radius:12px;white-space:pre-wrap;overflow-wrap:anywhere}",
     ".bot .bubble,.agent .bubble{align-self:flex-start;background:#e9eef3;border-start-start-radius:3px}",
     ".agent .bubble{background:#e6f2e8}",
-    ".citizen .bubble{align-self:flex-end;background:#0b4f8a;color:#fff;border-start-end-radius:3px}",
-    ".citizen .bubble a{color:#fff}",
+    ".citizen .bubble{align-self:flex-end;background:var(--kc-primary);color:var(--kc-on-primary);border-start-end-radius:3px}",
+    ".citizen .bubble a{color:inherit}",
     ".system .bubble{align-self:center;background:transparent;color:#4a4a4a;font-size:14px;font-style:italic}",
     ".who{font-size:13px;color:#4a4a4a;margin:0 4px 2px}",
     ".citizen .who{align-self:flex-end}",
-    ".pending .bubble{opacity:.85;border:2px dashed #0b4f8a;background:#fff;color:#1b1b1b}",
+    ".pending .bubble{opacity:.85;border:2px dashed var(--kc-primary);background:#fff;color:#1b1b1b}",
     ".pending small{align-self:flex-end;font-size:13px;color:#4a4a4a}",
     ".failed small{color:#a4000f}",
-    "a{color:#0b4f8a;text-decoration:underline}",
+    "a{color:var(--kc-primary);text-decoration:underline}",
     ".choices{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}",
-    ".choices button{min-height:40px;padding:6px 12px;border:2px solid #0b4f8a;border-radius:18px;background:#fff;color:#0b4f8a;cursor:pointer;text-align:start}",
+    ".choices button{min-height:40px;padding:6px 12px;border:2px solid var(--kc-primary);border-radius:18px;background:#fff;color:var(--kc-primary);cursor:pointer;text-align:start}",
     ".choices button:hover{background:#e8f0f8}",
     ".choices button:disabled{border-color:#767676;color:#4a4a4a;cursor:default;background:#f2f2f2}",
     ".typing{padding:0 12px 6px;font-size:14px;color:#4a4a4a;background:#fafafa}",
@@ -162,24 +171,35 @@
     ".dots span:nth-child(2){animation-delay:.2s}.dots span:nth-child(3){animation-delay:.4s}",
     "@keyframes kcb{0%,80%,100%{opacity:.25}40%{opacity:1}}",
     "@media (prefers-reduced-motion:reduce){.dots span{animation:none}}",
+    ".thumbs{display:flex;align-items:center;gap:4px;margin-top:2px;font-size:13px;color:#4a4a4a}",
+    ".thumbs button{min-width:36px;min-height:32px;padding:2px 6px;border:1px solid #9a9a9a;border-radius:16px;background:#fff;cursor:pointer;font-size:16px;line-height:1}",
+    ".thumbs button:hover{background:#e8f0f8}",
+    ".thumbs button:disabled{opacity:.55;cursor:default}",
+    ".thumbs button[aria-pressed=true]{border-color:var(--kc-primary);background:#e8f0f8;opacity:1}",
+    ".topics{margin:4px 0 10px}",
+    ".topics h3{margin:0 0 4px;font-size:14px;font-weight:600;color:#4a4a4a}",
     ".bar{display:flex;gap:8px;padding:8px 12px;border-top:1px solid #c6c6c6;background:#fff}",
-    ".human{min-height:40px;padding:6px 12px;border:2px solid #0b4f8a;border-radius:6px;background:#fff;color:#0b4f8a;cursor:pointer;font-weight:600}",
+    ".bar{flex-wrap:wrap}",
+    ".human{min-height:40px;padding:6px 12px;border:2px solid var(--kc-primary);border-radius:6px;background:#fff;color:var(--kc-primary);cursor:pointer;font-weight:600}",
     ".human:disabled{border-color:#767676;color:#4a4a4a;cursor:default}",
+    ".human[hidden]{display:none}",
     ".compose{display:flex;gap:8px;align-items:flex-end;padding:8px 12px 12px;background:#fff}",
     ".compose label{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",
     "textarea{flex:1 1 auto;min-height:44px;max-height:120px;padding:8px;border:2px solid #6b6b6b;border-radius:8px;resize:vertical;background:#fff;color:#1b1b1b}",
-    ".send{min-height:44px;padding:8px 16px;border:0;border-radius:8px;background:#0b4f8a;color:#fff;cursor:pointer;font-weight:600}",
-    ".send:hover{background:#083b68}",
+    ".send{min-height:44px;padding:8px 16px;border:0;border-radius:8px;background:var(--kc-primary);color:var(--kc-on-primary);cursor:pointer;font-weight:600}",
+    ".send:hover{background:var(--kc-primary-dark)}",
     ".error{padding:0 12px;color:#a4000f;font-size:14px}",
     ".rating{display:block;padding:6px 0;align-self:stretch}",
     ".rating fieldset{border:0;margin:0;padding:0}",
     ".stars{display:flex;gap:6px}",
     ".star{position:relative;display:inline-flex}",
     ".star input{position:absolute;opacity:0;width:44px;height:44px;margin:0;cursor:pointer}",
-    ".star span[aria-hidden]{display:inline-flex;align-items:center;justify-content:center;width:44px;height:44px;border:2px solid #0b4f8a;border-radius:50%;background:#fff;color:#0b4f8a;font-weight:700}",
-    ".star input:checked+span{background:#0b4f8a;color:#fff}",
+    ".star span[aria-hidden]{display:inline-flex;align-items:center;justify-content:center;width:44px;height:44px;border:2px solid var(--kc-primary);border-radius:50%;background:#fff;color:var(--kc-primary);font-weight:700}",
+    ".star input:checked+span{background:var(--kc-primary);color:var(--kc-on-primary)}",
     ".star input:focus-visible+span{outline:3px solid #1b1b1b;outline-offset:2px}",
     ".rating .lbl{display:block;margin:6px 0 2px;font-size:14px}",
+    ".scale{display:flex;justify-content:space-between;max-width:260px;margin-top:2px;font-size:13px;color:#4a4a4a}",
+    ".rating legend{padding:0;margin:0 0 4px;font-size:14px;font-weight:600}",
     ".rating textarea{width:100%;min-height:44px;margin-bottom:6px}",
     ".thanks{margin:4px 0;font-size:14px}"
   ].join("\n");
@@ -195,6 +215,7 @@
   ui.launcher = h("button", { "class": "launcher", type: "button", "aria-expanded": "false", "aria-controls": "kc-panel",
     onclick: function () { setOpen(!state.open, true); } }, [svgIcon(), ui.launcherText, ui.launcherExtra, ui.badge]);
   ui.title = h("h2", { id: "kc-title" });
+  ui.logo = h("img", { alt: "", hidden: true });
   ui.langLabel = h("label", { "for": "kc-lang", "class": "vh" });
   ui.lang = h("select", { id: "kc-lang", onchange: function () { chooseLanguage(ui.lang.value); } },
     LANGS.map(function (code) { return h("option", { value: code, lang: code, dir: RTL[code] ? "rtl" : "ltr", text: NAMES[code] }); }));
@@ -210,6 +231,8 @@
   ui.typing = h("div", { "class": "typing", hidden: true }, [h("span", { "class": "dots", "aria-hidden": "true" },
     [h("span"), h("span"), h("span")]), " ", ui.typingText]);
   ui.human = h("button", { "class": "human", type: "button", onclick: requestHuman });
+  ui.leave = h("button", { "class": "human", type: "button", hidden: true, onclick: leaveQueue });
+  ui.end = h("button", { "class": "human", type: "button", hidden: true, onclick: endChat });
   ui.error = h("div", { "class": "error", role: "alert" });
   ui.inputLabel = h("label", { "for": "kc-input" });
   ui.input = h("textarea", { id: "kc-input", rows: "2", maxlength: String(MAX_CHARS), autocomplete: "off",
@@ -228,8 +251,8 @@
   ui.panel = h("section", { id: "kc-panel", "class": "panel", role: "dialog", "aria-modal": "false",
     "aria-labelledby": "kc-title", hidden: true,
     onkeydown: function (e) { if (e.key === "Escape") { e.preventDefault(); setOpen(false, true); } } },
-  [h("header", {}, [ui.title, ui.langLabel, ui.lang, ui.close]), ui.notices, ui.status, ui.log, ui.typing,
-    h("div", { "class": "bar" }, [ui.human]), ui.error, ui.form]);
+  [h("header", {}, [ui.logo, ui.title, ui.langLabel, ui.lang, ui.close]), ui.notices, ui.status, ui.log, ui.typing,
+    h("div", { "class": "bar" }, [ui.human, ui.leave, ui.end]), ui.error, ui.form]);
   ui.shell = h("div", { "class": "kc" }, [ui.launcher, ui.panel]);
   if (getComputedStyle(document.documentElement).direction === "rtl" || document.dir === "rtl") ui.shell.classList.add("host-rtl");
   root.appendChild(ui.shell);
@@ -259,17 +282,21 @@
     ui.shell.setAttribute("dir", dir);
     ui.lang.value = state.lang;
     ui.launcherText.textContent = t("open_chat");
-    ui.title.textContent = t("title");
+    ui.title.textContent = state.config && state.config.name ? t("title_named", { name: state.config.name }) : t("title");
     ui.langLabel.textContent = t("language");
     ui.close.setAttribute("aria-label", t("close"));
     ui.noticeTitle.textContent = t("notices_title");
     ui.log.setAttribute("aria-label", t("messages_label"));
     ui.typingText.textContent = t("typing");
     ui.human.textContent = t("talk_to_person");
+    ui.leave.textContent = t("leave_queue");
+    ui.end.textContent = t("end_chat");
     ui.inputLabel.textContent = t("input_label");
     ui.input.setAttribute("placeholder", t("placeholder"));
     ui.send.textContent = t("send");
-    renderAll();
+    // A language change leaves the history alone (a screen reader would hear it all again); only an
+    // empty chat's welcome follows the new language.
+    if (!ui.log.firstChild || !Object.keys(state.messages).length) renderAll();
     renderNotices();
     renderStatus();
     renderBadge();
@@ -282,19 +309,22 @@
       state.strings = strings;
       applyLanguage();
       loadNotices();
+      loadConfig();
     }).catch(function () { /* keep the current texts */ });
     if (state.session) api("POST", "/chat/sessions/" + state.session + "/language", { language: lang }).catch(function () {});
   }
 
   // ------------------------------------------------------------------ rendering
   function linkify(text) {
-    var parts = [];
+    // A url written twice in one message (in the answer and on its own line) is one link: one tab stop.
+    var parts = [], linked = {};
     var re = /\bhttps?:\/\/[^\s<>"']+/g;
     var last = 0, m;
     while ((m = re.exec(text))) {
       var url = m[0].replace(/[.,;:!?)\]]+$/, "");
       parts.push(document.createTextNode(text.slice(last, m.index)));
-      parts.push(h("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: url }));
+      parts.push(linked[url] ? document.createTextNode(url) : h("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: url }));
+      linked[url] = true;
       last = m.index + url.length;
       re.lastIndex = last;
     }
@@ -304,6 +334,7 @@
   function safeUrl(url) {
     try { var u = new URL(url); return (u.protocol === "https:" || u.protocol === "http:") ? u.href : null; } catch (e) { return null; }
   }
+  function isThumb(payload) { return FEEDBACK_PAYLOADS.indexOf(payload) >= 0; }
   function buttonTitle(payload, beforeId) {
     if (payload.indexOf("/request_human") === 0) return t("talk_to_person");
     var ids = Object.keys(state.messages).map(Number).filter(function (id) { return id < beforeId; }).sort(function (a, b) { return b - a; });
@@ -337,37 +368,64 @@
       li.appendChild(h("a", { href: url, target: "_blank", rel: "noopener noreferrer", "class": "source", text: t("link") }));
     }
     if (msg.custom && msg.custom.kind === "rating_request") li.appendChild(ratingForm(msg));
-    if (msg.buttons && msg.buttons.length) {
+    var buttons = msg.buttons || [];
+    var thumbs = buttons.filter(function (b) { return isThumb(b.payload); });
+    var choices = buttons.filter(function (b) { return !isThumb(b.payload); });
+    if (choices.length) {
       li.appendChild(h("div", { "class": "choices", role: "group", "aria-label": label || t("bot") },
-        msg.buttons.map(function (b) {
+        choices.map(function (b) {
           return h("button", { type: "button", dir: "auto", "data-payload": b.payload, text: b.title,
             onclick: function () { choose(b); } });
         })));
     }
+    if (thumbs.length) li.appendChild(thumbsNode(thumbs));
     return li;
+  }
+  function thumbsNode(thumbs) {
+    // Small icons with the answer, not a question after every answer; named for screen readers.
+    var question = h("span", { "class": "q", text: t("did_it_help") });
+    return h("div", { "class": "thumbs choices", role: "group", "aria-label": t("did_it_help") }, [question].concat(
+      thumbs.map(function (b) {
+        var icon = THUMB_ICONS[FEEDBACK_PAYLOADS.indexOf(b.payload)];
+        return h("button", { type: "button", "data-payload": b.payload, "aria-label": b.title, title: b.title,
+          onclick: function () { choose(b); } }, [h("span", { "aria-hidden": "true", text: icon })]);
+      })));
+  }
+  function topicsNode() {
+    // The municipality's top topics under the welcome: one click asks the question.
+    var topics = (state.config && state.config.topics) || [];
+    if (!topics.length) return null;
+    return h("div", { "class": "topics" }, [h("h3", { text: t("topics_title") }),
+      h("div", { "class": "choices", role: "group", "aria-label": t("topics_title") }, topics.map(function (topic) {
+        return h("button", { type: "button", dir: "auto", text: topic.question,
+          onclick: function () { send(topic.question, null); ui.input.focus(); } });
+      }))]);
   }
   function ratingForm(msg) {
     // After an agent closes the chat: 1-5 and an optional comment (POST .../rating).
     var key = "rated:" + msg.id;
     var name = "kc-rate-" + msg.id;
-    if (load("sessionStorage", KEY + ":" + key)) return h("p", { "class": "thanks", text: t("rating_thanks") });
+    if (load("localStorage", KEY + ":" + key)) return h("p", { "class": "thanks", text: t("rating_thanks") });
     var comment = h("textarea", { id: name + "-c", rows: "2", maxlength: "2000" });
     var status = h("p", { role: "status" });
     var legend = h("legend", { "class": "vh", text: msg.text });
+    var ends = { 1: t("rating_low"), 5: t("rating_high") };
     var radios = [1, 2, 3, 4, 5].map(function (n) {
+      var spoken = t("rating_score", { score: n }) + (ends[n] ? " – " + ends[n] : "");
       return h("label", { "class": "star" }, [h("input", { type: "radio", name: name, value: String(n), required: n === 1 }),
-        h("span", { "aria-hidden": "true", text: String(n) }), h("span", { "class": "vh", text: t("rating_score", { score: n }) })]);
+        h("span", { "aria-hidden": "true", text: String(n) }), h("span", { "class": "vh", text: spoken })]);
     });
+    var scale = h("div", { "class": "scale", "aria-hidden": "true" }, [h("span", { text: "1 = " + ends[1] }), h("span", { text: "5 = " + ends[5] })]);
     var form = h("form", { "class": "rating", onsubmit: function (e) {
       e.preventDefault();
       var chosen = form.querySelector("input[name='" + name + "']:checked");
       if (!chosen || !state.session) return;
       api("POST", "/chat/sessions/" + state.session + "/rating", { score: Number(chosen.value), comment: comment.value.trim() || null })
         .then(function () {
-          save("sessionStorage", KEY + ":" + key, true);
+          save("localStorage", KEY + ":" + key, true);
           form.replaceWith(h("p", { "class": "thanks", role: "status", text: t("rating_thanks") }));
         }).catch(function () { status.textContent = t("not_sent"); });
-    } }, [h("fieldset", {}, [legend, h("div", { "class": "stars" }, radios)]),
+    } }, [h("fieldset", {}, [legend, h("div", { "class": "stars" }, radios), scale]),
       h("label", { "for": name + "-c", "class": "lbl", text: t("rating_comment") }), comment,
       h("button", { "class": "send", type: "submit", text: t("rating_send") }), status]);
     return form;
@@ -404,17 +462,27 @@
       if (msg.sender !== "citizen" && !state.open) { state.unread += 1; renderBadge(); }
       if (msg.sender === "agent") showTyping(false);
     });
-    if (added) { refreshChoices(); scrollDown(); }
+    if (added) { renderTopics(); refreshChoices(); scrollDown(); }
   }
   function renderAll() {
     Array.prototype.slice.call(ui.log.children).forEach(function (n) { n.remove(); });
     ui.log.appendChild(h("div", { "class": "msg bot welcome" }, [h("span", { "class": "vh", text: t("bot") + ":" }),
       h("div", { "class": "bubble", dir: "auto", text: t("welcome") })]));
+    renderTopics();
     Object.keys(state.messages).map(Number).sort(function (a, b) { return a - b; }).forEach(function (id) {
       if (visible(state.messages[id])) ui.log.appendChild(messageNode(state.messages[id]));
     });
     renderPending();
     refreshChoices();
+  }
+  function renderTopics() {
+    // Only while the chat is empty: once the citizen has written, the topics would be noise.
+    var old = ui.log.querySelector(".topics");
+    if (old) old.remove();
+    if (Object.keys(state.messages).length || state.pending.length) return;
+    var node = topicsNode();
+    var welcome = ui.log.querySelector(".welcome");
+    if (node && welcome) welcome.appendChild(node);
   }
   function renderPending() {
     Array.prototype.slice.call(ui.log.querySelectorAll(".msg.pending")).forEach(function (n) { n.remove(); });
@@ -445,9 +513,8 @@
     var text = "";
     if (state.conv === "queued" && state.queue && state.queue.position) {
       text = t("queue_position", { position: state.queue.position });
-      if (state.queue.estimated_wait_seconds) {
-        text += " " + t("queue_wait", { minutes: Math.max(1, Math.round(state.queue.estimated_wait_seconds / 60)) });
-      }
+      if (state.queue.agents_online === 0) text += " " + t("queue_no_agent");
+      else if (state.queue.estimated_wait_seconds != null) text += " " + t("queue_wait", { wait: waitPhrase(state.queue.estimated_wait_seconds) });
     } else if (state.conv === "agent") {
       text = t("agent_joined");
     } else if (state.conv === "closed") {
@@ -456,6 +523,16 @@
     if (connectionNote) text = (text ? text + " " : "") + t(connectionNote);
     if (ui.status.textContent !== text) ui.status.textContent = text;
     ui.human.disabled = state.conv === "queued" || state.conv === "agent";
+    ui.leave.hidden = state.conv !== "queued";
+    ui.end.hidden = !(state.conv === "queued" || state.conv === "agent");
+  }
+  function waitPhrase(seconds) {
+    // Same words and plural categories as the bot's message (actions/waits.py).
+    if (seconds < 60) return t("wait_under");
+    var n = Math.ceil(seconds / 60), category = "other";
+    try { category = new Intl.PluralRules(LOCALE[state.lang] || state.lang).select(n); } catch (e) { /* "other" */ }
+    var key = "wait_" + category;
+    return (state.strings[key] ? t(key, { n: n }) : t("wait_other", { n: n }));
   }
   function renderBadge() {
     ui.badge.hidden = state.unread === 0;
@@ -482,6 +559,33 @@
     });
     ui.notices.hidden = state.notices.length === 0;
     renderBadge();
+  }
+  function readableOn(hex) {
+    // Black or white text, whichever contrasts more with the municipality's colour.
+    var n = parseInt(hex.slice(1), 16), rgb = [n >> 16 & 255, n >> 8 & 255, n & 255].map(function (c) {
+      c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    var lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
+    return (1.05 / (lum + 0.05)) >= ((lum + 0.05) / 0.05) ? "#fff" : "#1b1b1b";
+  }
+  function applyConfig() {
+    var c = state.config || {};
+    var colors = c.colors || {};
+    if (/^#[0-9a-fA-F]{6}$/.test(colors.primary || "")) {
+      ui.shell.style.setProperty("--kc-primary", colors.primary);
+      ui.shell.style.setProperty("--kc-primary-dark", /^#[0-9a-fA-F]{6}$/.test(colors.primary_dark || "") ? colors.primary_dark : colors.primary);
+      ui.shell.style.setProperty("--kc-on-primary", readableOn(colors.primary));
+    }
+    var logo = c.logo_url && safeUrl(new URL(c.logo_url, HOST).href);
+    ui.logo.hidden = !logo;
+    if (logo) ui.logo.setAttribute("src", logo);
+    ui.title.textContent = c.name ? t("title_named", { name: c.name }) : t("title");
+    renderTopics();
+  }
+  function loadConfig() {
+    return api("GET", "/chat/config?municipality=" + encodeURIComponent(MUNICIPALITY) + "&language=" + state.lang)
+      .then(function (config) { state.config = config; applyConfig(); })
+      .catch(function () { /* the defaults stay */ });
   }
   function loadNotices() {
     api("GET", "/notices?municipality=" + encodeURIComponent(MUNICIPALITY) + "&language=" + state.lang)
@@ -521,9 +625,21 @@
     send(text, null);
   }
   function choose(button) {
+    if (button.payload === "/leave_queue") { leaveQueue(); return; }
     send(button.payload, button.title);
     ui.input.focus();
   }
+  function sessionCommand(path) {
+    // Leave the queue / end the chat: the agent's console hears it at once (the service publishes it).
+    if (!state.session) return;
+    api("POST", "/chat/sessions/" + state.session + "/" + path).then(function (data) {
+      setConversation(data.state, data.queue);
+      return sync(); // the service's system message says what happened
+    }).catch(function () { ui.error.textContent = t("not_sent"); });
+    ui.input.focus();
+  }
+  function leaveQueue() { sessionCommand("leave-queue"); }
+  function endChat() { sessionCommand("end"); }
   function requestHuman() {
     send("/request_human", t("talk_to_person"));
     ui.input.focus();
@@ -531,6 +647,7 @@
   function send(text, display) {
     state.pending.push({ client_id: uid(), text: text, display: display, status: "sending" });
     persist();
+    renderTopics();
     renderPending();
     flush();
   }
@@ -651,7 +768,10 @@
       applyLanguage();
       setOpen(state.open, false);
       loadNotices();
-      setInterval(loadNotices, 5 * 60 * 1000);
+      loadConfig();
+      // A new disruption notice reaches an open widget within NOTICE_POLL_MS (a hidden tab asks when it returns).
+      setInterval(function () { if (!document.hidden) loadNotices(); }, NOTICE_POLL_MS);
+      document.addEventListener("visibilitychange", function () { if (!document.hidden) loadNotices(); });
       if (state.session) {
         sync().then(function () { connect(); flush(); }, function (error) {
           if (error.status === 404) resetSession();
