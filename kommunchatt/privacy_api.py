@@ -1,0 +1,193 @@
+"""The data-protection API for admins: retention and privacy notice per municipality, finding, exporting and
+erasing one citizen's or one conversation's data, the transcript access log, and a retention pass on demand.
+
+An admin acts on the municipalities they belong to; one with "*" among them on all (core/deps.py).
+Erasure is refused on empty input and asks for the conversations to be named, so nothing is erased by
+a request that names nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+
+from conversations.store import conversations
+from core import municipalities
+from core.deps import require_role
+from handoff import access_log
+from kommunchatt import retention
+
+router = APIRouter(prefix="/api/v1/admin/privacy", tags=["privacy"])
+public_router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+admin = require_role("admin")
+MAX_NOTICE_CHARS = 1000
+
+
+def _allowed(user: dict) -> set[str] | None:
+    """The municipalities an admin may act on; None = all (a global admin, "*" among them)."""
+    mine = set(user.get("municipalities") or [])
+    return None if "*" in mine else mine
+
+
+def _check(user: dict, municipality: str) -> None:
+    allowed = _allowed(user)
+    if allowed is not None and municipality not in allowed:
+        raise HTTPException(403, f"you do not work for the municipality '{municipality}'")
+
+
+def _owned(request: Request, user: dict, conversation_ids: list[str]) -> dict[str, str]:
+    """{conversation id: municipality} of the named conversations; 404 for unknown, 403 for another's."""
+    engine = request.app.state.c.engine
+    with engine.connect() as conn:
+        found = {r.id: r.municipality for r in conn.execute(
+            select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(conversation_ids)))}
+    missing = [i for i in conversation_ids if i not in found]
+    if missing:
+        raise HTTPException(404, f"no conversation with id {', '.join(repr(i) for i in missing[:5])}")
+    for municipality in set(found.values()):
+        _check(user, municipality)
+    return found
+
+
+def _personal(request: Request):
+    c = request.app.state.c
+    return c.personal
+
+
+def _tracker(request: Request) -> retention.RasaTracker:
+    c = request.app.state.c
+    return retention.RasaTracker.for_install(c.engine, c.settings.data_dir)
+
+
+class PrivacySettings(BaseModel):
+    retention_days: int = Field(retention.DEFAULT_RETENTION_DAYS, ge=0, le=3650,
+                                description="days a transcript is kept after the chat ends; 0 keeps none")
+    privacy_notice: dict[str, str] = Field(
+        default_factory=dict, description="the widget's privacy notice per language, {\"sv\": \"...\"}; "
+                                          "languages left out show the built-in text")
+    privacy_url: str | None = Field(None, max_length=500, description="https:// link to the full privacy policy")
+
+    @field_validator("privacy_notice")
+    @classmethod
+    def _notice(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang, text in value.items():
+            if not (2 <= len(lang) <= 3 and lang.isalpha() and lang.islower()):
+                raise ValueError(f"'{lang}' is not a language code (sv, en, ar, ...)")
+            if not text.strip() or len(text) > MAX_NOTICE_CHARS:
+                raise ValueError(f"the notice in '{lang}' must have 1 to {MAX_NOTICE_CHARS} characters")
+        return {k: v.strip() for k, v in value.items()}
+
+    @field_validator("privacy_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith("https://"):
+            raise ValueError("the privacy policy link must be an https:// address")
+        return value or None
+
+
+def _settings_of(request: Request, municipality: str) -> dict:
+    settings = municipalities.settings(request.app.state.c.engine, municipality)
+    if settings is None:
+        raise HTTPException(404, f"no municipality with id '{municipality}'")
+    return {"retention_days": retention.retention_days(settings), "privacy_notice": settings.get("privacy_notice")
+            or {}, "privacy_url": settings.get("privacy_url")}
+
+
+@router.get("/settings")
+async def get_privacy_settings(request: Request, municipality: str = "default", user=Depends(admin)) -> dict:
+    _check(user, municipality)
+    return {"municipality": municipality, **_settings_of(request, municipality)}
+
+
+@router.put("/settings")
+async def put_privacy_settings(request: Request, body: PrivacySettings, municipality: str = "default",
+                               user=Depends(admin)) -> dict:
+    """Retention in days (0: no transcript after the chat ends) and the widget's privacy notice."""
+    _check(user, municipality)
+    _settings_of(request, municipality)
+    municipalities.update_settings(request.app.state.c.engine, municipality, body.model_dump())
+    return {"municipality": municipality, **_settings_of(request, municipality)}
+
+
+@router.get("/conversations")
+async def find_conversations(request: Request, identifier: str = Query(..., min_length=3, max_length=200),
+                             user=Depends(admin)) -> dict:
+    """The conversations of the citizen with this personnummer, phone number or e-mail address."""
+    ids = await asyncio.to_thread(retention.find_citizen, request.app.state.c.engine, _personal(request), identifier)
+    allowed = _allowed(user)
+    with request.app.state.c.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(
+            conversations.c.id, conversations.c.municipality, conversations.c.created_at, conversations.c.state)
+            .where(conversations.c.id.in_(ids)))]
+    return {"conversations": [r for r in rows if allowed is None or r["municipality"] in allowed]}
+
+
+class Selection(BaseModel):
+    conversation_ids: list[str] = Field(default_factory=list, max_length=1000)
+    identifier: str | None = Field(None, max_length=200,
+                                   description="a personnummer, phone or e-mail: all the citizen's chats")
+
+
+def _selected(request: Request, user: dict, body: Selection) -> dict[str, str]:
+    ids = list(dict.fromkeys(i for i in body.conversation_ids if i))
+    if body.identifier:
+        found = retention.find_citizen(request.app.state.c.engine, _personal(request), body.identifier)
+        allowed = _allowed(user)
+        with request.app.state.c.engine.connect() as conn:
+            ids += [r.id for r in conn.execute(select(conversations.c.id, conversations.c.municipality)
+                                               .where(conversations.c.id.in_(found)))
+                    if allowed is None or r.municipality in allowed]
+    if not ids:
+        raise HTTPException(422, "name the conversations (conversation_ids) or the citizen (identifier): "
+                                 "nothing matched, so nothing was done")
+    return _owned(request, user, list(dict.fromkeys(ids)))
+
+
+@router.post("/export")
+async def export_data(request: Request, body: Selection, user=Depends(admin)) -> dict:
+    """Everything stored about the conversations or the citizen (GDPR art. 15, 20), as JSON."""
+    selected = _selected(request, user, body)
+    return await asyncio.to_thread(retention.export, request.app.state.c.engine, _personal(request),
+                                   list(selected), user, "api")
+
+
+@router.post("/erase")
+async def erase_data(request: Request, body: Selection, user=Depends(admin)) -> dict:
+    """Erase the conversations or the citizen's data (GDPR art. 17), from Rasa's tracker too."""
+    selected = _selected(request, user, body)
+    return await asyncio.to_thread(retention.erase, request.app.state.c.engine, _tracker(request), list(selected),
+                                   user, "api")
+
+
+@router.get("/access-log")
+async def access_entries(request: Request, municipality: str | None = None, conversation_id: str | None = None,
+                         username: str | None = None, limit: int = Query(200, ge=1, le=5000),
+                         user=Depends(admin)) -> list[dict]:
+    """Who opened, exported or erased which transcript, when (newest first)."""
+    allowed = _allowed(user)
+    if municipality:
+        _check(user, municipality)
+        allowed = {municipality}
+    return access_log.entries(request.app.state.c.engine, None if allowed is None else sorted(allowed),
+                              conversation_id, username, limit)
+
+
+@router.post("/purge")
+async def purge_now(request: Request, user=Depends(admin)) -> dict:
+    """Run the retention pass now (it also runs every 10 minutes); global admins only."""
+    if _allowed(user) is not None:
+        raise HTTPException(403, "the retention pass covers every municipality: it needs a global admin")
+    report = await asyncio.to_thread(retention.purge, request.app.state.c.engine, _tracker(request))
+    return retention.report_dict(report)
+
+
+@public_router.get("/privacy")
+async def privacy_notice(request: Request, municipality: str = "default", language: str = "sv") -> dict:
+    """The widget's privacy notice: the municipality's own text in `language` if it has one (else null:
+    the widget shows its built-in text), the link to its policy, and how long chats are kept."""
+    settings = _settings_of(request, municipality)
+    return {"municipality": municipality, "text": settings["privacy_notice"].get(language),
+            "url": settings["privacy_url"], "retention_days": settings["retention_days"]}
