@@ -32,7 +32,7 @@ import os
 import re
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -506,15 +506,40 @@ class Retriever:
 
     def upsert(self, entry: Entry) -> None:
         """Add or replace one entry; only its own texts are encoded."""
-        rows = entry_rows(entry, self.settings)
-        vecs = self._vectors(rows)
-        arena_rows, arena_vecs, cents = self._prepare([entry], [rows], vecs)
+        self.apply([entry], [])
+
+    def apply(self, upserts: list[Entry], removes: Iterable[tuple[str, str]] = (),
+              progress: Callable[[list[Entry]], None] | None = None, chunk: int = 16) -> None:
+        """Remove entries (municipality, id), then add or replace `upserts`, encoded in batches.
+
+        Removals come first and take effect at once: a deleted entry never waits behind minutes of
+        encoding. Upserts are encoded `chunk` entries at a time outside the index lock (queries keep
+        being answered; an unchanged text comes from the vector cache) and each chunk becomes
+        answerable as soon as it is encoded; `progress(part)` is told which entries just became live.
+        """
         with self._lock:
-            shard = self._shards.get(entry.municipality)
-            if shard is None:
-                shard = self._shards[entry.municipality] = _Shard(vecs.shape[1], self.settings, self.directions)
-            shard.add_batch([entry], arena_rows, arena_vecs, cents)
-            self._learn(entry, self.vocabulary, self.speller)
+            for municipality, entry_id in removes:
+                shard = self._shards.get(municipality)
+                if shard is not None:
+                    shard.remove(entry_id)
+        by_shard: dict[str, list[Entry]] = defaultdict(list)
+        for e in upserts:
+            by_shard[e.municipality].append(e)
+        for municipality, ents in by_shard.items():
+            for a in range(0, len(ents), chunk):
+                part = ents[a:a + chunk]
+                all_rows = [entry_rows(e, self.settings) for e in part]
+                vecs = self._vectors([r for rows in all_rows for r in rows])
+                arena_rows, arena_vecs, cents = self._prepare(part, all_rows, vecs)
+                with self._lock:
+                    shard = self._shards.get(municipality)
+                    if shard is None:
+                        shard = self._shards[municipality] = _Shard(vecs.shape[1], self.settings, self.directions)
+                    shard.add_batch(part, arena_rows, arena_vecs, cents)
+                    for e in part:
+                        self._learn(e, self.vocabulary, self.speller)
+                if progress:
+                    progress(part)
 
     def remove(self, municipality: str, entry_id: str) -> bool:
         with self._lock:

@@ -1,58 +1,189 @@
 """The knowledge service: the store, the retrieval index and the answer decision, kept in step.
 
-Every change goes to the database first and then to the in-memory index, so a change is answerable
-as soon as the call returns; other processes pick it up through `refresh`.
+The database is the truth; the index is derived from it and must never answer with an entry the
+database no longer has, or with an old version of one. Two mechanisms keep it so:
+
+- `sync` applies the audit log in id order (writers keep ids in commit order, see
+  `KnowledgeStore._serialize_writers`), re-reading each changed entry's current state; the
+  watermark moves only after a whole batch is applied, so a failure retries instead of skipping.
+- `reconcile` compares the index's version of every entry (its `updated_at`) with the database's,
+  at start and every minute, and repairs any difference whatever its cause.
+
+A change through this service (`upsert`, `delete`) is answerable when the call returns; imports
+are indexed in the background (`maintain`), in batches, and every worker publishes how far it is
+(`knowledge.index_status`), so a CLI import and the workshop can tell when the entries are live.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
+import time
+import uuid
 from pathlib import Path
 
 from knowledge.decision import decide
 from knowledge.embedding import Embedder
 from knowledge.entries import Entry
+from knowledge.index_status import HEARTBEAT_S, IndexWorkers, live_state
 from knowledge.language import detect_language
 from knowledge.notices import NoticeStore
 from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
 
+Key = tuple[str, str]  # (municipality, entry id)
+RECONCILE_S = 60.0
+
 
 class KnowledgeService:
-    def __init__(self, store: KnowledgeStore, model_path: Path, index_dir: Path):
+    def __init__(self, store: KnowledgeStore, model_path: Path, index_dir: Path, embedder=None):
         self.store = store
         self.settings = load_retrieval_settings()
-        self.embedder = Embedder(model_path)
+        self.embedder = embedder or Embedder(model_path)
         self.retriever = Retriever(self.embedder, cache_dir=index_dir, settings=self.settings)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one index change at a time (sync, reconcile, refresh)
+        self._versions: dict[Key, float] = {}  # what the index holds: entry -> updated_at
+        self._pending: dict[Key, float] = {}  # changed, not yet answerable: entry -> time of the change
+        self._batch = [0, 0]  # entries of the current batch made answerable, of how many
+        self._batch_last = 0  # highest audit id of the batch being applied
+        self._audit_seen = 0
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = time.time()
+        self.workers = IndexWorkers(store.engine)
+        self._published: tuple | None = None
+        self._published_at = 0.0
+        self._reconciled_at = 0.0
         # Disruption notices are answered first; they share the retriever's cached query vectors.
         self.notices = NoticeStore(store.engine, self.embedder, encode_query=self.retriever.encode_query)
         self.refresh()
 
+    # -- keeping the index equal to the database ----------------------------------------------------
+
     def refresh(self) -> None:
         """Rebuild the index from the database (vectors come from the cache: fast)."""
         with self._lock:
-            self._audit_seen = self.store.last_audit_id()
-            self.retriever.rebuild(self.store.all())
+            seen = self.store.last_audit_id()  # before reading: later changes are replayed by sync
+            rows = self.store.all_versioned()
+            self.retriever.rebuild(e for e, _ in rows)
+            self._versions = {(e.municipality, e.id): t for e, t in rows}
+            self._audit_seen = self._batch_last = seen
+            self._reconciled_at = time.time()
+        self.publish(force=True)
 
     def sync(self) -> int:
-        """Apply changes other processes made (CLI imports, other workers); returns how many entries changed.
-
-        The audit trail is the change log: cheap to poll, and the same for SQLite and PostgreSQL.
-        """
-        changed = self.store.changed_since(self._audit_seen)
-        if not changed:
-            return 0
+        """Apply every change made since the last sync (by this or any other process); returns how
+        many entries changed. The audit trail is the change log: cheap to poll on SQLite and PostgreSQL."""
         with self._lock:
-            for audit_id, municipality, entry_id in changed:
-                entry = self.store.get(municipality, entry_id)
-                if entry:
-                    self.retriever.upsert(entry)
-                else:
-                    self.retriever.remove(municipality, entry_id)
-                self._audit_seen = max(self._audit_seen, audit_id)
-        return len(changed)
+            changes = self.store.changed_since(self._audit_seen)
+            if not changes:
+                return 0
+            for _, municipality, entry_id, at in changes:
+                self._pending.setdefault((municipality, entry_id), at)
+            self._batch_last = changes[-1][0]
+            keys = list(self._pending)
+            self._apply(keys)
+            self._audit_seen = self._batch_last
+        self.publish(force=True)
+        return len(keys)
+
+    def reconcile(self) -> int:
+        """Repair any difference between the index and the database (entries the index should not
+        have, lacks, or holds in another version); returns how many were repaired."""
+        with self._lock:
+            stored = self.store.versions()
+            stale = [k for k, t in stored.items() if self._versions.get(k) != t]
+            stale += [k for k in self._versions if k not in stored]
+            if stale:
+                self._apply(stale)
+            self._reconciled_at = time.time()
+        return len(stale)
+
+    def maintain(self) -> int:
+        """One round of the background loop: sync, reconcile when due, and a heartbeat."""
+        changed = self.sync()
+        if time.time() - self._reconciled_at >= RECONCILE_S:
+            changed += self.reconcile()
+        self.publish()
+        return changed
+
+    def _apply(self, keys: list[Key]) -> None:
+        """Bring `keys` to their current database state: removals at once, then upserts in batches
+        (each batch answerable as soon as it is encoded). Call with the lock held."""
+        current = self.store.get_many(keys)
+        removes = [k for k in keys if k not in current]
+        self.retriever.apply([], removes)
+        for k in removes:
+            self._versions.pop(k, None)
+            self._pending.pop(k, None)
+        upserts = [current[k][0] for k in keys if k in current]
+        self._batch = [0, len(upserts)]
+
+        def progress(part: list[Entry]) -> None:
+            for e in part:
+                key = (e.municipality, e.id)
+                self._versions[key] = current[key][1]
+                self._pending.pop(key, None)
+            self._batch[0] += len(part)
+            self.publish()
+
+        self.retriever.apply(upserts, progress=progress)
+        self._batch = [0, 0]
+
+    # -- telling others how far the index is ----------------------------------------------------
+
+    def publish(self, force: bool = False) -> None:
+        """This worker's index state into the database (on change, at most twice a second, and
+        every few seconds as a heartbeat)."""
+        pending = dict(self._pending)
+        state = {"audit_seen": self._audit_seen, "pending": len(pending), "done": self._batch[0],
+                 "total": self._batch[1], "oldest_pending_at": min(pending.values(), default=None)}
+        now = time.time()
+        key = tuple(state.values())
+        changed = key != self._published
+        if not force and not (changed and now - self._published_at >= 0.5) and now - self._published_at < HEARTBEAT_S:
+            return
+        try:
+            self.workers.publish(self.worker_id, state, self.started)
+        except Exception:  # noqa: BLE001 - status is advisory; indexing goes on without it
+            return
+        self._published, self._published_at = key, now
+
+    def close(self) -> None:
+        """Leave the list of live workers (a stopped worker must not hold imports waiting)."""
+        with contextlib.suppress(Exception):  # else the row expires by itself
+            self.workers.forget(self.worker_id)
+
+    def status(self, municipalities: list[str] | None = None) -> dict:
+        """Per municipality: entries stored, entries this worker answers from, changes pending and
+        how old the oldest is; and every live worker's progress."""
+        now = time.time()
+        latest = self.store.last_audit_id()
+        pending = dict(self._pending)
+        for _, municipality, entry_id, at in self.store.changed_since(self._batch_last):
+            pending.setdefault((municipality, entry_id), at)
+        counts = self.store.counts()
+        names = set(counts) | {m for m, _ in pending}
+        rows = []
+        for m in sorted(names):
+            if municipalities is not None and m not in municipalities:
+                continue
+            mine = [t for (pm, _), t in pending.items() if pm == m]
+            rows.append({"municipality": m, "entries": counts.get(m, 0), "indexed": len(self.retriever.entries(m)),
+                         "pending": len(mine), "lag_s": round(now - min(mine), 1) if mine else 0.0,
+                         "live": not mine})
+        workers = self.workers.alive(now)
+        return {
+            "audit_id": latest,
+            "municipalities": rows,
+            **live_state(workers, latest),
+            "worker_list": [{"worker": w["worker"], "audit_seen": w["audit_seen"], "pending": w["pending"],
+                             "done": w["done"], "total": w["total"],
+                             "lag_s": round(now - w["oldest_pending_at"], 1) if w["oldest_pending_at"] else 0.0,
+                             "heartbeat_age_s": round(now - w["heartbeat"], 1)} for w in workers],
+        }
 
     def detect_language(self, text: str, prior: str | None = None) -> tuple[str, float]:
         return detect_language(text, prior=prior, vocabulary=self.retriever.vocabulary)
@@ -77,16 +208,22 @@ class KnowledgeService:
         return self.notices.apply(result, text, municipality, lang, explain=explain)
 
     def upsert(self, entry: Entry, actor: str | None = None) -> str:
+        """Create or replace an entry; answerable when this returns."""
         action = self.store.upsert(entry, actor)
         self.sync()
         return action
 
     def delete(self, municipality: str, entry_id: str, actor: str | None = None) -> bool:
+        """Delete an entry; no longer answerable when this returns."""
         found = self.store.delete(municipality, entry_id, actor)
         self.sync()
         return found
 
-    def import_entries(self, municipality: str, entries: list[Entry], replace: bool = False, actor: str | None = None):
+    def import_entries(self, municipality: str, entries: list[Entry], replace: bool = False, actor: str | None = None,
+                       wait: bool = True) -> dict[str, int]:
+        """Import into the database; with `wait`, return once this worker answers with the result
+        (otherwise the background loop indexes it and `status` tells when it is live)."""
         counts = self.store.import_entries(municipality, entries, replace=replace, actor=actor)
-        self.sync()
+        if wait:
+            self.sync()
         return counts
