@@ -189,6 +189,8 @@
     ".send{min-height:44px;padding:8px 16px;border:0;border-radius:8px;background:var(--kc-primary);color:var(--kc-on-primary);cursor:pointer;font-weight:600}",
     ".send:hover{background:var(--kc-primary-dark)}",
     ".error{padding:0 12px;color:#a4000f;font-size:14px}",
+    ".privacy{margin:0;padding:4px 12px 0;font-size:13px;line-height:1.35;color:#4a4a4a;background:#fff}",
+    ".privacy a{color:#0b4f8a}",
     ".rating{display:block;padding:6px 0;align-self:stretch}",
     ".rating fieldset{border:0;margin:0;padding:0}",
     ".stars{display:flex;gap:6px}",
@@ -234,6 +236,10 @@
   ui.leave = h("button", { "class": "human", type: "button", hidden: true, onclick: leaveQueue });
   ui.end = h("button", { "class": "human", type: "button", hidden: true, onclick: endChat });
   ui.error = h("div", { "class": "error", role: "alert" });
+  // The privacy notice (GDPR art. 13): the municipality's own text from /chat/privacy, else the built-in one.
+  ui.privacyText = h("span");
+  ui.privacyLink = h("a", { target: "_blank", rel: "noopener noreferrer", hidden: true });
+  ui.privacy = h("p", { "class": "privacy" }, [ui.privacyText, " ", ui.privacyLink]);
   ui.inputLabel = h("label", { "for": "kc-input" });
   ui.input = h("textarea", { id: "kc-input", rows: "2", maxlength: String(MAX_CHARS), autocomplete: "off",
     onkeydown: function (e) {
@@ -252,7 +258,7 @@
     "aria-labelledby": "kc-title", hidden: true,
     onkeydown: function (e) { if (e.key === "Escape") { e.preventDefault(); setOpen(false, true); } } },
   [h("header", {}, [ui.logo, ui.title, ui.langLabel, ui.lang, ui.close]), ui.notices, ui.status, ui.log, ui.typing,
-    h("div", { "class": "bar" }, [ui.human, ui.leave, ui.end]), ui.error, ui.form]);
+    h("div", { "class": "bar" }, [ui.human, ui.leave, ui.end]), ui.error, ui.privacy, ui.form]);
   ui.shell = h("div", { "class": "kc" }, [ui.launcher, ui.panel]);
   if (getComputedStyle(document.documentElement).direction === "rtl" || document.dir === "rtl") ui.shell.classList.add("host-rtl");
   root.appendChild(ui.shell);
@@ -294,6 +300,7 @@
     ui.inputLabel.textContent = t("input_label");
     ui.input.setAttribute("placeholder", t("placeholder"));
     ui.send.textContent = t("send");
+    renderPrivacy();
     // A language change leaves the history alone (a screen reader would hear it all again); only an
     // empty chat's welcome follows the new language.
     if (!ui.log.firstChild || !Object.keys(state.messages).length) renderAll();
@@ -310,6 +317,7 @@
       applyLanguage();
       loadNotices();
       loadConfig();
+      loadPrivacy();
     }).catch(function () { /* keep the current texts */ });
     if (state.session) api("POST", "/chat/sessions/" + state.session + "/language", { language: lang }).catch(function () {});
   }
@@ -587,6 +595,18 @@
       .then(function (config) { state.config = config; applyConfig(); })
       .catch(function () { /* the defaults stay */ });
   }
+  function renderPrivacy() {
+    var p = state.privacy || {};
+    ui.privacyText.textContent = p.text || t("privacy_notice");
+    var url = p.url && safeUrl(p.url);
+    ui.privacyLink.hidden = !url;
+    if (url) { ui.privacyLink.setAttribute("href", url); ui.privacyLink.textContent = t("privacy_link"); }
+  }
+  function loadPrivacy() {
+    return api("GET", "/chat/privacy?municipality=" + encodeURIComponent(MUNICIPALITY) + "&language=" + state.lang)
+      .then(function (privacy) { state.privacy = privacy; renderPrivacy(); })
+      .catch(function () { /* the built-in notice stays */ });
+  }
   function loadNotices() {
     api("GET", "/notices?municipality=" + encodeURIComponent(MUNICIPALITY) + "&language=" + state.lang)
       .then(function (list) { state.notices = list || []; renderNotices(); })
@@ -769,6 +789,7 @@
       setOpen(state.open, false);
       loadNotices();
       loadConfig();
+      loadPrivacy();
       // A new disruption notice reaches an open widget within NOTICE_POLL_MS (a hidden tab asks when it returns).
       setInterval(function () { if (!document.hidden) loadNotices(); }, NOTICE_POLL_MS);
       document.addEventListener("visibilitychange", function () { if (!document.hidden) loadNotices(); });
