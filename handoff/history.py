@@ -1,0 +1,165 @@
+"""Past conversations for staff: search (words, session id, a citizen's contact, municipality, state,
+language, period) and one conversation with its whole transcript and the same citizen's other chats.
+
+A citizen is recognised across chats by what they left: the contact of a call-back ticket. Staff see
+the municipalities they work for (admins all). Read-only over the conversation tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import Engine, and_, exists, func, or_, select
+
+from conversations.store import ConversationStore, conversations, messages
+from core.db import run_db
+from core.deps import require_role
+from core.municipalities import DEFAULT_TIMEZONE
+from core.users import users
+from handoff.assignment import assignments
+from handoff.questions import questions
+from handoff.tickets import tickets
+
+router = APIRouter(prefix="/api/v1/handoff", tags=["history"])
+staff = require_role("agent")
+MAX_LIMIT = 200
+
+
+def _day_start(day: str, zone: ZoneInfo, after: int = 0) -> float:
+    try:
+        date = dt.date.fromisoformat(day)
+    except ValueError:
+        raise HTTPException(422, [{"field": "date", "message": f"'{day}' is not a date (YYYY-MM-DD)"}]) from None
+    return dt.datetime.combine(date + dt.timedelta(days=after), dt.time(), zone).timestamp()
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class _Message:
+    """The parts of a stored message the question rule needs."""
+
+    __slots__ = ("id", "sender", "text", "data")
+
+    def __init__(self, row):
+        self.id, self.sender, self.text, self.data = row.id, row.sender, row.text, row.data or {}
+
+
+def title_of(rows: list) -> str | None:
+    """The citizen's first question (else their first typed words), as the console's tab shows it."""
+    found = questions([_Message(r) for r in rows])
+    if found:
+        return found[0].text[:120]
+    typed = [r for r in rows if r.sender == "citizen" and not r.text.startswith("/")]
+    return typed[0].text[:120] if typed else None
+
+
+def _filters(user: dict, q: str, contact: str, municipality: str, state: str, language: str,
+             date_from: str, date_to: str) -> list:
+    zone = ZoneInfo(DEFAULT_TIMEZONE)
+    where = [exists().where(and_(messages.c.conversation_id == conversations.c.id, messages.c.sender == "citizen"))]
+    if user["role"] != "admin":
+        where.append(conversations.c.municipality.in_(user.get("municipalities") or []))
+    if municipality:
+        where.append(conversations.c.municipality == municipality)
+    if state:
+        where.append(conversations.c.state == state)
+    if language:
+        where.append(conversations.c.language == language)
+    if date_from:
+        where.append(conversations.c.created_at >= _day_start(date_from, zone))
+    if date_to:
+        where.append(conversations.c.created_at < _day_start(date_to, zone, after=1))
+    if q:
+        said = exists().where(and_(messages.c.conversation_id == conversations.c.id,
+                                   messages.c.text.ilike(_like(q), escape="\\")))
+        where.append(or_(said, conversations.c.id.startswith(q.lower(), autoescape=True)))
+    if contact:
+        where.append(conversations.c.id.in_(
+            select(tickets.c.conversation_id).where(tickets.c.contact.ilike(_like(contact), escape="\\"))))
+    return where
+
+
+def _summaries(conn, convs: list[dict]) -> list[dict]:
+    """Title, message count and agents' names for each conversation (three queries for the page)."""
+    ids = [c["id"] for c in convs]
+    rows_by: dict[str, list] = defaultdict(list)
+    agents_by: dict[str, list[str]] = defaultdict(list)
+    if ids:
+        for row in conn.execute(select(messages.c.id, messages.c.conversation_id, messages.c.sender, messages.c.text,
+                                       messages.c.data).where(messages.c.conversation_id.in_(ids))
+                                .order_by(messages.c.id)):
+            rows_by[row.conversation_id].append(row)
+        for row in conn.execute(select(assignments.c.conversation_id, users.c.display_name, users.c.username)
+                                .join(users, users.c.id == assignments.c.user_id)
+                                .where(assignments.c.conversation_id.in_(ids)).order_by(assignments.c.started_at)):
+            name = row.display_name or row.username
+            if name not in agents_by[row.conversation_id]:
+                agents_by[row.conversation_id].append(name)
+    return [{
+        "id": c["id"], "municipality": c["municipality"], "language": c["language"], "state": c["state"],
+        "created_at": c["created_at"], "updated_at": c["updated_at"], "reason": c["handoff_reason"],
+        "outcome": c["outcome"], "csat_score": c["csat_score"], "title": title_of(rows_by[c["id"]]),
+        "messages": sum(1 for r in rows_by[c["id"]] if r.sender != "note"), "agents": agents_by[c["id"]],
+        "agent": ", ".join(agents_by[c["id"]]) or None,
+    } for c in convs]
+
+
+def search(engine: Engine, user: dict, q: str = "", contact: str = "", municipality: str = "", state: str = "",
+           language: str = "", date_from: str = "", date_to: str = "", limit: int = 50, offset: int = 0) -> dict:
+    where = _filters(user, q.strip(), contact.strip(), municipality, state, language, date_from, date_to)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(conversations).where(*where)).scalar()
+        convs = [dict(r._mapping) for r in conn.execute(
+            select(conversations).where(*where).order_by(conversations.c.created_at.desc(), conversations.c.id)
+            .limit(limit).offset(offset))]
+        return {"total": total, "items": _summaries(conn, convs)}
+
+
+def related_ids(conn, conversation_id: str) -> list[str]:
+    """The same citizen's other chats: those whose call-back ticket left the same contact."""
+    contacts = select(tickets.c.contact).where(tickets.c.conversation_id == conversation_id)
+    rows = conn.execute(select(tickets.c.conversation_id).where(tickets.c.contact.in_(contacts),
+                                                                tickets.c.conversation_id != conversation_id))
+    return list(dict.fromkeys(r.conversation_id for r in rows if r.conversation_id))
+
+
+def detail(engine: Engine, user: dict, conversation_id: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+        if not row or (user["role"] != "admin" and row.municipality not in (user.get("municipalities") or [])):
+            raise HTTPException(404, f"no conversation '{conversation_id}'")
+        conv = _summaries(conn, [dict(row._mapping)])[0]
+        conv["csat_comment"] = row.csat_comment
+        others = related_ids(conn, conversation_id)
+        related = [dict(r._mapping) for r in conn.execute(
+            select(conversations).where(conversations.c.id.in_(others)).order_by(conversations.c.created_at.desc()))]
+        if user["role"] != "admin":
+            related = [r for r in related if r["municipality"] in (user.get("municipalities") or [])]
+        related = _summaries(conn, related)
+    stored = ConversationStore(engine).messages(conversation_id, include_notes=True)
+    return {"conversation": conv, "messages": [m.public() for m in stored], "related": related}
+
+
+@router.get("/history")
+async def history(request: Request, user: Annotated[dict, Depends(staff)], q: str = "", contact: str = "",
+                  municipality: str = "", state: str = "", language: str = "", date_from: str = "",
+                  date_to: str = "", limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+                  offset: Annotated[int, Query(ge=0)] = 0) -> dict:
+    """Past conversations, newest first; `q` searches every message (and matches a session id's start)."""
+    engine = request.app.state.c.engine
+    return await run_db(engine, search, engine, user, q, contact, municipality, state, language, date_from,
+                        date_to, limit, offset)
+
+
+@router.get("/history/{conversation_id}")
+async def history_detail(request: Request, conversation_id: str, user: Annotated[dict, Depends(staff)]) -> dict:
+    """One conversation: facts, the whole transcript (notes included), and the citizen's other chats."""
+    engine = request.app.state.c.engine
+    return await run_db(engine, detail, engine, user, conversation_id)

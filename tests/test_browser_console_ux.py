@@ -1,0 +1,195 @@
+"""What the agent reads in the console (issue 16, item 5), in real Chromium against the real service:
+button titles instead of payloads, readable events instead of "System: feedback", no empty bubbles,
+the tab titled by the first question, suggestions for the question and not for "I want a person",
+the topic following the chat, Arabic with dir=auto, a typing indicator that clears, the citizen
+leaving, desktop notifications (opt-in), and the console in English."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_handoff_support import ROOT, Service, Socket
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+SHOTS = ROOT / "docs" / "screenshots"
+CHOOSE = '/choose_entry{"entry_id":"waste-collection-schedule"}'
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, model_path):
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("Debian's chromium is missing: `make browser` (apt-get install chromium) installs it")
+    service = Service(tmp_path_factory.mktemp("console-ux"), model_path,
+                      kb=ROOT / "data" / "knowledge" / "waste.yml").start()
+    service.agent("chef", role="admin")
+    yield service
+    service.stop()
+
+
+def store_bot_dialogue(svc: Service, sid: str) -> None:
+    """The turns Rasa and its actions would have stored: greeting, clarify, choice, answer, feedback, a person."""
+    from conversations.store import ConversationStore
+    from core.config import database_url
+    from core.db import make_engine
+
+    engine = make_engine(database_url(svc.data_dir))
+    store = ConversationStore(engine)
+    turns = [
+        ("citizen", "hej", None),
+        ("bot", "Hej! Vad undrar du?", None),
+        ("citizen", "När töms soptunnan?", None),
+        ("bot", "Menade du något av detta?", {"buttons": [{"title": "När hämtas soporna?", "payload": CHOOSE},
+                                                        {"title": "Inget av dessa", "payload": "/none_of_these"}]}),
+        ("bot", "", {"custom": {"kind": "clarify", "decision": "clarify"}}),
+        ("citizen", CHOOSE, None),
+        ("bot", "Soporna hämtas varannan vecka.", None),
+        ("bot", "", {"custom": {"kind": "answer", "entry_id": "waste-collection-schedule"}}),
+        ("bot", "Fick du svar på din fråga?", {"buttons": [{"title": "Ja", "payload": "/affirm"},
+                                                          {"title": "Nej, inte riktigt", "payload": "/deny"}]}),
+        ("citizen", "/deny", None),
+        ("system", "feedback", {"custom": {"kind": "feedback", "entry_id": "waste-collection-schedule",
+                                           "helpful": False}}),
+        ("citizen", "jag vill prata med en person", None),
+        ("bot", "Jag kopplar dig till en handläggare.", None),
+        ("bot", "", {"custom": {"kind": "handoff", "state": "queued", "position": 1, "reason": "requested"}}),
+    ]
+    for sender, text, data in turns:
+        store.add_message(sid, sender, text, data)
+    engine.dispose()
+
+
+async def login(page, svc: Service, name: str) -> None:
+    await page.goto(f"{svc.url}/agent")
+    await page.fill("input[name=username]", name)
+    await page.fill("input[name=password]", "a long password")
+    await page.click("button[type=submit]")
+
+
+async def test_the_agent_reads_what_the_citizen_did_not_payloads(svc):
+    from playwright.async_api import async_playwright
+
+    svc.agent("anna", languages="sv,ar")
+    sid = svc.citizen("sv")
+    store_bot_dialogue(svc, sid)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE")
+        page = await context.new_page()
+        await login(page, svc, "anna")
+        await page.locator(f"#queue li[data-id='{sid}'] button.take").click()
+        tab = page.locator(f"#tabs .tab[data-id='{sid}']")
+        await tab.wait_for()
+        transcript = page.locator("#transcript")
+        await transcript.locator("li.msg").first.wait_for()
+
+        bodies = await transcript.locator(".body").all_inner_texts()
+        assert not [b for b in bodies if b.startswith("/")], bodies  # no raw payloads
+        chosen = transcript.locator("li.choice .body")
+        assert await chosen.all_inner_texts() == ["När hämtas soporna?", "Nej, inte riktigt"]
+        # no empty bubbles: every line has words or buttons
+        for item in await transcript.locator("li.msg").all():
+            assert (await item.locator(".body, .chips").count()) > 0, await item.inner_html()
+        feedback = transcript.locator("li[data-event=feedback]")
+        assert await feedback.locator(".body").inner_text() == "👎 Svaret hjälpte inte"
+        assert (await feedback.locator(".meta").inner_text()).startswith("Medborgare")
+        assert "System" not in await transcript.inner_text() and "feedback" not in await transcript.inner_text()
+        # the tab is titled by the first question, not by "hej" or a payload
+        assert await tab.locator(".label").inner_text() == "När töms soptunnan?"
+        # suggestions for that question, not for "jag vill prata med en person"; the topic follows
+        await page.locator("#suggest-query", has_text="När töms soptunnan?").wait_for(timeout=60_000)
+        await page.locator("#conv-topic", has_text="avfall").wait_for()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / "agent-console-transcript.png"))
+
+        # typing: shown while the citizen types, gone as soon as the message arrives
+        citizen = await Socket.citizen(svc, sid)
+        await citizen.send({"type": "typing", "typing": True})
+        await page.locator("#typing").wait_for(state="visible")
+        svc.say(sid, "Hallå, är någon där?")
+        await transcript.locator(".body", has_text="Hallå, är någon där?").wait_for()
+        await page.locator("#typing").wait_for(state="hidden", timeout=1500)
+        # and gone by itself when the citizen stops typing without sending
+        await citizen.send({"type": "typing", "typing": True})
+        await page.locator("#typing").wait_for(state="visible")
+        await page.locator("#typing").wait_for(state="hidden", timeout=7000)
+
+        # the citizen ends the chat: the agent is told at once and keeps the transcript to read
+        httpx.post(f"{svc.url}/api/v1/chat/sessions/{sid}/end").raise_for_status()
+        await page.locator("#banner", has_text="Medborgaren avslutade chatten").wait_for()
+        await transcript.locator("li[data-event=citizen_ended]").wait_for()
+        assert await tab.locator(".label").count() == 1 and "left" in (await tab.get_attribute("class"))
+        assert await page.locator("#composer").is_hidden()
+        await page.click("#close-tab")
+        await tab.wait_for(state="detached")
+        await citizen.close()
+        await browser.close()
+
+
+async def test_arabic_is_shown_in_its_direction_and_english_staff_read_english(svc):
+    from playwright.async_api import async_playwright
+
+    svc.agent("bo", languages="ar,en")
+    sid = svc.citizen("ar", text="متى يتم جمع القمامة؟")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB")
+        page = await context.new_page()
+        await login(page, svc, "bo")
+        assert await page.locator("#send").inner_text() == "Send"  # English from the server's table
+        assert await page.evaluate("document.documentElement.lang") == "en"
+        await page.locator(f"#queue li[data-id='{sid}'] button.take").click()
+        body = page.locator("#transcript .msg.citizen .body", has_text="القمامة")
+        await body.wait_for()
+        assert await body.get_attribute("dir") == "auto"
+        assert await page.locator(f"#tabs .tab[data-id='{sid}'] .label").get_attribute("dir") == "auto"
+        # the staff member may switch to Swedish; the choice is kept
+        await page.select_option("#staff-lang", "sv")
+        await page.locator("#send", has_text="Skicka").wait_for()
+        await browser.close()
+
+
+async def test_desktop_notifications_are_opt_in_and_announce_new_chats(svc):
+    from playwright.async_api import async_playwright
+
+    svc.agent("cilla", languages="sv")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE")
+        await context.grant_permissions(["notifications"], origin=svc.url)
+        # Record each notification the page shows (the real API still runs underneath).
+        await context.add_init_script("""(() => {
+            const Real = window.Notification;
+            window.__shown = [];
+            class Recorded extends Real {
+                constructor(title, options) { super(title, options); window.__shown.push({title, body: options && options.body}); }
+            }
+            window.Notification = Recorded;
+        })()""")
+        page = await context.new_page()
+        await login(page, svc, "cilla")
+        button = page.locator("#notify")
+        await button.wait_for()
+        assert await button.get_attribute("aria-pressed") == "false"
+        svc.citizen("sv", text="Ingen avisering än")  # not turned on: nothing shown
+        other = await context.new_page()  # the agent looks at another tab
+        await other.goto("about:blank")
+        await asyncio.sleep(3)
+        assert await page.evaluate("window.__shown.length") == 0
+        await page.bring_to_front()
+        await button.click()
+        await page.locator("#notify[aria-pressed=true]").wait_for()
+        await other.bring_to_front()
+        svc.citizen("sv", text="Hur bokar jag grovsopor?")
+        await page.wait_for_function("window.__shown.length > 0", timeout=15_000)
+        shown = json.loads(await page.evaluate("JSON.stringify(window.__shown)"))
+        assert shown[-1]["title"] == "Ny chatt i kön" and "grovsopor" in shown[-1]["body"]
+        await browser.close()
