@@ -49,6 +49,7 @@ browser:
 test: setup browser
 	@$(VENV)/bin/python -m kommunchatt.runner --prepare-only
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache
 	@$(MAKE) -s test-rasa
 	@$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
 
@@ -69,6 +70,7 @@ bench: setup
 
 lint: setup
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf var .pytest_cache

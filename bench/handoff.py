@@ -411,9 +411,10 @@ def make_agents(server: Server, count: int, max_chats: int) -> list[str]:
     sys.path.insert(0, str(ROOT))
     from sqlalchemy import insert
 
-    from handoff.users import SESSION_SECONDS, _hash_token
-    from kommunchatt.config import database_url
-    from kommunchatt.db import auth_sessions, init_db, make_engine, users
+    from core.config import database_url
+    from core.db import make_engine
+    from core.users import SESSION_SECONDS, _hash_token, auth_sessions, users
+    from kommunchatt.schema import init_db
 
     engine = make_engine(database_url(server.data_dir, server.env.get("DATABASE_URL")))
     init_db(engine)

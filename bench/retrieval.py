@@ -299,9 +299,10 @@ def show(name: str, m: dict, base: dict) -> None:
 def bench_service(retriever: Retriever, settings, workdir: Path):
     """A KnowledgeService over `retriever` (no entry store): the `/api/v1/answer` code path
     itself (language detection, search, decision, the notice check against a real database)."""
+    from core.db import make_engine
     from knowledge.notices import NoticeStore
     from knowledge.service import KnowledgeService
-    from kommunchatt.db import init_db, make_engine
+    from kommunchatt.schema import init_db
 
     engine = make_engine(f"sqlite:///{workdir / 'bench.db'}")
     init_db(engine)
@@ -327,8 +328,8 @@ def http_latency(service, queries: list[str]) -> list[float]:
     import uvicorn
     from fastapi import FastAPI
 
+    from core.config import Settings
     from knowledge.api import router
-    from kommunchatt.config import Settings
 
     app = FastAPI()
     app.include_router(router)

@@ -8,18 +8,18 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
 
-from handoff import reports
+from core import municipalities
+from core.db import run_db
+from core.deps import COOKIE, current_user, require_role, session_token
+from core.text import clean_message
+from core.users import ROLES, UserError
+from handoff import tickets
 from handoff.assignment import OUTCOMES, Conflict
 from handoff.canned import CannedError, CannedStore
-from handoff.console import STATUSES, conversation_view, transfer
+from handoff.console import STATUSES, conversation_view
 from handoff.console import router as console_router
 from handoff.queue import validate_hours
-from handoff.users import ROLES, UserError
-from kommunchatt.auth import COOKIE, current_user, require_role, session_token
-from kommunchatt.db import municipalities, run_db, tickets
-from kommunchatt.text import clean_message
 
 router = APIRouter(prefix="/api/v1", tags=["handoff"])
 staff = require_role("agent")
@@ -93,10 +93,9 @@ async def claim(request: Request, conversation_id: str, user=Depends(staff)) -> 
     c = request.app.state.c
     c.conversations.get(conversation_id)
     try:
-        taken = await run_db(c.engine, c.chat.assignments.claim, conversation_id, user)
+        await c.agents.claim(conversation_id, user)
     except Conflict as exc:
         raise _conflict(exc) from None
-    await c.chat.announce_taken(taken)
     return conversation_view(c, conversation_id)
 
 
@@ -115,7 +114,7 @@ async def agent_message(request: Request, conversation_id: str, body: AgentMessa
     if len(text) > c.settings.max_message_chars:
         raise HTTPException(413, f"the message is longer than {c.settings.max_message_chars} characters")
     try:
-        message = await c.chat.agent_message(conversation_id, user, text, client_id=body.client_id, note=body.note)
+        message = await c.agents.message(conversation_id, user, text, client_id=body.client_id, note=body.note)
     except Conflict as exc:
         raise _conflict(exc) from None
     return message.public()
@@ -128,7 +127,7 @@ class Transfer(BaseModel):
 @router.post("/handoff/conversations/{conversation_id}/transfer")
 async def transfer_conversation(request: Request, conversation_id: str, body: Transfer, user=Depends(staff)) -> dict:
     try:
-        return await transfer(request.app.state.c, conversation_id, user, body.to_user_id)
+        return await request.app.state.c.agents.transfer(conversation_id, user, body.to_user_id)
     except Conflict as exc:
         raise _conflict(exc) from None
     except ValueError as exc:
@@ -139,7 +138,7 @@ async def transfer_conversation(request: Request, conversation_id: str, body: Tr
 async def handback(request: Request, conversation_id: str, user=Depends(staff)) -> dict:
     c = request.app.state.c
     try:
-        replies = await c.chat.hand_back(conversation_id, user)
+        replies = await c.agents.hand_back(conversation_id, user)
     except Conflict as exc:
         raise _conflict(exc) from None
     return {"state": c.conversations.get(conversation_id)["state"], "messages": [m.public() for m in replies]}
@@ -153,7 +152,7 @@ class Close(BaseModel):
 async def close(request: Request, conversation_id: str, body: Close, user=Depends(staff)) -> dict:
     c = request.app.state.c
     try:
-        await c.chat.close(conversation_id, user, body.outcome)
+        await c.agents.close(conversation_id, user, body.outcome)
     except Conflict as exc:
         raise _conflict(exc) from None
     return {"state": "closed", "outcome": body.outcome}
@@ -233,9 +232,7 @@ async def canned_delete(request: Request, item_id: int, _user=Depends(require_ro
 @router.get("/handoff/tickets")
 async def ticket_list(request: Request, status: str = "open", user=Depends(staff)) -> list[dict]:
     """Messages left outside opening hours, oldest first (an agent sees their municipalities')."""
-    with request.app.state.c.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(
-            select(tickets).where(tickets.c.status == status).order_by(tickets.c.created_at))]
+    rows = tickets.in_status(request.app.state.c.engine, status)
     return [t for t in rows if user["role"] == "admin" or t["municipality"] in (user["municipalities"] or [])]
 
 
@@ -246,9 +243,8 @@ class TicketChange(BaseModel):
 @router.patch("/handoff/tickets/{ticket_id}")
 async def ticket_change(request: Request, ticket_id: int, body: TicketChange, _user=Depends(staff)) -> dict:
     c = request.app.state.c
-    with c.engine.begin() as conn:
-        if not conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(status=body.status)).rowcount:
-            raise HTTPException(404, f"no ticket {ticket_id}")
+    if not tickets.set_status(c.engine, ticket_id, body.status):
+        raise HTTPException(404, f"no ticket {ticket_id}")
     await c.events.publish("agents", {"type": "ticket", "id": ticket_id})
     return {"id": ticket_id, "status": body.status}
 
@@ -310,7 +306,7 @@ async def users_change(request: Request, user_id: int, body: UserChange, _user=D
 
 @router.get("/admin/municipalities/{municipality}/opening-hours")
 async def hours_get(request: Request, municipality: str, _user=Depends(staff)) -> dict:
-    settings = request.app.state.c.queue.municipality_settings(municipality)
+    settings = municipalities.settings(request.app.state.c.engine, municipality)
     if settings is None:
         raise HTTPException(404, f"no municipality with id '{municipality}'")
     return {"opening_hours": settings.get("opening_hours"), **request.app.state.c.queue.availability(municipality)}
@@ -325,43 +321,15 @@ class Hours(BaseModel):
 @router.put("/admin/municipalities/{municipality}/opening-hours")
 async def hours_put(request: Request, municipality: str, body: Hours, _user=Depends(admin)) -> dict:
     c = request.app.state.c
-    settings = c.queue.municipality_settings(municipality)
+    settings = municipalities.settings(c.engine, municipality)
     if settings is None:
         raise HTTPException(404, f"no municipality with id '{municipality}'")
     try:
         hours = validate_hours(body.model_dump())
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    with c.engine.begin() as conn:
-        conn.execute(update(municipalities).where(municipalities.c.id == municipality)
-                     .values(settings={**settings, "opening_hours": hours}))
+    municipalities.update_settings(c.engine, municipality, {"opening_hours": hours})
     return {"opening_hours": hours, **c.queue.availability(municipality)}
-
-
-# --- reports -----------------------------------------------------------------------------------------
-
-
-@router.get("/reports/summary", tags=["reports"])
-async def report_summary(request: Request, date_from: str | None = None, date_to: str | None = None,
-                         group_by: str = "day", municipality: str | None = None, tz: str = "Europe/Stockholm",
-                         _user=Depends(admin)) -> dict:
-    """Waiting, first response and handling times, outcomes and satisfaction per day, language or
-    municipality. Dates are YYYY-MM-DD (default: the last 7 days)."""
-    try:
-        return await asyncio.to_thread(reports.summary, request.app.state.c.engine, date_from, date_to, group_by, tz,
-                                       municipality)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
-@router.get("/reports/agents", tags=["reports"])
-async def report_agents(request: Request, date_from: str | None = None, date_to: str | None = None,
-                        tz: str = "Europe/Stockholm", _user=Depends(admin)) -> dict:
-    """Per agent: chats, handling and first response times, most and mean concurrent chats, satisfaction."""
-    try:
-        return await asyncio.to_thread(reports.agents, request.app.state.c.engine, date_from, date_to, tz)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
 
 
 # --- the citizen's side ------------------------------------------------------------------------------
@@ -373,11 +341,10 @@ citizen = APIRouter(prefix="/chat", tags=["chat"])
 async def availability(request: Request, municipality: str = "default") -> dict:
     """Whether people answer now (opening hours), when they open next, and the current estimated wait."""
     c = request.app.state.c
-    if c.queue.municipality_settings(municipality) is None:
+    if municipalities.settings(c.engine, municipality) is None:
         raise HTTPException(404, f"no municipality with id '{municipality}'")
     waiting = len(c.queue.waiting())
-    return {**c.queue.availability(municipality), "waiting": waiting,
-            "estimated_wait_seconds": int((waiting + 1) * c.queue.seconds_per_conversation())}
+    return {**c.queue.availability(municipality), "waiting": waiting, **c.queue.pace().estimate(waiting + 1)}
 
 
 class Rating(BaseModel):

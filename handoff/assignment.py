@@ -11,10 +11,48 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
+from conversations.store import Conflict, conversations
+from core.db import metadata
+from core.users import users
 from handoff.presence import online_user_ids
-from kommunchatt.db import assignments, conversations, users
+
+__all__ = ["OUTCOMES", "Assignments", "Conflict", "Taken", "assignments"]
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), ForeignKey("conversations.id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # auto | claim | transfer
+    Column("queued_at", Float),  # the conversation's queued_at when it was taken (waiting-time reports)
+    Column("wait_seconds", Float),  # set when the citizen waited in the queue for this assignment
+    Column("started_at", Float, nullable=False),
+    Column("first_response_at", Float),
+    Column("ended_at", Float),
+    Column("end_reason", String(16)),  # closed | handback | transfer | dropped | requeued
+    Index("ix_assignments_conversation", "conversation_id", "started_at"),
+    Index("ix_assignments_started", "started_at"),
+)
 
 STAFF_ROLES = ("agent", "admin")
 OUTCOMES = ("resolved", "referred", "callback", "unresolved", "abandoned", "spam")
@@ -25,10 +63,6 @@ _FIRST_RESPONSE = update(assignments).where(
     assignments.c.conversation_id == bindparam("cid"), assignments.c.user_id == bindparam("uid"),
     assignments.c.ended_at.is_(None), assignments.c.first_response_at.is_(None),
 ).values(first_response_at=bindparam("at"))
-
-
-class Conflict(RuntimeError):
-    """The conversation is not in the state the action needs (someone else was faster)."""
 
 
 @dataclass

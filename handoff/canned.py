@@ -6,10 +6,23 @@ import re
 import time
 
 from rapidfuzz import fuzz
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, String, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kommunchatt.db import canned_responses
+from core.db import metadata
+
+canned_responses = Table(
+    "canned_responses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(64), nullable=False),
+    Column("shortcut", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("texts", JSON, nullable=False),  # {"sv": "...", "en": "..."}
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Column("updated_by", String(100)),
+    Index("ux_canned_shortcut", "municipality", "shortcut", unique=True),
+)
 
 SHORTCUT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 

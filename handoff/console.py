@@ -17,12 +17,12 @@ import uuid
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from conversations.store import UnknownConversation
+from core.db import run_db
+from core.deps import COOKIE
+from core.text import clean_message
 from handoff import presence
 from handoff.assignment import OUTCOMES, Conflict
-from handoff.conversations import UnknownConversation
-from kommunchatt.auth import COOKIE
-from kommunchatt.db import run_db
-from kommunchatt.text import clean_message
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -169,27 +169,26 @@ class AgentConnection:
             if len(text) > c.settings.max_message_chars:
                 raise ValueError(f"the message is longer than {c.settings.max_message_chars} characters")
             client_id = str(ref)[:64] if (ref := frame.get("ref")) is not None else None
-            message = await c.chat.agent_message(conversation_id, self.user, text, client_id=client_id,
+            message = await c.agents.message(conversation_id, self.user, text, client_id=client_id,
                                                  note=kind == "note")
             return {"message": message.public(), "conversation_id": conversation_id}
         if kind == "typing":
             if conversation_id in self.chats:
-                await c.chat.agent_typing(conversation_id, self.user, frame.get("typing", True) is not False)
+                await c.agents.typing(conversation_id, self.user, frame.get("typing", True) is not False)
             return None
         if kind == "claim":
-            taken = await run_db(c.engine, c.chat.assignments.claim, conversation_id, self.user)
-            await c.chat.announce_taken(taken)
+            await c.agents.claim(conversation_id, self.user)
             return {"conversation_id": conversation_id}
         if kind == "transfer":
-            return await transfer(c, conversation_id, self.user, frame.get("to_user_id"))
+            return await c.agents.transfer(conversation_id, self.user, frame.get("to_user_id"))
         if kind == "handback":
-            await c.chat.hand_back(conversation_id, self.user)
+            await c.agents.hand_back(conversation_id, self.user)
             return {"conversation_id": conversation_id}
         if kind == "close":
             outcome = frame.get("outcome") or "resolved"
             if outcome not in OUTCOMES:
                 raise ValueError(f"the outcome must be one of {', '.join(OUTCOMES)}")
-            await c.chat.close(conversation_id, self.user, outcome)
+            await c.agents.close(conversation_id, self.user, outcome)
             return {"conversation_id": conversation_id}
         if kind == "status":
             status = frame.get("status")
@@ -207,21 +206,6 @@ class AgentConnection:
         if kind == "peek":
             return {"conversation": await run_db(c.engine, conversation_view, c, conversation_id)}
         raise ValueError(f"unknown action '{kind}'")
-
-
-async def transfer(c, conversation_id: str, user: dict, to_user_id) -> dict:
-    """To another agent, or (no agent named) back to the front of the queue."""
-    if to_user_id in (None, "", "queue"):
-        before = await run_db(c.engine, c.chat.assignments.release, conversation_id, "queued", "requeued",
-                              user_id=None if user["role"] == "admin" else user["id"])
-        await c.chat.released(conversation_id, before["assigned_to"], "transferred")
-        return {"conversation_id": conversation_id, "to": "queue"}
-    target = await run_db(c.engine, c.users.get, int(to_user_id))
-    if not target:
-        raise ValueError(f"no agent with id {to_user_id}")
-    taken = await run_db(c.engine, c.chat.assignments.transfer, conversation_id, user, target)
-    await c.chat.announce_taken(taken)
-    return {"conversation_id": conversation_id, "to": target["id"]}
 
 
 @router.websocket("/agent/ws")

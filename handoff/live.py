@@ -16,8 +16,9 @@ import uuid
 
 from sqlalchemy import and_, func, select
 
-from handoff import presence
-from kommunchatt.db import messages, run_db, tickets
+from conversations.store import messages
+from core.db import run_db
+from handoff import presence, tickets
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0
@@ -104,8 +105,8 @@ class Live:
                 if now - last_sweep >= SWEEP_SECONDS:
                     last_sweep = now
                     await self._sweep()
-                for taken in await self.db(self.c.chat.assignments.auto_assign):
-                    await self.c.chat.announce_taken(taken)
+                for taken in await self.db(self.c.agents.assignments.auto_assign):
+                    await self.c.agents.announce_taken(taken)
                 await self._broadcast_queue()
             except Exception:  # noqa: BLE001 - a database hiccup: try again on the next pass
                 log.exception("handoff pass failed")
@@ -119,15 +120,15 @@ class Live:
 
     async def _sweep(self) -> None:
         """Agents gone for longer than the grace period lose their chats to the front of the queue."""
-        holders = await self.db(self.c.chat.assignments.agents_with_chats)
+        holders = await self.db(self.c.agents.assignments.agents_with_chats)
         gone = await self.db(presence.gone_user_ids, self.c.engine, holders)
         if not gone:
             return
-        moved = await self.db(self.c.chat.assignments.requeue_agents, gone)
+        moved = await self.db(self.c.agents.assignments.requeue_agents, gone)
         for conv in moved:
             log.info("agent %s did not come back: conversation %s returns to the queue", conv["assigned_to"],
                      conv["id"])
-            await self.c.chat.released(conv["id"], conv["assigned_to"], "dropped")
+            await self.c.agents.released(conv["id"], conv["assigned_to"], "dropped")
 
     async def _broadcast_queue(self) -> None:
         waiting = await self.db(self.c.queue.waiting)
@@ -172,13 +173,11 @@ class Live:
         ]
 
     def open_tickets(self) -> list[dict]:
-        with self.c.engine.connect() as conn:
-            rows = conn.execute(select(tickets).where(tickets.c.status == "open").order_by(tickets.c.created_at))
-            return [dict(r._mapping) for r in rows]
+        return tickets.in_status(self.c.engine, "open")
 
     def agent_list(self) -> list[dict]:
         online = presence.online_user_ids(self.c.engine)
-        load = self.c.chat.assignments.load()
+        load = self.c.agents.assignments.load()
         return [
             {**{k: u[k] for k in ("id", "display_name", "username", "languages", "municipalities", "status",
                                   "max_chats", "role")},

@@ -10,9 +10,37 @@ from __future__ import annotations
 import os
 import time
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from kommunchatt.db import agent_connections
+from core.db import metadata
+
+agent_connections = Table(
+    "agent_connections",  # one row per console WebSocket: presence and the grace period, across processes
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("process", String(64), nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("closed", Boolean, nullable=False, default=False),
+    Index("ix_agent_connections_user", "user_id", "last_seen"),
+)
 
 HEARTBEAT_SECONDS = float(os.environ.get("KOMMUNCHATT_AGENT_HEARTBEAT_S", "5"))
 FRESH_SECONDS = 3 * HEARTBEAT_SECONDS  # a connection not refreshed for this long belongs to a dead process

@@ -6,11 +6,14 @@ import datetime as dt
 import time
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
-from handoff.conversations import ConversationStore
+from conversations.store import ConversationStore, conversations
+from core.municipalities import settings as municipality_settings
+from core.municipalities import timezone
+from core.users import users
 from handoff.presence import online_user_ids
-from kommunchatt.db import conversations, kb_entries, messages, municipalities, users
+from knowledge.store import KnowledgeStore
 
 DEFAULT_HANDLE_SECONDS = 240.0  # used until the contact centre has a recent pace of its own
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -62,25 +65,20 @@ def validate_hours(hours: dict) -> dict:
 
 
 class Queue:
-    def __init__(self, engine: Engine, conversations_store: ConversationStore):
+    def __init__(self, engine: Engine, conversations_store: ConversationStore, knowledge: KnowledgeStore | None = None):
         self.engine = engine
         self.conversations = conversations_store
-
-    def municipality_settings(self, municipality: str) -> dict | None:
-        """The municipality's settings, or None if there is no such municipality."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(municipalities.c.settings).where(municipalities.c.id == municipality)).first()
-        return (row.settings or {}) if row else None
+        self.knowledge = knowledge or KnowledgeStore(engine)
 
     def availability(self, municipality: str) -> dict:
-        settings = self.municipality_settings(municipality) or {}
+        settings = municipality_settings(self.engine, municipality) or {}
         open_now, opens_at = is_open(settings)
         return {"open": open_now, "opens_at": _iso(opens_at, settings)}
 
     def enqueue(self, conversation_id: str, reason: str, topic: str | None = None) -> dict:
         """Queue a conversation for a person, unless the contact centre is closed."""
         conv = self.conversations.get(conversation_id)
-        settings = self.municipality_settings(conv["municipality"]) or {}
+        settings = municipality_settings(self.engine, conv["municipality"]) or {}
         open_now, opens_at = is_open(settings)
         if not open_now:
             return {"state": conv["state"], "open": False, "opens_at": _iso(opens_at, settings)}
@@ -94,25 +92,14 @@ class Queue:
 
     def topic_of(self, conversation_id: str) -> str | None:
         """The topic from the knowledge base: the first tag of the last entry the bot answered with."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(messages.c.data).where(messages.c.conversation_id == conversation_id, messages.c.sender == "bot")
-                .order_by(messages.c.id.desc()).limit(20)
-            ).all()
-            conv_muni = conn.execute(
-                select(conversations.c.municipality).where(conversations.c.id == conversation_id)
-            ).scalar()
-            for (data,) in rows:
-                custom = (data or {}).get("custom") or {}
-                entry_id = custom.get("entry_id") or (custom.get("answer") or {}).get("id")
-                if not entry_id:
-                    continue
-                entry = conn.execute(
-                    select(kb_entries.c.data).where(and_(kb_entries.c.municipality == conv_muni,
-                                                         kb_entries.c.id == entry_id))
-                ).scalar()
-                if entry and entry.get("tags"):
-                    return str(entry["tags"][0])[:64]
+        municipality = self.conversations.get(conversation_id)["municipality"]
+        bot_messages = [m for m in self.conversations.messages(conversation_id) if m.sender == "bot"]
+        for message in reversed(bot_messages[-20:]):
+            custom = (message.data or {}).get("custom") or {}
+            entry_id = custom.get("entry_id") or (custom.get("answer") or {}).get("id")
+            entry = self.knowledge.get(municipality, entry_id) if entry_id else None
+            if entry and entry.tags:
+                return str(entry.tags[0])[:64]
         return None
 
     def waiting(self, municipality: str | None = None) -> list[dict]:
@@ -161,5 +148,4 @@ def _iso(timestamp: float | None, settings: dict | None = None) -> str | None:
     """In the contact centre's time zone: the bot shows the citizen its local time as written."""
     if timestamp is None:
         return None
-    tz = ZoneInfo(((settings or {}).get("opening_hours") or {}).get("timezone", "Europe/Stockholm"))
-    return dt.datetime.fromtimestamp(timestamp, tz).isoformat()
+    return dt.datetime.fromtimestamp(timestamp, timezone(settings)).isoformat()

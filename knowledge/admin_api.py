@@ -14,14 +14,14 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from knowledge import insights
+from core import municipalities
+from core.deps import check_municipality, require_role
+from core.text import clean_message
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.notices import NoticeError
-from kommunchatt.auth import check_municipality, require_role
-from kommunchatt.db import kb_entries, municipalities
-from kommunchatt.text import clean_message
+from knowledge.store import kb_entries
 
 router = APIRouter(prefix="/api/v1/admin", tags=["workshop"])
 widget_router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -39,7 +39,8 @@ FORMATS = {"yaml": ("application/yaml", "yml"), "jsonl": ("application/x-ndjson"
 webmaster = require_role("webmaster")
 
 
-def _required_languages(settings: dict) -> list[str]:
+def required_languages(settings: dict) -> list[str]:
+    """The languages every entry should answer in (the municipality's setting, else Swedish and English)."""
     return [x for x in settings.get("required_languages") or ["sv", "en"] if LANG_RE.match(x)]
 
 
@@ -62,7 +63,7 @@ async def list_entries(request: Request, municipality: str = "default", q: str =
     """Entries with their languages, missing translations and last change; `q` searches all text."""
     c = request.app.state.c
     check_municipality(user, municipality)
-    required = _required_languages(insights.municipality_settings(c.engine, municipality))
+    required = required_languages(municipalities.settings(c.engine, municipality) or {})
     with c.engine.connect() as conn:
         changed = {r.id: (r.updated_at, r.updated_by) for r in conn.execute(
             select(kb_entries.c.id, kb_entries.c.updated_at, kb_entries.c.updated_by)
@@ -99,8 +100,9 @@ async def entry_detail(request: Request, entry_id: str, municipality: str = "def
     entry = c.knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
-    required = _required_languages(insights.municipality_settings(c.engine, municipality))
-    feedback = insights.feedback_counts(c.engine, municipality).get(entry_id, {"helpful": 0, "not_helpful": 0})
+    required = required_languages(municipalities.settings(c.engine, municipality) or {})
+    # Feedback lives in the conversations: the app plugs in insights' reader (knowledge is below both).
+    feedback = c.entry_feedback(municipality).get(entry_id, {"helpful": 0, "not_helpful": 0})
     return {
         "entry": entry.to_dict(),
         "missing": [x for x in LANGUAGES if x not in entry.answer],
@@ -190,62 +192,6 @@ async def audit(request: Request, municipality: str = "default", entry_id: str |
     """Every change: who, when, what (the entry before and after, and which fields changed)."""
     check_municipality(user, municipality)
     return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
-
-
-# ---------------------------------------------------------------- insights
-
-
-@router.get("/freshness")
-async def freshness(request: Request, municipality: str = "default", soon_days: int = 30, user=Depends(webmaster)):
-    c = request.app.state.c
-    check_municipality(user, municipality)
-    return {"items": insights.freshness(c.knowledge, c.engine, municipality, soon_days=soon_days)}
-
-
-@router.get("/unanswered")
-async def unanswered(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
-    c = request.app.state.c
-    check_municipality(user, municipality)
-    groups = insights.unanswered(c.knowledge, c.engine, municipality, days=min(max(days, 1), 366))
-    return {"groups": groups, "days": days}
-
-
-@router.get("/dashboard")
-async def dashboard(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
-    c = request.app.state.c
-    check_municipality(user, municipality)
-    return insights.dashboard(c.knowledge, c.engine, municipality, days=min(max(days, 1), 366))
-
-
-class Costs(BaseModel):
-    cost_per_call: float = Field(..., ge=0, le=100_000)
-    cost_per_chat: float = Field(..., ge=0, le=100_000)
-    currency: str = Field("DKK", min_length=1, max_length=8)
-    required_languages: list[str] | None = None
-
-
-@router.get("/settings")
-async def get_settings(request: Request, municipality: str = "default", user=Depends(webmaster)) -> dict:
-    check_municipality(user, municipality)
-    settings = insights.municipality_settings(request.app.state.c.engine, municipality)
-    return {**{k: settings.get(k, v) for k, v in insights.DEFAULT_COSTS.items()},
-            "required_languages": _required_languages(settings)}
-
-
-@router.put("/settings")
-async def put_settings(request: Request, body: Costs, municipality: str = "default", user=Depends(webmaster)):
-    """Cost per call and per chat (the dashboard's saving), and the languages every entry should have."""
-    c = request.app.state.c
-    check_municipality(user, municipality)
-    if body.required_languages and not all(LANG_RE.match(x) for x in body.required_languages):
-        raise HTTPException(422, [{"field": "required_languages", "message": "use language codes like sv, en"}])
-    with c.engine.begin() as conn:
-        row = conn.execute(select(municipalities.c.settings).where(municipalities.c.id == municipality)).first()
-        if not row:
-            raise HTTPException(404, f"no municipality with id '{municipality}'")
-        settings = {**(row.settings or {}), **body.model_dump(exclude_none=True)}
-        conn.execute(update(municipalities).where(municipalities.c.id == municipality).values(settings=settings))
-    return await get_settings(request, municipality, user)
 
 
 # ---------------------------------------------------------------- notices

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from core.deps import check_municipality, require_role
+from core.text import clean_message
 from knowledge.kbfile import KbFileError, parse_entry
-from kommunchatt.auth import check_municipality, require_role
-from kommunchatt.text import clean_message
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 

@@ -16,11 +16,28 @@ import time
 import numpy as np
 from fastapi import APIRouter, Request
 from rapidfuzz import fuzz
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, String, Table, and_, delete, insert, select, update
 
+from core.db import metadata
 from knowledge.kbfile import LANG_RE
 from knowledge.lexical import fold
-from kommunchatt.db import notices
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(64), nullable=False),
+    Column("area", String(200)),  # where: a street, a school, a district ("" = the whole municipality)
+    Column("texts", JSON, nullable=False),  # {language: text}
+    Column("keywords", JSON, nullable=False, default=list),  # extra words that make a question match
+    Column("url", String(500)),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_until", Float, nullable=False),
+    Column("created_by", String(100)),
+    Column("created_at", Float, nullable=False, default=time.time),
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Index("ix_notices_validity", "municipality", "valid_until"),
+)
 
 public_router = APIRouter(prefix="/api/v1", tags=["notices"])
 

@@ -5,11 +5,34 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import JSON, Column, Engine, Float, Integer, String, Table, and_, delete, func, insert, select, update
 
+from core.db import metadata
 from knowledge.entries import Entry
 from knowledge.kbfile import parse_entry
-from kommunchatt.db import kb_audit, kb_entries
+
+kb_entries = Table(
+    "kb_entries",
+    metadata,
+    Column("municipality", String(64), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False, default=time.time),
+    Column("updated_by", String(100)),
+)
+
+kb_audit = Table(
+    "kb_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(64), nullable=False),
+    Column("entry_id", String(128), nullable=False),
+    Column("action", String(16), nullable=False),  # create | update | delete
+    Column("actor", String(100)),
+    Column("at", Float, nullable=False, default=time.time),
+    Column("before", JSON),
+    Column("after", JSON),
+)
 
 
 def _to_entry(municipality: str, data: dict) -> Entry:
@@ -37,10 +60,12 @@ class KnowledgeStore:
     def upsert(self, entry: Entry, actor: str | None = None) -> str:
         """Create or replace one entry; returns 'create' or 'update'."""
         with self.engine.begin() as conn:
+            self._serialize_writers(conn)
             return self._upsert(conn, entry, actor)
 
     def delete(self, municipality: str, entry_id: str, actor: str | None = None) -> bool:
         with self.engine.begin() as conn:
+            self._serialize_writers(conn)
             row = conn.execute(select(kb_entries.c.data).where(self._key(municipality, entry_id))).first()
             if not row:
                 return False
@@ -60,6 +85,7 @@ class KnowledgeStore:
         entries = list(entries)
         counts = {"create": 0, "update": 0, "unchanged": 0, "delete": 0}
         with self.engine.begin() as conn:
+            self._serialize_writers(conn)
             for entry in entries:
                 entry.municipality = municipality
                 counts[self._upsert(conn, entry, actor)] += 1
@@ -92,15 +118,61 @@ class KnowledgeStore:
         with self.engine.connect() as conn:
             return conn.execute(select(func.coalesce(func.max(kb_audit.c.id), 0))).scalar()
 
-    def changed_since(self, audit_id: int) -> list[tuple[int, str, str]]:
-        """(latest audit id, municipality, entry id) of each entry changed after `audit_id`."""
+    def changed_since(self, audit_id: int) -> list[tuple[int, str, str, float]]:
+        """(audit id, municipality, entry id, time) of every change after `audit_id`, oldest first.
+
+        Readers can trust the order: writers hold `_serialize_writers`, so ids become visible in
+        the order they were given out and nothing commits later below an id already seen.
+        """
         query = (
-            select(func.max(kb_audit.c.id), kb_audit.c.municipality, kb_audit.c.entry_id)
+            select(kb_audit.c.id, kb_audit.c.municipality, kb_audit.c.entry_id, kb_audit.c.at)
             .where(kb_audit.c.id > audit_id)
-            .group_by(kb_audit.c.municipality, kb_audit.c.entry_id)
+            .order_by(kb_audit.c.id)
         )
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(query)]
+
+    def versions(self) -> dict[tuple[str, str], float]:
+        """(municipality, id) -> time of the entry's last change, for every entry (no texts read)."""
+        query = select(kb_entries.c.municipality, kb_entries.c.id, kb_entries.c.updated_at)
+        with self.engine.connect() as conn:
+            return {(m, i): t for m, i, t in conn.execute(query)}
+
+    def all_versioned(self) -> list[tuple[Entry, float]]:
+        """Every entry with the time of its last change (what an index build records)."""
+        query = select(kb_entries.c.municipality, kb_entries.c.data, kb_entries.c.updated_at)
+        query = query.order_by(kb_entries.c.municipality, kb_entries.c.id)
+        with self.engine.connect() as conn:
+            return [(_to_entry(m, d), t) for m, d, t in conn.execute(query)]
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[Entry, float]]:
+        """The stored entries among `keys` (municipality, id), each with the time of its last change."""
+        wanted: dict[str, list[str]] = {}
+        for municipality, entry_id in keys:
+            wanted.setdefault(municipality, []).append(entry_id)
+        out: dict[tuple[str, str], Entry] = {}
+        with self.engine.connect() as conn:
+            for municipality, ids in wanted.items():
+                for a in range(0, len(ids), 500):
+                    query = select(kb_entries.c.id, kb_entries.c.data, kb_entries.c.updated_at).where(
+                        kb_entries.c.municipality == municipality, kb_entries.c.id.in_(ids[a:a + 500]))
+                    for row in conn.execute(query):
+                        out[(municipality, row.id)] = (_to_entry(municipality, row.data), row.updated_at)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Entries per municipality."""
+        query = select(kb_entries.c.municipality, func.count()).group_by(kb_entries.c.municipality)
+        with self.engine.connect() as conn:
+            return {m: n for m, n in conn.execute(query)}
+
+    def _serialize_writers(self, conn) -> None:
+        """PostgreSQL hands out audit ids at insert but shows them at commit: two concurrent imports
+        could commit id 7 after a reader has seen id 8, and 7 would be skipped for good (a removed
+        entry left answerable). One writer at a time keeps ids in commit order; plain reads are not
+        blocked. SQLite already admits one writer at a time."""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE kb_audit IN EXCLUSIVE MODE")
 
     @staticmethod
     def _key(municipality: str, entry_id: str):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,16 +17,20 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 
-from handoff.conversations import ConversationStore, UnknownConversation
+from conversations.rasa_client import RasaClient
+from conversations.service import ChatService
+from conversations.store import ConversationStore, UnknownConversation
+from core.config import Settings, load_settings
+from core.db import WalCheckpointer, close_executor, make_engine
+from core.events import EventHub
+from core.users import UserStore
 from handoff.queue import Queue
-from handoff.users import UserStore
+from handoff.service import AgentService
+from insights import unanswered
+from knowledge.embedding import model_dir
 from knowledge.service import KnowledgeService
 from knowledge.store import KnowledgeStore
-from kommunchatt.chat_service import ChatService
-from kommunchatt.config import Settings, load_settings
-from kommunchatt.db import WalCheckpointer, close_executor, init_db, make_engine
-from kommunchatt.events import EventHub
-from kommunchatt.rasa_client import RasaClient
+from kommunchatt.schema import init_db
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +46,25 @@ class Components:
     events: EventHub
     rasa: RasaClient
     chat: ChatService
+    agents: AgentService
+    entry_feedback: Callable[[str], dict[str, dict[str, int]]]  # entry id -> helpful counts (insights)
 
 
 def build_components(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     init_db(engine)
-    knowledge = KnowledgeService(KnowledgeStore(engine), settings.model_path, settings.index_dir)
+    knowledge = KnowledgeService(KnowledgeStore(engine), model_dir(settings.data_dir), settings.index_dir)
     conversations = ConversationStore(engine)
-    queue = Queue(engine, conversations)
+    queue = Queue(engine, conversations, knowledge.store)
     events = EventHub(settings.redis_url)
     rasa = RasaClient(settings.rasa_url, settings.internal_token, timeout=settings.rasa_timeout_s)
     chat = ChatService(conversations, queue, knowledge, rasa, events)
-    return Components(settings, engine, knowledge, conversations, queue, UserStore(engine), events, rasa, chat)
+    users = UserStore(engine)
+    agents = AgentService(chat, users, events)
+    entry_feedback = functools.partial(unanswered.feedback_counts, engine)
+    return Components(settings, engine, knowledge, conversations, queue, users, events, rasa, chat, agents,
+                      entry_feedback)
 
 
 async def _sync_knowledge(knowledge: KnowledgeService, every: float = 0.5) -> None:
@@ -148,10 +160,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 problems.append({"field": field, "message": err.get("msg", "invalid")})
         return JSONResponse({"detail": problems}, status_code=422)
 
+    from conversations.api import router as chat_router
     from handoff.api import router as handoff_router
+    from handoff.internal_api import router as internal_router
+    from insights.api import router as insights_router
     from knowledge.api import router as knowledge_router
-    from kommunchatt.chat_api import router as chat_router
-    from kommunchatt.internal_api import router as internal_router
 
     app.include_router(knowledge_router)
     app.include_router(chat_router)
@@ -163,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from knowledge.notices import public_router as notices_router
 
     app.include_router(workshop_router)
+    app.include_router(insights_router)
     app.include_router(widget_router)
     app.include_router(notices_router)
     app.add_middleware(PublicCORS)  # the widget runs on the municipality's own site (another origin)

@@ -9,11 +9,12 @@ import os
 import sys
 from pathlib import Path
 
-from kommunchatt.config import load_settings
+from core.config import load_settings
 
 
 def _engine():
-    from kommunchatt.db import init_db, make_engine
+    from core.db import make_engine
+    from kommunchatt.schema import init_db
 
     engine = make_engine(load_settings().database_url)
     init_db(engine)
@@ -42,7 +43,7 @@ def _kb(args: argparse.Namespace) -> int:
         if args.action == "validate":
             print(f"{path}: {len(entries)} entries, valid")
             return 0
-        from kommunchatt.db import municipalities
+        from core.municipalities import municipalities
 
         engine = _engine()
         with engine.begin() as conn:
@@ -60,7 +61,7 @@ def _kb(args: argparse.Namespace) -> int:
 
 
 def _user(args: argparse.Namespace) -> int:
-    from handoff.users import UserError, UserStore
+    from core.users import UserError, UserStore
 
     store = UserStore(_engine())
     if args.action == "list":

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from kommunchatt.config import database_url, internal_token
+from core.config import database_url, internal_token
 
 ROOT = Path(__file__).resolve().parent.parent
 RASA_BIN = ROOT / ".venv-rasa" / "bin" / "rasa"
@@ -237,9 +237,10 @@ def warm_index(data_dir: Path, log=print) -> None:
 
 def seed_knowledge(data_dir: Path, url: str | None = None, log=print) -> None:
     """Load data/knowledge into an empty default municipality (never over a webmaster's edits)."""
+    from core.db import make_engine
     from knowledge.kbfile import load_path
     from knowledge.store import KnowledgeStore
-    from kommunchatt.db import init_db, make_engine
+    from kommunchatt.schema import init_db
 
     engine = make_engine(database_url(data_dir, url))
     try:

@@ -49,7 +49,7 @@ def fresh_pg_database() -> tuple[str, callable]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
     """Each storage test runs against both databases."""
-    from kommunchatt.config import database_url as resolve
+    from core.config import database_url as resolve
 
     if request.param == "sqlite":
         yield resolve(tmp_path)
@@ -61,7 +61,8 @@ def database_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def engine(database_url):
-    from kommunchatt.db import init_db, make_engine
+    from core.db import make_engine
+    from kommunchatt.schema import init_db
 
     engine = make_engine(database_url)
     init_db(engine)

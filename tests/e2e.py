@@ -112,8 +112,8 @@ def domain_responses(name: str, language: str) -> list[str]:
 
 
 def staff_login(base_url: str, engine_url: str, role: str = "agent") -> httpx.Client:
-    from handoff.users import UserStore
-    from kommunchatt.db import make_engine
+    from core.db import make_engine
+    from core.users import UserStore
 
     engine = make_engine(engine_url)
     name = f"{role}-{os.urandom(3).hex()}"

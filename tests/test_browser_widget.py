@@ -13,8 +13,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from core.config import database_url
 from knowledge.kbfile import load_path
-from kommunchatt.config import database_url
 from tests.conftest import ROOT
 from tests.e2e import running_system, staff_login
 from tests.test_workshop_helpers import (
@@ -211,7 +211,8 @@ def test_handover_agent_reply_reload_and_dropped_connections(context, site, syst
     expect(page.get_by_text("Tack för ditt betyg!")).to_be_visible()
     from sqlalchemy import select
 
-    from kommunchatt.db import conversations, make_engine
+    from conversations.store import conversations
+    from core.db import make_engine
 
     engine = make_engine(system.engine_url)
     with engine.connect() as conn:

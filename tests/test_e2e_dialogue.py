@@ -23,10 +23,11 @@ import httpx
 import pytest
 import yaml
 
+from core.config import database_url as resolve
+from core.config import internal_token
+from core.db import make_engine
+from core.municipalities import municipalities
 from knowledge.kbfile import load_path
-from kommunchatt.config import database_url as resolve
-from kommunchatt.config import internal_token
-from kommunchatt.db import make_engine, municipalities
 from kommunchatt.runner import RASA_BIN, free_port
 from tests.conftest import ROOT
 from tests.e2e import Citizen, running_system, staff_login

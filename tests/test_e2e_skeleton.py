@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import database_url as resolve
 from knowledge.kbfile import load_path
-from kommunchatt.config import database_url as resolve
 from tests.conftest import ROOT, fresh_pg_database
 from tests.e2e import Citizen, bot_texts, domain_responses, running_system, staff_login
 

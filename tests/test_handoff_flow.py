@@ -12,8 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from kommunchatt.config import database_url as resolve
-from kommunchatt.db import conversations, make_engine
+from conversations.store import conversations
+from core.config import database_url as resolve
+from core.db import make_engine
 from tests.conftest import fresh_pg_database
 from tests.test_handoff_support import Service, Socket
 

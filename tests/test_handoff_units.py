@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from conversations.store import ConversationStore
+from core.users import UserStore
 from handoff import presence
 from handoff.assignment import Assignments, Conflict
 from handoff.canned import CannedStore, pick_text
-from handoff.conversations import ConversationStore
 from handoff.queue import Queue, is_open, validate_hours
-from handoff.reports import concurrency
-from handoff.users import UserStore
+from insights.reports import concurrency
 
 STHLM = ZoneInfo("Europe/Stockholm")
 HOURS = {"opening_hours": {"timezone": "Europe/Stockholm", "weekly": {"mon": [["08:00", "16:00"]],
@@ -123,8 +123,8 @@ def test_user_cli(tmp_path):
     assert run("set", "bo", "--max-chats", "5", "--municipalities", "default,ekby").returncode == 0
     assert "bo\tagent\tsv,fi\tdefault,ekby" in run("list").stdout
     assert run("disable", "bo").returncode == 0
-    from kommunchatt.config import database_url
-    from kommunchatt.db import make_engine
+    from core.config import database_url
+    from core.db import make_engine
 
     engine = make_engine(database_url(tmp_path))
     store = UserStore(engine)

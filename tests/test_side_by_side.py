@@ -6,9 +6,9 @@ import contextlib
 
 import httpx
 
-from handoff.users import UserStore
-from kommunchatt.config import database_url
-from kommunchatt.db import make_engine
+from core.config import database_url
+from core.db import make_engine
+from core.users import UserStore
 from tests.e2e import running_service
 
 

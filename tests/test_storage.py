@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from handoff.conversations import ConversationStore, UnknownConversation
+from conversations.store import ConversationStore, UnknownConversation
+from core.users import UserError, UserStore
 from handoff.queue import Queue, is_open
-from handoff.users import UserError, UserStore
 from knowledge.kbfile import parse_text
 from knowledge.store import KnowledgeStore
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from kommunchatt.config import database_url, internal_token
+from core.config import database_url, internal_token
 from kommunchatt.runner import free_port
 from tests.conftest import ROOT
 from tests.e2e import running_service
@@ -30,7 +30,7 @@ AXE = ROOT / "web" / "vendor" / "axe-core" / "axe.min.js"
 @contextlib.contextmanager
 def service_only(data_dir: Path):
     """The service alone on a free port, with the seed knowledge base (no Rasa)."""
-    from kommunchatt.db import make_engine
+    from core.db import make_engine
 
     with running_service(data_dir) as system:
         system.engine_url = database_url(data_dir)
@@ -53,8 +53,8 @@ def chromium():
 
 def make_user(engine_url: str, role: str, municipalities: list[str] | None = None) -> tuple[str, str]:
     """A staff user straight in the users table (as `kommunchatt user add` does); returns name, password."""
-    from handoff.users import UserStore
-    from kommunchatt.db import make_engine
+    from core.db import make_engine
+    from core.users import UserStore
 
     engine = make_engine(engine_url)
     name = f"{role}-{os.urandom(3).hex()}"
@@ -128,8 +128,7 @@ def axe_violations(page, context_selector: str | None = None) -> list[dict]:
 
 def store_conversation(engine, language: str, turns: list[tuple], days_ago: float = 0.0, **columns) -> str:
     """Store one conversation as the chat service, the Rasa actions and the agents do: (sender, text, custom)."""
-    from handoff.conversations import ConversationStore
-    from kommunchatt.db import conversations
+    from conversations.store import ConversationStore, conversations
 
     store = ConversationStore(engine)
     conv = store.create("default", language)

@@ -26,12 +26,6 @@ class Settings:
     rasa_timeout_s: float = 10.0
 
     @property
-    def model_path(self) -> Path:
-        from knowledge.embedding import model_dir
-
-        return model_dir(self.data_dir)
-
-    @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import insert
 
-from kommunchatt.auth import internal_caller
-from kommunchatt.db import tickets
+from core.deps import internal_caller
+from handoff import tickets
 
 router = APIRouter(prefix="/api/v1/internal/sessions", tags=["internal"], dependencies=[Depends(internal_caller)])
 
@@ -56,13 +54,7 @@ async def callback(request: Request, session_id: str, body: CallbackRequest) -> 
     contact = body.phone or body.email
     if not body.consent or not contact:
         raise HTTPException(422, "a call-back needs a phone number or e-mail address and the citizen's consent")
-    with c.engine.begin() as conn:
-        ticket_id = conn.execute(
-            insert(tickets).values(
-                conversation_id=session_id, municipality=conv["municipality"], name=body.name, contact=contact,
-                message=body.message, language=conv["language"], created_at=time.time(),
-            )
-        ).inserted_primary_key[0]
+    ticket_id = tickets.create(c.engine, conv, body.name, contact, body.message)
     await c.events.publish("agents", {"type": "ticket", "id": ticket_id})
     return {"ticket_id": ticket_id}
 

@@ -18,13 +18,14 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import Engine, select
 
+from conversations.store import conversations, messages
+from core import municipalities
+from core.municipalities import timezone
 from knowledge.lexical import fold
-from kommunchatt.db import conversations, messages, municipalities
 
 GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)
 DEFAULT_COSTS = {"cost_per_call": 40.0, "cost_per_chat": 11.0, "currency": "DKK"}
@@ -47,17 +48,6 @@ class Gap:
 
 def _custom(row) -> dict:
     return ((row.data or {}).get("custom") or {}) if row.data else {}
-
-
-def municipality_settings(engine: Engine, municipality: str) -> dict:
-    with engine.connect() as conn:
-        row = conn.execute(select(municipalities.c.settings).where(municipalities.c.id == municipality)).first()
-    return dict(row.settings or {}) if row else {}
-
-
-def timezone(settings: dict) -> ZoneInfo:
-    return ZoneInfo((settings.get("opening_hours") or {}).get("timezone") or settings.get("timezone")
-                    or "Europe/Stockholm")
 
 
 def _conversation_rows(engine: Engine, municipality: str, since: float, until: float | None = None):
@@ -265,7 +255,7 @@ def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now:
     """Figures for the dashboard over the last `days` days, in the municipality's time zone."""
     now = now or time.time()
     since = now - days * 86400
-    settings = municipality_settings(engine, municipality)
+    settings = municipalities.settings(engine, municipality) or {}
     tz = timezone(settings)
     convs, by_conv = _conversation_rows(engine, municipality, since, now)
     per_day: dict[str, dict[str, int]] = {}

@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, select
 
-from kommunchatt.db import assignments, conversations, users
+from conversations.store import conversations
+from core.users import users
+from handoff.assignment import assignments
 
 GROUPS = ("day", "language", "municipality")
 

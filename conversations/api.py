@@ -9,10 +9,11 @@ import json
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
 
-from handoff.conversations import UnknownConversation
+from conversations.store import UnknownConversation
+from core import municipalities
+from core.db import run_db
+from core.text import clean_message
 from knowledge.kbfile import LANG_RE
-from kommunchatt.db import run_db
-from kommunchatt.text import clean_message
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
@@ -75,7 +76,7 @@ class Transcript(BaseModel):
 async def create_session(request: Request, body: NewSession | None = None) -> dict:
     body = body or NewSession()
     c = request.app.state.c
-    if await run_db(c.engine, c.queue.municipality_settings, body.municipality) is None:
+    if await run_db(c.engine, municipalities.settings, c.engine, body.municipality) is None:
         raise HTTPException(404, f"no municipality with id '{body.municipality}'")
     conv = await run_db(c.engine, c.conversations.create, body.municipality, body.language)
     return {"session_id": conv["id"], "language": conv["language"], "state": conv["state"]}
@@ -96,7 +97,7 @@ def _transcript(c, session_id: str, after: int) -> dict:
         "language": conv["language"],
         "municipality": conv["municipality"],
         "messages": [m.public() for m in c.conversations.messages(session_id, after_id=after)],
-        "queue": c.queue.position(session_id),
+        "queue": c.chat.queue.position(session_id),
     }
 
 
@@ -153,7 +154,7 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
 
 
 def _since(c, session_id: str, after: int) -> tuple[list, dict]:
-    return c.conversations.messages(session_id, after_id=after), c.queue.position(session_id)
+    return c.conversations.messages(session_id, after_id=after), c.chat.queue.position(session_id)
 
 
 async def _drain(websocket: WebSocket, c, session_id: str, events: asyncio.Queue) -> None:

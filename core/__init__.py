@@ -1,0 +1,1 @@
+"""The bottom layer: configuration, database engine, events, text, languages, users, FastAPI dependencies."""

@@ -1,0 +1,47 @@
+"""Call-back tickets: messages citizens leave outside opening hours, for agents to answer later."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Column, Engine, Float, ForeignKey, Integer, String, Table, Text, insert, select, update
+
+from core.db import metadata
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), ForeignKey("conversations.id")),
+    Column("municipality", String(64), nullable=False),
+    Column("name", String(200)),
+    Column("contact", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("language", String(8)),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("created_at", Float, nullable=False, default=time.time),
+)
+
+
+def create(engine: Engine, conversation: dict, name: str | None, contact: str, message: str) -> int:
+    """Store a ticket for the conversation's municipality and language; returns its id."""
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(tickets).values(
+                conversation_id=conversation["id"], municipality=conversation["municipality"], name=name,
+                contact=contact, message=message, language=conversation["language"], created_at=time.time(),
+            )
+        ).inserted_primary_key[0]
+
+
+def in_status(engine: Engine, status: str = "open") -> list[dict]:
+    """Tickets with this status, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(tickets).where(tickets.c.status == status).order_by(tickets.c.created_at))
+        return [dict(r._mapping) for r in rows]
+
+
+def set_status(engine: Engine, ticket_id: int, status: str) -> bool:
+    """False if there is no such ticket."""
+    with engine.begin() as conn:
+        return bool(conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(status=status)).rowcount)

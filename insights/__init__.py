@@ -1,0 +1,1 @@
+"""Reports and the dashboard: reads other packages' tables, read-only."""
