@@ -1,4 +1,4 @@
-"""The `kommunchatt` command: knowledge-base files, users, municipalities, and serving."""
+"""The `kommunchatt` command: knowledge-base files, users, municipalities, serving, database and backups."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def _user(args: argparse.Namespace) -> int:
     store = UserStore(_engine())
     if args.action == "list":
         for user in store.list():
-            print(f"{user['username']}\t{user['role']}\t{','.join(user['languages'])}\t{','.join(user['municipalities'])}")
+            print(
+                f"{user['username']}\t{user['role']}\t{','.join(user['languages'])}\t{','.join(user['municipalities'])}"
+            )
         return 0
     if args.action in ("set", "disable", "enable"):
         return _user_change(store, args)
@@ -75,8 +77,12 @@ def _user(args: argparse.Namespace) -> int:
         password = getpass.getpass(f"password for {args.name}: ")
     try:
         user = store.create(
-            args.name, password, role=args.role or "agent", languages=(args.languages or "sv").split(","),
-            municipalities=(args.municipalities or "default").split(","), max_chats=args.max_chats or 3,
+            args.name,
+            password,
+            role=args.role or "agent",
+            languages=(args.languages or "sv").split(","),
+            municipalities=(args.municipalities or "default").split(","),
+            max_chats=args.max_chats or 3,
             display_name=args.display_name,
         )
     except UserError as exc:
@@ -114,10 +120,20 @@ def _user_change(store, args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from kommunchatt.observability import logging_config, prepare_multiprocess_metrics
+
     settings = load_settings()
+    port = args.port or settings.port
+    if args.workers > 1:  # before the workers start: they find the directory in their environment
+        prepare_multiprocess_metrics(settings.data_dir / f"metrics-{port}")
     uvicorn.run(
-        "kommunchatt.app:create_app", factory=True, host=settings.host, port=args.port or settings.port,
-        log_level="warning", workers=args.workers,
+        "kommunchatt.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=port,
+        log_level="warning",
+        workers=args.workers,
+        log_config=logging_config(),
         timeout_keep_alive=30,  # a citizen writes every few seconds: keep their connection open between messages
     )
     return 0
@@ -150,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
+
+    from kommunchatt import cli_ops
+
+    cli_ops.register(sub)  # db upgrade/current, backup, restore
 
     args = parser.parse_args(argv)
     if args.command == "user" and args.action != "list" and not args.name:

@@ -3,32 +3,53 @@
 Tables live next to the store that owns them (core/municipalities.py, core/users.py, knowledge/store.py,
 knowledge/notices.py, conversations/store.py, handoff/assignment.py, handoff/presence.py, handoff/canned.py,
 handoff/tickets.py). Only this top-layer module sees them all, so `metadata` here is complete: use it for
-creating tables and for migrations (`from kommunchatt.schema import metadata`). A new table: define it next
-to its store on `core.db.metadata` and add its module to the imports and `TABLE_MODULES` below.
+migrations (`from kommunchatt.schema import metadata`; migrations/env.py). A new table or column: define it
+next to its store on `core.db.metadata`, add a new module to the imports and `TABLE_MODULES` below, and add
+a revision (docs/migrations.md).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
+import conversations.personal_data
 import conversations.store
 import core.municipalities
 import core.users
+import handoff.access_log
 import handoff.assignment
 import handoff.canned
 import handoff.presence
 import handoff.tickets
+import insights.dismissals
+import knowledge.index_status
 import knowledge.notices
 import knowledge.store
 from core.db import metadata
 
-TABLE_MODULES = (core.municipalities, core.users, knowledge.store, knowledge.notices, conversations.store,
-                 handoff.assignment, handoff.presence, handoff.canned, handoff.tickets)
+TABLE_MODULES = (
+    core.municipalities,
+    core.users,
+    knowledge.store,
+    knowledge.index_status,
+    knowledge.notices,
+    conversations.store,
+    conversations.personal_data,
+    handoff.assignment,
+    handoff.access_log,
+    handoff.presence,
+    handoff.canned,
+    handoff.tickets,
+    insights.dismissals,
+)
 
 __all__ = ["TABLE_MODULES", "init_db", "metadata"]
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables (idempotent) and the default municipality."""
-    metadata.create_all(engine)
+    """Bring the database to the newest schema revision (kommunchatt/migrate.py; never `create_all`,
+    which would leave existing tables without new columns) and add the default municipality."""
+    from kommunchatt.migrate import upgrade
+
+    upgrade(engine)
     core.municipalities.ensure_default(engine)
