@@ -11,12 +11,21 @@ PYTHON310 ?= $(call find_python,python3.10,3.10)
 export KOMMUNCHATT_DATA_DIR ?= $(CURDIR)/var
 VENV := .venv
 VENV_RASA := .venv-rasa
+# pip's own progress (stdout, a terminal: live bars) goes to the terminal; its warnings and deprecation
+# notices (stderr) to this log, errors to both.
+SETUP_LOG := $(KOMMUNCHATT_DATA_DIR)/logs/setup.log
+pip_install = start=$$(date +%s); mkdir -p $(dir $(SETUP_LOG)); \
+	$(1)/bin/pip install --disable-pip-version-check --progress-bar on $(2) \
+		2> >(tee -a $(SETUP_LOG) | grep -E '^(ERROR|error)' >&2) \
+		|| { sleep 0.5; echo "error: $(3) (see above and $(SETUP_LOG)): check the network to PyPI and run make again."; exit 1; }; \
+	echo "$(4) installed in $$(( $$(date +%s) - start )) s"
 
-.PHONY: help setup run test test-service test-rasa bench lint browser clean
+.PHONY: help setup run replicas test test-service test-rasa bench lint browser haproxy clean
 
 help:
 	@echo "make run    - set up what is missing and start service, Rasa and actions (Ctrl-C stops)"
 	@echo "make test   - set up what is missing and run the whole test suite"
+	@echo "make replicas - 2 services + 2 Rasa + 2 action servers behind HAProxy (needs DATABASE_URL, REDIS_URL)"
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make lint   - ruff"
 
@@ -24,16 +33,14 @@ $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON311)" || { echo "error: Python 3.11 was not found: install it (e.g. 'pyenv install 3.11') or set PYTHON311=/path/to/python3.11."; exit 1; }
 	@test -d $(VENV) || $(PYTHON311) -m venv $(VENV)
 	@echo "installing the service environment ($(VENV), Python 3.11) ..."
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither" \
-		; test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing the service's packages failed (see above): check the network to PyPI and run make again."; exit 1; }
+	@$(call pip_install,$(VENV),-e '.[test]',installing the service's packages failed,the service environment)
 	@touch $@
 
 $(VENV_RASA)/.installed: requirements-rasa.txt
 	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 was not found, and Rasa 3.6 needs it: install it (e.g. 'pyenv install 3.10' or 'apt-get install python3.10') or set PYTHON310=/path/to/python3.10."; exit 1; }
 	@test -d $(VENV_RASA) || $(PYTHON310) -m venv $(VENV_RASA)
 	@echo "installing the Rasa environment ($(VENV_RASA), Python 3.10; the first time takes a few minutes) ..."
-	@$(VENV_RASA)/bin/pip install -q --disable-pip-version-check -r requirements-rasa.txt 2>&1 | grep -v "is ignored: it is neither" \
-		; test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing Rasa failed (see above): check the network to PyPI and run make again."; exit 1; }
+	@$(call pip_install,$(VENV_RASA),-r requirements-rasa.txt,installing Rasa failed,the Rasa environment)
 	@touch $@
 
 setup: $(VENV)/.installed $(VENV_RASA)/.installed
@@ -46,7 +53,15 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests ..."; \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || { echo "error: could not install chromium: run 'apt-get install chromium' as root."; exit 1; }; }
 
-test: setup browser
+# Debian's HAProxy for several replicas on one machine (`make replicas`, tests/test_replicas.py).
+haproxy:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { echo "installing Debian's haproxy ..."; \
+		(apt-get update -qq && apt-get install -y -qq haproxy >/dev/null) || { echo "error: could not install haproxy: run 'apt-get install haproxy' as root."; exit 1; }; }
+
+replicas: setup haproxy
+	@$(VENV)/bin/python -m kommunchatt.replicas
+
+test: setup browser haproxy
 	@$(VENV)/bin/python -m kommunchatt.runner --prepare-only
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache

@@ -23,8 +23,12 @@ from sanic import response
 
 from bot.server import internal_token
 
-ACTION_SECONDS = Histogram("kommunchatt_action_seconds", "Time in one custom action, by action", ["action"],
-                           buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0))
+ACTION_SECONDS = Histogram(
+    "kommunchatt_action_seconds",
+    "Time in one custom action, by action",
+    ["action"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 ACTION_ERRORS = Counter("kommunchatt_action_errors", "Custom actions that failed, by action", ["action"])
 PROTECTED = ("/webhook", "/actions")
 
@@ -37,8 +41,7 @@ def create_app(token: str):
         if request.path in PROTECTED:
             given = request.headers.get("x-internal-token", "")
             if not hmac.compare_digest(given.encode(), token.encode()):
-                return response.json({"error": "the action server answers Rasa only (X-Internal-Token)"},
-                                     status=401)
+                return response.json({"error": "the action server answers Rasa only (X-Internal-Token)"}, status=401)
         request.ctx.started = time.perf_counter()
         return None
 
@@ -62,8 +65,13 @@ def create_app(token: str):
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(internal_token())
-    app.run(host=os.environ.get("ACTIONS_INTERFACE", "127.0.0.1"), port=int(os.environ.get("ACTIONS_PORT", "5055")),
-            workers=1, access_log=False, motd=False)
+    app.run(
+        host=os.environ.get("ACTIONS_INTERFACE", "127.0.0.1"),
+        port=int(os.environ.get("ACTIONS_PORT", "5055")),
+        workers=1,
+        access_log=False,
+        motd=False,
+    )
 
 
 if __name__ == "__main__":

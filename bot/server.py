@@ -22,8 +22,10 @@ def internal_token() -> str:
         token = Path(path).read_text().strip()
         os.environ["KOMMUNCHATT_INTERNAL_TOKEN"] = token  # bot/endpoints.yml sends it to the action server
     if not token:
-        sys.exit("error: set KOMMUNCHATT_INTERNAL_TOKEN or KOMMUNCHATT_INTERNAL_TOKEN_FILE (the secret shared "
-                 "with the service and the action server)")
+        sys.exit(
+            "error: set KOMMUNCHATT_INTERNAL_TOKEN or KOMMUNCHATT_INTERNAL_TOKEN_FILE (the secret shared "
+            "with the service and the action server)"
+        )
     return token
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Protocol
 
 from conversations.rasa_client import RasaClient, RasaUnavailable
@@ -16,6 +17,7 @@ from conversations.store import Conflict, ConversationStore, Message
 from core.db import run_db
 from core.events import EventHub
 from core.i18n import say
+from core.metrics import ERRORS, record_turn
 from knowledge.service import KnowledgeService
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,13 @@ class QueuePosition(Protocol):
     """Where a conversation stands: {"state", "position", "estimated_wait_seconds"} (handoff's Queue)."""
 
     def position(self, conversation_id: str) -> dict: ...
+
+    def enqueue(self, conversation_id: str, reason: str, topic: str | None = None) -> dict: ...
+
+
+# The payload of the "talk to a person" button offered while Rasa is down: the service queues the
+# citizen itself, without Rasa (which may still be restarting).
+DIRECT_HANDOFF = "/direct_handoff"
 
 
 class ChatService:
@@ -58,6 +67,7 @@ class ChatService:
 
     async def citizen_message(self, conversation_id: str, text: str, client_id: str | None = None) -> dict:
         """Returns {"messages": replies, "state"}; replies are the bot's (a person answers later)."""
+        started = time.perf_counter()
         reopened = []
 
         def reopen(_conn, conv: dict, _message: Message) -> dict | None:
@@ -70,15 +80,25 @@ class ChatService:
         conv, message, created = await self.db(self.conversations.post, conversation_id, "citizen", text,
                                                client_id=client_id, then=reopen)
         if not created:  # a resend after a dropped connection: answer with what followed it
-            replies = await self.db(self.conversations.messages, conversation_id, after_id=message.id)
-            return {"messages": [m.public() for m in replies if m.sender != "citizen"], "state": conv["state"]}
+            replies = [m for m in await self.db(self.conversations.messages, conversation_id, after_id=message.id)
+                       if m.sender != "citizen"]
+            if replies or conv["state"] != "bot":
+                return {"messages": [m.public() for m in replies], "state": conv["state"]}
+            # Stored but never answered: the process that had it stopped mid-turn (a replica killed).
+            log.info("answering a resent message that was never answered")
+            return await self._bot_turn(conv, message, text, time.perf_counter())
         await self.publish(message)
         if reopened:
             with contextlib.suppress(RasaUnavailable):  # if Rasa is down, the send below says so
                 await self.rasa.resume(conversation_id)
         if conv["state"] != "bot":  # a person has it: the bot stays silent
             return {"messages": [], "state": conv["state"]}
+        return await self._bot_turn(conv, message, text, started)
 
+    async def _bot_turn(self, conv: dict, message: Message, text: str, started: float) -> dict:
+        """Rasa's answer to `message`, stored once: each output's client id derives from the message, so
+        answering a resend of it again never stores a reply twice."""
+        conversation_id = conv["id"]
         if text.startswith("/"):  # a button's payload says nothing about the citizen's language
             language, confidence = conv["language"], 1.0
         else:
@@ -89,34 +109,56 @@ class ChatService:
             "session_language": conv["language"],
             "municipality": conv["municipality"],
         }
-        try:
-            outputs = await self.rasa.send(conversation_id, text, metadata)
-            if not outputs:  # Rasa answers nothing when its action server is down
-                raise RasaUnavailable("no reply (is the action server running?)")
-        except RasaUnavailable as exc:
-            log.warning("Rasa unavailable for %s: %s", conversation_id, exc)
-            outputs = [{  # never silence: an apology and a way to a person, in the citizen's language
-                "text": say("dialogue_unavailable", language),
-                "buttons": [{"title": say("talk_to_person", language), "payload": "/request_human"}],
-            }]
+        rasa_started = time.perf_counter()
+        if text.strip() == DIRECT_HANDOFF:
+            outputs = await self._direct_handoff(conversation_id, language)
+        else:
+            outputs = await self._ask_rasa(conversation_id, text, metadata, language)
+        rasa_seconds = time.perf_counter() - rasa_started
         replies = []
-        for out in outputs:
-            stored = await self.store_bot_output(conversation_id, out)
+        for i, out in enumerate(outputs):
+            stored = await self.store_bot_output(conversation_id, out, client_id=f"bot:{message.id}:{i}")
             if stored:
                 replies.append(stored)
         state = (await self.db(self.conversations.get, conversation_id))["state"]
         if state != "bot":
             await self.publish_state(conversation_id)
+        record_turn(time.perf_counter() - started, rasa_seconds)
         return {"messages": [m.public() for m in replies], "state": state}
 
-    async def store_bot_output(self, conversation_id: str, out: dict) -> Message | None:
-        """Store one of Rasa's outputs (text, buttons, custom data) as a bot message."""
+    async def _ask_rasa(self, conversation_id: str, text: str, metadata: dict, language: str) -> list[dict]:
+        try:
+            outputs = await self.rasa.send(conversation_id, text, metadata)
+            if not outputs:  # Rasa answers nothing when its action server is down
+                raise RasaUnavailable("no reply (is the action server running?)")
+            return outputs
+        except RasaUnavailable as exc:
+            ERRORS.labels("rasa_unavailable").inc()
+            log.warning("Rasa unavailable: %s", exc)
+            return [{  # never silence: an apology and a way to a person that does not need Rasa
+                "text": say("dialogue_unavailable", language),
+                "buttons": [{"title": say("talk_to_person", language), "payload": DIRECT_HANDOFF}],
+            }]
+
+    async def _direct_handoff(self, conversation_id: str, language: str) -> list[dict]:
+        """Queue the citizen for a person without Rasa (offered while Rasa or its actions are down)."""
+        ERRORS.labels("direct_handoff").inc()
+        result = await self.db(self.queue.enqueue, conversation_id, "service_error")
+        if not result.get("open"):
+            return [{"text": say("direct_handoff_closed", language)}]
+        return [{"text": say("direct_handoff_queued", language).format(position=result.get("position") or 1)}]
+
+    async def store_bot_output(self, conversation_id: str, out: dict,
+                               client_id: str | None = None) -> Message | None:
+        """Store one of Rasa's outputs (text, buttons, custom data) as a bot message (once per client id)."""
         text = out.get("text") or ""
         data = {k: out[k] for k in ("buttons", "custom") if out.get(k)}
         if not text and not data:
             return None
-        message, _ = await self.db(self.conversations.add_message, conversation_id, "bot", text, data)
-        await self.publish(message)
+        message, created = await self.db(self.conversations.add_message, conversation_id, "bot", text, data,
+                                         client_id)
+        if created:
+            await self.publish(message)
         return message
 
     async def citizen_typing(self, conversation_id: str, typing: bool) -> None:

@@ -51,16 +51,23 @@ TURN_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0
 WAIT_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 TURN_SECONDS = Histogram(
-    "turn_seconds", "Latency of one citizen message through the dialogue, by part", ["part"],
-    namespace=NAMESPACE, buckets=TURN_BUCKETS,
+    "turn_seconds",
+    "Latency of one citizen message through the dialogue, by part",
+    ["part"],
+    namespace=NAMESPACE,
+    buckets=TURN_BUCKETS,
 )
 ANSWER_DECISIONS = Counter(
-    "answer_decisions", "Answer decisions of /api/v1/answer by decision and confidence band", ["decision", "band"],
+    "answer_decisions",
+    "Answer decisions of /api/v1/answer by decision and confidence band",
+    ["decision", "band"],
     namespace=NAMESPACE,
 )
 QUEUE_WAIT_SECONDS = Histogram(
-    "queue_wait_seconds", "Time from joining the queue to an agent taking the conversation",
-    namespace=NAMESPACE, buckets=WAIT_BUCKETS,
+    "queue_wait_seconds",
+    "Time from joining the queue to an agent taking the conversation",
+    namespace=NAMESPACE,
+    buckets=WAIT_BUCKETS,
 )
 HANDOFFS = Counter("handoffs", "Conversations queued for a person, by reason", ["reason"], namespace=NAMESPACE)
 ERRORS = Counter("errors", "Errors by kind (see the module docstring)", ["kind"], namespace=NAMESPACE)

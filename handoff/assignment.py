@@ -32,6 +32,7 @@ from sqlalchemy import (
 
 from conversations.store import Conflict, conversations
 from core.db import metadata
+from core.metrics import QUEUE_WAIT_SECONDS
 from core.users import users
 from handoff.presence import online_user_ids
 
@@ -207,6 +208,8 @@ class Assignments:
                     wait_seconds=waited, started_at=now,
                 )
             )
+        if waited is not None:
+            QUEUE_WAIT_SECONDS.observe(waited)
         return Taken(conversation_id, user["id"], user.get("display_name") or user["username"], conv.assigned_to)
 
     # --- letting go ---------------------------------------------------------------------------------

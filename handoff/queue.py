@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, select
 
 from conversations.store import ConversationStore, conversations
+from core.metrics import HANDOFFS
 from core.municipalities import settings as municipality_settings
 from core.municipalities import timezone
 from core.users import users
@@ -88,6 +89,7 @@ class Queue:
                 topic=topic or self.topic_of(conversation_id) or conv.get("topic"),
                 assigned_to=None, closed_at=None, outcome=None,
             )
+            HANDOFFS.labels(reason).inc()
         return {"open": True, **self.position(conversation_id)}
 
     def topic_of(self, conversation_id: str) -> str | None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from core.deps import check_municipality, require_role
+from core.metrics import record_decision
 from core.text import clean_message
 from knowledge.kbfile import KbFileError, parse_entry
 
@@ -46,9 +47,11 @@ async def answer(request: Request, body: AnswerRequest, explain: bool = False) -
         raise HTTPException(422, "the text is empty")
     if len(text) > request.app.state.c.settings.max_message_chars:
         raise HTTPException(413, f"the text is longer than {request.app.state.c.settings.max_message_chars} characters")
-    return request.app.state.c.knowledge.answer(
+    result = request.app.state.c.knowledge.answer(
         text, language=body.language, municipality=body.municipality, top_k=body.top_k, explain=explain
     )
+    record_decision(result)  # decisions by confidence band (core/metrics.py)
+    return result
 
 
 @router.get("/knowledge/entries")

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from conversations.rasa_client import RasaClient
 from conversations.service import ChatService
@@ -143,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Citizen-service chat for Nordic municipalities: answers, chat sessions, agent queue.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs comes from a pinned package, not a CDN (kommunchatt/observability.py)
     )
 
     @app.exception_handler(UnknownConversation)
@@ -183,25 +183,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _mount_web(app)
 
-    @app.get("/health", tags=["health"])
-    async def health(request: Request):
-        """Each dependency's state; 200 only when all are up."""
-        c: Components = request.app.state.c
-        checks = {"model": c.knowledge.embedder is not None}
-        try:
-            with c.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = True
-        except Exception:  # noqa: BLE001 - any failure means the database is down
-            checks["database"] = False
-        checks["rasa"] = await c.rasa.healthy()
-        actions_url = settings.actions_url
-        try:
-            async with httpx.AsyncClient(timeout=2) as client:
-                checks["actions"] = (await client.get(f"{actions_url}/health")).status_code == 200
-        except httpx.HTTPError:
-            checks["actions"] = False
-        ok = all(checks.values())
-        return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+    from kommunchatt import observability
+    from kommunchatt.health import router as health_router
+
+    app.include_router(health_router)
+    observability.install(app)  # /metrics, request ids in logs, /docs without a CDN
 
     return app

@@ -3,7 +3,8 @@ lines with KOMMUNCHATT_LOG_FORMAT=json), and `/docs` served from the pinned swag
 package instead of a CDN, so the API docs work offline.
 
 Metric names: see core/metrics.py. Logs carry ids, route templates, statuses and times, never what
-a citizen or an agent wrote (the access line has the route template, not the path or query).
+a citizen or an agent wrote (the access line has the route template, not the path or query); any
+personal data that still reaches a log message is masked by core/privacy.py's filter.
 """
 
 from __future__ import annotations
@@ -50,18 +51,27 @@ def logging_config(json_format: bool | None = None) -> dict:
     """uvicorn's `log_config`: one handler on stderr, JSON lines or text, ids on every record."""
     json_format = json_logs() if json_format is None else json_format
     if json_format:
-        formatter = {"()": "pythonjsonlogger.json.JsonFormatter",
-                     "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(conversation_id)s",
-                     "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}
+        formatter = {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(conversation_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
     else:
         formatter = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": ContextFilter}},
+        # Personal data a library puts in a message (an exception quoting input) is masked (core/privacy.py).
+        "filters": {"context": {"()": ContextFilter}, "mask": {"()": "core.privacy.MaskingFilter"}},
         "formatters": {"default": formatter},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default", "filters": ["context"],
-                                 "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["mask", "context"],
+                "stream": "ext://sys.stderr",
+            }
+        },
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
@@ -103,11 +113,15 @@ class RequestContext:
             raise
         finally:
             route = scope.get("route")
-            access_log.info("request", extra={
-                "method": scope.get("method", "WS"), "route": getattr(route, "path", "unmatched"),
-                "status": status["code"] if scope["type"] == "http" else None,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            })
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope.get("method", "WS"),
+                    "route": getattr(route, "path", "unmatched"),
+                    "status": status["code"] if scope["type"] == "http" else None,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
             REQUEST_ID.reset(tokens[0])
             CONVERSATION_ID.reset(tokens[1])
 
@@ -145,8 +159,9 @@ def _live_families(c) -> list:
     """Queue length per municipality and agents online, from the database: the same on every replica."""
     from handoff.presence import online_user_ids
 
-    queue = GaugeMetricFamily(f"{NAMESPACE}_queue_length", "Conversations waiting for a person",
-                              labels=["municipality"])
+    queue = GaugeMetricFamily(
+        f"{NAMESPACE}_queue_length", "Conversations waiting for a person", labels=["municipality"]
+    )
     counts: dict[str, int] = {}
     for conv in c.queue.waiting():
         counts[conv["municipality"]] = counts.get(conv["municipality"], 0) + 1
@@ -163,7 +178,8 @@ def _install_metrics(app: FastAPI) -> None:
 
     disable_created_metrics()
     Instrumentator(excluded_handlers=["/metrics", "/health.*", "/static.*", "/docs.*"]).instrument(
-        app, metric_namespace=NAMESPACE,
+        app,
+        metric_namespace=NAMESPACE,
         latency_lowr_buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     )
 
@@ -186,8 +202,10 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )
 

@@ -55,8 +55,9 @@ class Ticker:
 
     FRAMES = "|/-\\"
 
-    def __init__(self, label: str, status: Callable[[], str] = lambda: "", out: TextIO | None = None,
-                 every: float = 15.0):
+    def __init__(
+        self, label: str, status: Callable[[], str] = lambda: "", out: TextIO | None = None, every: float = 15.0
+    ):
         self.label = label
         self.status = status
         self.out = out or sys.stdout
@@ -85,7 +86,7 @@ class Ticker:
             text = f"  {self.label} {self.FRAMES[frame % 4]} {elapsed:.0f} s  {_safe(self.status)}"
             frame += 1
             if self.tty:
-                self.out.write("\r\033[K" + text[: 118])
+                self.out.write("\r\033[K" + text[:118])
                 self.out.flush()
             elif time.monotonic() - last_line >= self.every:
                 print(text, file=self.out, flush=True)
@@ -120,8 +121,14 @@ class ProgressEmbedder:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self._total, desc="  encoding", unit=" texts", file=self._out,
-                            mininterval=0.5 if self._out.isatty() else 15.0, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=self._total,
+                desc="  encoding",
+                unit=" texts",
+                file=self._out,
+                mininterval=0.5 if self._out.isatty() else 15.0,
+                dynamic_ncols=True,
+            )
         self.bar.update(n)
 
     def __getattr__(self, name: str) -> Any:
@@ -130,7 +137,7 @@ class ProgressEmbedder:
     def _in_batches(self, encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
         parts = []
         for start in range(0, len(texts), self._batch):
-            part = texts[start:start + self._batch]
+            part = texts[start : start + self._batch]
             parts.append(np.asarray(encode(part), dtype=np.float32))
             self._advance(len(part))
         return np.concatenate(parts) if parts else np.zeros((0, self._inner.dim), dtype=np.float32)

@@ -1,19 +1,27 @@
-"""Starts the whole system: builds what is missing, then the service, Rasa and the action server.
+"""Starts the whole system: builds what is missing, then the service, Rasa and the action server,
+and keeps them running.
 
 Used by `make run` and by the end-to-end tests (with free ports and a temporary data dir), so both
-exercise the same start-up path.
+exercise the same start-up path. Every step says what it does and how long it took; the slow ones
+(Rasa training, encoding the knowledge base) show their progress. All the work happens before the
+processes start (`prepare`), so the health wait only covers loading, never encoding. Once ready, a
+crashed process is restarted with back-off while the others keep running (kommunchatt/supervisor.py).
+Warnings of the libraries go to `<data dir>/logs/`, not to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,9 +29,12 @@ from urllib.parse import urlparse
 import httpx
 
 from core.config import database_url, internal_token
+from kommunchatt.progress import ProgressEmbedder, Steps, Ticker
+from kommunchatt.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 RASA_BIN = ROOT / ".venv-rasa" / "bin" / "rasa"
+RASA_PYTHON = ROOT / ".venv-rasa" / "bin" / "python"
 RASA_INPUTS = ["config.yml", "bot", "data/nlu.yml", "data/rules.yml", "data/stories.yml", "actions"]
 
 
@@ -72,21 +83,56 @@ def train_rasa(models_dir: Path, log=print) -> Path:
         return model
     if not RASA_BIN.exists():
         raise StartError(f"Rasa is not installed in {RASA_BIN.parent.parent}: run `make setup` first.")
-    log(f"training the Rasa model (training data changed, fingerprint {fingerprint}) ...")
+    log(f"training the Rasa model (training data changed, fingerprint {fingerprint}; 1.5-3 min) ...")
     started = time.monotonic()
     models_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [str(RASA_BIN), "train", "--config", "config.yml", "--domain", "bot/domain.yml", "--data", "data/nlu.yml",
-         "data/rules.yml", "data/stories.yml", "--out", str(models_dir), "--fixed-model-name",
-         f"kommunchatt-{fingerprint}"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"},
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0 or not model.exists():
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise StartError(f"Rasa training failed (see the output above); fix the training data and run again.\n{tail}")
-    log(f"trained the Rasa model in {time.monotonic() - started:.0f} s")
+    train_log = models_dir / f"train-{fingerprint}.log"
+    ticker = Ticker("training", lambda: training_phase(train_log)) if log is print else contextlib.nullcontext()
+    with open(train_log, "wb") as out, ticker:
+        code = subprocess.call(
+            [
+                str(RASA_BIN),
+                "train",
+                "--config",
+                "config.yml",
+                "--domain",
+                "bot/domain.yml",
+                "--data",
+                "data/nlu.yml",
+                "data/rules.yml",
+                "data/stories.yml",
+                "--out",
+                str(models_dir),
+                "--fixed-model-name",
+                f"kommunchatt-{fingerprint}",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "RASA_TELEMETRY_ENABLED": "false"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if code != 0 or not model.exists():
+        tail = "\n".join(train_log.read_text(errors="replace").strip().splitlines()[-15:])
+        raise StartError(f"Rasa training failed; fix the training data and run again (log: {train_log}):\n{tail}")
+    log(f"trained the Rasa model in {time.monotonic() - started:.0f} s (log: {train_log})")
     return model
+
+
+def training_phase(train_log: Path) -> str:
+    """What Rasa says it is doing, from the end of its log: the component and its epochs."""
+    with open(train_log, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+        tail = f.read().decode("utf-8", errors="replace").replace("\r", "\n").splitlines()
+    epochs = ""
+    for line in reversed(tail):
+        if "Epochs:" in line and "/" in line and not epochs:
+            parts = line.rsplit("Epochs:", 1)[1].split("|")
+            epochs = " epochs " + (parts[2].split("[")[0].strip() if len(parts) > 2 else parts[0].strip())
+        elif "Starting to train component" in line:
+            return line.rsplit("component", 1)[1].strip(" '.") + epochs
+        elif "Finished training component" in line or "Restored component" in line:
+            return line.rsplit("component", 1)[1].replace("from cache", "").strip(" '.") + " done"
+    return ""
 
 
 def tracker_env(database_url: str, data_dir: Path) -> dict[str, str]:
@@ -113,7 +159,7 @@ def tracker_env(database_url: str, data_dir: Path) -> dict[str, str]:
 
 @dataclass
 class System:
-    """The three processes of one install."""
+    """The three processes of one install (or one replica set's share of them), supervised."""
 
     data_dir: Path
     service_port: int = 8000
@@ -122,15 +168,27 @@ class System:
     database_url: str | None = None
     redis_url: str | None = None
     log_dir: Path | None = None
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    rasa_endpoints: str = "bot/endpoints.yml"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)  # started outside the supervisor
+    supervisor: Supervisor | None = None
 
     @property
     def service_url(self) -> str:
         return f"http://127.0.0.1:{self.service_port}"
 
+    @property
+    def logs(self) -> Path:
+        return self.log_dir or self.data_dir / "logs"
+
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "KOMMUNCHATT_DATA_DIR": str(self.data_dir), "PYTHONPATH": str(ROOT),
-               "RASA_TELEMETRY_ENABLED": "false"}
+        """Every process's environment; the internal token travels here, never on a command line."""
+        env = {
+            **os.environ,
+            "KOMMUNCHATT_DATA_DIR": str(self.data_dir),
+            "PYTHONPATH": str(ROOT),
+            "RASA_TELEMETRY_ENABLED": "false",
+        }
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         if self.database_url:
@@ -143,10 +201,13 @@ class System:
             KOMMUNCHATT_INTERNAL_TOKEN=token,
             RASA_URL=f"http://127.0.0.1:{self.rasa_port}",
             ACTIONS_URL=f"http://127.0.0.1:{self.actions_port}",
+            ACTIONS_PORT=str(self.actions_port),
+            ACTIONS_INTERFACE="127.0.0.1",
             SERVICE_URL=self.service_url,
             ACTION_ENDPOINT_URL=f"http://127.0.0.1:{self.actions_port}/webhook",
             **tracker_env(database_url(self.data_dir, self.database_url), self.data_dir),
         )
+        env.update(self.extra_env)
         return env
 
     def check_ports(self) -> None:
@@ -157,47 +218,91 @@ class System:
                     f"or choose other ports (KOMMUNCHATT_PORT, RASA_PORT, ACTIONS_PORT)."
                 )
 
-    def start(self, rasa_model: Path) -> None:
-        self.check_ports()
-        env = self.env()
-        log_dir = self.log_dir or self.data_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        rasa = str(RASA_BIN)
-        commands = {
-            "service": [sys.executable, "-m", "kommunchatt.cli", "serve"],
-            "actions": [rasa, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
-            "rasa": [rasa, "run", "--enable-api", "--auth-token", env["KOMMUNCHATT_INTERNAL_TOKEN"],
-                     "--interface", "127.0.0.1", "--port", str(self.rasa_port), "--model", str(rasa_model),
-                     "--endpoints", "bot/endpoints.yml", "--credentials", "bot/credentials.yml"],
+    def commands(self, rasa_model: Path) -> dict[str, tuple[list[str], str]]:
+        """Each process: its command line (no secrets) and the URL that says it is up."""
+        rasa_python = str(RASA_PYTHON)
+        return {
+            "service": ([sys.executable, "-m", "kommunchatt.cli", "serve"], f"{self.service_url}/health/live"),
+            "actions": ([rasa_python, "-m", "bot.action_server"], f"http://127.0.0.1:{self.actions_port}/health"),
+            "rasa": (
+                [
+                    rasa_python,
+                    "-m",
+                    "bot.server",
+                    "--interface",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.rasa_port),
+                    "--model",
+                    str(rasa_model),
+                    "--endpoints",
+                    self.rasa_endpoints,
+                    "--credentials",
+                    "bot/credentials.yml",
+                ],
+                f"http://127.0.0.1:{self.rasa_port}/",
+            ),
         }
-        for name, command in commands.items():
-            out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
-            self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
 
-    def wait_ready(self, timeout: float = 180) -> dict:
+    def start(self, rasa_model: Path, report: Callable[[str], None] = print) -> None:
+        self.check_ports()
+        if not RASA_PYTHON.exists():
+            raise StartError(f"Rasa is not installed in {RASA_PYTHON.parent.parent}: run `make setup` first.")
+        self.supervisor = Supervisor(ROOT, self.env(), report=report)
+        for name, (command, health) in self.commands(rasa_model).items():
+            self.supervisor.add(name, command, self.logs / f"{name}.log", health)
+        self.supervisor.start_all()
+
+    def children(self) -> dict[str, subprocess.Popen]:
+        """The current process of each part (a restart replaces it)."""
+        running = {n: c.proc for n, c in self.supervisor.children.items() if c.proc} if self.supervisor else {}
+        return {**self.processes, **running}
+
+    def part_states(self) -> dict[str, bool]:
+        """Whether each part answers its own health URL (before the service can report on the others)."""
+        states = {}
+        for name, child in self.supervisor.children.items() if self.supervisor else ():
+            try:
+                states[name] = httpx.get(child.health_url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                states[name] = False
+        return states
+
+    def wait_ready(self, timeout: float = 300, show: bool = False) -> dict:
+        """Until the service's /health says every part is up. `timeout` covers loading only: the
+        encoding and training happened before (`prepare`)."""
         deadline = time.monotonic() + timeout
         last: dict = {}
-        while time.monotonic() < deadline:
-            for name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    log = (self.log_dir or self.data_dir / "logs") / f"{name}.log"
-                    tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-                    raise StartError(f"The {name} process stopped while starting; its log is {log}:\n{tail}")
-            try:
-                response = httpx.get(f"{self.service_url}/health", timeout=3)
-                last = response.json()
-                if response.status_code == 200:
-                    return last
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.5)
+        states: dict[str, bool] = {}
+
+        def status() -> str:
+            return "  ".join(f"{n} {'up' if up else 'starting'}" for n, up in states.items())
+
+        ticker = Ticker("waiting for", status, every=10) if show else contextlib.nullcontext()
+        with ticker:
+            while time.monotonic() < deadline:
+                for name, proc in self.children().items():
+                    if proc.poll() is not None:
+                        log = self.logs / f"{name}.log"
+                        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+                        raise StartError(f"The {name} process stopped while starting; its log is {log}:\n{tail}")
+                states = self.part_states()
+                try:
+                    response = httpx.get(f"{self.service_url}/health", timeout=3)
+                    last = response.json()
+                    if response.status_code == 200:
+                        return last
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(0.5)
         raise StartError(
-            f"The system was not healthy after {timeout:.0f} s (last health: {last}); see {self.data_dir}/logs."
+            f"The system was not healthy after {timeout:.0f} s (parts: {status()}; last health: {last}); "
+            f"see the logs in {self.logs}."
         )
 
     def stop(self) -> None:
+        if self.supervisor:
+            self.supervisor.stop()
         for proc in self.processes.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -211,28 +316,50 @@ class System:
         self.processes.clear()
 
 
-def prepare(data_dir: Path, database_url: str | None = None, log=print) -> Path:
-    """Everything before start: the embedding model, the Rasa model, the seed knowledge base."""
+def prepare(data_dir: Path, database_url: str | None = None, log=print, steps: Steps | None = None) -> Path:
+    """Everything before start: the embedding model, the Rasa model, the seed knowledge base, and the
+    vectors of what the database holds (so the service loads them from the cache and never encodes
+    while the health wait runs)."""
     from knowledge.embedding import build_model_folder, model_dir
 
-    started = time.monotonic()
-    build_model_folder(model_dir(data_dir))
-    log(f"embedding model ready ({time.monotonic() - started:.1f} s)")
-    model = train_rasa(rasa_models_dir(data_dir), log=log)
-    seed_knowledge(data_dir, database_url, log=log)
+    steps = steps or Steps(quiet=log is not print)
+    with steps.run("embedding model"):
+        build_model_folder(model_dir(data_dir))
+    with steps.run("Rasa model"):
+        model = train_rasa(rasa_models_dir(data_dir), log=log)
+    with steps.run("knowledge base"):
+        seed_knowledge(data_dir, database_url, log=log)
+    with steps.run("vector cache"):
+        warm_index(data_dir, database_url, log=log)
     return model
 
 
-def warm_index(data_dir: Path, log=print) -> None:
-    """Encode the seed knowledge base into the vector cache, so the service starts without encoding."""
+def warm_index(data_dir: Path, url: str | None = None, log=print) -> None:
+    """Encode every knowledge-base text the database holds that the vector cache lacks (a progress bar
+    while it encodes; nothing to show when the cache is complete)."""
+    from core.db import make_engine
     from knowledge.embedding import Embedder, model_dir
-    from knowledge.kbfile import load_path
-    from knowledge.retrieval import Retriever
+    from knowledge.retrieval import Retriever, entry_rows
+    from knowledge.settings import load_retrieval_settings
+    from knowledge.store import KnowledgeStore
 
-    started = time.monotonic()
-    retriever = Retriever(Embedder(model_dir(data_dir)), cache_dir=data_dir / "index")
-    retriever.rebuild(load_path(ROOT / "data" / "knowledge"))
-    log(f"vector cache ready ({time.monotonic() - started:.1f} s)")
+    engine = make_engine(database_url(data_dir, url))
+    try:
+        entries = KnowledgeStore(engine).all()
+    finally:
+        engine.dispose()
+    settings = load_retrieval_settings()
+    rows = sum(len(entry_rows(e, settings)) for e in entries)
+    embedder = ProgressEmbedder(
+        Embedder(model_dir(data_dir), threads=0, fast_queries=False),
+        total=rows,
+        out=sys.stdout if log is print else None,
+    )
+    try:
+        Retriever(embedder, cache_dir=data_dir / "index", settings=settings).rebuild(entries)
+    finally:
+        embedder.close()
+    log(f"{len(entries)} entries: {embedder.encoded} texts encoded, {max(rows - embedder.encoded, 0)} from the cache")
 
 
 def seed_knowledge(data_dir: Path, url: str | None = None, log=print) -> None:
@@ -254,6 +381,30 @@ def seed_knowledge(data_dir: Path, url: str | None = None, log=print) -> None:
         engine.dispose()
 
 
+def _libraries_to_log(log_dir: Path) -> None:
+    """The libraries' warnings (deprecations, TensorFlow and torch notices) go to runner.log, not the terminal."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars of transformers
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices (Rasa's logs stay quieter)
+    logging.basicConfig(
+        filename=log_dir / "runner.log", level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.captureWarnings(True)
+
+
+def _print_ready(system: System, steps: Steps) -> None:
+    url = system.service_url
+    print(f"\nKommunchatt is ready ({steps.total():.1f} s; {steps.summary()}):")
+    print(f"  chat API + widget   {url}/            (API docs: {url}/docs)")
+    print(f"  agent console       {url}/agent")
+    print(f"  webmaster workshop  {url}/admin")
+    print(f"  health, metrics     {url}/health   {url}/metrics")
+    print(f"  Rasa                http://127.0.0.1:{system.rasa_port}   actions http://127.0.0.1:{system.actions_port}")
+    print(f"  logs                {system.logs}")
+    print("A process that stops is restarted; the others keep running. Press Ctrl-C to stop.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Start Kommunchatt: service, Rasa and action server.")
     parser.add_argument(
@@ -270,19 +421,21 @@ def main() -> int:
         database_url=os.environ.get("DATABASE_URL"),
         redis_url=os.environ.get("REDIS_URL"),
     )
+    _libraries_to_log(system.logs)
     if args.rasa_model:
         print(train_rasa(rasa_models_dir(data_dir), log=lambda *a: print(*a, file=sys.stderr)))
         return 0
-    started = time.monotonic()
+    steps = Steps()
     try:
         if not args.prepare_only:
             system.check_ports()
-        model = prepare(data_dir, system.database_url)
+        model = prepare(data_dir, system.database_url, steps=steps)
         if args.prepare_only:
-            warm_index(data_dir)
+            print(f"prepared in {steps.total():.1f} s: {steps.summary()}")
             return 0
-        system.start(model)
-        system.wait_ready()
+        with steps.run("start service, Rasa and actions"):
+            system.start(model)
+            system.wait_ready(show=True)
     except StartError as exc:
         system.stop()
         print(f"error: {exc}", file=sys.stderr)
@@ -290,19 +443,11 @@ def main() -> int:
     except KeyboardInterrupt:
         system.stop()
         return 130
-    print(f"\nKommunchatt is ready ({time.monotonic() - started:.1f} s):")
-    print(f"  chat API + widget   {system.service_url}/            (API docs: {system.service_url}/docs)")
-    print(f"  agent console       {system.service_url}/agent")
-    print(f"  webmaster workshop  {system.service_url}/admin")
-    print(f"  Rasa                http://127.0.0.1:{system.rasa_port}   actions http://127.0.0.1:{system.actions_port}")
-    print(f"  logs                {data_dir / 'logs'}\nPress Ctrl-C to stop.")
+    _print_ready(system, steps)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        while all(p.poll() is None for p in system.processes.values()):
-            time.sleep(1)
-        dead = [n for n, p in system.processes.items() if p.poll() is not None]
-        print(f"error: the {', '.join(dead)} process stopped; see {data_dir / 'logs'}.", file=sys.stderr)
-        return 1
+        system.supervisor.run()
+        return 0
     except KeyboardInterrupt:
         print("\nstopping ...")
         return 0

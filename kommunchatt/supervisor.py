@@ -46,8 +46,14 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cwd: Path, env: dict[str, str], report: Callable[[str], None] = print,
-                 backoff: tuple[float, ...] = BACKOFF_SECONDS, stable_after: float = 60.0):
+    def __init__(
+        self,
+        cwd: Path,
+        env: dict[str, str],
+        report: Callable[[str], None] = print,
+        backoff: tuple[float, ...] = BACKOFF_SECONDS,
+        stable_after: float = 60.0,
+    ):
         self.cwd = cwd
         self.env = env
         self.report = report
@@ -68,8 +74,9 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(child.log_path, "ab") as out:  # the child has its own copy of the descriptor
-            child.proc = subprocess.Popen(child.command, cwd=self.cwd, env=self.env, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            child.proc = subprocess.Popen(
+                child.command, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         child.started_at = time.monotonic()
         child.restart_at = None
 
@@ -101,8 +108,9 @@ class Supervisor:
             child.down_since = now
         code = child.proc.returncode if child.proc else None
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        self.report(f"{child.name} stopped ({how}) after {up_for:.0f} s; restarting in {delay:.0f} s "
-                    f"(log: {child.log_path})")
+        self.report(
+            f"{child.name} stopped ({how}) after {up_for:.0f} s; restarting in {delay:.0f} s (log: {child.log_path})"
+        )
 
     @staticmethod
     def _healthy(child: Child) -> bool:
