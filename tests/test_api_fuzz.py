@@ -1,0 +1,130 @@
+"""Schemathesis against the service's own OpenAPI document, over real HTTP: every operation, with data made
+from its schema, as an anonymous caller and as each staff role, must never answer 5xx.
+
+Bounded for CI: KOMMUNCHATT_FUZZ_EXAMPLES cases per operation and role (default 8; the whole run takes
+about a minute here). Rate limits are raised so the fuzzer reaches the handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+
+EXAMPLES = int(os.environ.get("KOMMUNCHATT_FUZZ_EXAMPLES", "8"))
+ROLES = {
+    "anonymous": None,
+    "agent": ("agent", ["default"]),
+    "webmaster": ("webmaster", ["default"]),
+    "admin": ("admin", ["default"]),
+    "global-admin": ("admin", ["*"]),
+}
+PASSWORD = "fuzz-password-123"
+# Never fuzzed: logging out ends the fuzzer's own session (nothing to find there).
+SKIPPED = {("POST", "/api/v1/auth/logout")}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, model_path):
+    from core.config import Settings, database_url
+    from kommunchatt.app import create_app
+
+    for name in (
+        "message_per_session",
+        "message_per_address",
+        "session_per_address",
+        "queue_per_session",
+        "queue_per_address",
+        "login_failure_per_user",
+        "login_failure_per_address",
+    ):
+        os.environ[f"KOMMUNCHATT_LIMIT_{name.upper()}"] = "100000/minute"
+    os.environ["KOMMUNCHATT_MODEL_PATH"] = str(model_path)
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    app = create_app(
+        Settings(
+            data_dir=data_dir,
+            database_url=database_url(data_dir),
+            internal_token="t" * 32,
+            rasa_url="http://127.0.0.1:9",
+            actions_url="http://127.0.0.1:9",
+        )
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.1)
+    users = app.state.c.users
+    for name, spec in ROLES.items():
+        if spec:
+            users.create(f"fuzz-{name}", PASSWORD, role=spec[0], municipalities=spec[1])
+    yield app, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    for name in (
+        "message_per_session",
+        "message_per_address",
+        "session_per_address",
+        "queue_per_session",
+        "queue_per_address",
+        "login_failure_per_user",
+        "login_failure_per_address",
+    ):
+        os.environ.pop(f"KOMMUNCHATT_LIMIT_{name.upper()}", None)
+
+
+def fresh_token(app, role: str) -> str | None:
+    """A session for the role's user, made active again (the fuzzer may have disabled it)."""
+    spec = ROLES[role]
+    if spec is None:
+        return None
+    users = app.state.c.users
+    user = next(u for u in users.list() if u["username"] == f"fuzz-{role}")
+    users.update(user["id"], active=True, password=PASSWORD, role=spec[0], municipalities=spec[1])
+    return users.login(f"fuzz-{role}", PASSWORD)[0]
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_no_operation_answers_5xx(service, role):
+    app, base_url = service
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    failures = []
+    operations = [r.ok() for r in schema.get_all_operations()]
+    assert len(operations) > 40
+    for operation in operations:
+        if (operation.method.upper(), operation.path) in SKIPPED:
+            continue
+        token = fresh_token(app, role)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def run(case):
+            response = case.call(base_url=base_url, headers=headers, timeout=15)
+            if response.status_code >= 500:
+                failures.append(
+                    f"{response.status_code} {case.method} {case.formatted_path} "
+                    f"query={case.query} body={str(case.body)[:200]}: {response.text[:200]}"
+                )
+
+        run()
+    assert not failures, "\n".join(failures[:30])
