@@ -10,6 +10,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -279,3 +280,26 @@ def test_a_sqlite_backup_taken_while_the_service_writes_is_consistent(tmp_path):
         counts.append(n)
     assert counts == sorted(counts) and counts[0] > 2  # taken while the writer went on
     engine.dispose()
+
+
+def test_the_command_line_backs_up_restores_and_refuses_to_overwrite(tmp_path):
+    """`kommunchatt backup` / `restore` as an operator runs them: exit codes and what they print."""
+    source_url, source_dir, _ = fresh_install("sqlite", tmp_path, "source")
+    engine = make_engine(source_url)
+    init_db(engine)
+    fill(engine)
+    engine.dispose()
+
+    def kommunchatt(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        return subprocess.run([sys.executable, "-m", "kommunchatt.cli", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300, env={**env, "KOMMUNCHATT_DATA_DIR": str(data_dir)})
+
+    archive = tmp_path / "nightly.tar.gz"
+    done = kommunchatt(source_dir, "backup", str(archive))
+    assert done.returncode == 0 and "3 conversations, 6 messages, 1 kb_entries, 1 users" in done.stdout, done.stderr
+    target_dir = tmp_path / "target"
+    done = kommunchatt(target_dir, "restore", str(archive))
+    assert done.returncode == 0 and "restored" in done.stdout, done.stderr
+    again = kommunchatt(target_dir, "restore", str(archive))
+    assert again.returncode == 1 and "already holds data (3 conversations" in again.stderr
