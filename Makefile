@@ -20,13 +20,16 @@ pip_install = start=$$(date +%s); mkdir -p $(dir $(SETUP_LOG)); \
 		|| { sleep 0.5; echo "error: $(3) (see above and $(SETUP_LOG)): check the network to PyPI and run make again."; exit 1; }; \
 	echo "$(4) installed in $$(( $$(date +%s) - start )) s"
 
-.PHONY: help setup run replicas test test-service test-rasa bench lint browser haproxy clean
+.PHONY: help setup run replicas test test-service test-rasa bench lint browser haproxy clean db-upgrade backup restore deploy-check
 
 help:
 	@echo "make run    - set up what is missing and start service, Rasa and actions (Ctrl-C stops)"
 	@echo "make test   - set up what is missing and run the whole test suite"
 	@echo "make replicas - 2 services + 2 Rasa + 2 action servers behind HAProxy (needs DATABASE_URL, REDIS_URL)"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make backup FILE=x.tar.gz / make restore FILE=x.tar.gz [REPLACE=1] - database + Rasa tracker (docs/deployment.md)"
+	@echo "make db-upgrade - migrate the database to the newest schema revision (every start does it too)"
+	@echo "make deploy-check - validate deploy/ (Dockerfiles, compose, Kubernetes, Grafana) without Docker or a cluster"
 	@echo "make lint   - ruff"
 
 $(VENV)/.installed: pyproject.toml
@@ -82,6 +85,21 @@ bench: setup
 	@$(VENV)/bin/python bench/retrieval.py
 	@$(VENV)/bin/python bench/dialogue.py
 	@$(VENV)/bin/python bench/handoff.py
+
+# Operations (docs/deployment.md): schema migrations, backup and restore of the database and Rasa's tracker.
+db-upgrade: setup
+	@$(VENV)/bin/kommunchatt db upgrade
+
+backup: setup
+	@test -n "$(FILE)" || { echo "usage: make backup FILE=backups/kommunchatt-$$(date +%F).tar.gz"; exit 2; }
+	@$(VENV)/bin/kommunchatt backup "$(FILE)"
+
+restore: setup
+	@test -n "$(FILE)" || { echo "usage: make restore FILE=backups/kommunchatt-2026-12-02.tar.gz [REPLACE=1]"; exit 2; }
+	@$(VENV)/bin/kommunchatt restore "$(FILE)" $(if $(REPLACE),--replace)
+
+deploy-check: setup
+	@$(VENV)/bin/python -m pytest -q tests/test_deploy_files.py
 
 lint: setup
 	@$(VENV)/bin/ruff check .
