@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 
 from sqlalchemy import JSON, Column, Engine, Float, Integer, String, Table, and_, delete, func, insert, select, update
 
-from core.db import metadata
+from core.db import SQLITE_BUSY_S, metadata
 from knowledge.entries import Entry
 from knowledge.kbfile import parse_entry
 
@@ -34,6 +35,8 @@ kb_audit = Table(
     Column("after", JSON),
 )
 
+WRITER_WAIT_S = 30.0  # an import waits this long for another one
+
 
 def _to_entry(municipality: str, data: dict) -> Entry:
     """Stored rows hold the public file format; reading them back reuses its parser."""
@@ -59,21 +62,24 @@ class KnowledgeStore:
 
     def upsert(self, entry: Entry, actor: str | None = None) -> str:
         """Create or replace one entry; returns 'create' or 'update'."""
-        with self.engine.begin() as conn:
-            self._serialize_writers(conn)
+        with self._writing() as conn:
             return self._upsert(conn, entry, actor)
 
     def delete(self, municipality: str, entry_id: str, actor: str | None = None) -> bool:
-        with self.engine.begin() as conn:
-            self._serialize_writers(conn)
+        with self._writing() as conn:
             row = conn.execute(select(kb_entries.c.data).where(self._key(municipality, entry_id))).first()
             if not row:
                 return False
             conn.execute(delete(kb_entries).where(self._key(municipality, entry_id)))
             conn.execute(
                 insert(kb_audit).values(
-                    municipality=municipality, entry_id=entry_id, action="delete", actor=actor, at=time.time(),
-                    before=row.data, after=None,
+                    municipality=municipality,
+                    entry_id=entry_id,
+                    action="delete",
+                    actor=actor,
+                    at=time.time(),
+                    before=row.data,
+                    after=None,
                 )
             )
         return True
@@ -84,8 +90,7 @@ class KnowledgeStore:
         """Atomic import: all entries land in one transaction, or none. `replace` deletes the rest."""
         entries = list(entries)
         counts = {"create": 0, "update": 0, "unchanged": 0, "delete": 0}
-        with self.engine.begin() as conn:
-            self._serialize_writers(conn)
+        with self._writing() as conn:
             for entry in entries:
                 entry.municipality = municipality
                 counts[self._upsert(conn, entry, actor)] += 1
@@ -99,8 +104,13 @@ class KnowledgeStore:
                         conn.execute(delete(kb_entries).where(self._key(municipality, row.id)))
                         conn.execute(
                             insert(kb_audit).values(
-                                municipality=municipality, entry_id=row.id, action="delete", actor=actor,
-                                at=time.time(), before=row.data, after=None,
+                                municipality=municipality,
+                                entry_id=row.id,
+                                action="delete",
+                                actor=actor,
+                                at=time.time(),
+                                before=row.data,
+                                after=None,
                             )
                         )
                         counts["delete"] += 1
@@ -121,7 +131,7 @@ class KnowledgeStore:
     def changed_since(self, audit_id: int) -> list[tuple[int, str, str, float]]:
         """(audit id, municipality, entry id, time) of every change after `audit_id`, oldest first.
 
-        Readers can trust the order: writers hold `_serialize_writers`, so ids become visible in
+        Readers can trust the order: writers hold `_writing`, so ids become visible in
         the order they were given out and nothing commits later below an id already seen.
         """
         query = (
@@ -155,7 +165,8 @@ class KnowledgeStore:
             for municipality, ids in wanted.items():
                 for a in range(0, len(ids), 500):
                     query = select(kb_entries.c.id, kb_entries.c.data, kb_entries.c.updated_at).where(
-                        kb_entries.c.municipality == municipality, kb_entries.c.id.in_(ids[a:a + 500]))
+                        kb_entries.c.municipality == municipality, kb_entries.c.id.in_(ids[a : a + 500])
+                    )
                     for row in conn.execute(query):
                         out[(municipality, row.id)] = (_to_entry(municipality, row.data), row.updated_at)
         return out
@@ -166,13 +177,33 @@ class KnowledgeStore:
         with self.engine.connect() as conn:
             return {m: n for m, n in conn.execute(query)}
 
-    def _serialize_writers(self, conn) -> None:
-        """PostgreSQL hands out audit ids at insert but shows them at commit: two concurrent imports
+    @contextlib.contextmanager
+    def _writing(self):
+        """A write transaction that knowledge writers take one at a time, waiting up to
+        WRITER_WAIT_S for another (a large import) to finish.
+
+        PostgreSQL hands out audit ids at insert but shows them at commit: two concurrent imports
         could commit id 7 after a reader has seen id 8, and 7 would be skipped for good (a removed
         entry left answerable). One writer at a time keeps ids in commit order; plain reads are not
-        blocked. SQLite already admits one writer at a time."""
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE kb_audit IN EXCLUSIVE MODE")
+        blocked. SQLite admits one writer anyway, but its driver begins the transaction only at the
+        first write, so a concurrent import's reads ran outside it and its inserts collided: the
+        write lock is taken first."""
+        with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            raw = conn.connection.driver_connection if sqlite else None
+            if sqlite:
+                raw.execute(f"PRAGMA busy_timeout = {int(WRITER_WAIT_S * 1000)}")
+            try:
+                with conn.begin():
+                    if sqlite:
+                        conn.exec_driver_sql("UPDATE kb_audit SET id = id WHERE 0 = 1")  # takes the write lock
+                    elif conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(WRITER_WAIT_S * 1000)}ms'")
+                        conn.exec_driver_sql("LOCK TABLE kb_audit IN EXCLUSIVE MODE")
+                    yield conn
+            finally:
+                if sqlite:
+                    raw.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_S * 1000)}")
 
     @staticmethod
     def _key(municipality: str, entry_id: str):
@@ -199,8 +230,13 @@ class KnowledgeStore:
         action = "update" if row else "create"
         conn.execute(
             insert(kb_audit).values(
-                municipality=entry.municipality, entry_id=entry.id, action=action, actor=actor, at=now,
-                before=row.data if row else None, after=data,
+                municipality=entry.municipality,
+                entry_id=entry.id,
+                action=action,
+                actor=actor,
+                at=now,
+                before=row.data if row else None,
+                after=data,
             )
         )
         return action
