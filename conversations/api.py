@@ -6,16 +6,20 @@ import asyncio
 import contextlib
 import json
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
 
+from conversations.deps import Chat, Conversations
+from conversations.service import ChatService
 from conversations.store import UnknownConversation
 from core import municipalities
 from core.db import run_db
+from core.deps import AppSettings, DbEngine
+from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge
 from core.text import clean_message
 from knowledge.kbfile import LANG_RE
 
-router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+router = APIRouter(prefix="/api/v1/chat", tags=["chat"], responses=ERROR_RESPONSES)
 
 
 class NewSession(BaseModel):
@@ -73,68 +77,62 @@ class Transcript(BaseModel):
 
 
 @router.post("/sessions", response_model=SessionCreated, status_code=201)
-async def create_session(request: Request, body: NewSession | None = None) -> dict:
+async def create_session(engine: DbEngine, store: Conversations, body: NewSession | None = None) -> dict:
     body = body or NewSession()
-    c = request.app.state.c
-    if await run_db(c.engine, municipalities.settings, c.engine, body.municipality) is None:
-        raise HTTPException(404, f"no municipality with id '{body.municipality}'")
-    conv = await run_db(c.engine, c.conversations.create, body.municipality, body.language)
+    if await run_db(engine, municipalities.settings, engine, body.municipality) is None:
+        raise NotFound(f"no municipality with id '{body.municipality}'")
+    conv = await run_db(engine, store.create, body.municipality, body.language)
     return {"session_id": conv["id"], "language": conv["language"], "state": conv["state"]}
 
 
 @router.get("/sessions/{session_id}", response_model=Transcript)
-async def get_session(request: Request, session_id: str, after: int = 0) -> dict:
+async def get_session(session_id: str, chat: Chat, after: int = 0) -> dict:
     """The conversation so far: what the widget shows after a page reload."""
-    c = request.app.state.c
-    return await run_db(c.engine, _transcript, c, session_id, after)
+    return await chat.db(_transcript, chat, session_id, after)
 
 
-def _transcript(c, session_id: str, after: int) -> dict:
-    conv = c.conversations.get(session_id)
+def _transcript(chat: ChatService, session_id: str, after: int) -> dict:
+    conv = chat.conversations.get(session_id)
     return {
         "session_id": session_id,
         "state": conv["state"],
         "language": conv["language"],
         "municipality": conv["municipality"],
-        "messages": [m.public() for m in c.conversations.messages(session_id, after_id=after)],
-        "queue": c.chat.queue.position(session_id),
+        "messages": [m.public() for m in chat.conversations.messages(session_id, after_id=after)],
+        "queue": chat.queue.position(session_id),
     }
 
 
 @router.post("/sessions/{session_id}/messages", response_model=Replies)
-async def post_message(request: Request, session_id: str, body: NewMessage) -> dict:
-    c = request.app.state.c
+async def post_message(session_id: str, body: NewMessage, chat: Chat, settings: AppSettings) -> dict:
     text = clean_message(body.text)
     if not text:
-        raise HTTPException(422, "the message is empty")
-    if len(text) > c.settings.max_message_chars:
-        raise HTTPException(
-            413, f"the message is {len(text)} characters; at most {c.settings.max_message_chars} are allowed"
-        )
-    return await c.chat.citizen_message(session_id, text, client_id=body.client_id)
+        raise Invalid("the message is empty", [{"field": "text", "message": "the message is empty"}])
+    if len(text) > settings.max_message_chars:
+        raise TooLarge(f"the message is {len(text)} characters; at most {settings.max_message_chars} are allowed")
+    return await chat.citizen_message(session_id, text, client_id=body.client_id)
 
 
 @router.websocket("/sessions/{session_id}/ws")
-async def session_events(websocket: WebSocket, session_id: str, after: int = 0) -> None:
+async def session_events(websocket: WebSocket, session_id: str, chat: Chat, after: int = 0) -> None:
     """Pushes the conversation's later messages (an agent's) and state changes.
 
     On (re)connect it first sends every message after `after`, so a dropped connection loses nothing.
     """
-    c = websocket.app.state.c
     try:
-        await run_db(c.engine, c.conversations.get, session_id)
+        await chat.db(chat.conversations.get, session_id)
     except UnknownConversation:
         await websocket.close(code=4404)
         return
     await websocket.accept()
-    async with c.events.subscribe(f"conversation:{session_id}") as queue:
+    async with chat.events.subscribe(f"conversation:{session_id}") as queue:
         sent: set[int] = set()  # ids, not the last id: events from another process may come out of order
-        backlog, position = await run_db(c.engine, _since, c, session_id, after)
+        backlog, position = await chat.db(_since, chat, session_id, after)
         for message in backlog:
             await websocket.send_json({"type": "message", **message.public()})
             sent.add(message.id)
         await websocket.send_json({"type": "state", **position})
-        receiver = asyncio.create_task(_drain(websocket, c, session_id, queue))
+        receiver = asyncio.create_task(_drain(websocket, chat, session_id, queue))
         try:
             while True:
                 event = await queue.get()
@@ -153,20 +151,20 @@ async def session_events(websocket: WebSocket, session_id: str, after: int = 0) 
                 await receiver
 
 
-def _since(c, session_id: str, after: int) -> tuple[list, dict]:
-    return c.conversations.messages(session_id, after_id=after), c.chat.queue.position(session_id)
+def _since(chat: ChatService, session_id: str, after: int) -> tuple[list, dict]:
+    return chat.conversations.messages(session_id, after_id=after), chat.queue.position(session_id)
 
 
-async def _drain(websocket: WebSocket, c, session_id: str, events: asyncio.Queue) -> None:
+async def _drain(websocket: WebSocket, chat: ChatService, session_id: str, events: asyncio.Queue) -> None:
     """Read what the client sends, so a disconnect is noticed (it ends the sender's wait on `events`);
     `{"type": "typing"}` goes to the agent."""
     try:
-        await _read(websocket, c, session_id)
+        await _read(websocket, chat, session_id)
     finally:
         events.put_nowait(None)
 
 
-async def _read(websocket: WebSocket, c, session_id: str) -> None:
+async def _read(websocket: WebSocket, chat: ChatService, session_id: str) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             raw = await websocket.receive_text()
@@ -175,4 +173,4 @@ async def _read(websocket: WebSocket, c, session_id: str) -> None:
             with contextlib.suppress(ValueError, AttributeError):
                 frame = json.loads(raw)
                 if frame.get("type") == "typing":
-                    await c.chat.citizen_typing(session_id, frame.get("typing", True) is not False)
+                    await chat.citizen_typing(session_id, frame.get("typing", True) is not False)

@@ -4,25 +4,59 @@ hours, reports) and the citizen's side of a handover (availability, satisfaction
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from conversations.deps import Chat
 from core import municipalities
 from core.db import run_db
-from core.deps import COOKIE, current_user, require_role, session_token
+from core.deps import (
+    COOKIE,
+    Admin,
+    AgentMunicipality,
+    CurrentUser,
+    DbEngine,
+    Events,
+    MunicipalityScope,
+    Scope,
+    StaffUser,
+    Users,
+    Webmaster,
+    municipality_of,
+    session_token,
+)
+from core.errors import ERROR_RESPONSES, Invalid, NotFound, NotLoggedIn
 from core.text import clean_message
 from core.users import ROLES, UserError
 from handoff import tickets
-from handoff.assignment import OUTCOMES, Conflict
+from handoff.assignment import OUTCOMES
 from handoff.canned import CannedError, CannedStore
-from handoff.console import STATUSES, conversation_view
 from handoff.console import router as console_router
+from handoff.deps import Agents, LiveDep, QueueDep
+from handoff.models import (
+    AgentRow,
+    Availability,
+    CannedOut,
+    Closed,
+    ConversationView,
+    HandedBack,
+    LoggedIn,
+    MessageOut,
+    OpeningHours,
+    QueueItem,
+    Rated,
+    StaffUserOut,
+    Suggestions,
+    TicketChanged,
+    TicketOut,
+    Transferred,
+)
 from handoff.queue import validate_hours
+from handoff.service import STATUSES
 
-router = APIRouter(prefix="/api/v1", tags=["handoff"])
-staff = require_role("agent")
+router = APIRouter(prefix="/api/v1", tags=["handoff"], responses=ERROR_RESPONSES)
 
 
 class Login(BaseModel):
@@ -30,73 +64,60 @@ class Login(BaseModel):
     password: str
 
 
-@router.post("/auth/login")
-async def login(request: Request, body: Login, response: Response) -> dict:
+@router.post("/auth/login", response_model=LoggedIn)
+async def login(body: Login, response: Response, users: Users) -> dict:
     # bcrypt takes a quarter of a second on purpose: not on the event loop, nor on the database thread.
-    result = await asyncio.to_thread(request.app.state.c.users.login, body.username, body.password)
+    result = await asyncio.to_thread(users.login, body.username, body.password)
     if not result:
-        raise HTTPException(401, "wrong username or password")
+        raise NotLoggedIn("wrong username or password")
     token, user = result
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=8 * 3600)
     return {"token": token, "user": user}
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(request: Request, response: Response) -> None:
-    c = request.app.state.c
+async def logout(request: Request, response: Response, users: Users, agents: Agents) -> None:
     token = session_token(request)
+    user = users.by_token(token) if token else None
     if token:
-        user = c.users.by_token(token)
-        c.users.logout(token)
-        if user:
-            c.users.update(user["id"], status="offline")
-            await c.events.publish("agents", {"type": "status", "user_id": user["id"], "status": "offline"})
+        users.logout(token)
+    if user:
+        await agents.set_status(user, "offline")
     response.delete_cookie(COOKIE)
 
 
-@router.get("/auth/me")
-async def me(user: dict = Depends(current_user)) -> dict:
+@router.get("/auth/me", response_model=StaffUserOut)
+async def me(user: CurrentUser) -> dict:
     return user
 
 
-# --- the queue and conversations ---------------------------------------------------------------------
+# --- the queue and conversations: every command is one call onto AgentService (the console's too) ------
 
 
-@router.get("/handoff/queue")
-async def queue(request: Request, _user=Depends(staff)) -> list[dict]:
-    """Waiting conversations, longest waiting first, with reason, language, topic and municipality."""
-    c = request.app.state.c
-    items = request.app.state.live.queue_items(c.queue.waiting())
+@router.get("/handoff/queue", response_model=list[QueueItem])
+async def queue(scope: Scope, _user: StaffUser, queue: QueueDep, live: LiveDep, engine: DbEngine) -> list[dict]:
+    """Waiting conversations of the caller's municipalities, longest waiting first, with reason, language,
+    topic and municipality."""
+    items = scope.filter(await run_db(engine, lambda: live.queue_items(queue.waiting())))
     return [{"session_id": i["id"], **{k: v for k, v in i.items() if k != "id"}} for i in items]
 
 
-@router.get("/handoff/conversations")
-async def my_conversations(request: Request, user=Depends(staff)) -> list[dict]:
+@router.get("/handoff/conversations", response_model=list[ConversationView])
+async def my_conversations(user: StaffUser, agents: Agents) -> list[dict]:
     """The conversations the caller has now (an admin: everyone's)."""
-    c = request.app.state.c
-    return [conversation_view(c, conv["id"]) for conv in c.conversations.in_state("agent")
-            if user["role"] == "admin" or conv["assigned_to"] == user["id"]]
+    return await agents.mine(user)
 
 
-@router.get("/handoff/conversations/{conversation_id}")
-async def conversation(request: Request, conversation_id: str, _user=Depends(staff)) -> dict:
+@router.get("/handoff/conversations/{conversation_id}", response_model=ConversationView)
+async def conversation(conversation_id: str, user: StaffUser, agents: Agents) -> dict:
     """The whole transcript: the bot part before the handover, the citizen, agents and internal notes."""
-    return conversation_view(request.app.state.c, conversation_id)
+    return await agents.view(conversation_id, user)
 
 
-def _conflict(exc: Exception) -> HTTPException:
-    return HTTPException(409, str(exc))
-
-
-@router.post("/handoff/conversations/{conversation_id}/claim")
-async def claim(request: Request, conversation_id: str, user=Depends(staff)) -> dict:
-    c = request.app.state.c
-    c.conversations.get(conversation_id)
-    try:
-        await c.agents.claim(conversation_id, user)
-    except Conflict as exc:
-        raise _conflict(exc) from None
-    return conversation_view(c, conversation_id)
+@router.post("/handoff/conversations/{conversation_id}/claim", response_model=ConversationView)
+async def claim(conversation_id: str, user: StaffUser, agents: Agents) -> dict:
+    await agents.claim(conversation_id, user)
+    return await agents.view(conversation_id, user)
 
 
 class AgentMessage(BaseModel):
@@ -105,84 +126,57 @@ class AgentMessage(BaseModel):
     client_id: str | None = Field(None, max_length=64)
 
 
-@router.post("/handoff/conversations/{conversation_id}/messages", status_code=201)
-async def agent_message(request: Request, conversation_id: str, body: AgentMessage, user=Depends(staff)) -> dict:
-    c = request.app.state.c
-    text = clean_message(body.text)
-    if not text:
-        raise HTTPException(422, "the message is empty")
-    if len(text) > c.settings.max_message_chars:
-        raise HTTPException(413, f"the message is longer than {c.settings.max_message_chars} characters")
-    try:
-        message = await c.agents.message(conversation_id, user, text, client_id=body.client_id, note=body.note)
-    except Conflict as exc:
-        raise _conflict(exc) from None
-    return message.public()
+@router.post("/handoff/conversations/{conversation_id}/messages", status_code=201, response_model=MessageOut)
+async def agent_message(conversation_id: str, body: AgentMessage, user: StaffUser, agents: Agents) -> dict:
+    command = agents.note if body.note else agents.reply
+    return (await command(conversation_id, user, body.text, client_id=body.client_id)).public()
 
 
 class Transfer(BaseModel):
     to_user_id: int | None = Field(None, description="the agent; none: back to the front of the queue")
 
 
-@router.post("/handoff/conversations/{conversation_id}/transfer")
-async def transfer_conversation(request: Request, conversation_id: str, body: Transfer, user=Depends(staff)) -> dict:
-    try:
-        return await request.app.state.c.agents.transfer(conversation_id, user, body.to_user_id)
-    except Conflict as exc:
-        raise _conflict(exc) from None
-    except ValueError as exc:
-        raise HTTPException(404, str(exc)) from None
+@router.post("/handoff/conversations/{conversation_id}/transfer", response_model=Transferred)
+async def transfer_conversation(conversation_id: str, body: Transfer, user: StaffUser, agents: Agents) -> dict:
+    return await agents.transfer(conversation_id, user, body.to_user_id)
 
 
-@router.post("/handoff/conversations/{conversation_id}/handback")
-async def handback(request: Request, conversation_id: str, user=Depends(staff)) -> dict:
-    c = request.app.state.c
-    try:
-        replies = await c.agents.hand_back(conversation_id, user)
-    except Conflict as exc:
-        raise _conflict(exc) from None
-    return {"state": c.conversations.get(conversation_id)["state"], "messages": [m.public() for m in replies]}
+@router.post("/handoff/conversations/{conversation_id}/handback", response_model=HandedBack)
+async def handback(conversation_id: str, user: StaffUser, agents: Agents, engine: DbEngine) -> dict:
+    replies = await agents.give_back(conversation_id, user)
+    state = (await run_db(engine, agents.conversations.get, conversation_id))["state"]
+    return {"state": state, "messages": [m.public() for m in replies]}
 
 
 class Close(BaseModel):
     outcome: Literal[OUTCOMES] = "resolved"  # type: ignore[valid-type]
 
 
-@router.post("/handoff/conversations/{conversation_id}/close")
-async def close(request: Request, conversation_id: str, body: Close, user=Depends(staff)) -> dict:
-    c = request.app.state.c
-    try:
-        await c.agents.close(conversation_id, user, body.outcome)
-    except Conflict as exc:
-        raise _conflict(exc) from None
+@router.post("/handoff/conversations/{conversation_id}/close", response_model=Closed)
+async def close(conversation_id: str, body: Close, user: StaffUser, agents: Agents) -> dict:
+    await agents.close_with(conversation_id, user, body.outcome)
     return {"state": "closed", "outcome": body.outcome}
 
 
-@router.get("/handoff/conversations/{conversation_id}/suggestions")
-async def suggestions(request: Request, conversation_id: str, _user=Depends(staff)) -> dict:
+@router.get("/handoff/conversations/{conversation_id}/suggestions", response_model=Suggestions)
+async def suggestions(conversation_id: str, user: StaffUser, agents: Agents, live: LiveDep) -> dict:
     """Knowledge-base answers for the citizen's last message."""
-    c = request.app.state.c
-    conv = c.conversations.get(conversation_id)
-    return await asyncio.to_thread(request.app.state.live.suggestions, conversation_id, conv["language"],
-                                   conv["municipality"])
+    return await agents.suggestions(conversation_id, user, live.suggestions)
 
 
 class Status(BaseModel):
     status: Literal[STATUSES]  # type: ignore[valid-type]
 
 
-@router.put("/handoff/status")
-async def set_status(request: Request, body: Status, user=Depends(staff)) -> dict:
-    c = request.app.state.c
-    updated = c.users.update(user["id"], status=body.status)
-    await c.events.publish("agents", {"type": "status", "user_id": user["id"], "status": body.status})
-    return updated
+@router.put("/handoff/status", response_model=StaffUserOut)
+async def set_status(body: Status, user: StaffUser, agents: Agents) -> dict:
+    return await agents.set_status(user, body.status)
 
 
-@router.get("/handoff/agents")
-async def agent_list(request: Request, _user=Depends(staff)) -> list[dict]:
+@router.get("/handoff/agents", response_model=list[AgentRow])
+async def agent_list(_user: StaffUser, live: LiveDep, engine: DbEngine) -> list[dict]:
     """Agents with status, whether a console is connected, and their open chats (for transfers)."""
-    return await run_db(request.app.state.c.engine, request.app.state.live.agent_list)
+    return await run_db(engine, live.agent_list)
 
 
 # --- canned responses --------------------------------------------------------------------------------
@@ -192,66 +186,77 @@ class Canned(BaseModel):
     municipality: str = "default"
     shortcut: str = Field(..., description="typed as /shortcut in the console")
     title: str
-    texts: dict[str, str] = Field(..., description="the text per language, e.g. {\"sv\": \"...\", \"en\": \"...\"}")
+    texts: dict[str, str] = Field(..., description='the text per language, e.g. {"sv": "...", "en": "..."}')
 
 
-@router.get("/handoff/canned")
-async def canned_list(request: Request, municipality: str = "default", q: str = "", _user=Depends(staff)):
-    return CannedStore(request.app.state.c.engine).search(municipality, q, limit=50)
+def _canned_in_scope(store: CannedStore, item_id: int, scope: MunicipalityScope) -> dict:
+    item = store.get(item_id)
+    if not item:
+        raise NotFound(f"no canned response {item_id}")
+    scope.check(item["municipality"])
+    return item
 
 
-@router.post("/handoff/canned", status_code=201)
-async def canned_create(request: Request, body: Canned, user=Depends(require_role("webmaster"))) -> dict:
+@router.get("/handoff/canned", response_model=list[CannedOut])
+async def canned_list(municipality: AgentMunicipality, engine: DbEngine, q: str = "") -> list[dict]:
+    return CannedStore(engine).search(municipality, q, limit=50)
+
+
+@router.post("/handoff/canned", status_code=201, response_model=CannedOut)
+async def canned_create(body: Canned, user: Webmaster, scope: Scope, engine: DbEngine) -> dict:
+    scope.check(body.municipality)
     try:
-        return CannedStore(request.app.state.c.engine).create(body.municipality, body.shortcut, body.title,
-                                                              body.texts, actor=user["username"])
+        return CannedStore(engine).create(
+            body.municipality, body.shortcut, body.title, body.texts, actor=user["username"]
+        )
     except CannedError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
-@router.put("/handoff/canned/{item_id}")
-async def canned_update(request: Request, item_id: int, body: Canned, user=Depends(require_role("webmaster"))):
-    store = CannedStore(request.app.state.c.engine)
-    if not store.get(item_id):
-        raise HTTPException(404, f"no canned response {item_id}")
+@router.put("/handoff/canned/{item_id}", response_model=CannedOut)
+async def canned_update(item_id: int, body: Canned, user: Webmaster, scope: Scope, engine: DbEngine) -> dict:
+    store = CannedStore(engine)
+    _canned_in_scope(store, item_id, scope)
     try:
         return store.update(item_id, body.shortcut, body.title, body.texts, actor=user["username"])
     except CannedError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
 @router.delete("/handoff/canned/{item_id}", status_code=204)
-async def canned_delete(request: Request, item_id: int, _user=Depends(require_role("webmaster"))) -> None:
-    if not CannedStore(request.app.state.c.engine).delete(item_id):
-        raise HTTPException(404, f"no canned response {item_id}")
+async def canned_delete(item_id: int, _user: Webmaster, scope: Scope, engine: DbEngine) -> None:
+    store = CannedStore(engine)
+    _canned_in_scope(store, item_id, scope)
+    store.delete(item_id)
 
 
 # --- call-back tickets -------------------------------------------------------------------------------
 
 
-@router.get("/handoff/tickets")
-async def ticket_list(request: Request, status: str = "open", user=Depends(staff)) -> list[dict]:
+@router.get("/handoff/tickets", response_model=list[TicketOut])
+async def ticket_list(_user: StaffUser, scope: Scope, engine: DbEngine, status: str = "open") -> list[dict]:
     """Messages left outside opening hours, oldest first (an agent sees their municipalities')."""
-    rows = tickets.in_status(request.app.state.c.engine, status)
-    return [t for t in rows if user["role"] == "admin" or t["municipality"] in (user["municipalities"] or [])]
+    return scope.filter(tickets.in_status(engine, status))
 
 
 class TicketChange(BaseModel):
     status: Literal["open", "done"]
 
 
-@router.patch("/handoff/tickets/{ticket_id}")
-async def ticket_change(request: Request, ticket_id: int, body: TicketChange, _user=Depends(staff)) -> dict:
-    c = request.app.state.c
-    if not tickets.set_status(c.engine, ticket_id, body.status):
-        raise HTTPException(404, f"no ticket {ticket_id}")
-    await c.events.publish("agents", {"type": "ticket", "id": ticket_id})
+@router.patch("/handoff/tickets/{ticket_id}", response_model=TicketChanged)
+async def ticket_change(
+    ticket_id: int, body: TicketChange, _user: StaffUser, scope: Scope, engine: DbEngine, events: Events
+) -> dict:
+    ticket = tickets.get(engine, ticket_id)
+    if not ticket:
+        raise NotFound(f"no ticket {ticket_id}")
+    scope.check(ticket["municipality"])
+    tickets.set_status(engine, ticket_id, body.status)
+    await events.publish("agents", {"type": "ticket", "id": ticket_id})
     return {"id": ticket_id, "status": body.status}
 
 
 # --- administration: users and opening hours ---------------------------------------------------------
-
-admin = require_role("admin")
 
 
 class NewUser(BaseModel):
@@ -275,41 +280,54 @@ class UserChange(BaseModel):
     active: bool | None = None
 
 
-@router.get("/admin/users")
-async def users_list(request: Request, _user=Depends(admin)) -> list[dict]:
-    return request.app.state.c.users.list()
+@router.get("/admin/users", response_model=list[StaffUserOut])
+async def users_list(_user: Admin, users: Users) -> list[dict]:
+    return users.list()
 
 
-@router.post("/admin/users", status_code=201)
-async def users_create(request: Request, body: NewUser, _user=Depends(admin)) -> dict:
+@router.post("/admin/users", status_code=201, response_model=StaffUserOut)
+async def users_create(body: NewUser, _user: Admin, users: Users) -> dict:
     try:
-        return request.app.state.c.users.create(
-            body.username, body.password, role=body.role, languages=body.languages,
-            municipalities=body.municipalities, max_chats=body.max_chats, display_name=body.display_name,
+        return users.create(
+            body.username,
+            body.password,
+            role=body.role,
+            languages=body.languages,
+            municipalities=body.municipalities,
+            max_chats=body.max_chats,
+            display_name=body.display_name,
         )
     except UserError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
-@router.patch("/admin/users/{user_id}")
-async def users_change(request: Request, user_id: int, body: UserChange, _user=Depends(admin)) -> dict:
-    c = request.app.state.c
-    if not c.users.get(user_id):
-        raise HTTPException(404, f"no user {user_id}")
+@router.patch("/admin/users/{user_id}", response_model=StaffUserOut)
+async def users_change(user_id: int, body: UserChange, _user: Admin, users: Users, events: Events) -> dict:
+    if not users.get(user_id):
+        raise NotFound(f"no user {user_id}")
     values = body.model_dump(exclude_none=True)
     if "password" in values and len(values["password"]) < 8:
-        raise HTTPException(422, "the password must have at least 8 characters")
-    updated = c.users.update(user_id, **values)
-    await c.events.publish("agents", {"type": "status", "user_id": user_id, "status": updated["status"]})
+        raise Invalid(
+            "the password must have at least 8 characters", [{"field": "password", "message": "at least 8 characters"}]
+        )
+    updated = users.update(user_id, **values)
+    await events.publish("agents", {"type": "status", "user_id": user_id, "status": updated["status"]})
     return updated
 
 
-@router.get("/admin/municipalities/{municipality}/opening-hours")
-async def hours_get(request: Request, municipality: str, _user=Depends(staff)) -> dict:
-    settings = municipalities.settings(request.app.state.c.engine, municipality)
+def _settings_of(engine, municipality: str) -> dict:
+    settings = municipalities.settings(engine, municipality)
     if settings is None:
-        raise HTTPException(404, f"no municipality with id '{municipality}'")
-    return {"opening_hours": settings.get("opening_hours"), **request.app.state.c.queue.availability(municipality)}
+        raise NotFound(f"no municipality with id '{municipality}'")
+    return settings
+
+
+@router.get("/admin/municipalities/{municipality}/opening-hours", response_model=OpeningHours)
+async def hours_get(
+    municipality: Annotated[str, Depends(municipality_of("agent", in_path=True))], engine: DbEngine, queue: QueueDep
+) -> dict:
+    settings = _settings_of(engine, municipality)
+    return {"opening_hours": settings.get("opening_hours"), **queue.availability(municipality)}
 
 
 class Hours(BaseModel):
@@ -318,18 +336,20 @@ class Hours(BaseModel):
     holidays: list[str] = Field([], description="dates (YYYY-MM-DD) when the contact centre is closed")
 
 
-@router.put("/admin/municipalities/{municipality}/opening-hours")
-async def hours_put(request: Request, municipality: str, body: Hours, _user=Depends(admin)) -> dict:
-    c = request.app.state.c
-    settings = municipalities.settings(c.engine, municipality)
-    if settings is None:
-        raise HTTPException(404, f"no municipality with id '{municipality}'")
+@router.put("/admin/municipalities/{municipality}/opening-hours", response_model=OpeningHours)
+async def hours_put(
+    municipality: Annotated[str, Depends(municipality_of("admin", in_path=True))],
+    body: Hours,
+    engine: DbEngine,
+    queue: QueueDep,
+) -> dict:
+    _settings_of(engine, municipality)
     try:
         hours = validate_hours(body.model_dump())
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    municipalities.update_settings(c.engine, municipality, {"opening_hours": hours})
-    return {"opening_hours": hours, **c.queue.availability(municipality)}
+        raise Invalid(str(exc), [{"field": "opening_hours", "message": str(exc)}]) from None
+    municipalities.update_settings(engine, municipality, {"opening_hours": hours})
+    return {"opening_hours": hours, **queue.availability(municipality)}
 
 
 # --- the citizen's side ------------------------------------------------------------------------------
@@ -337,14 +357,12 @@ async def hours_put(request: Request, municipality: str, body: Hours, _user=Depe
 citizen = APIRouter(prefix="/chat", tags=["chat"])
 
 
-@citizen.get("/availability")
-async def availability(request: Request, municipality: str = "default") -> dict:
+@citizen.get("/availability", response_model=Availability)
+async def availability(engine: DbEngine, queue: QueueDep, municipality: str = "default") -> dict:
     """Whether people answer now (opening hours), when they open next, and the current estimated wait."""
-    c = request.app.state.c
-    if municipalities.settings(c.engine, municipality) is None:
-        raise HTTPException(404, f"no municipality with id '{municipality}'")
-    waiting = len(c.queue.waiting())
-    return {**c.queue.availability(municipality), "waiting": waiting, **c.queue.pace().estimate(waiting + 1)}
+    _settings_of(engine, municipality)
+    waiting = len(queue.waiting())
+    return {**queue.availability(municipality), "waiting": waiting, **queue.pace().estimate(waiting + 1)}
 
 
 class Rating(BaseModel):
@@ -352,14 +370,11 @@ class Rating(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
-@citizen.post("/sessions/{session_id}/rating")
-async def rate(request: Request, session_id: str, body: Rating) -> dict:
+@citizen.post("/sessions/{session_id}/rating", response_model=Rated)
+async def rate(session_id: str, body: Rating, chat: Chat) -> dict:
     """The citizen's answer to the satisfaction question after an agent closed the chat."""
     comment = clean_message(body.comment) if body.comment else None
-    try:
-        await request.app.state.c.chat.rate(session_id, body.score, comment or None)
-    except Conflict as exc:
-        raise _conflict(exc) from None
+    await chat.rate(session_id, body.score, comment or None)  # Conflict: 409
     return {"score": body.score, "comment": comment or None}
 
 

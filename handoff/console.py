@@ -19,26 +19,13 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversations.store import UnknownConversation
 from core.db import run_db
-from core.deps import COOKIE
-from core.text import clean_message
+from core.deps import MunicipalityScope, session_token
 from handoff import presence
 from handoff.assignment import OUTCOMES, Conflict
+from handoff.service import STATUSES
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-STATUSES = ("available", "away", "offline")
-
-
-def conversation_view(c, conversation_id: str) -> dict:
-    """A conversation as the console shows it: the whole transcript (bot part and notes included)."""
-    conv = c.conversations.get(conversation_id)
-    return {
-        "id": conv["id"], "municipality": conv["municipality"], "language": conv["language"],
-        "state": conv["state"], "reason": conv["handoff_reason"], "topic": conv["topic"],
-        "queued_at": conv["queued_at"], "assigned_at": conv["assigned_at"], "assigned_to": conv["assigned_to"],
-        "created_at": conv["created_at"], "outcome": conv["outcome"], "csat_score": conv["csat_score"],
-        "messages": [m.public() for m in c.conversations.messages(conversation_id, include_notes=True)],
-    }
 
 
 class AgentConnection:
@@ -57,11 +44,11 @@ class AgentConnection:
         self.outbox.put_nowait(event)
 
     def send_queue(self, items: list[dict]) -> None:
-        self.send({"type": "queue", "now": time.time(), "items": items})
+        """The queue of the municipalities this agent works for (the live loop has everyone's)."""
+        self.send({"type": "queue", "now": time.time(), "items": MunicipalityScope.of(self.user).filter(items)})
 
     def visible_tickets(self, items: list[dict]) -> list[dict]:
-        mine = set(self.user["municipalities"] or [])
-        return [t for t in items if self.user["role"] == "admin" or t["municipality"] in mine]
+        return MunicipalityScope.of(self.user).filter(items)
 
     async def expire(self) -> None:
         self.send({"type": "error", "message": "the session has expired: log in again"})
@@ -76,7 +63,8 @@ class AgentConnection:
             return
         context = self.c.events.subscribe(f"conversation:{conversation_id}", f"staff:{conversation_id}")
         events = await context.__aenter__()
-        view = await run_db(self.c.engine, conversation_view, self.c, conversation_id)
+        view = await self.c.agents.view(conversation_id, self.user, via="console")  # scope checked, access logged
+        view["language_warning"] = view["language"] not in (self.user.get("languages") or [])
         seen = {m["id"] for m in view["messages"]}
         self.send({"type": "chat", "new": new, "now": time.time(), "conversation": view})
         task = asyncio.create_task(self._pump(conversation_id, events, seen))
@@ -115,14 +103,20 @@ class AgentConnection:
             if self.user["status"] == "offline":  # opening the console means being at work
                 self.user = await run_db(c.engine, c.users.update, self.user["id"], status="available")
             await c.events.publish("agents", {"type": "agent_connected", "user_id": self.user["id"]})
-            self.send({
-                "type": "hello", "now": time.time(), "user": self.user, "outcomes": list(OUTCOMES),
-                "statuses": list(STATUSES),
-                "tickets": self.visible_tickets(await run_db(c.engine, self.live.open_tickets)),
-                "agents": await run_db(c.engine, self.live.agent_list),
-            })
-            self.send_queue(self.live.queue_snapshot
-                            or await run_db(c.engine, lambda: self.live.queue_items(c.queue.waiting())))
+            self.send(
+                {
+                    "type": "hello",
+                    "now": time.time(),
+                    "user": self.user,
+                    "outcomes": list(OUTCOMES),
+                    "statuses": list(STATUSES),
+                    "tickets": self.visible_tickets(await run_db(c.engine, self.live.open_tickets)),
+                    "agents": await run_db(c.engine, self.live.agent_list),
+                }
+            )
+            self.send_queue(
+                self.live.queue_snapshot or await run_db(c.engine, lambda: self.live.queue_items(c.queue.waiting()))
+            )
             for conv in await run_db(c.engine, c.conversations.in_state, "agent"):
                 if conv["assigned_to"] == self.user["id"]:
                     await self.open_chat(conv["id"])
@@ -160,61 +154,73 @@ class AgentConnection:
             self.send({"type": "error", "ref": ref, "action": frame.get("type"), "message": message})
 
     async def _dispatch(self, kind: str | None, frame: dict) -> dict | None:
-        c = self.c
-        conversation_id = str(frame.get("conversation_id") or "")
-        if kind in ("send", "note"):
-            text = clean_message(str(frame.get("text") or ""))
-            if not text:
-                raise ValueError("the message is empty")
-            if len(text) > c.settings.max_message_chars:
-                raise ValueError(f"the message is longer than {c.settings.max_message_chars} characters")
-            client_id = str(ref)[:64] if (ref := frame.get("ref")) is not None else None
-            message = await c.agents.message(conversation_id, self.user, text, client_id=client_id,
-                                                 note=kind == "note")
-            return {"message": message.public(), "conversation_id": conversation_id}
-        if kind == "typing":
-            if conversation_id in self.chats:
-                await c.agents.typing(conversation_id, self.user, frame.get("typing", True) is not False)
-            return None
-        if kind == "claim":
-            await c.agents.claim(conversation_id, self.user)
-            return {"conversation_id": conversation_id}
-        if kind == "transfer":
-            return await c.agents.transfer(conversation_id, self.user, frame.get("to_user_id"))
-        if kind == "handback":
-            await c.agents.hand_back(conversation_id, self.user)
-            return {"conversation_id": conversation_id}
-        if kind == "close":
-            outcome = frame.get("outcome") or "resolved"
-            if outcome not in OUTCOMES:
-                raise ValueError(f"the outcome must be one of {', '.join(OUTCOMES)}")
-            await c.agents.close(conversation_id, self.user, outcome)
-            return {"conversation_id": conversation_id}
-        if kind == "status":
-            status = frame.get("status")
-            if status not in STATUSES:
-                raise ValueError(f"the status must be one of {', '.join(STATUSES)}")
-            self.user = await run_db(c.engine, c.users.update, self.user["id"], status=status)
-            await c.events.publish("agents", {"type": "status", "user_id": self.user["id"], "status": status})
-            return {"status": status}
-        if kind == "suggest":
-            conv = await run_db(c.engine, c.conversations.get, conversation_id)
-            result = await asyncio.to_thread(self.live.suggestions, conversation_id, conv["language"],
-                                             conv["municipality"])
-            self.send({"type": "suggestions", **result})
-            return None
-        if kind == "peek":
-            return {"conversation": await run_db(c.engine, conversation_view, c, conversation_id)}
-        raise ValueError(f"unknown action '{kind}'")
+        command = COMMANDS.get(kind or "")
+        if command is None:
+            raise ValueError(f"unknown action '{kind}'")
+        return await command(self, str(frame.get("conversation_id") or ""), frame)
+
+    # --- the commands: each one line onto handoff.service.AgentService, which REST uses too -------------
+
+    async def _send(self, conversation_id: str, frame: dict, note: bool = False) -> dict:
+        client_id = str(ref)[:64] if (ref := frame.get("ref")) is not None else None
+        command = self.c.agents.note if note else self.c.agents.reply
+        message = await command(conversation_id, self.user, frame.get("text"), client_id=client_id)
+        return {"message": message.public(), "conversation_id": conversation_id}
+
+    async def _note(self, conversation_id: str, frame: dict) -> dict:
+        return await self._send(conversation_id, frame, note=True)
+
+    async def _typing(self, conversation_id: str, frame: dict) -> None:
+        if conversation_id in self.chats:  # only chats this console has opened (their scope was checked)
+            await self.c.agents.typing(conversation_id, self.user, frame.get("typing", True) is not False)
+
+    async def _claim(self, conversation_id: str, frame: dict) -> dict:
+        await self.c.agents.claim(conversation_id, self.user)
+        return {"conversation_id": conversation_id}
+
+    async def _transfer(self, conversation_id: str, frame: dict) -> dict:
+        return await self.c.agents.transfer(conversation_id, self.user, frame.get("to_user_id"))
+
+    async def _handback(self, conversation_id: str, frame: dict) -> dict:
+        await self.c.agents.give_back(conversation_id, self.user)
+        return {"conversation_id": conversation_id}
+
+    async def _close(self, conversation_id: str, frame: dict) -> dict:
+        await self.c.agents.close_with(conversation_id, self.user, frame.get("outcome"))
+        return {"conversation_id": conversation_id}
+
+    async def _status(self, conversation_id: str, frame: dict) -> dict:
+        self.user = await self.c.agents.set_status(self.user, frame.get("status"))
+        return {"status": self.user["status"]}
+
+    async def _suggest(self, conversation_id: str, frame: dict) -> None:
+        result = await self.c.agents.suggestions(conversation_id, self.user, self.live.suggestions)
+        self.send({"type": "suggestions", **result})
+
+    async def _peek(self, conversation_id: str, frame: dict) -> dict:
+        return {"conversation": await self.c.agents.view(conversation_id, self.user)}
+
+
+# Console frame type -> command (frame fields: conversation_id, text, ref, outcome, to_user_id, status, typing).
+COMMANDS = {
+    "send": AgentConnection._send,
+    "note": AgentConnection._note,
+    "typing": AgentConnection._typing,
+    "claim": AgentConnection._claim,
+    "transfer": AgentConnection._transfer,
+    "handback": AgentConnection._handback,
+    "close": AgentConnection._close,
+    "status": AgentConnection._status,
+    "suggest": AgentConnection._suggest,
+    "peek": AgentConnection._peek,
+}
 
 
 @router.websocket("/agent/ws")
 async def agent_socket(websocket: WebSocket) -> None:
     """The console's live connection; the staff session comes from the cookie, a bearer header or ?token=."""
     c = websocket.app.state.c
-    header = websocket.headers.get("authorization", "")
-    token = (header[7:].strip() if header.lower().startswith("bearer ") else None) \
-        or websocket.query_params.get("token") or websocket.cookies.get(COOKIE)
+    token = session_token(websocket)
     user = await run_db(c.engine, c.users.by_token, token) if token else None
     if not user or user["role"] not in ("agent", "admin"):
         await websocket.close(code=4401)

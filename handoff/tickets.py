@@ -34,6 +34,12 @@ def create(engine: Engine, conversation: dict, name: str | None, contact: str, m
         ).inserted_primary_key[0]
 
 
+def get(engine: Engine, ticket_id: int) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
+    return dict(row._mapping) if row else None
+
+
 def in_status(engine: Engine, status: str = "open") -> list[dict]:
     """Tickets with this status, oldest first."""
     with engine.connect() as conn:

@@ -18,6 +18,9 @@ from sqlalchemy import select
 
 from core import municipalities
 from core.deps import check_municipality, require_role
+from core.errors import Invalid, summary
+from core.languages import NAMES, RTL
+from core.languages import public as public_languages
 from core.text import clean_message
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.notices import NoticeError
@@ -26,12 +29,8 @@ from knowledge.store import kb_entries
 router = APIRouter(prefix="/api/v1/admin", tags=["workshop"])
 widget_router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
-# The languages the bot speaks, with their own names (the widget's picker and the editor's columns).
-LANGUAGES = {
-    "sv": "Svenska", "en": "English", "ar": "العربية", "so": "Soomaali", "fa": "فارسی", "fi": "Suomi",
-    "ku": "Kurdî", "tr": "Türkçe", "pl": "Polski", "uk": "Українська", "da": "Dansk", "no": "Norsk",
-}
-RTL = {"ar", "fa"}
+# The languages the bot speaks, with their own names: the one table in core/languages.py.
+LANGUAGES = NAMES
 I18N = Path(__file__).resolve().parent.parent / "web" / "i18n"
 MAX_IMPORT_BYTES = 5_000_000
 FORMATS = {"yaml": ("application/yaml", "yml"), "jsonl": ("application/x-ndjson", "jsonl"), "csv": ("text/csv", "csv")}
@@ -54,7 +53,7 @@ def _problems(exc: KbFileError) -> list[dict]:
 
 @router.get("/languages")
 async def languages() -> dict:
-    return {"languages": [{"code": k, "name": v, "rtl": k in RTL} for k, v in LANGUAGES.items()]}
+    return {"languages": public_languages()}
 
 
 @router.get("/entries")
@@ -150,8 +149,9 @@ async def import_file(request: Request, filename: str = "import.yml", municipali
     try:
         entries = parse_bytes(raw, filename, municipality)
     except KbFileError as exc:
-        return JSONResponse({"ok": False, "format": file_format(filename), "problems": _problems(exc)},
-                            status_code=422)
+        problems = _problems(exc)
+        raise Invalid(f"nothing was imported: the {file_format(filename)} file has {len(problems)} problem(s); "
+                      f"the first: {summary(problems[:1])}", problems) from None
     existing = {e.id: e.to_dict() for e in c.knowledge.store.all(municipality)}
     if dry_run:
         counts = {"create": 0, "update": 0, "unchanged": 0,

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from conversations.rasa_client import RasaClient
 from conversations.service import ChatService
-from conversations.store import ConversationStore, UnknownConversation
+from conversations.store import Conflict, ConversationStore, UnknownConversation
+from core import errors
 from core.config import Settings, load_settings
 from core.db import WalCheckpointer, close_executor, make_engine
 from core.events import EventHub
@@ -60,7 +60,7 @@ def build_components(settings: Settings) -> Components:
     rasa = RasaClient(settings.rasa_url, settings.internal_token, timeout=settings.rasa_timeout_s)
     chat = ChatService(conversations, queue, knowledge, rasa, events)
     users = UserStore(engine)
-    agents = AgentService(chat, users, events)
+    agents = AgentService(chat, users, events, knowledge, max_message_chars=settings.max_message_chars)
     entry_feedback = functools.partial(unanswered.feedback_counts, engine)
     return Components(settings, engine, knowledge, conversations, queue, users, events, rasa, chat, agents,
                       entry_feedback)
@@ -147,18 +147,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(UnknownConversation)
     async def _unknown_conversation(_request: Request, exc: UnknownConversation):
-        return JSONResponse({"detail": f"no chat session with id '{exc.args[0]}'"}, status_code=404)
+        return errors.error_response(404, f"no chat session with id '{exc.args[0]}'")
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError):
-        problems = []
-        for err in exc.errors():
-            if err.get("type") == "json_invalid":
-                problems.append({"field": "body", "message": "the body is not valid JSON in UTF-8"})
-            else:
-                field = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
-                problems.append({"field": field, "message": err.get("msg", "invalid")})
-        return JSONResponse({"detail": problems}, status_code=422)
+    errors.install(app, {Conflict: 409})  # one error shape: {"detail": str, "errors": [{"field", "message"}]}
+
+    from core.languages_api import router as languages_router
+
+    app.include_router(languages_router)  # the one language table, for the widget and the staff pages
 
     from conversations.api import router as chat_router
     from handoff.api import router as handoff_router

@@ -39,7 +39,7 @@ def test_broken_utf8_and_bad_json(service):
     assert broken.status_code in (400, 422)
     assert "JSON" in str(broken.json()["detail"]) or "body" in str(broken.json()["detail"])
     missing = service.post(f"/api/v1/chat/sessions/{session}/messages", json={"txt": "hej"})
-    assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "text"
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "text"
 
 
 def test_unknown_ids(service):

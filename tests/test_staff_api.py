@@ -129,7 +129,7 @@ def test_municipalities_are_managed_and_the_dashboard_defaults_to_kronor(svc, st
     assert created.status_code == 201, created.text
     assert admin.post("/api/v1/admin/municipalities", json={"id": "norrvik", "name": "x"}).status_code == 409
     bad = admin.post("/api/v1/admin/municipalities", json={"id": "Bad Id!", "name": "x"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "id"
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "id"
     changed = admin.patch("/api/v1/admin/municipalities/norrvik", json={"settings": {"currency": "EUR"}}).json()
     assert changed["settings"] == {"languages": ["sv", "en", "fi"], "currency": "EUR"}
     assert admin.patch("/api/v1/admin/municipalities/nowhere", json={"name": "x"}).status_code == 404

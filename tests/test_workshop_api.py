@@ -96,7 +96,7 @@ def test_a_malformed_import_names_line_and_field_and_imports_nothing(webmaster, 
     before = len(webmaster.get("/api/v1/admin/entries").json()["entries"])
     response = webmaster.post("/api/v1/admin/import", params={"filename": name}, content=content.encode())
     assert response.status_code == 422
-    problems = response.json()["problems"]
+    problems = response.json()["errors"]
     assert any(p["line"] == line and p["field"] == field for p in problems), problems
     assert len(webmaster.get("/api/v1/admin/entries").json()["entries"]) == before
 
@@ -124,7 +124,7 @@ def test_notices_banner_and_answered_first(service, webmaster):
     now = time.time()
     bad = webmaster.post("/api/v1/admin/notices", json={"texts": {}, "valid_from": now, "valid_until": now - 5})
     assert bad.status_code == 422
-    assert {p["field"] for p in bad.json()["detail"]} == {"texts", "valid_until"}
+    assert {p["field"] for p in bad.json()["errors"]} == {"texts", "valid_until"}
     leak = webmaster.post("/api/v1/admin/notices", json={
         "area": "Storgatan", "keywords": ["vattenläcka"],
         "texts": {"sv": "Vattenläcka på Storgatan: vattnet är avstängt till kl. 18.",

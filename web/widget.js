@@ -278,6 +278,23 @@
 
   // ------------------------------------------------------------------ language
   var stringCache = {};
+  // The server's one language table (core/languages.py, GET /api/v1/languages); the list above is the
+  // fallback while it loads or if it cannot be read.
+  function loadLanguages() {
+    return api("GET", "/languages").then(function (data) {
+      var list = (data && data.languages) || [];
+      if (!list.length) return;
+      LANGS = list.map(function (l) { return l.code; });
+      list.forEach(function (l) {
+        NAMES[l.code] = l.name; RTL[l.code] = l.direction === "rtl";
+        if (l.locale) LOCALE[l.code] = l.locale;
+      });
+      ui.lang.replaceChildren.apply(ui.lang, LANGS.map(function (code) {
+        return h("option", { value: code, lang: code, dir: RTL[code] ? "rtl" : "ltr", text: NAMES[code] });
+      }));
+      ui.lang.value = state.lang;
+    }, function () { /* keep the built-in list */ });
+  }
   function loadStrings(lang) {
     if (stringCache[lang]) return Promise.resolve(stringCache[lang]);
     return api("GET", "/chat/i18n/" + lang).then(function (data) { stringCache[lang] = data.strings; return data.strings; });
@@ -316,6 +333,7 @@
       state.strings = strings;
       applyLanguage();
       loadNotices();
+      loadLanguages();
       loadConfig();
       loadPrivacy();
     }).catch(function () { /* keep the current texts */ });

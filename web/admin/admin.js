@@ -101,8 +101,18 @@
   $("logout").addEventListener("click", function () { api("POST", "/auth/logout").then(showLogin, showLogin); });
   $("municipality").addEventListener("change", route);
 
+  // The server's one language table (core/languages.py); the list above stays if it cannot be read.
+  function loadLanguages() {
+    return api("GET", "/languages").then(function (data) {
+      var list = (data && data.languages) || [];
+      if (!list.length) return;
+      LANGS = list.map(function (l) { return l.code; });
+      list.forEach(function (l) { NAMES[l.code] = l.swedish || l.name; RTL[l.code] = l.direction === "rtl"; });
+    }, function () { /* keep the built-in list */ });
+  }
+
   function start() {
-    return api("GET", "/auth/me").then(function (user) {
+    return loadLanguages().then(function () { return api("GET", "/auth/me"); }).then(function (user) {
       if (user.role !== "webmaster" && user.role !== "admin") {
         showLogin();
         $("login-error").textContent = "Verktyget kräver rollen webbredaktör (du är inloggad som " + user.role + ").";
@@ -243,7 +253,7 @@
         location.hash = "#edit/" + encodeURIComponent(data.id);
         if (!isNew) editEntry(data.id);
       }).catch(function (err) {
-        var list = (err.data && Array.isArray(err.data.detail)) ? err.data.detail : [{ field: "", message: err.message }];
+        var list = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ field: "", message: err.message }];
         problems.replaceChildren(h("p", { text: "Posten sparades inte:" }), h("ul", {}, list.map(function (p) {
           return h("li", { text: (p.field ? "fält " + p.field + ": " : "") + p.message });
         })));
@@ -308,7 +318,7 @@
           report.replaceChildren(h("p", { "class": "tag good", text: (res.dry_run ? "Filen är giltig (inget importerat): " : "Importerat: ") +
             res.entries + " poster – " + c.create + " nya, " + c.update + " ändrade, " + c.unchanged + " oförändrade, " + c.delete + " borttagna." }));
         }).catch(function (err) {
-          var problems = (err.data && err.data.problems) || [{ line: null, entry: "-", field: null, message: err.message }];
+          var problems = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ line: null, entry: "-", field: null, message: err.message }];
           report.replaceChildren(h("p", { "class": "error", text: "Filen importerades inte: " + problems.length + " problem. Rätta dem och försök igen." }),
             table("Valideringsrapport", ["Rad", "Post", "Fält", "Problem"], problems.map(function (p) {
               return [String(p.line == null ? "–" : p.line), p.entry || "–", p.field || "–", p.message];
@@ -504,7 +514,7 @@
           toast("Störningen är sparad och visas i chatten under giltighetstiden.");
           edit(null); load();
         }).catch(function (err) {
-          var ps = (err.data && Array.isArray(err.data.detail)) ? err.data.detail : [{ field: "", message: err.message }];
+          var ps = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ field: "", message: err.message }];
           problems.replaceChildren(h("ul", {}, ps.map(function (p) { return h("li", { text: (p.field ? p.field + ": " : "") + p.message }); })));
         });
       };

@@ -78,7 +78,7 @@ export function seconds(value) {
 }
 
 export function problemsList(err) {
-  const items = err.data && Array.isArray(err.data.detail) ? err.data.detail : [{ message: err.message }];
+  const items = err.data && Array.isArray(err.data.errors) && err.data.errors.length ? err.data.errors : [{ message: err.message }];
   return el('ul', {}, items.map((p) => el('li', { text: (p.field ? `${p.field}: ` : '') + (p.message || p.msg) })));
 }
 

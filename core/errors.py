@@ -1,0 +1,157 @@
+"""One error shape for every endpoint: `{"detail": "<one readable sentence>", "errors": [{"field", "message"}]}`.
+
+`detail` is always a string a person can read (the widget and the staff pages show it as it is);
+`errors` lists what was wrong per field (empty when the error is not about fields; an import adds
+`line` and `entry`). Raise an `ApiError` subclass from any layer; `install(app)` turns it, FastAPI's
+validation errors, `HTTPException`s and unexpected failures into this shape, and `ERROR_RESPONSES`
+documents it in OpenAPI so generated clients know it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    """One problem; an import's also name the file's `line` and `entry`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every error response carries."""
+
+    detail: str
+    errors: list[FieldError] = []
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "Bad request",
+        401: "Not logged in",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Conflict with the current state",
+        413: "Too large",
+        422: "Invalid input (per field in `errors`)",
+        429: "Too many requests",
+        500: "Internal error",
+    }.items()
+}
+
+
+class ApiError(ValueError):
+    """An error a caller should see as it is. A ValueError, so code that treats bad input as ValueError
+    (the console's error frames) handles these too."""
+
+    status = 400
+
+    def __init__(self, detail: str, errors: Iterable[dict] = ()):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors)
+
+
+class Invalid(ApiError):
+    status = 422
+
+
+class NotLoggedIn(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflicting(ApiError):
+    status = 409
+
+
+class TooLarge(ApiError):
+    status = 413
+
+
+def body(detail: str, errors: Iterable[dict] = ()) -> dict:
+    return {"detail": detail, "errors": list(errors)}
+
+
+def error_response(status: int, detail: str, errors: Iterable[dict] = (), headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(body(detail, errors), status_code=status, headers=headers)
+
+
+def field_errors(exc: RequestValidationError) -> list[dict]:
+    """FastAPI's validation errors as {"field", "message"}: the field's dotted path without `body`/`query`."""
+    problems = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            problems.append({"field": "body", "message": "the body is not valid JSON in UTF-8"})
+        else:
+            field = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
+            problems.append({"field": field, "message": err.get("msg", "invalid")})
+    return problems
+
+
+def summary(errors: list[dict]) -> str:
+    """One sentence from field errors: "text: Field required; language: ..."."""
+    return (
+        "; ".join(f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors)
+        or "the request is not valid"
+    )
+
+
+def _from_http_exception(exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail
+    if isinstance(detail, list):  # older code raised a list of field errors as the detail
+        return error_response(exc.status_code, summary(detail), detail, getattr(exc, "headers", None))
+    return error_response(exc.status_code, str(detail), (), getattr(exc, "headers", None))
+
+
+def install(app: FastAPI, statuses: dict[type[Exception], int] | None = None) -> None:
+    """Register the handlers; `statuses` maps other layers' exceptions (say, a conversation that does
+    not exist) to a status, their message becoming `detail`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.detail, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors(exc)
+        return error_response(422, summary(errors), errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _from_http_exception(exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # still logged by the server
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal error: the service could not complete the request")
+
+    for kind, status in (statuses or {}).items():
+        app.add_exception_handler(kind, _status_handler(status))
+
+
+def _status_handler(status: int):
+    async def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return error_response(status, str(exc.args[0] if exc.args else exc))
+
+    return handler
