@@ -16,3 +16,8 @@ def _catalog() -> dict[str, dict[str, str]]:
 def say(key: str, language: str) -> str:
     texts = _catalog()[key]
     return texts.get(language) or texts["sv"]
+
+
+def texts(language: str, prefix: str = "") -> dict[str, str]:
+    """Every text whose key starts with `prefix`, in `language` (Swedish where it has none)."""
+    return {key: values.get(language) or values["sv"] for key, values in _catalog().items() if key.startswith(prefix)}

@@ -16,5 +16,6 @@ async def staff_texts(language: str, prefix: str = Query("staff_", pattern=r"^st
     """The staff pages' texts in Swedish or English (`prefix` narrows them to one page's keys)."""
     if language not in STAFF_LANGUAGES:
         raise HTTPException(404, f"the staff pages are in {' and '.join(STAFF_LANGUAGES)}, not '{language}'")
-    return JSONResponse({"language": language, "strings": texts(language, prefix)},
-                        headers={"cache-control": "no-cache"})
+    return JSONResponse(
+        {"language": language, "strings": texts(language, prefix)}, headers={"cache-control": "no-cache"}
+    )

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, insert, select, update
 
 from core.db import run_db
-from core.deps import current_user, require_role
+from core.deps import MunicipalityScope, current_user, require_role
+from core.errors import Forbidden
 from core.municipalities import municipalities, update_settings
 from core.municipalities import settings as settings_of
 
@@ -76,18 +77,27 @@ async def municipality_list(request: Request, user: Annotated[dict, Depends(curr
     """The municipalities the caller works for (an admin: all), with their settings."""
     engine = request.app.state.c.engine
     rows = await run_db(engine, _rows, engine)
-    return [m for m in rows if user["role"] == "admin" or m["id"] in (user.get("municipalities") or [])]
+    return MunicipalityScope.of(user).filter(rows, key="id")
 
 
 @router.post("", status_code=201)
-async def municipality_create(request: Request, body: NewMunicipality,
-                              _user: Annotated[dict, Depends(require_role("admin"))]) -> dict:
+async def municipality_create(
+    request: Request, body: NewMunicipality, user: Annotated[dict, Depends(require_role("admin"))]
+) -> dict:
+    """A new municipality: only a global admin (one municipality's admin has no say over others)."""
+    if MunicipalityScope.of(user).ids is not None:
+        raise Forbidden("adding a municipality needs a global admin (\"*\" among the admin's municipalities)")
     engine = request.app.state.c.engine
     return await run_db(engine, _create, engine, body)
 
 
 @router.patch("/{municipality}")
-async def municipality_change(request: Request, municipality: str, body: MunicipalityChange,
-                              _user: Annotated[dict, Depends(require_role("admin"))]) -> dict:
+async def municipality_change(
+    request: Request,
+    municipality: str,
+    body: MunicipalityChange,
+    user: Annotated[dict, Depends(require_role("admin"))],
+) -> dict:
+    MunicipalityScope.of(user).check(municipality)
     engine = request.app.state.c.engine
     return await run_db(engine, _change, engine, municipality, body)

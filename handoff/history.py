@@ -17,9 +17,10 @@ from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from conversations.store import ConversationStore, conversations, messages
 from core.db import run_db
-from core.deps import require_role
+from core.deps import MunicipalityScope, require_role
 from core.municipalities import DEFAULT_TIMEZONE
 from core.users import users
+from handoff import access_log
 from handoff.assignment import assignments
 from handoff.questions import questions
 from handoff.tickets import tickets
@@ -60,12 +61,14 @@ def title_of(rows: list) -> str | None:
     return typed[0].text[:120] if typed else None
 
 
-def _filters(user: dict, q: str, contact: str, municipality: str, state: str, language: str,
-             date_from: str, date_to: str) -> list:
+def _filters(
+    user: dict, q: str, contact: str, municipality: str, state: str, language: str, date_from: str, date_to: str
+) -> list:
     zone = ZoneInfo(DEFAULT_TIMEZONE)
     where = [exists().where(and_(messages.c.conversation_id == conversations.c.id, messages.c.sender == "citizen"))]
-    if user["role"] != "admin":
-        where.append(conversations.c.municipality.in_(user.get("municipalities") or []))
+    scope = MunicipalityScope.of(user)
+    if scope.ids is not None:
+        where.append(conversations.c.municipality.in_(scope.ids))
     if municipality:
         where.append(conversations.c.municipality == municipality)
     if state:
@@ -77,12 +80,16 @@ def _filters(user: dict, q: str, contact: str, municipality: str, state: str, la
     if date_to:
         where.append(conversations.c.created_at < _day_start(date_to, zone, after=1))
     if q:
-        said = exists().where(and_(messages.c.conversation_id == conversations.c.id,
-                                   messages.c.text.ilike(_like(q), escape="\\")))
+        said = exists().where(
+            and_(messages.c.conversation_id == conversations.c.id, messages.c.text.ilike(_like(q), escape="\\"))
+        )
         where.append(or_(said, conversations.c.id.startswith(q.lower(), autoescape=True)))
     if contact:
-        where.append(conversations.c.id.in_(
-            select(tickets.c.conversation_id).where(tickets.c.contact.ilike(_like(contact), escape="\\"))))
+        where.append(
+            conversations.c.id.in_(
+                select(tickets.c.conversation_id).where(tickets.c.contact.ilike(_like(contact), escape="\\"))
+            )
+        )
     return where
 
 
@@ -92,70 +99,121 @@ def _summaries(conn, convs: list[dict]) -> list[dict]:
     rows_by: dict[str, list] = defaultdict(list)
     agents_by: dict[str, list[str]] = defaultdict(list)
     if ids:
-        for row in conn.execute(select(messages.c.id, messages.c.conversation_id, messages.c.sender, messages.c.text,
-                                       messages.c.data).where(messages.c.conversation_id.in_(ids))
-                                .order_by(messages.c.id)):
+        for row in conn.execute(
+            select(messages.c.id, messages.c.conversation_id, messages.c.sender, messages.c.text, messages.c.data)
+            .where(messages.c.conversation_id.in_(ids))
+            .order_by(messages.c.id)
+        ):
             rows_by[row.conversation_id].append(row)
-        for row in conn.execute(select(assignments.c.conversation_id, users.c.display_name, users.c.username)
-                                .join(users, users.c.id == assignments.c.user_id)
-                                .where(assignments.c.conversation_id.in_(ids)).order_by(assignments.c.started_at)):
+        for row in conn.execute(
+            select(assignments.c.conversation_id, users.c.display_name, users.c.username)
+            .join(users, users.c.id == assignments.c.user_id)
+            .where(assignments.c.conversation_id.in_(ids))
+            .order_by(assignments.c.started_at)
+        ):
             name = row.display_name or row.username
             if name not in agents_by[row.conversation_id]:
                 agents_by[row.conversation_id].append(name)
-    return [{
-        "id": c["id"], "municipality": c["municipality"], "language": c["language"], "state": c["state"],
-        "created_at": c["created_at"], "updated_at": c["updated_at"], "reason": c["handoff_reason"],
-        "outcome": c["outcome"], "csat_score": c["csat_score"], "title": title_of(rows_by[c["id"]]),
-        "messages": sum(1 for r in rows_by[c["id"]] if r.sender != "note"), "agents": agents_by[c["id"]],
-        "agent": ", ".join(agents_by[c["id"]]) or None,
-    } for c in convs]
+    return [
+        {
+            "id": c["id"],
+            "municipality": c["municipality"],
+            "language": c["language"],
+            "state": c["state"],
+            "created_at": c["created_at"],
+            "updated_at": c["updated_at"],
+            "reason": c["handoff_reason"],
+            "outcome": c["outcome"],
+            "csat_score": c["csat_score"],
+            "title": title_of(rows_by[c["id"]]),
+            "messages": sum(1 for r in rows_by[c["id"]] if r.sender != "note"),
+            "agents": agents_by[c["id"]],
+            "agent": ", ".join(agents_by[c["id"]]) or None,
+        }
+        for c in convs
+    ]
 
 
-def search(engine: Engine, user: dict, q: str = "", contact: str = "", municipality: str = "", state: str = "",
-           language: str = "", date_from: str = "", date_to: str = "", limit: int = 50, offset: int = 0) -> dict:
+def search(
+    engine: Engine,
+    user: dict,
+    q: str = "",
+    contact: str = "",
+    municipality: str = "",
+    state: str = "",
+    language: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    limit: int = 50,
+    offset: int = 0,
+) -> dict:
     where = _filters(user, q.strip(), contact.strip(), municipality, state, language, date_from, date_to)
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(conversations).where(*where)).scalar()
-        convs = [dict(r._mapping) for r in conn.execute(
-            select(conversations).where(*where).order_by(conversations.c.created_at.desc(), conversations.c.id)
-            .limit(limit).offset(offset))]
+        convs = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(conversations)
+                .where(*where)
+                .order_by(conversations.c.created_at.desc(), conversations.c.id)
+                .limit(limit)
+                .offset(offset)
+            )
+        ]
         return {"total": total, "items": _summaries(conn, convs)}
 
 
 def related_ids(conn, conversation_id: str) -> list[str]:
     """The same citizen's other chats: those whose call-back ticket left the same contact."""
     contacts = select(tickets.c.contact).where(tickets.c.conversation_id == conversation_id)
-    rows = conn.execute(select(tickets.c.conversation_id).where(tickets.c.contact.in_(contacts),
-                                                                tickets.c.conversation_id != conversation_id))
+    rows = conn.execute(
+        select(tickets.c.conversation_id).where(
+            tickets.c.contact.in_(contacts), tickets.c.conversation_id != conversation_id
+        )
+    )
     return list(dict.fromkeys(r.conversation_id for r in rows if r.conversation_id))
 
 
 def detail(engine: Engine, user: dict, conversation_id: str) -> dict:
     with engine.connect() as conn:
         row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
-        if not row or (user["role"] != "admin" and row.municipality not in (user.get("municipalities") or [])):
+        scope = MunicipalityScope.of(user)
+        if not row or not scope.allows(row.municipality):
             raise HTTPException(404, f"no conversation '{conversation_id}'")
         conv = _summaries(conn, [dict(row._mapping)])[0]
         conv["csat_comment"] = row.csat_comment
         others = related_ids(conn, conversation_id)
-        related = [dict(r._mapping) for r in conn.execute(
-            select(conversations).where(conversations.c.id.in_(others)).order_by(conversations.c.created_at.desc()))]
-        if user["role"] != "admin":
-            related = [r for r in related if r["municipality"] in (user.get("municipalities") or [])]
-        related = _summaries(conn, related)
+        related = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(conversations).where(conversations.c.id.in_(others)).order_by(conversations.c.created_at.desc())
+            )
+        ]
+        related = _summaries(conn, scope.filter(related))
     stored = ConversationStore(engine).messages(conversation_id, include_notes=True)
+    access_log.record(engine, user, conversation_id, row.municipality, "view", "history")
     return {"conversation": conv, "messages": [m.public() for m in stored], "related": related}
 
 
 @router.get("/history")
-async def history(request: Request, user: Annotated[dict, Depends(staff)], q: str = "", contact: str = "",
-                  municipality: str = "", state: str = "", language: str = "", date_from: str = "",
-                  date_to: str = "", limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> dict:
+async def history(
+    request: Request,
+    user: Annotated[dict, Depends(staff)],
+    q: str = "",
+    contact: str = "",
+    municipality: str = "",
+    state: str = "",
+    language: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
     """Past conversations, newest first; `q` searches every message (and matches a session id's start)."""
     engine = request.app.state.c.engine
-    return await run_db(engine, search, engine, user, q, contact, municipality, state, language, date_from,
-                        date_to, limit, offset)
+    return await run_db(
+        engine, search, engine, user, q, contact, municipality, state, language, date_from, date_to, limit, offset
+    )
 
 
 @router.get("/history/{conversation_id}")

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, select
 from conversations.store import messages
 from core.db import run_db
 from handoff import presence, tickets
+from handoff.questions import last_question
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0
@@ -86,7 +87,7 @@ class Live:
         elif kind in ("status", "agent_connected") and self.connections:
             items = await self.db(self.agent_list)  # once for all consoles
             for conn in list(self.connections.values()):
-                conn.send({"type": "agents", "items": items})
+                conn.send({"type": "agents", "items": conn.visible_agents(items)})
 
     # --- the periodic pass -----------------------------------------------------------------------------
 
@@ -107,6 +108,8 @@ class Live:
                     await self._sweep()
                 for taken in await self.db(self.c.agents.assignments.auto_assign):
                     await self.c.agents.announce_taken(taken)
+                for taken in await self.db(self.c.agents.assignments.rebalance):  # a speaker of the language came
+                    await self.c.agents.announce_taken(taken)
                 await self._broadcast_queue()
             except Exception:  # noqa: BLE001 - a database hiccup: try again on the next pass
                 log.exception("handoff pass failed")
@@ -126,8 +129,9 @@ class Live:
             return
         moved = await self.db(self.c.agents.assignments.requeue_agents, gone)
         for conv in moved:
-            log.info("agent %s did not come back: conversation %s returns to the queue", conv["assigned_to"],
-                     conv["id"])
+            log.info(
+                "agent %s did not come back: conversation %s returns to the queue", conv["assigned_to"], conv["id"]
+            )
             await self.c.agents.released(conv["id"], conv["assigned_to"], "dropped")
 
     async def _broadcast_queue(self) -> None:
@@ -160,15 +164,24 @@ class Live:
                 last = (
                     select(messages.c.conversation_id, func.max(messages.c.id).label("mid"))
                     .where(messages.c.conversation_id.in_(ids), messages.c.sender == "citizen")
-                    .group_by(messages.c.conversation_id).subquery()
+                    .group_by(messages.c.conversation_id)
+                    .subquery()
                 )
-                rows = conn.execute(select(messages.c.conversation_id, messages.c.text)
-                                    .join(last, and_(messages.c.id == last.c.mid)))
+                rows = conn.execute(
+                    select(messages.c.conversation_id, messages.c.text).join(last, and_(messages.c.id == last.c.mid))
+                )
                 previews = {r.conversation_id: r.text[:160] for r in rows}
         return [
-            {"id": conv["id"], "municipality": conv["municipality"], "language": conv["language"],
-             "reason": conv["handoff_reason"], "topic": conv["topic"], "queued_at": conv["queued_at"],
-             "position": index, "preview": previews.get(conv["id"], "")}
+            {
+                "id": conv["id"],
+                "municipality": conv["municipality"],
+                "language": conv["language"],
+                "reason": conv["handoff_reason"],
+                "topic": conv["topic"],
+                "queued_at": conv["queued_at"],
+                "position": index,
+                "preview": previews.get(conv["id"], ""),
+            }
             for index, conv in enumerate(waiting, start=1)
         ]
 
@@ -179,18 +192,40 @@ class Live:
         online = presence.online_user_ids(self.c.engine)
         load = self.c.agents.assignments.load()
         return [
-            {**{k: u[k] for k in ("id", "display_name", "username", "languages", "municipalities", "status",
-                                  "max_chats", "role")},
-             "online": u["id"] in online, "chats": load.get(u["id"], 0)}
-            for u in self.c.users.list() if u["role"] in ("agent", "admin")
+            {
+                **{
+                    k: u[k]
+                    for k in (
+                        "id",
+                        "display_name",
+                        "username",
+                        "languages",
+                        "municipalities",
+                        "status",
+                        "max_chats",
+                        "role",
+                    )
+                },
+                "online": u["id"] in online,
+                "chats": load.get(u["id"], 0),
+            }
+            for u in self.c.users.list()
+            if u["role"] in ("agent", "admin")
         ]
 
+    def _topic(self, result: dict, municipality: str) -> str | None:
+        if result.get("decision") != "answer" or not result.get("answers"):
+            return None
+        entry = self.c.knowledge.store.get(municipality, result["answers"][0]["id"])
+        return entry.tags[0] if entry and entry.tags else None
+
     def suggestions(self, conversation_id: str, language: str, municipality: str) -> dict:
-        """Knowledge-base answers for the citizen's last message (cached per message)."""
-        last = [m for m in self.c.conversations.messages(conversation_id) if m.sender == "citizen"]
-        if not last:
+        """Knowledge-base answers for the citizen's last question (cached per message): not for a button's
+        payload nor a turn the dialogue answered by itself ("I want a person"; handoff/questions.py). The
+        topic is the first tag of the entry that answers it, so the console's topic follows the chat."""
+        message = last_question(self.c.conversations.messages(conversation_id))
+        if message is None:
             return {"conversation_id": conversation_id, "message_id": None, "answers": []}
-        message = last[-1]
         key = (conversation_id, message.id)
         if key not in self._suggestions:
             with self._suggest_lock:
@@ -198,8 +233,13 @@ class Live:
             if len(self._suggestions) > 2000:
                 self._suggestions.clear()
             self._suggestions[key] = {
-                "conversation_id": conversation_id, "message_id": message.id, "query": message.text,
-                "decision": result.get("decision"), "language": result.get("language"),
-                "notice": result.get("notice"), "answers": result.get("answers", [])[:3],
+                "conversation_id": conversation_id,
+                "message_id": message.id,
+                "query": message.text,
+                "decision": result.get("decision"),
+                "language": result.get("language"),
+                "notice": result.get("notice"),
+                "answers": result.get("answers", [])[:3],
+                "topic": self._topic(result, municipality),
             }
         return self._suggestions[key]

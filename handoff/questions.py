@@ -52,7 +52,7 @@ def questions(messages: Sequence[StoredMessage]) -> list[StoredMessage]:
         if message.sender != "citizen" or is_payload(message.text) or not message.text.strip():
             continue
         replies = []
-        for later in ordered[index + 1:]:
+        for later in ordered[index + 1 :]:
             if later.sender == "citizen":
                 break
             if later.sender == "bot":

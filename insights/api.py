@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from core import municipalities
-from core.deps import check_municipality, require_role
+from core.deps import MunicipalityScope, check_municipality, require_role
 from insights import reports
 from insights import unanswered as findings
 from knowledge.admin_api import required_languages
@@ -20,7 +20,6 @@ from knowledge.kbfile import LANG_RE
 router = APIRouter(prefix="/api/v1", tags=["insights"])
 webmaster = require_role("webmaster")
 admin = require_role("admin")
-
 
 
 @router.get("/admin/freshness")
@@ -56,8 +55,10 @@ class Costs(BaseModel):
 async def get_settings(request: Request, municipality: str = "default", user=Depends(webmaster)) -> dict:
     check_municipality(user, municipality)
     settings = municipalities.settings(request.app.state.c.engine, municipality) or {}
-    return {**{k: settings.get(k, v) for k, v in findings.DEFAULT_COSTS.items()},
-            "required_languages": required_languages(settings)}
+    return {
+        **{k: settings.get(k, v) for k, v in findings.DEFAULT_COSTS.items()},
+        "required_languages": required_languages(settings),
+    }
 
 
 @router.put("/admin/settings")
@@ -73,23 +74,45 @@ async def put_settings(request: Request, body: Costs, municipality: str = "defau
 
 
 @router.get("/reports/summary", tags=["reports"])
-async def report_summary(request: Request, date_from: str | None = None, date_to: str | None = None,
-                         group_by: str = "day", municipality: str | None = None, tz: str = "Europe/Stockholm",
-                         _user=Depends(admin)) -> dict:
+async def report_summary(
+    request: Request,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    group_by: str = "day",
+    municipality: str | None = None,
+    tz: str = "Europe/Stockholm",
+    user=Depends(admin),
+) -> dict:
     """Waiting, first response and handling times, outcomes and satisfaction per day, language or
-    municipality. Dates are YYYY-MM-DD (default: the last 7 days)."""
+    municipality. Dates are YYYY-MM-DD (default: the last 7 days). An admin of some municipalities names
+    one of them (with only one, it is the default); a global admin may leave it out for all."""
+    scope = MunicipalityScope.of(user)
+    if municipality is None and scope.ids is not None:
+        if len(scope.ids) != 1:
+            raise HTTPException(422, "name the municipality (you work for several)")
+        municipality = next(iter(scope.ids))
+    if municipality is not None:
+        scope.check(municipality)
     try:
-        return await asyncio.to_thread(reports.summary, request.app.state.c.engine, date_from, date_to, group_by, tz,
-                                       municipality)
+        return await asyncio.to_thread(
+            reports.summary, request.app.state.c.engine, date_from, date_to, group_by, tz, municipality
+        )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 
 
 @router.get("/reports/agents", tags=["reports"])
-async def report_agents(request: Request, date_from: str | None = None, date_to: str | None = None,
-                        tz: str = "Europe/Stockholm", _user=Depends(admin)) -> dict:
-    """Per agent: chats, handling and first response times, most and mean concurrent chats, satisfaction."""
+async def report_agents(
+    request: Request,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    tz: str = "Europe/Stockholm",
+    user=Depends(admin),
+) -> dict:
+    """Per agent: chats, handling and first response times, most and mean concurrent chats, satisfaction
+    (over the chats of the admin's municipalities)."""
     try:
-        return await asyncio.to_thread(reports.agents, request.app.state.c.engine, date_from, date_to, tz)
+        return await asyncio.to_thread(reports.agents, request.app.state.c.engine, date_from, date_to, tz,
+                                       MunicipalityScope.of(user).ids)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

@@ -41,10 +41,26 @@ def dismiss(engine: Engine, municipality: str, texts: list[str], language: str |
     """Remember these wordings as junk; returns how many were new."""
     wanted = {key(t): t for t in texts if key(t)}
     with engine.begin() as conn:
-        known = {r.text_key for r in conn.execute(select(dismissed_questions.c.text_key).where(
-            dismissed_questions.c.municipality == municipality, dismissed_questions.c.text_key.in_(list(wanted))))}
-        rows = [{"municipality": municipality, "text_key": k, "text": t, "language": language, "dismissed_by": actor,
-                 "dismissed_at": time.time()} for k, t in wanted.items() if k not in known]
+        known = {
+            r.text_key
+            for r in conn.execute(
+                select(dismissed_questions.c.text_key).where(
+                    dismissed_questions.c.municipality == municipality, dismissed_questions.c.text_key.in_(list(wanted))
+                )
+            )
+        }
+        rows = [
+            {
+                "municipality": municipality,
+                "text_key": k,
+                "text": t,
+                "language": language,
+                "dismissed_by": actor,
+                "dismissed_at": time.time(),
+            }
+            for k, t in wanted.items()
+            if k not in known
+        ]
         if rows:
             conn.execute(insert(dismissed_questions), rows)
     return len(rows)
@@ -52,22 +68,34 @@ def dismiss(engine: Engine, municipality: str, texts: list[str], language: str |
 
 def restore(engine: Engine, municipality: str, texts: list[str]) -> int:
     with engine.begin() as conn:
-        return conn.execute(delete(dismissed_questions).where(
-            dismissed_questions.c.municipality == municipality,
-            dismissed_questions.c.text_key.in_([key(t) for t in texts]))).rowcount
+        return conn.execute(
+            delete(dismissed_questions).where(
+                dismissed_questions.c.municipality == municipality,
+                dismissed_questions.c.text_key.in_([key(t) for t in texts]),
+            )
+        ).rowcount
 
 
 def dismissed_keys(engine: Engine, municipality: str) -> set[str]:
     with engine.connect() as conn:
-        return {r.text_key for r in conn.execute(select(dismissed_questions.c.text_key).where(
-            dismissed_questions.c.municipality == municipality))}
+        return {
+            r.text_key
+            for r in conn.execute(
+                select(dismissed_questions.c.text_key).where(dismissed_questions.c.municipality == municipality)
+            )
+        }
 
 
 def dismissed(engine: Engine, municipality: str) -> list[dict]:
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(dismissed_questions).where(dismissed_questions.c.municipality == municipality)
-            .order_by(dismissed_questions.c.dismissed_at.desc()))]
+        return [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(dismissed_questions)
+                .where(dismissed_questions.c.municipality == municipality)
+                .order_by(dismissed_questions.c.dismissed_at.desc())
+            )
+        ]
 
 
 class Wordings(BaseModel):
@@ -76,8 +104,9 @@ class Wordings(BaseModel):
 
 
 @router.post("/dismiss")
-async def dismiss_group(request: Request, body: Wordings, user: Annotated[dict, Depends(webmaster)],
-                        municipality: str = "default") -> dict:
+async def dismiss_group(
+    request: Request, body: Wordings, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
+) -> dict:
     """Dismiss a group of unanswered questions as junk: its wordings no longer appear in the groups."""
     check_municipality(user, municipality)
     engine = request.app.state.c.engine
@@ -86,8 +115,9 @@ async def dismiss_group(request: Request, body: Wordings, user: Annotated[dict, 
 
 
 @router.post("/restore")
-async def restore_group(request: Request, body: Wordings, user: Annotated[dict, Depends(webmaster)],
-                        municipality: str = "default") -> dict:
+async def restore_group(
+    request: Request, body: Wordings, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
+) -> dict:
     """Undo a dismissal: the wordings count as unanswered questions again."""
     check_municipality(user, municipality)
     engine = request.app.state.c.engine
@@ -95,8 +125,9 @@ async def restore_group(request: Request, body: Wordings, user: Annotated[dict, 
 
 
 @router.get("/dismissed")
-async def dismissed_list(request: Request, user: Annotated[dict, Depends(webmaster)],
-                         municipality: str = "default") -> list[dict]:
+async def dismissed_list(
+    request: Request, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
+) -> list[dict]:
     check_municipality(user, municipality)
     engine = request.app.state.c.engine
     return await run_db(engine, dismissed, engine, municipality)

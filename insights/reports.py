@@ -11,9 +11,9 @@ import datetime as dt
 import statistics
 import time
 from collections import Counter, defaultdict
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine, and_, select, true
 
 from conversations.store import conversations
 from core.users import users
@@ -22,9 +22,17 @@ from handoff.assignment import assignments
 GROUPS = ("day", "language", "municipality")
 
 
+def zone_of(tz: str) -> ZoneInfo:
+    """The IANA time zone named `tz`; a ValueError (422 to the caller) for a name that is none."""
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{tz}' is not a time zone (use an IANA name such as Europe/Stockholm)") from None
+
+
 def period(date_from: str | None, date_to: str | None, tz: str) -> tuple[float, float]:
     """[from 00:00, to 24:00) in the time zone; the last 7 days by default."""
-    zone = ZoneInfo(tz)
+    zone = zone_of(tz)
     today = dt.datetime.now(zone).date()
     start = dt.date.fromisoformat(date_from) if date_from else today - dt.timedelta(days=6)
     end = dt.date.fromisoformat(date_to) if date_to else today
@@ -52,11 +60,30 @@ def _day(ts: float, zone: ZoneInfo) -> str:
     return dt.datetime.fromtimestamp(ts, zone).date().isoformat()
 
 
-def summary(engine: Engine, date_from: str | None = None, date_to: str | None = None, group_by: str = "day",
-            tz: str = "Europe/Stockholm", municipality: str | None = None) -> dict:
+def first_response_seconds(taken: list[dict]) -> float | None:
+    """From entering the queue to the first agent reply, for the first time in the conversation an agent
+    replied. Computed from the assignment that replied and the queue entry it was taken from, so a
+    hand-back, a new request or a transfer never pairs a reply with another queue entry (never negative)."""
+    for a in sorted(taken, key=lambda a: a["started_at"]):
+        if a["first_response_at"] is None:
+            continue
+        queued = a["queued_at"]
+        entered = queued if queued is not None and queued <= a["started_at"] else a["started_at"]
+        return round(max(0.0, a["first_response_at"] - entered), 3)
+    return None
+
+
+def summary(
+    engine: Engine,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    group_by: str = "day",
+    tz: str = "Europe/Stockholm",
+    municipality: str | None = None,
+) -> dict:
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
-    zone = ZoneInfo(tz)
+    zone = zone_of(tz)
     begin, finish = period(date_from, date_to, tz)
     query = select(conversations).where(and_(conversations.c.queued_at >= begin, conversations.c.queued_at < finish))
     if municipality:
@@ -66,8 +93,11 @@ def summary(engine: Engine, date_from: str | None = None, date_to: str | None = 
         history: dict[str, list[dict]] = defaultdict(list)
         ids = [c["id"] for c in convs]
         for chunk in range(0, len(ids), 500):
-            rows = conn.execute(select(assignments).where(assignments.c.conversation_id.in_(ids[chunk:chunk + 500]))
-                                .order_by(assignments.c.started_at))
+            rows = conn.execute(
+                select(assignments)
+                .where(assignments.c.conversation_id.in_(ids[chunk : chunk + 500]))
+                .order_by(assignments.c.started_at)
+            )
             for row in rows:
                 history[row.conversation_id].append(dict(row._mapping))
     now = time.time()
@@ -84,8 +114,9 @@ def summary(engine: Engine, date_from: str | None = None, date_to: str | None = 
             first_wait = next((a["wait_seconds"] for a in taken if a["wait_seconds"] is not None), None)
             if first_wait is not None:
                 waits.append(first_wait)
-            if conv["first_response_at"] and conv["first_response_at"] >= conv["queued_at"]:
-                firsts.append(conv["first_response_at"] - conv["queued_at"])
+            first = first_response_seconds(taken)
+            if first is not None:
+                firsts.append(first)
             if taken:
                 handling.append(sum((a["ended_at"] or now) - a["started_at"] for a in taken))
             if conv["state"] == "queued":
@@ -100,23 +131,29 @@ def summary(engine: Engine, date_from: str | None = None, date_to: str | None = 
                 outcomes["handed_back"] += 1
             if conv["csat_score"]:
                 scores.append(conv["csat_score"])
-        rows.append({
-            group_by: key,
-            "conversations": len(groups[key]),
-            "answered": sum(1 for c in groups[key] if history.get(c["id"])),
-            "waiting_seconds": _stats(waits),
-            "first_response_seconds": _stats(firsts),
-            "handling_seconds": _stats(handling),
-            "outcomes": dict(outcomes),
-            "satisfaction": {
-                "count": len(scores),
-                "mean": round(statistics.fmean(scores), 2) if scores else None,
-                "distribution": {str(s): scores.count(s) for s in range(1, 6)},
-            },
-        })
-    return {"from": dt.datetime.fromtimestamp(begin, zone).date().isoformat(),
-            "to": dt.datetime.fromtimestamp(finish - 1, zone).date().isoformat(),
-            "group_by": group_by, "timezone": tz, "rows": rows}
+        rows.append(
+            {
+                group_by: key,
+                "conversations": len(groups[key]),
+                "answered": sum(1 for c in groups[key] if history.get(c["id"])),
+                "waiting_seconds": _stats(waits),
+                "first_response_seconds": _stats(firsts),
+                "handling_seconds": _stats(handling),
+                "outcomes": dict(outcomes),
+                "satisfaction": {
+                    "count": len(scores),
+                    "mean": round(statistics.fmean(scores), 2) if scores else None,
+                    "distribution": {str(s): scores.count(s) for s in range(1, 6)},
+                },
+            }
+        )
+    return {
+        "from": dt.datetime.fromtimestamp(begin, zone).date().isoformat(),
+        "to": dt.datetime.fromtimestamp(finish - 1, zone).date().isoformat(),
+        "group_by": group_by,
+        "timezone": tz,
+        "rows": rows,
+    }
 
 
 def concurrency(intervals: list[tuple[float, float]]) -> tuple[int, float]:
@@ -135,19 +172,28 @@ def concurrency(intervals: list[tuple[float, float]]) -> tuple[int, float]:
     return peak, round(weighted / busy, 2) if busy else 0.0
 
 
-def agents(engine: Engine, date_from: str | None = None, date_to: str | None = None,
-           tz: str = "Europe/Stockholm") -> dict:
-    zone = ZoneInfo(tz)
+def agents(
+    engine: Engine, date_from: str | None = None, date_to: str | None = None, tz: str = "Europe/Stockholm",
+    municipalities: frozenset[str] | None = None,
+) -> dict:
+    """Per agent, over the chats of `municipalities` (None: all)."""
+    zone = zone_of(tz)
     begin, finish = period(date_from, date_to, tz)
     now = time.time()
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(
-            select(assignments, conversations.c.csat_score, conversations.c.language, conversations.c.municipality)
-            .join(conversations, conversations.c.id == assignments.c.conversation_id)
-            .where(and_(assignments.c.started_at >= begin, assignments.c.started_at < finish))
-        )]
-        names = {r.id: r.display_name or r.username for r in conn.execute(select(users.c.id, users.c.display_name,
-                                                                                 users.c.username))}
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(assignments, conversations.c.csat_score, conversations.c.language, conversations.c.municipality)
+                .join(conversations, conversations.c.id == assignments.c.conversation_id)
+                .where(and_(assignments.c.started_at >= begin, assignments.c.started_at < finish),
+                       true() if municipalities is None else conversations.c.municipality.in_(municipalities))
+            )
+        ]
+        names = {
+            r.id: r.display_name or r.username
+            for r in conn.execute(select(users.c.id, users.c.display_name, users.c.username))
+        }
     per_agent: dict[int, list[dict]] = defaultdict(list)
     for row in rows:
         per_agent[row["user_id"]].append(row)
@@ -160,16 +206,27 @@ def agents(engine: Engine, date_from: str | None = None, date_to: str | None = N
             by_day[_day(a["started_at"], zone)].append(interval)
         closed = [a for a in items if a["end_reason"] == "closed"]
         scores = [a["csat_score"] for a in closed if a["csat_score"]]
-        out.append({
-            "user_id": user_id, "name": names.get(user_id),
-            "chats": len(items), "closed": len(closed),
-            "handling_seconds": _stats([e - s for s, e in intervals]),
-            "first_response_seconds": _stats([a["first_response_at"] - a["started_at"] for a in items
-                                              if a["first_response_at"]]),
-            "max_concurrent": peak, "mean_concurrent": mean,
-            "satisfaction": {"count": len(scores), "mean": round(statistics.fmean(scores), 2) if scores else None},
-            "days": {day: {"chats": len(iv), "max_concurrent": concurrency(iv)[0]}
-                     for day, iv in sorted(by_day.items())},
-        })
-    return {"from": dt.datetime.fromtimestamp(begin, zone).date().isoformat(),
-            "to": dt.datetime.fromtimestamp(finish - 1, zone).date().isoformat(), "timezone": tz, "agents": out}
+        out.append(
+            {
+                "user_id": user_id,
+                "name": names.get(user_id),
+                "chats": len(items),
+                "closed": len(closed),
+                "handling_seconds": _stats([e - s for s, e in intervals]),
+                "first_response_seconds": _stats(
+                    [max(0.0, a["first_response_at"] - a["started_at"]) for a in items if a["first_response_at"]]
+                ),
+                "max_concurrent": peak,
+                "mean_concurrent": mean,
+                "satisfaction": {"count": len(scores), "mean": round(statistics.fmean(scores), 2) if scores else None},
+                "days": {
+                    day: {"chats": len(iv), "max_concurrent": concurrency(iv)[0]} for day, iv in sorted(by_day.items())
+                },
+            }
+        )
+    return {
+        "from": dt.datetime.fromtimestamp(begin, zone).date().isoformat(),
+        "to": dt.datetime.fromtimestamp(finish - 1, zone).date().isoformat(),
+        "timezone": tz,
+        "agents": out,
+    }

@@ -25,10 +25,12 @@ from sqlalchemy import Engine, select
 from conversations.store import conversations, messages
 from core import municipalities
 from core.municipalities import timezone
+from insights import dismissals
 from knowledge.lexical import fold
 
 GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)
-DEFAULT_COSTS = {"cost_per_call": 40.0, "cost_per_chat": 11.0, "currency": "DKK"}
+# A Swedish municipality's defaults (each municipality sets its own on the dashboard or the municipalities page).
+DEFAULT_COSTS = {"cost_per_call": 60.0, "cost_per_chat": 16.0, "currency": "SEK"}
 GAP_REASONS = ("clarify", "handoff", "not_helpful")
 
 
@@ -52,8 +54,9 @@ def _custom(row) -> dict:
 
 def _conversation_rows(engine: Engine, municipality: str, since: float, until: float | None = None):
     """Conversations started in the period and all their messages (notes excluded), in order."""
-    query = select(conversations).where(conversations.c.municipality == municipality,
-                                        conversations.c.created_at >= since)
+    query = select(conversations).where(
+        conversations.c.municipality == municipality, conversations.c.created_at >= since
+    )
     if until:
         query = query.where(conversations.c.created_at < until)
     with engine.connect() as conn:
@@ -64,8 +67,9 @@ def _conversation_rows(engine: Engine, municipality: str, since: float, until: f
         ids = list(convs)
         for start in range(0, len(ids), 500):
             rows = conn.execute(
-                select(messages).where(messages.c.conversation_id.in_(ids[start:start + 500]),
-                                       messages.c.sender != "note").order_by(messages.c.id)
+                select(messages)
+                .where(messages.c.conversation_id.in_(ids[start : start + 500]), messages.c.sender != "note")
+                .order_by(messages.c.id)
             )
             for row in rows:
                 by_conv[row.conversation_id].append(row)
@@ -100,8 +104,14 @@ def _walk(conv: dict, rows: list, gaps: dict[int, Gap]) -> None:
                 question = row
         elif row.sender == "bot" and question is not None:
             if kind == "answer":
-                answered = Gap(question.id, conv["id"], question.text, question.created_at, conv["language"],
-                               entry_id=custom.get("entry_id"))
+                answered = Gap(
+                    question.id,
+                    conv["id"],
+                    question.text,
+                    question.created_at,
+                    conv["language"],
+                    entry_id=custom.get("entry_id"),
+                )
             elif kind == "clarify":
                 gap_for(question).reasons.add("clarify")
             # "I want a person" is no gap in the knowledge base; any other handoff is
@@ -133,8 +143,9 @@ def _normalise(vectors) -> np.ndarray:
     return array / (np.linalg.norm(array, axis=1, keepdims=True) + 1e-9)
 
 
-def group_gaps(gaps: list[Gap], knowledge, municipality: str, threshold: float = GROUP_THRESHOLD,
-               limit: int = 50) -> list[dict]:
+def group_gaps(
+    gaps: list[Gap], knowledge, municipality: str, threshold: float = GROUP_THRESHOLD, limit: int = 50
+) -> list[dict]:
     """Group by language, then by meaning: greedy clustering on the embedder's query vectors."""
     known = _known_questions(knowledge, municipality)
     gaps = [g for g in gaps if fold(g.text).strip() not in known]  # already added as a variant
@@ -165,11 +176,13 @@ def group_gaps(gaps: list[Gap], knowledge, municipality: str, threshold: float =
     groups = groups[:limit]
     for group in groups:
         try:
-            result = knowledge.answer(group["representative"], language=group["language"],
-                                      municipality=municipality, top_k=3)
+            result = knowledge.answer(
+                group["representative"], language=group["language"], municipality=municipality, top_k=3
+            )
             group["suggestions"] = [
                 {"id": a["id"], "question": a["question"], "score": round(float(a["score"]), 3)}
-                for a in result.get("answers", []) if not str(a["id"]).startswith("notice-")
+                for a in result.get("answers", [])
+                if not str(a["id"]).startswith("notice-")
             ]
         except Exception:  # noqa: BLE001 - suggestions are a help, not a requirement
             group["suggestions"] = []
@@ -198,8 +211,11 @@ def _describe(gaps: list[Gap], language: str, vectors: np.ndarray, centroid: np.
 
 
 def unanswered(knowledge, engine: Engine, municipality: str, days: int = 30, threshold: float = GROUP_THRESHOLD):
-    return group_gaps(find_gaps(engine, municipality, time.time() - days * 86400), knowledge, municipality,
-                      threshold=threshold)
+    """The gaps of the last `days`, grouped; wordings the webmaster dismissed as junk are left out."""
+    junk = dismissals.dismissed_keys(engine, municipality)
+    found = find_gaps(engine, municipality, time.time() - days * 86400)
+    gaps = [g for g in found if dismissals.key(g.text) not in junk]
+    return group_gaps(gaps, knowledge, municipality, threshold=threshold)
 
 
 def feedback_counts(engine: Engine, municipality: str, since: float = 0.0) -> dict[str, dict[str, int]]:
@@ -207,8 +223,9 @@ def feedback_counts(engine: Engine, municipality: str, since: float = 0.0) -> di
     query = (
         select(messages.c.data)
         .join(conversations, conversations.c.id == messages.c.conversation_id)
-        .where(conversations.c.municipality == municipality, messages.c.sender == "system",
-               messages.c.created_at >= since)
+        .where(
+            conversations.c.municipality == municipality, messages.c.sender == "system", messages.c.created_at >= since
+        )
     )
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"helpful": 0, "not_helpful": 0})
     with engine.connect() as conn:
@@ -237,18 +254,33 @@ def freshness(knowledge, engine: Engine, municipality: str, soon_days: int = 30,
             reasons.append({"kind": "unhelpful", **counts})
         if not reasons:
             continue
-        weight = sum({"overdue": 100, "unhelpful": 50 + counts["not_helpful"], "due_soon": 10,
-                      "no_review_date": 1}[r["kind"]] for r in reasons)
-        items.append({
-            "id": entry.id,
-            "question": entry.first_question("sv"),
-            "review_by": entry.review_by.isoformat() if entry.review_by else None,
-            "reasons": reasons,
-            "feedback": counts,
-            "weight": weight,
-        })
+        weight = sum(
+            {"overdue": 100, "unhelpful": 50 + counts["not_helpful"], "due_soon": 10, "no_review_date": 1}[r["kind"]]
+            for r in reasons
+        )
+        items.append(
+            {
+                "id": entry.id,
+                "question": entry.first_question("sv"),
+                "review_by": entry.review_by.isoformat() if entry.review_by else None,
+                "reasons": reasons,
+                "feedback": counts,
+                "weight": weight,
+            }
+        )
     items.sort(key=lambda i: (-i["weight"], i["review_by"] or "9999"))
     return items
+
+
+def _answered_item(entry_id: str, count: int, entries: dict, knowledge, municipality: str) -> dict:
+    """An answered id as the dashboard shows it: an entry's question, or a notice's area or text (never the id)."""
+    item = {"id": entry_id, "count": count, "kind": "entry"}
+    if entry_id in entries:
+        return {**item, "question": entries[entry_id].first_question("sv")}
+    if entry_id.startswith("notice-") and entry_id[7:].isdigit():
+        notice = knowledge.notices.get(municipality, int(entry_id[7:])) or {}
+        return {**item, "kind": "notice", "question": (notice.get("area") or notice.get("text") or "")[:120]}
+    return {**item, "kind": "deleted", "question": ""}
 
 
 def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now: float | None = None) -> dict:
@@ -324,9 +356,7 @@ def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now:
         },
         "languages": dict(languages.most_common()),
         "top_questions": [
-            {"id": eid, "count": n,
-             "question": entries[eid].first_question("sv") if eid in entries else eid}
-            for eid, n in answered.most_common(10)
+            _answered_item(eid, n, entries, knowledge, municipality) for eid, n in answered.most_common(10)
         ],
         "busiest_hours": hours,
         "saving": {

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from core.text import clean_message
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.notices import NoticeError
 from knowledge.store import kb_entries
+from knowledge.translations import stale_translations
 
 router = APIRouter(prefix="/api/v1/admin", tags=["workshop"])
 widget_router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -39,12 +41,15 @@ webmaster = require_role("webmaster")
 
 
 def required_languages(settings: dict) -> list[str]:
-    """The languages every entry should answer in (the municipality's setting, else Swedish and English)."""
-    return [x for x in settings.get("required_languages") or ["sv", "en"] if LANG_RE.match(x)]
+    """The languages every entry should answer in: the municipality's own list, else every language it offers
+    citizens (its `languages`, else every language the bot speaks). A citizen choosing any of them and
+    getting another language is a gap the "missing" column must show."""
+    wanted = settings.get("required_languages") or settings.get("languages") or list(LANGUAGES)
+    return [x for x in wanted if LANG_RE.match(x)]
 
 
 def _problems(exc: KbFileError) -> list[dict]:
-    problems = sorted(exc.problems, key=lambda p: (p.line or 0))
+    problems = sorted(exc.problems, key=lambda p: p.line or 0)
     return [{"line": p.line, "entry": p.entry, "field": p.field, "message": p.message} for p in problems]
 
 
@@ -57,16 +62,28 @@ async def languages() -> dict:
 
 
 @router.get("/entries")
-async def list_entries(request: Request, municipality: str = "default", q: str = "", tag: str = "",
-                       missing: str = "", user=Depends(webmaster)) -> dict:
+async def list_entries(
+    request: Request,
+    municipality: str = "default",
+    q: str = "",
+    tag: str = "",
+    missing: str = "",
+    user=Depends(webmaster),
+) -> dict:
     """Entries with their languages, missing translations and last change; `q` searches all text."""
     c = request.app.state.c
     check_municipality(user, municipality)
     required = required_languages(municipalities.settings(c.engine, municipality) or {})
     with c.engine.connect() as conn:
-        changed = {r.id: (r.updated_at, r.updated_by) for r in conn.execute(
-            select(kb_entries.c.id, kb_entries.c.updated_at, kb_entries.c.updated_by)
-            .where(kb_entries.c.municipality == municipality))}
+        changed = {
+            r.id: (r.updated_at, r.updated_by)
+            for r in conn.execute(
+                select(kb_entries.c.id, kb_entries.c.updated_at, kb_entries.c.updated_by).where(
+                    kb_entries.c.municipality == municipality
+                )
+            )
+        }
+    outdated = stale_translations(c.engine, municipality)
     needle = q.strip().lower()
     rows = []
     for entry in c.knowledge.store.all(municipality):
@@ -77,18 +94,28 @@ async def list_entries(request: Request, municipality: str = "default", q: str =
         if missing and missing in entry.answer:
             continue
         if needle:
-            haystack = " ".join([entry.id, *entry.tags, *entry.answer.values(),
-                                 *(v for vs in entry.questions.values() for v in vs)]).lower()
+            haystack = " ".join(
+                [entry.id, *entry.tags, *entry.answer.values(), *(v for vs in entry.questions.values() for v in vs)]
+            ).lower()
             if needle not in haystack:
                 continue
         updated_at, updated_by = changed.get(entry.id, (None, None))
-        rows.append({
-            "id": entry.id, "question": entry.first_question("sv"), "tags": entry.tags, "url": entry.url,
-            "review_by": entry.review_by.isoformat() if entry.review_by else None,
-            "languages": languages, "answer_languages": sorted(entry.answer), "missing": lacking,
-            "variants": sum(len(v) for v in entry.questions.values()),
-            "updated_at": updated_at, "updated_by": updated_by,
-        })
+        rows.append(
+            {
+                "id": entry.id,
+                "question": entry.first_question("sv"),
+                "tags": entry.tags,
+                "url": entry.url,
+                "review_by": entry.review_by.isoformat() if entry.review_by else None,
+                "languages": languages,
+                "answer_languages": sorted(entry.answer),
+                "missing": lacking,
+                "stale": sorted(x for x in outdated.get(entry.id, {}) if x in entry.answer),
+                "variants": sum(len(v) for v in entry.questions.values()),
+                "updated_at": updated_at,
+                "updated_by": updated_by,
+            }
+        )
     return {"entries": rows, "required_languages": required, "languages": list(LANGUAGES)}
 
 
@@ -102,10 +129,13 @@ async def entry_detail(request: Request, entry_id: str, municipality: str = "def
     required = required_languages(municipalities.settings(c.engine, municipality) or {})
     # Feedback lives in the conversations: the app plugs in insights' reader (knowledge is below both).
     feedback = c.entry_feedback(municipality).get(entry_id, {"helpful": 0, "not_helpful": 0})
+    outdated = stale_translations(c.engine, municipality, entry_id).get(entry_id, {})
     return {
         "entry": entry.to_dict(),
         "missing": [x for x in LANGUAGES if x not in entry.answer],
         "missing_required": [x for x in required if x not in entry.answer],
+        # {language: when the Swedish answer changed}: translations written before that change
+        "stale": {lang: at for lang, at in outdated.items() if lang in entry.answer},
         "feedback": feedback,
         "audit": _audit_rows(c, municipality, entry_id, 50),
     }
@@ -137,8 +167,14 @@ async def add_variant(request: Request, body: Variant, municipality: str = "defa
 
 
 @router.post("/import")
-async def import_file(request: Request, filename: str = "import.yml", municipality: str = "default",
-                      replace: bool = False, dry_run: bool = False, user=Depends(webmaster)):
+async def import_file(
+    request: Request,
+    filename: str = "import.yml",
+    municipality: str = "default",
+    replace: bool = False,
+    dry_run: bool = False,
+    user=Depends(webmaster),
+):
     """The file is the request body. Nothing is imported unless the whole file is valid; the report
     names each problem's line, entry and field."""
     c = request.app.state.c
@@ -150,31 +186,45 @@ async def import_file(request: Request, filename: str = "import.yml", municipali
         entries = parse_bytes(raw, filename, municipality)
     except KbFileError as exc:
         problems = _problems(exc)
-        raise Invalid(f"nothing was imported: the {file_format(filename)} file has {len(problems)} problem(s); "
-                      f"the first: {summary(problems[:1])}", problems) from None
+        raise Invalid(
+            f"nothing was imported: the {file_format(filename)} file has {len(problems)} problem(s); "
+            f"the first: {summary(problems[:1])}",
+            problems,
+        ) from None
     existing = {e.id: e.to_dict() for e in c.knowledge.store.all(municipality)}
     if dry_run:
-        counts = {"create": 0, "update": 0, "unchanged": 0,
-                  "delete": len(set(existing) - {e.id for e in entries}) if replace else 0}
+        counts = {
+            "create": 0,
+            "update": 0,
+            "unchanged": 0,
+            "delete": len(set(existing) - {e.id for e in entries}) if replace else 0,
+        }
         for entry in entries:
             before = existing.get(entry.id)
             counts["create" if before is None else "unchanged" if before == entry.to_dict() else "update"] += 1
         return {"ok": True, "dry_run": True, "entries": len(entries), "counts": counts}
-    counts = c.knowledge.import_entries(municipality, entries, replace=replace, actor=user["username"])
-    return {"ok": True, "dry_run": False, "entries": len(entries), "counts": counts}
+    # Stored at once, indexed in the background (off the event loop); the page polls
+    # /api/v1/knowledge/status until every worker has reached `audit_id` ("live").
+    counts = await run_in_threadpool(
+        c.knowledge.import_entries, municipality, entries, replace=replace, actor=user["username"], wait=False
+    )
+    audit_id = c.knowledge.store.last_audit_id()
+    return {"ok": True, "dry_run": False, "entries": len(entries), "counts": counts, "audit_id": audit_id}
 
 
 @router.get("/export")
-async def export_file(request: Request, format: str = "yaml", municipality: str = "default",
-                      user=Depends(webmaster)) -> Response:
+async def export_file(
+    request: Request, format: str = "yaml", municipality: str = "default", user=Depends(webmaster)
+) -> Response:
     if format not in FORMATS:
         raise HTTPException(422, "format must be yaml, jsonl or csv")
     check_municipality(user, municipality)
     media, ext = FORMATS[format]
     body = dump(request.app.state.c.knowledge.store.all(municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
-    return Response(body, media_type=f"{media}; charset=utf-8",
-                    headers={"content-disposition": f'attachment; filename="{name}"'})
+    return Response(
+        body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": f'attachment; filename="{name}"'}
+    )
 
 
 def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[dict]:
@@ -187,8 +237,13 @@ def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[
 
 
 @router.get("/audit")
-async def audit(request: Request, municipality: str = "default", entry_id: str | None = None, limit: int = 100,
-                user=Depends(webmaster)) -> list[dict]:
+async def audit(
+    request: Request,
+    municipality: str = "default",
+    entry_id: str | None = None,
+    limit: int = 100,
+    user=Depends(webmaster),
+) -> list[dict]:
     """Every change: who, when, what (the entry before and after, and which fields changed)."""
     check_municipality(user, municipality)
     return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
@@ -213,8 +268,9 @@ async def create_notice(request: Request, body: dict, municipality: str = "defau
 
 
 @router.put("/notices/{notice_id}")
-async def update_notice(request: Request, notice_id: int, body: dict, municipality: str = "default",
-                        user=Depends(webmaster)):
+async def update_notice(
+    request: Request, notice_id: int, body: dict, municipality: str = "default", user=Depends(webmaster)
+):
     check_municipality(user, municipality)
     try:
         notice = request.app.state.c.knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
@@ -242,9 +298,10 @@ async def widget_strings(language: str) -> Response:
         raise HTTPException(404, f"the widget has no texts in '{language}'")
     path = I18N / f"{language}.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    return JSONResponse({"language": language, "dir": "rtl" if language in RTL else "ltr",
-                         "languages": LANGUAGES, "strings": data},
-                        headers={"cache-control": "public, max-age=300"})
+    return JSONResponse(
+        {"language": language, "dir": "rtl" if language in RTL else "ltr", "languages": LANGUAGES, "strings": data},
+        headers={"cache-control": "public, max-age=300"},
+    )
 
 
 class LanguageChoice(BaseModel):
@@ -260,4 +317,3 @@ async def choose_language(request: Request, session_id: str, body: LanguageChoic
     conversations.get(session_id)
     conversations.update(session_id, language=body.language)
     return {"language": body.language}
-

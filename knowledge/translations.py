@@ -38,8 +38,11 @@ def stale(changes: dict[str, float], source: str = SOURCE_LANGUAGE) -> dict[str,
 
 def stale_translations(engine: Engine, municipality: str, entry_id: str | None = None) -> dict[str, dict[str, float]]:
     """entry id -> {out-of-date language: when the Swedish answer changed}, for entries that have any."""
-    query = (select(kb_audit.c.entry_id, kb_audit.c.action, kb_audit.c.at, kb_audit.c.before, kb_audit.c.after)
-             .where(kb_audit.c.municipality == municipality).order_by(kb_audit.c.id))
+    query = (
+        select(kb_audit.c.entry_id, kb_audit.c.action, kb_audit.c.at, kb_audit.c.before, kb_audit.c.after)
+        .where(kb_audit.c.municipality == municipality)
+        .order_by(kb_audit.c.id)
+    )
     if entry_id:
         query = query.where(kb_audit.c.entry_id == entry_id)
     with engine.connect() as conn:

@@ -15,20 +15,28 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from conversations.personal_data import PersonalData, privacy_key
 from conversations.rasa_client import RasaClient
 from conversations.service import ChatService
 from conversations.store import Conflict, ConversationStore, UnknownConversation
-from core import errors
+from core import errors, faults
 from core.config import Settings, load_settings
 from core.db import WalCheckpointer, close_executor, make_engine
 from core.events import EventHub
+from core.ratelimit import RateLimits
+from core.security import BodyLimit, OriginCheck, SecurityHeaders
 from core.users import UserStore
 from handoff.queue import Queue
 from handoff.service import AgentService
 from insights import unanswered
+from knowledge.admin_api import MAX_IMPORT_BYTES
 from knowledge.embedding import model_dir
 from knowledge.service import KnowledgeService
 from knowledge.store import KnowledgeStore
+from kommunchatt import retention
+from kommunchatt.privacy_api import public_router as privacy_public_router
+from kommunchatt.privacy_api import router as privacy_router
+from kommunchatt.retention import RasaTracker
 from kommunchatt.schema import init_db
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ class Components:
     chat: ChatService
     agents: AgentService
     entry_feedback: Callable[[str], dict[str, dict[str, int]]]  # entry id -> helpful counts (insights)
+    personal: PersonalData | None = None  # masking and the citizen's own texts (conversations/personal_data.py)
 
 
 def build_components(settings: Settings) -> Components:
@@ -58,20 +67,24 @@ def build_components(settings: Settings) -> Components:
     queue = Queue(engine, conversations, knowledge.store)
     events = EventHub(settings.redis_url)
     rasa = RasaClient(settings.rasa_url, settings.internal_token, timeout=settings.rasa_timeout_s)
-    chat = ChatService(conversations, queue, knowledge, rasa, events)
+    personal = PersonalData(engine, privacy_key(settings.data_dir))
+    chat = ChatService(conversations, queue, knowledge, rasa, events, personal)
     users = UserStore(engine)
     agents = AgentService(chat, users, events, knowledge, max_message_chars=settings.max_message_chars)
     entry_feedback = functools.partial(unanswered.feedback_counts, engine)
-    return Components(settings, engine, knowledge, conversations, queue, users, events, rasa, chat, agents,
-                      entry_feedback)
+    return Components(
+        settings, engine, knowledge, conversations, queue, users, events, rasa, chat, agents, entry_feedback,
+        personal=personal,
+    )
 
 
 async def _sync_knowledge(knowledge: KnowledgeService, every: float = 0.5) -> None:
-    """Pick up knowledge changes made by other processes: answerable within a second."""
+    """Index knowledge changes (imports, other workers' edits) off the event loop, and publish how far
+    the index is (`KnowledgeService.maintain`)."""
     while True:
         await asyncio.sleep(every)
         try:
-            await asyncio.to_thread(knowledge.sync)
+            await asyncio.to_thread(knowledge.maintain)
         except Exception:  # noqa: BLE001 - a database hiccup must not end the loop
             log.exception("knowledge sync failed")
 
@@ -89,8 +102,14 @@ class PublicCORS:
         from starlette.middleware.cors import CORSMiddleware
 
         self.app = app
-        self.cors = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST"],
-                                   allow_headers=["content-type"], allow_credentials=False, max_age=600)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type"],
+            allow_credentials=False,
+            max_age=600,
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(self.PREFIXES):
@@ -108,12 +127,22 @@ def _mount_web(app: FastAPI) -> None:
 
         return serve
 
-    for path, name in {"/": "index.html", "/widget.js": "widget.js", "/agent": "agent/index.html",
-                       "/admin": "admin/index.html"}.items():
+    for path, name in {
+        "/": "index.html",
+        "/widget.js": "widget.js",
+        "/agent": "agent/index.html",
+        "/admin": "admin/index.html",
+        "/staff": "staff/index.html",
+    }.items():
         app.add_api_route(path, page(name), methods=["GET"], include_in_schema=False)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app: its parts built at start-up (`build_components`), every router, error handler and middleware.
+
+    Longer than 60 lines on purpose: it is the one list of what the service serves, one registration a
+    line, in the order that matters (middlewares wrap in the reverse order they are added).
+    """
     settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
@@ -128,9 +157,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.live = Live(components)  # agent consoles, assignment, grace periods
         await app.state.live.start()
+        tracker = RasaTracker.for_install(components.engine, settings.data_dir)
+        purger = asyncio.create_task(retention.run_periodically(components.engine, tracker))  # retention
         yield
+        purger.cancel()
         await app.state.live.stop()
         syncer.cancel()
+        components.knowledge.close()
         await components.events.stop()
         await components.rasa.close()
         close_executor(components.engine)
@@ -142,7 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Citizen-service chat for Nordic municipalities: answers, chat sessions, agent queue.",
         lifespan=lifespan,
-        docs_url=None, redoc_url=None,  # /docs comes from a pinned package, not a CDN (kommunchatt/observability.py)
+        docs_url=None,
+        redoc_url=None,  # /docs comes from a pinned package, not a CDN (kommunchatt/observability.py)
     )
 
     @app.exception_handler(UnknownConversation)
@@ -154,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from core.languages_api import router as languages_router
 
     app.include_router(languages_router)  # the one language table, for the widget and the staff pages
+    faults.install(app)  # a database lock held elsewhere: 503 within 2 s
 
     from conversations.api import router as chat_router
     from handoff.api import router as handoff_router
@@ -174,7 +209,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(insights_router)
     app.include_router(widget_router)
     app.include_router(notices_router)
+    from core.i18n_api import router as i18n_router
+    from core.municipalities_api import router as municipalities_router
+    from handoff.history import router as history_router
+    from insights.dismissals import router as dismissals_router
+    from insights.supervisor import router as supervisor_router
+
+    app.include_router(i18n_router)
+    app.include_router(municipalities_router)  # staff pages (issue 16): municipalities, history, dismissals,
+    app.include_router(history_router)  # and the supervisor's live view
+    app.include_router(dismissals_router)
+    app.include_router(supervisor_router)
+    from conversations.widget import admin_router as widget_look_router
+    from conversations.widget import router as widget_config_router
+    from handoff.citizen import router as citizen_moves_router
+
+    app.include_router(widget_config_router)  # citizen UX (issue 16): the widget's look and top topics,
+    app.include_router(widget_look_router)  # set per municipality by an admin,
+    app.include_router(citizen_moves_router)  # and the citizen leaving the queue or ending the chat
     app.add_middleware(PublicCORS)  # the widget runs on the municipality's own site (another origin)
+    app.include_router(privacy_router)  # retention, erasure, export, access log (issue 15)
+    app.include_router(privacy_public_router)
+    app.state.limits = RateLimits.from_env(settings.redis_url)  # core/ratelimit.py: 429 with Retry-After
+    app.add_middleware(OriginCheck)  # cookie-authenticated writes and WebSockets only from our own pages
+    app.add_middleware(BodyLimit, larger={"/api/v1/admin/import": MAX_IMPORT_BYTES})  # 413 before reading
+    app.add_middleware(SecurityHeaders)  # CSP/frame-ancestors, nosniff, Referrer-Policy, HSTS behind HTTPS
 
     _mount_web(app)
 

@@ -16,8 +16,9 @@ from tests.test_handoff_support import Service
 def svc(tmp_path_factory, model_path):
     from tests.conftest import ROOT
 
-    service = Service(tmp_path_factory.mktemp("staff-api"), model_path,
-                      kb=ROOT / "data" / "knowledge" / "waste.yml").start()
+    service = Service(
+        tmp_path_factory.mktemp("staff-api"), model_path, kb=ROOT / "data" / "knowledge" / "waste.yml"
+    ).start(timeout=900)  # a loaded machine takes minutes to build the index
     service.agent("chef", role="admin")
     yield service
     service.stop()
@@ -51,8 +52,9 @@ def test_first_response_is_measured_per_queue_entry_never_negative(svc, staff):
     moved = svc.citizen("sv", text="Fråga om avgiften")
     anna.post(f"/api/v1/handoff/conversations/{moved}/claim").raise_for_status()
     reply(anna, moved, "Jag kollar.")
-    anna.post(f"/api/v1/handoff/conversations/{moved}/transfer",
-              json={"to_user_id": staff["ids"]["bo"]}).raise_for_status()
+    anna.post(
+        f"/api/v1/handoff/conversations/{moved}/transfer", json={"to_user_id": staff["ids"]["bo"]}
+    ).raise_for_status()
     reply(bo, moved, "Avgiften är 1 200 kr.")
     # Handed back before any reply, then answered by Bo after a new request.
     silent = svc.citizen("sv", text="Hämtar ni grovsopor?")
@@ -64,8 +66,9 @@ def test_first_response_is_measured_per_queue_entry_never_negative(svc, staff):
 
     today = dt.date.today().isoformat()
     tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()  # whatever the server's time zone
-    rows = admin.get("/api/v1/reports/summary", params={"date_from": today, "date_to": tomorrow,
-                                                        "group_by": "municipality"}).json()["rows"]
+    rows = admin.get(
+        "/api/v1/reports/summary", params={"date_from": today, "date_to": tomorrow, "group_by": "municipality"}
+    ).json()["rows"]
     first = rows[0]["first_response_seconds"]
     assert first["count"] == rows[0]["answered"] == 3, rows  # every answered (replied) chat has one
     assert first["mean"] >= 0 and first["max"] >= 0
@@ -83,9 +86,11 @@ def test_history_finds_past_chats_by_words_session_and_contact_and_names_the_cit
     anna.post(f"/api/v1/handoff/conversations/{first}/close", json={"outcome": "resolved"}).raise_for_status()
     later = svc.citizen("sv", text="Och glödlampor då?")
     for sid in (first, later):
-        httpx.post(f"{svc.url}/api/v1/internal/sessions/{sid}/callback", headers={"X-Internal-Token": svc.token},
-                   json={"name": "Åsa", "phone": "070-123 45 67", "message": "Ring mig", "consent": True}
-                   ).raise_for_status()
+        httpx.post(
+            f"{svc.url}/api/v1/internal/sessions/{sid}/callback",
+            headers={"X-Internal-Token": svc.token},
+            json={"name": "Åsa", "phone": "070-123 45 67", "message": "Ring mig", "consent": True},
+        ).raise_for_status()
 
     found = admin.get("/api/v1/handoff/history", params={"q": "batterier"}).json()
     assert [c["id"] for c in found["items"]] == [first] and found["total"] == 1
@@ -124,8 +129,10 @@ def test_supervisor_sees_waiting_citizens_and_agents_live(svc, staff):
 
 def test_municipalities_are_managed_and_the_dashboard_defaults_to_kronor(svc, staff):
     admin = staff["admin"]
-    created = admin.post("/api/v1/admin/municipalities", json={
-        "id": "norrvik", "name": "Norrviks kommun", "settings": {"languages": ["sv", "en", "fi"]}})
+    created = admin.post(
+        "/api/v1/admin/municipalities",
+        json={"id": "norrvik", "name": "Norrviks kommun", "settings": {"languages": ["sv", "en", "fi"]}},
+    )
     assert created.status_code == 201, created.text
     assert admin.post("/api/v1/admin/municipalities", json={"id": "norrvik", "name": "x"}).status_code == 409
     bad = admin.post("/api/v1/admin/municipalities", json={"id": "Bad Id!", "name": "x"})

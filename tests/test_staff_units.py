@@ -25,9 +25,12 @@ def bot(i: int, text: str = "", kind: str | None = None, **custom) -> Msg:
 
 def test_asking_for_a_person_is_no_question_but_the_question_before_it_is():
     transcript = [
-        Msg(1, "citizen", "När töms soptunnan?"), bot(2, "Varannan vecka."), bot(3, kind="answer", entry_id="waste"),
+        Msg(1, "citizen", "När töms soptunnan?"),
+        bot(2, "Varannan vecka."),
+        bot(3, kind="answer", entry_id="waste"),
         Msg(4, "citizen", "/affirm"),
-        Msg(5, "citizen", "jag vill prata med en person"), bot(6, "Jag kopplar dig …"),
+        Msg(5, "citizen", "jag vill prata med en person"),
+        bot(6, "Jag kopplar dig …"),
         bot(7, kind="handoff", state="queued", reason="requested"),
     ]
     assert [m.id for m in questions(transcript)] == [1]
@@ -35,15 +38,23 @@ def test_asking_for_a_person_is_no_question_but_the_question_before_it_is():
 
 
 def test_a_greeting_is_no_question_and_words_to_a_person_are():
-    transcript = [Msg(1, "citizen", "hej"), bot(2, "Hej! Vad undrar du?"),
-                  Msg(3, "citizen", "/request_human"), bot(4, kind="handoff", state="queued", reason="requested"),
-                  Msg(5, "citizen", "Hur ansöker jag om bygglov för en altan?")]  # the agent has the chat
+    transcript = [
+        Msg(1, "citizen", "hej"),
+        bot(2, "Hej! Vad undrar du?"),
+        Msg(3, "citizen", "/request_human"),
+        bot(4, kind="handoff", state="queued", reason="requested"),
+        Msg(5, "citizen", "Hur ansöker jag om bygglov för en altan?"),
+    ]  # the agent has the chat
     assert [m.id for m in questions(transcript)] == [5]
 
 
 def test_when_the_bot_was_down_the_message_still_counts_as_a_question():
-    apology = Msg(2, "bot", "Förlåt, chatten har tekniska problem …",
-                  {"buttons": [{"title": "Prata med en person", "payload": "/request_human"}]})
+    apology = Msg(
+        2,
+        "bot",
+        "Förlåt, chatten har tekniska problem …",
+        {"buttons": [{"title": "Prata med en person", "payload": "/request_human"}]},
+    )
     assert [m.id for m in questions([Msg(1, "citizen", "När hämtas soporna?"), apology])] == [1]
     assert last_question([Msg(1, "citizen", "/affirm")]) is None
 
@@ -52,8 +63,13 @@ def test_editing_the_swedish_answer_makes_the_other_languages_out_of_date():
     created = {"answer": {"sv": "Tisdagar.", "en": "Tuesdays.", "fi": "Tiistaisin."}}
     rows = [
         {"entry_id": "waste", "action": "create", "at": 100.0, "before": None, "after": created},
-        {"entry_id": "waste", "action": "update", "at": 200.0, "before": created,
-         "after": {"answer": {**created["answer"], "sv": "Onsdagar."}}},
+        {
+            "entry_id": "waste",
+            "action": "update",
+            "at": 200.0,
+            "before": created,
+            "after": {"answer": {**created["answer"], "sv": "Onsdagar."}},
+        },
     ]
     assert stale(answer_changes(rows)["waste"]) == {"en": 200.0, "fi": 200.0}
     fixed = {"answer": {"sv": "Onsdagar.", "en": "Wednesdays.", "fi": "Tiistaisin."}}

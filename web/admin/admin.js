@@ -11,6 +11,7 @@
     tr: "Turkiska", pl: "Polska", uk: "Ukrainska", da: "Danska", no: "Norska"
   };
   var RTL = { ar: true, fa: true };
+  var SOURCE = "sv"; // the language translations are made from
   var REASONS = { clarify: "fick motfråga", handoff: "lämnades till handläggare", not_helpful: "svaret hjälpte inte" };
   var me = null;
   var view = document.getElementById("view");
@@ -157,13 +158,14 @@
     var timer;
     function load() {
       api("GET", "/admin/entries" + q({ q: search.value, missing: missing.value })).then(function (data) {
-        list.replaceChildren(table(data.entries.length + " poster", ["Post", "Fråga", "Språk", "Saknas", "Granskas senast", "Ändrad"],
+        list.replaceChildren(table(data.entries.length + " poster", ["Post", "Fråga", "Språk", "Saknas", "Inaktuella", "Granskas senast", "Ändrad"],
           data.entries.map(function (e) {
             return [
               h("a", { href: "#edit/" + encodeURIComponent(e.id), text: e.id }),
               h("span", { dir: "auto", text: e.question }),
               h("span", { text: e.answer_languages.join(", ") }),
               h("span", {}, e.missing.map(function (l) { return h("span", { "class": "tag missing", text: l }); })),
+              h("span", {}, (e.stale || []).map(function (l) { return h("span", { "class": "tag bad", text: l }); })),
               h("span", { text: e.review_by || "–" }),
               h("span", { text: when(e.updated_at) + (e.updated_by ? " · " + e.updated_by : "") })
             ];
@@ -178,15 +180,18 @@
 
   function newEntry() {
     var draft = newEntry.draft || { id: "", questions: { sv: [] }, answer: { sv: "" } };
+    var reference = newEntry.reference || [];
     newEntry.draft = null;
-    renderEditor(draft, true, null);
+    newEntry.reference = null;
+    renderEditor(draft, true, null, reference);
   }
   function editEntry(id) {
     api("GET", "/admin/entries/" + encodeURIComponent(id) + q()).then(function (data) {
       renderEditor(data.entry, false, data);
     }).catch(function (err) { page("Posten finns inte", [h("p", { "class": "error", text: err.message })]); });
   }
-  function renderEditor(entry, isNew, detail) {
+  function renderEditor(entry, isNew, detail, reference) {
+    reference = reference || [];
     var shown = LANGS.filter(function (l) { return (entry.answer && entry.answer[l]) || (entry.questions && entry.questions[l]) || l === "sv"; });
     var id = h("input", { value: entry.id || "", required: true, readonly: !isNew, "aria-describedby": "id-help" });
     var tags = h("input", { value: (entry.tags || []).join(", ") });
@@ -201,11 +206,26 @@
       var ans = h("textarea", { rows: "9", lang: lang, dir: RTL[lang] ? "rtl" : "ltr", "data-lang": lang, "data-kind": "answer" });
       ans.value = (entry.answer || {})[lang] || "";
       ans.addEventListener("input", updateMissing);
+      if (lang === SOURCE) ans.addEventListener("input", markOutdated);
+      var since = stale[lang];
       return h("fieldset", { "data-lang": lang }, [
-        h("legend", { text: NAMES[lang] + " (" + lang + ")" }),
+        h("legend", {}, [NAMES[lang] + " (" + lang + ")",
+          since ? h("span", { "class": "tag bad stale", "data-lang": lang, text: "inaktuell – svenskan ändrades " + when(since) }) : null,
+          lang !== SOURCE ? h("span", { "class": "tag missing will-be-stale", hidden: true, text: "blir inaktuell när du sparar" }) : null]),
         field("q-" + lang, "Frågor – en variant per rad", qs),
         field("a-" + lang, "Svar", ans)
       ]);
+    }
+    var stale = (detail && detail.stale) || {};
+    var sourceAnswer = (entry.answer || {})[SOURCE] || "";
+    function markOutdated(e) {
+      // Editing the Swedish answer makes every translation out of date (until it is edited too).
+      var changed = e.target.value.trim() !== sourceAnswer.trim();
+      columns.querySelectorAll("fieldset").forEach(function (fs) {
+        var tag = fs.querySelector(".will-be-stale");
+        var a = fs.querySelector("textarea[data-kind=answer]");
+        if (tag) tag.hidden = !(changed && a && a.value.trim());
+      });
     }
     shown.forEach(function (l) { columns.appendChild(column(l)); });
     var add = h("select", { id: "add-lang" });
@@ -269,6 +289,11 @@
           field("entry-review", "Granskas senast", review)
         ]),
         missingBox,
+        Object.keys(stale).length ? h("p", { "class": "stale-summary" }, [h("strong", { text: "Inaktuella översättningar: " })].concat(
+          Object.keys(stale).map(function (l) { return h("span", { "class": "tag bad", text: NAMES[l] || l }); }),
+          [h("span", { text: " – svenskan har ändrats sedan de skrevs. Uppdatera dem." })])) : null,
+        reference.length ? h("div", { "class": "card reference" }, [h("h2", { text: "Handläggarnas svar (underlag, inte infogat)" })].concat(
+          reference.map(function (d) { return h("blockquote", { dir: "auto", text: d }); }))) : null,
         h("div", { "class": "toolbar" }, [field("add-lang", "Visa språk", add),
           h("div", {}, [h("button", { type: "button", "class": "secondary", text: "Lägg till språkkolumn", onclick: function () {
             if (!add.value) return;
@@ -317,6 +342,7 @@
           var c = res.counts;
           report.replaceChildren(h("p", { "class": "tag good", text: (res.dry_run ? "Filen är giltig (inget importerat): " : "Importerat: ") +
             res.entries + " poster – " + c.create + " nya, " + c.update + " ändrade, " + c.unchanged + " oförändrade, " + c.delete + " borttagna." }));
+          if (!res.dry_run) { watchIndexing(report, res.audit_id); }
         }).catch(function (err) {
           var problems = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ line: null, entry: "-", field: null, message: err.message }];
           report.replaceChildren(h("p", { "class": "error", text: "Filen importerades inte: " + problems.length + " problem. Rätta dem och försök igen." }),
@@ -338,6 +364,25 @@
       }))])
     ]);
     focusTitle();
+  }
+
+  // Polls the index status after an import: "Indexerar n av m" until every worker answers with it, then "Live".
+  function watchIndexing(report, auditId) {
+    var line = h("p", { id: "import-live", "class": "tag", text: "Indexerar …" });
+    report.appendChild(line);
+    function poll() {
+      api("GET", "/knowledge/status").then(function (s) {
+        if (s.live && s.audit_id >= auditId) {
+          line.className = "tag good";
+          line.textContent = "Live: alla poster går att fråga om nu.";
+          return;
+        }
+        if (!s.workers) { line.textContent = "Sparat. Ingen tjänst körs: posterna går att fråga om när den startar."; return; }
+        line.textContent = s.total ? "Indexerar " + s.done + " av " + s.total + " …" : "Indexerar …";
+        setTimeout(poll, 1000);
+      }).catch(function () { setTimeout(poll, 3000); });
+    }
+    poll();
   }
 
   // ------------------------------------------------------------------ audit
@@ -398,10 +443,13 @@
       });
     }
     function groupCard(g, index) {
-      var target = h("select", { id: "variant-" + index }, [
-        h("optgroup", { label: "Förslag" }, g.suggestions.map(function (s) {
+      // With no suggestion there is no sensible default: the webmaster must choose (one click must
+      // never attach a junk question to the first entry of the list).
+      var target = h("select", { id: "variant-" + index, required: true }, [
+        g.suggestions.length ? null : h("option", { value: "", text: "Välj post …", selected: true, disabled: true }),
+        g.suggestions.length ? h("optgroup", { label: "Förslag" }, g.suggestions.map(function (s) {
           return h("option", { value: s.id, text: s.id + " – " + s.question + " (" + s.score.toFixed(2) + ")" });
-        })),
+        })) : null,
         h("optgroup", { label: "Alla poster" }, allEntries.map(function (e) { return h("option", { value: e.id, text: e.id }); }))
       ]);
       return h("article", { "class": "card group", "aria-labelledby": "gap-title-" + index }, [
@@ -414,17 +462,27 @@
         h("div", { "class": "toolbar" }, [
           h("div", {}, [h("button", { type: "button", text: "Skapa ny post av gruppen", onclick: function () {
             var questions = {}; questions[g.language] = g.texts.map(function (t) { return t.text; });
-            var answer = {}; answer[g.language] = g.drafts[0] || "";
+            var answer = {}; answer[g.language] = "";
             newEntry.draft = { id: "", questions: questions, answer: answer };
+            newEntry.reference = g.drafts; // shown beside the editor; an agent's reply is rarely an answer as it stands
             location.hash = "#new";
           } })]),
           field("variant-" + index, "eller lägg till som frågevariant av", target),
           h("div", {}, [h("button", { type: "button", "class": "secondary", text: "Lägg till variant", onclick: function () {
+            if (!target.value) { toast("Välj först vilken post frågan hör till."); target.focus(); return; }
             api("POST", "/admin/variants" + q(), { entry_id: target.value, language: g.language, text: g.representative }).then(function (res) {
               toast("”" + g.representative + "” är nu en variant av " + res.id + ".");
               load();
             }).catch(function (err) { toast("Kunde inte lägga till: " + err.message); });
-          } })])
+          } })]),
+          h("div", {}, [h("button", { type: "button", "class": "danger", text: "Avfärda som skräp",
+            "aria-label": "Avfärda som skräp: ”" + g.representative + "”", onclick: function () {
+              var texts = g.texts.map(function (t) { return t.text; });
+              api("POST", "/admin/unanswered/dismiss" + q(), { texts: texts, language: g.language }).then(function () {
+                toast("”" + g.representative + "” är avfärdad och visas inte igen.");
+                load();
+              }).catch(function (err) { toast("Kunde inte avfärda: " + err.message); });
+            } })])
         ])
       ]);
     }
@@ -546,42 +604,70 @@
     (children || []).forEach(function (c) { if (c) node.appendChild(c); });
     return node;
   }
+  // Charts are drawn at the width they get on the page (one SVG unit = one CSS pixel), so their text
+  // is FONT px at any window size; a window resize draws them again.
+  var FONT = 13;
+  function textWidth(text) { return String(text).length * FONT * 0.6; }
   function barChart(title, labels, series, colors, summary) {
     // Vertical (stacked) bars; `series` is a list of arrays of the same length as `labels`.
-    var W = 560, H = 220, pad = 30, n = labels.length;
-    var totals = labels.map(function (_, i) { return series.reduce(function (sum, ser) { return sum + ser[i]; }, 0); });
-    var max = Math.max(1, Math.max.apply(null, totals));
-    var bw = (W - pad - 8) / Math.max(1, n);
-    var svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: "100%", role: "img", "aria-label": title + ": " + summary });
-    svg.appendChild(s("line", { x1: pad, y1: H - 20, x2: W, y2: H - 20, stroke: "#6b6b6b" }));
-    svg.appendChild(s("text", { x: 0, y: 12, text: String(max) }));
-    labels.forEach(function (label, i) {
-      var y = H - 20;
-      series.forEach(function (ser, k) {
-        var hgt = (ser[i] / max) * (H - 40);
-        if (hgt > 0) svg.appendChild(s("rect", { x: pad + i * bw + 1, y: y - hgt, width: Math.max(1, bw - 2), height: hgt, fill: colors[k] }, [s("title", { text: label + ": " + ser[i] })]));
-        y -= hgt;
+    return function (W) {
+      var H = 240, pad = Math.max(30, textWidth("0000") + 6), base = H - FONT - 10, n = labels.length;
+      var totals = labels.map(function (_, i) { return series.reduce(function (sum, ser) { return sum + ser[i]; }, 0); });
+      var max = Math.max(1, Math.max.apply(null, totals));
+      var bw = (W - pad - 8) / Math.max(1, n);
+      var every = Math.max(1, Math.ceil((textWidth(labels[0] || "") + 8) / bw));
+      var svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img", "aria-label": title + ": " + summary });
+      svg.appendChild(s("line", { x1: pad, y1: base, x2: W, y2: base, stroke: "#6b6b6b" }));
+      svg.appendChild(s("text", { x: 0, y: FONT, text: String(max) }));
+      labels.forEach(function (label, i) {
+        var y = base;
+        series.forEach(function (ser, k) {
+          var hgt = (ser[i] / max) * (base - FONT - 8);
+          if (hgt > 0) svg.appendChild(s("rect", { x: pad + i * bw + 1, y: y - hgt, width: Math.max(1, bw - 2), height: hgt, fill: colors[k] }, [s("title", { text: label + ": " + ser[i] })]));
+          y -= hgt;
+        });
+        if (i % every === 0) svg.appendChild(s("text", { x: pad + i * bw, y: H - 4, text: label }));
       });
-      if (n <= 31 && (n <= 12 || i % Math.ceil(n / 10) === 0)) svg.appendChild(s("text", { x: pad + i * bw, y: H - 6, text: label }));
-    });
-    return svg;
+      return svg;
+    };
   }
   function hbars(title, rows, color) {
-    var W = 560, rowH = 24, H = Math.max(1, rows.length) * rowH + 4, max = Math.max(1, Math.max.apply(null, rows.map(function (r) { return r[1]; }).concat([1])));
-    var svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: "100%", role: "img",
-      "aria-label": title + ": " + rows.map(function (r) { return r[0] + " " + r[1]; }).join(", ") });
-    rows.forEach(function (r, i) {
-      var w = (r[1] / max) * (W - 200);
-      svg.appendChild(s("text", { x: 0, y: i * rowH + 16, text: String(r[0]).slice(0, 28) }));
-      svg.appendChild(s("rect", { x: 180, y: i * rowH + 4, width: Math.max(1, w), height: rowH - 8, fill: color }));
-      svg.appendChild(s("text", { x: 186 + w, y: i * rowH + 16, text: String(r[1]) }));
-    });
-    return svg;
+    // One row per item: its label on a line of its own, the bar and its value below it.
+    return function (W) {
+      var rowH = FONT * 2 + 14, H = Math.max(1, rows.length) * rowH + 4;
+      var max = Math.max(1, Math.max.apply(null, rows.map(function (r) { return r[1]; }).concat([1])));
+      var room = W - textWidth("00000") - 8;
+      var svg = s("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+        "aria-label": title + ": " + rows.map(function (r) { return r[0] + " " + r[1]; }).join(", ") });
+      rows.forEach(function (r, i) {
+        var w = (r[1] / max) * room, top = i * rowH;
+        var label = String(r[0]), fits = Math.floor(W / (FONT * 0.6)) - 1;
+        svg.appendChild(s("text", { x: 0, y: top + FONT, text: label.length > fits ? label.slice(0, fits - 1) + "…" : label }));
+        svg.appendChild(s("rect", { x: 0, y: top + FONT + 4, width: Math.max(1, w), height: FONT + 2, fill: color }));
+        svg.appendChild(s("text", { x: w + 6, y: top + 2 * FONT + 4, text: String(r[1]) }));
+      });
+      return svg;
+    };
   }
   function figure(title, chart, headers, rows) {
-    return h("figure", { "class": "card" }, [h("figcaption", { text: title }), chart,
+    var holder = h("div", { "class": "chart" });
+    var node = h("figure", { "class": "card" }, [h("figcaption", { text: title }), holder,
       h("details", {}, [h("summary", { text: "Visa som tabell" }), table(title, headers, rows.map(function (r) { return r.map(String); }))])]);
+    node.draw = function () { holder.replaceChildren(chart(Math.max(200, Math.floor(holder.clientWidth)))); };
+    return node;
   }
+  function drawCharts(container) {
+    container.querySelectorAll("figure").forEach(function (f) { if (f.draw) f.draw(); });
+  }
+  var REASON_LABELS = { requested: "Bad om en person", low_confidence: "Osäkert svar", negative_feedback: "Missnöjd med svaret",
+    failed_turns: "Fastnade i dialogen", service_error: "Tekniskt fel", abuse: "Olämpligt språk", no_match: "Inget svar fanns",
+    unknown: "Okänt skäl" };
+  function answeredTitle(x) {
+    if (x.kind === "notice") return "Störning: " + (x.question || "utan område");
+    if (x.kind === "deleted") return "Borttagen post";
+    return x.question;
+  }
+  function reasonLabel(code) { return REASON_LABELS[code] || code.replace(/_/g, " "); }
   function dashboard() {
     var days = h("select", { id: "dash-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: d + " dagar", selected: d === 30 }); }));
     var body = h("div", {});
@@ -615,11 +701,12 @@
             figure("Nöjdhet (1–5)", barChart("Nöjdhetsbetyg", ["1", "2", "3", "4", "5"], [dist], ["#6a3d9a"],
               d.satisfaction.responses + " svar; hjälpte " + d.satisfaction.helpful + ", hjälpte inte " + d.satisfaction.not_helpful),
               ["Betyg", "Antal"], dist.map(function (v, i) { return [i + 1, v]; })),
-            figure("Vanligaste frågorna", hbars("Vanligaste frågorna", d.top_questions.map(function (x) { return [x.question, x.count]; }), "#0b4f8a"),
-              ["Fråga", "Antal"], d.top_questions.map(function (x) { return [x.question, x.count]; })),
-            figure("Skäl till överlämning", hbars("Skäl till överlämning", Object.keys(d.handoff_reasons).map(function (k) { return [k, d.handoff_reasons[k]]; }), "#c05600"),
-              ["Skäl", "Antal"], Object.keys(d.handoff_reasons).map(function (k) { return [k, d.handoff_reasons[k]]; }))
+            figure("Vanligaste frågorna", hbars("Vanligaste frågorna", d.top_questions.map(function (x) { return [answeredTitle(x), x.count]; }), "#0b4f8a"),
+              ["Fråga", "Antal"], d.top_questions.map(function (x) { return [answeredTitle(x), x.count]; })),
+            figure("Skäl till överlämning", hbars("Skäl till överlämning", Object.keys(d.handoff_reasons).map(function (k) { return [reasonLabel(k), d.handoff_reasons[k]]; }), "#c05600"),
+              ["Skäl", "Antal"], Object.keys(d.handoff_reasons).map(function (k) { return [reasonLabel(k), d.handoff_reasons[k]]; }))
           ]));
+        drawCharts(body);
       });
     }
     function kpi(label, value) { return h("div", { "class": "kpi" }, [h("span", { "class": "value", text: String(value) }), h("span", { text: label })]); }
@@ -637,6 +724,14 @@
       };
     });
     days.addEventListener("change", load);
+    dashboard.body = body;
+    if (!dashboard.listening) {
+      dashboard.listening = true;
+      window.addEventListener("resize", function () {
+        clearTimeout(dashboard.resize);
+        dashboard.resize = setTimeout(function () { if (dashboard.body.isConnected) drawCharts(dashboard.body); }, 150);
+      });
+    }
     load();
     focusTitle();
   }

@@ -1,26 +1,35 @@
 // The agent console: queue, conversations as tabs, suggestions and canned responses, live over one WebSocket.
 import { $, clear, clock, duration, el } from './dom.js';
+import { notify, setupNotifications } from './notify.js';
 import { ConsoleSocket } from './socket.js';
 import { beep, unlockAudio } from './sound.js';
+import { STAFF_LANGUAGES, chooseLanguage, label, language, loadTexts, t, translatePage } from './texts.js';
+import { chatTitle, citizenLeft, present } from './transcript.js';
 
-const REASONS = { requested: 'Bad om en person', low_confidence: 'Osäkert svar', negative_feedback: 'Missnöjd',
-  failed_turns: 'Fastnade', service_error: 'Tekniskt fel', abuse: 'Olämpligt' };
-const OUTCOMES = { resolved: 'Löst', referred: 'Hänvisad', callback: 'Återkoppling', unresolved: 'Ej löst',
-  abandoned: 'Medborgaren lämnade', spam: 'Skräp' };
-const SENDERS = { citizen: 'Medborgare', bot: 'Chattbot', system: 'System', note: 'Intern anteckning' };
-const LANGS = { sv: 'svenska', en: 'engelska', ar: 'arabiska', fi: 'finska', so: 'somaliska', fa: 'persiska',
-  uk: 'ukrainska', ti: 'tigrinja', pl: 'polska', de: 'tyska', es: 'spanska', tr: 'turkiska' };
+const reasonText = (reason) => label('staff_reason_', reason);
+const outcomeText = (outcome) => label('staff_outcome_', outcome);
+const languageName = (code) => {
+  try { return new Intl.DisplayNames([language()], { type: 'language' }).of(code) || code; } catch { return code; }
+};
 
 const state = {
   user: null, offset: 0, queue: [], known: null, chats: new Map(), order: [], active: null, peek: null,
-  tickets: [], agents: [], outcomes: Object.keys(OUTCOMES), canned: new Map(), typingTimers: new Map(),
+  tickets: [], agents: [], outcomes: [], canned: new Map(), typingTimers: new Map(),
 };
 let socket = null;
+const TYPING_SHOWN_MS = 5000; // a citizen who stops typing without sending sends no 'stopped'
 const serverNow = () => Date.now() / 1000 + state.offset;
 
 // --- logging in -----------------------------------------------------------------------------------------
 
 async function start() {
+  await loadTexts();
+  translatePage();
+  const langs = clear($('staff-lang'));
+  for (const [code, name] of Object.entries(STAFF_LANGUAGES)) {
+    langs.append(el('option', { value: code, text: name, selected: code === language() }));
+  }
+  setupNotifications($('notify'));
   const response = await fetch('/api/v1/auth/me', { credentials: 'same-origin' });
   if (response.ok) openConsole(await response.json());
   else showLogin();
@@ -40,7 +49,7 @@ $('login-form').addEventListener('submit', async (e) => {
     method: 'POST', headers: { 'content-type': 'application/json' }, credentials: 'same-origin',
     body: JSON.stringify({ username: form.get('username'), password: form.get('password') }),
   });
-  if (!response.ok) { $('login-error').textContent = 'Fel användarnamn eller lösenord.'; return; }
+  if (!response.ok) { $('login-error').textContent = t('staff_wrong_login'); return; }
   openConsole((await response.json()).user);
 });
 
@@ -56,7 +65,10 @@ function openConsole(user) {
   $('app').hidden = false;
   $('me-name').textContent = user.display_name || user.username;
   document.addEventListener('click', unlockAudio, { once: true });
-  socket = new ConsoleSocket(onEvent, (up) => $('connection').classList.toggle('up', up));
+  socket = new ConsoleSocket(onEvent, (up) => {
+    $('connection').classList.toggle('up', up);
+    $('connection').textContent = t(up ? 'staff_connected' : 'staff_disconnected');
+  });
   socket.connect();
 }
 
@@ -88,12 +100,12 @@ function onEvent(ev) {
     case 'tickets':
       state.tickets = ev.items;
       renderTickets();
-      if (ev.new) alertUser('Nytt ärende: en medborgare vill bli kontaktad.');
+      if (ev.new) alertUser(t('staff_new_ticket'));
       break;
     case 'agents': state.agents = ev.items; renderAgents(); break;
     case 'ack': if (ev.message) addMessage(ev.conversation_id, ev.message); break;
-    case 'error': showBanner(`Det gick inte: ${ev.message}`); break;
-    case 'logged_out': showLogin('Sessionen har gått ut. Logga in igen.'); break;
+    case 'error': showBanner(t('staff_failed', { message: ev.message })); break;
+    case 'logged_out': showLogin(t('staff_session_expired')); break;
     default: break;
   }
 }
@@ -105,7 +117,10 @@ function onQueue(ev) {
   state.known = ids;
   state.queue = ev.items;
   renderQueue(new Set(fresh.map((i) => i.id)));
-  if (fresh.length) alertUser(fresh.length === 1 ? 'Ny chatt i kön.' : `${fresh.length} nya chattar i kön.`);
+  if (fresh.length) {
+    alertUser(fresh.length === 1 ? t('staff_new_in_queue') : t('staff_new_in_queue_many', { count: fresh.length }));
+    notify(t('staff_notify_new_chat'), fresh[0].preview || reasonText(fresh[0].reason), `queue-${fresh[0].id}`);
+  }
   if (state.peek && !ids.has(state.peek.id)) { state.peek = null; render(); }
 }
 
@@ -115,22 +130,39 @@ function onChat(ev) {
   const chat = existing || { conv, messages: new Map(), unread: 0, typing: false, draft: '' };
   chat.conv = conv;
   for (const m of conv.messages) chat.messages.set(m.id, m);
+  chat.left = citizenLeft(conv.messages);
   state.chats.set(conv.id, chat);
   if (!state.order.includes(conv.id)) state.order.push(conv.id);
   if (state.peek && state.peek.id === conv.id) state.peek = null;
-  if (ev.new) alertUser('Ny chatt tilldelad dig.');
+  if (ev.new) {
+    alertUser(t('staff_new_assigned'));
+    notify(t('staff_notify_assigned'), chatTitle(conv.messages), `chat-${conv.id}`);
+  }
   if (!state.active || ev.new) activate(conv.id);
   else render();
 }
 
 function onChatClosed(ev) {
-  state.chats.delete(ev.conversation_id);
-  state.order = state.order.filter((id) => id !== ev.conversation_id);
-  if (state.active === ev.conversation_id) state.active = state.order[0] || null;
-  const why = { closed: 'avslutades', handback: 'lämnades tillbaka till boten', transferred: 'överfördes',
-    dropped: 'gick tillbaka till kön' }[ev.reason] || 'stängdes';
-  showBanner(`Chatten ${why}.`);
+  const chat = state.chats.get(ev.conversation_id);
+  if (chat && ev.reason === 'citizen_ended') {
+    // The citizen left: the agent keeps the transcript to read, marked, until they close the tab.
+    chat.left = true;
+    chat.ended = true;
+    chat.typing = false;
+    showBanner(t('staff_chat_closed_citizen_ended'));
+    render();
+    return;
+  }
+  forget(ev.conversation_id);
+  const known = ['closed', 'handback', 'transferred', 'dropped'];
+  showBanner(t(`staff_chat_closed_${known.includes(ev.reason) ? ev.reason : 'other'}`));
   render();
+}
+
+function forget(id) {
+  state.chats.delete(id);
+  state.order = state.order.filter((other) => other !== id);
+  if (state.active === id) state.active = state.order[0] || null;
 }
 
 function onMessage(ev) {
@@ -139,8 +171,20 @@ function onMessage(ev) {
   addMessage(ev.conversation_id, ev);
   if (ev.sender === 'citizen') {
     chat.typing = false;
-    if (state.active !== ev.conversation_id || document.hidden) { chat.unread += 1; beep(); }
+    clearTimeout(state.typingTimers.get(ev.conversation_id));
+    renderTyping();
+    if (state.active !== ev.conversation_id || document.hidden) {
+      chat.unread += 1;
+      beep();
+      notify(t('staff_notify_message'), ev.text, `message-${ev.conversation_id}`);
+    }
     if (state.active === ev.conversation_id) requestSuggestions();
+  }
+  if (citizenLeft([...chat.messages.values()]) && !chat.left) {
+    chat.left = true;
+    showBanner(t('staff_citizen_left_banner'));
+    chat.typing = false;
+    renderTyping();
   }
   renderTabs();
   renderMine();
@@ -159,7 +203,7 @@ function onTyping(ev) {
   chat.typing = ev.typing;
   clearTimeout(state.typingTimers.get(ev.conversation_id));
   if (ev.typing) {
-    state.typingTimers.set(ev.conversation_id, setTimeout(() => { chat.typing = false; renderTyping(); }, 6000));
+    state.typingTimers.set(ev.conversation_id, setTimeout(() => { chat.typing = false; renderTyping(); }, TYPING_SHOWN_MS));
   }
   renderTyping();
 }
@@ -170,7 +214,7 @@ let titleTimer = null;
 function alertUser(text) {
   showBanner(text);
   beep();
-  const original = 'Kontaktcenter – Kommunchatt';
+  const original = t('staff_console_title');
   clearInterval(titleTimer);
   let flip = false;
   titleTimer = setInterval(() => { document.title = (flip = !flip) ? `🔔 ${text}` : original; }, 1000);
@@ -209,13 +253,15 @@ function renderQueue(fresh = new Set()) {
     list.append(el('li', { class: fresh.has(item.id) ? 'fresh' : '', dataset: { id: item.id },
       onclick: () => peek(item.id) },
       el('div', { class: 'row' },
-        el('span', {}, el('span', { class: 'pill lang', text: item.language, title: speaks ? 'Du talar språket' : '' }),
-          ' ', el('span', { class: 'pill', text: item.municipality + (mine ? '' : ' (annan)') })),
+        el('span', {}, el('span', { class: 'pill lang', text: item.language, title: speaks ? t('staff_you_speak') : null }),
+          ' ', el('span', { class: 'pill', text: item.municipality + (mine ? '' : ` ${t('staff_other_municipality')}`) })),
         el('span', { class: 'wait', dataset: { since: item.queued_at }, text: waitText(item.queued_at) })),
-      el('div', { class: 'preview', text: item.preview || '–' }),
+      // the preview opens the chat to read (a button: reachable with the keyboard, as the whole card is by mouse)
+      el('button', { type: 'button', class: 'preview peek', dir: 'auto', text: item.preview || '–',
+        onclick: (e) => { e.stopPropagation(); peek(item.id); } }),
       el('div', { class: 'row' },
-        el('span', { class: 'muted small', text: [REASONS[item.reason] || item.reason, item.topic].filter(Boolean).join(' · ') }),
-        el('button', { class: 'primary take', text: 'Ta', onclick: (e) => { e.stopPropagation(); claim(item.id); } }))));
+        el('span', { class: 'muted small', text: [reasonText(item.reason), item.topic].filter(Boolean).join(' · ') }),
+        el('button', { class: 'primary take', text: t('staff_take'), onclick: (e) => { e.stopPropagation(); claim(item.id); } }))));
   }
 }
 
@@ -223,12 +269,16 @@ function renderMine() {
   const list = clear($('mine'));
   for (const id of state.order) {
     const chat = state.chats.get(id);
-    const last = [...chat.messages.values()].filter((m) => m.sender === 'citizen').at(-1);
+    const all = [...chat.messages.values()].sort((a, b) => a.id - b.id);
+    const last = all.filter((m) => m.sender === 'citizen').at(-1);
+    const shown = last ? present(last, all.filter((m) => m.id < last.id)) : null;
     list.append(el('li', { onclick: () => activate(id), dataset: { id } },
       el('div', { class: 'row' },
         el('span', { class: 'pill lang', text: chat.conv.language }),
+        chat.left ? el('span', { class: 'pill left', text: t('staff_left_marker') }) : null,
         chat.unread ? el('span', { class: 'badge', text: chat.unread }) : null),
-      el('div', { class: 'preview', text: last ? last.text : '–' })));
+      el('button', { type: 'button', class: 'preview peek', dir: 'auto', text: shown ? shown.text : '–',
+        onclick: (e) => { e.stopPropagation(); activate(id); } })));
   }
 }
 
@@ -236,11 +286,11 @@ function renderTabs() {
   const tabs = clear($('tabs'));
   for (const id of state.order) {
     const chat = state.chats.get(id);
-    const last = [...chat.messages.values()].filter((m) => m.sender === 'citizen').at(-1);
-    const label = (last ? last.text : 'Chatt').slice(0, 22);
-    tabs.append(el('button', { class: `tab${state.active === id && !state.peek ? ' active' : ''}`, role: 'tab',
-      dataset: { id }, onclick: () => activate(id) },
-      el('span', { class: 'pill lang', text: chat.conv.language }), ' ', label,
+    const label = chatTitle([...chat.messages.values()]);
+    const active = state.active === id && !state.peek;
+    tabs.append(el('button', { class: `tab${active ? ' active' : ''}${chat.left ? ' left' : ''}`, role: 'tab',
+      'aria-selected': active ? 'true' : 'false', dataset: { id }, onclick: () => activate(id) },
+      el('span', { class: 'pill lang', text: chat.conv.language }), ' ', el('span', { class: 'label', dir: 'auto', text: label }),
       chat.unread ? el('span', { class: 'badge unread', text: chat.unread }) : null));
   }
 }
@@ -256,16 +306,21 @@ function renderConversation() {
   $('empty').hidden = Boolean(chat);
   if (!chat) { clear($('suggestions')); $('suggest-query').textContent = ''; return; }
   const conv = chat.conv;
-  $('conv-lang').textContent = `${conv.language} · ${LANGS[conv.language] || conv.language}`;
+  $('conv-lang').textContent = `${conv.language} · ${languageName(conv.language)}`
+    + (conv.language_warning ? ` – ${t('staff_language_warning')}` : '');
+  $('conv-lang').classList.toggle('warning', Boolean(conv.language_warning));
   $('conv-muni').textContent = conv.municipality;
-  $('conv-reason').textContent = REASONS[conv.reason] || conv.reason || '';
-  $('conv-topic').textContent = conv.topic || '';
-  $('conv-topic').hidden = !conv.topic;
-  $('conv-waited').textContent = conv.queued_at && conv.assigned_at
-    ? `väntade ${duration(conv.assigned_at - conv.queued_at)}` : '';
+  $('conv-reason').textContent = reasonText(conv.reason);
+  const topic = chat.topic || conv.topic;
+  $('conv-topic').textContent = topic ? `${t('staff_topic')}: ${topic}` : '';
+  $('conv-topic').hidden = !topic;
+  $('conv-waited').textContent = conv.queued_at && conv.assigned_at && conv.assigned_at >= conv.queued_at
+    ? t('staff_waited', { time: duration(conv.assigned_at - conv.queued_at) }) : '';
   $('conv-actions').hidden = Boolean(chat.peek);
   $('peek-actions').hidden = !chat.peek;
-  $('composer').hidden = Boolean(chat.peek);
+  $('ended-actions').hidden = !chat.ended;
+  $('composer').hidden = Boolean(chat.peek || chat.ended);
+  if (chat.ended) $('conv-actions').hidden = true; // the citizen left: nothing to send, transfer or close
   renderTranscript();
   renderTyping();
   renderCanned();
@@ -276,15 +331,18 @@ function renderTranscript() {
   if (!chat) return;
   const list = clear($('transcript'));
   const sorted = [...chat.messages.values()].sort((a, b) => a.id - b.id);
-  for (const m of sorted) {
-    const who = m.sender === 'agent' ? (m.author || 'Handläggare')
-      : m.sender === 'note' ? `${SENDERS.note} · ${m.author || ''}` : SENDERS[m.sender] || m.sender;
-    const chips = (m.buttons || []).map((b) => el('span', { class: 'chip', text: b.title }));
-    list.append(el('li', { class: `msg ${m.sender}`, dataset: { id: m.id } },
-      el('div', { class: 'meta', text: `${who} · ${clock(m.created_at)}` }),
-      el('div', { class: 'body', text: m.text }),
+  sorted.forEach((m, i) => {
+    const shown = present(m, sorted.slice(0, i));
+    if (!shown) return; // a bot turn that only carries data for the widget
+    const who = m.sender === 'agent' ? (m.author || t('staff_agent'))
+      : m.sender === 'note' ? `${t('staff_sender_note')} · ${m.author || ''}` : t(`staff_sender_${shown.sender}`);
+    const chips = (m.buttons || []).map((b) => el('span', { class: 'chip', dir: 'auto', text: b.title }));
+    const kind = shown.event ? `event ${shown.sender}` : shown.sender === 'note' ? 'note' : m.sender;
+    list.append(el('li', { class: `msg ${kind}${shown.choice ? ' choice' : ''}`, dataset: { id: m.id, event: shown.event } },
+      el('div', { class: 'meta', text: `${who}${shown.choice ? ` ${t('staff_chose')}` : ''} · ${clock(m.created_at)}` }),
+      shown.text ? el('div', { class: 'body', dir: 'auto', text: shown.text }) : null,
       chips.length ? el('div', { class: 'chips' }, chips) : null));
-  }
+  });
   list.scrollTop = list.scrollHeight;
 }
 
@@ -296,20 +354,20 @@ function renderTyping() {
 function renderTickets() {
   const list = clear($('tickets'));
   $('ticket-count').textContent = String(state.tickets.length);
-  for (const t of state.tickets) {
+  for (const ticket of state.tickets) {
     list.append(el('li', {},
-      el('div', { class: 'row' }, el('strong', { text: t.name || 'Okänd' }),
-        el('span', { class: 'muted small', text: new Date(t.created_at * 1000).toLocaleString('sv-SE') })),
-      el('div', { text: t.contact }),
-      el('div', { class: 'preview', text: t.message, title: t.message }),
-      el('div', { class: 'row' }, el('span', { class: 'pill', text: `${t.municipality} · ${t.language || ''}` }),
-        el('button', { text: 'Klar', onclick: () => doneTicket(t.id) }))));
+      el('div', { class: 'row' }, el('strong', { dir: 'auto', text: ticket.name || t('staff_unknown_name') }),
+        el('span', { class: 'muted small', text: new Date(ticket.created_at * 1000).toLocaleString(language()) })),
+      el('div', { text: ticket.contact }),
+      el('div', { class: 'preview', dir: 'auto', text: ticket.message, title: ticket.message }),
+      el('div', { class: 'row' }, el('span', { class: 'pill', text: `${ticket.municipality} · ${ticket.language || ''}` }),
+        el('button', { text: t('staff_done'), onclick: () => doneTicket(ticket.id) }))));
   }
 }
 
 function renderAgents() {
   const select = clear($('transfer-to'));
-  select.append(el('option', { value: 'queue', text: 'Tillbaka till kön' }));
+  select.append(el('option', { value: 'queue', text: t('staff_back_to_queue') }));
   for (const a of state.agents) {
     if (a.id === state.user.id) continue;
     const flag = a.online ? (a.status === 'available' ? '●' : '◐') : '○';
@@ -317,7 +375,7 @@ function renderAgents() {
       text: `${flag} ${a.display_name} (${a.languages.join(', ')}) ${a.chats}/${a.max_chats}` }));
   }
   const outcome = clear($('outcome'));
-  for (const o of state.outcomes) outcome.append(el('option', { value: o, text: OUTCOMES[o] || o }));
+  for (const o of state.outcomes) outcome.append(el('option', { value: o, text: outcomeText(o) }));
 }
 
 // --- actions --------------------------------------------------------------------------------------------
@@ -344,6 +402,7 @@ async function peek(id) {
 
 function claim(id) { socket.send({ type: 'claim', conversation_id: id }); }
 
+$('close-tab').addEventListener('click', () => { if (state.active) { forget(state.active); render(); } });
 $('peek-take').addEventListener('click', () => { if (state.peek) claim(state.peek.id); });
 $('handback').addEventListener('click', () => {
   if (state.active) socket.send({ type: 'handback', conversation_id: state.active });
@@ -355,6 +414,7 @@ $('transfer').addEventListener('click', () => {
   const to = $('transfer-to').value;
   if (state.active) socket.send({ type: 'transfer', conversation_id: state.active, to_user_id: to === 'queue' ? null : Number(to) });
 });
+$('staff-lang').addEventListener('change', (e) => { chooseLanguage(e.target.value); location.reload(); });
 $('status').addEventListener('change', (e) => socket.send({ type: 'status', status: e.target.value }));
 
 async function doneTicket(id) {
@@ -455,10 +515,10 @@ async function renderCanned() {
     list.append(el('li', {},
       el('div', { class: 'row' }, el('span', { class: 'title', text: item.title }),
         el('span', { class: 'muted small', text: `/${item.shortcut}` })),
-      el('div', { class: 'text', text }),
+      el('div', { class: 'text', dir: 'auto', text }),
       el('div', { class: 'row' },
-        el('button', { text: 'Infoga', onclick: () => insertText(text) }),
-        has ? null : el('span', { class: 'muted small', text: 'finns inte på medborgarens språk' }))));
+        el('button', { text: t('staff_insert'), onclick: () => insertText(text) }),
+        has ? null : el('span', { class: 'muted small', text: t('staff_not_in_citizen_language') }))));
   }
 }
 $('canned-search').addEventListener('input', renderCanned);
@@ -496,18 +556,22 @@ function requestSuggestions() {
 function renderSuggestions(ev) {
   const chat = current();
   if (!chat || chat.conv.id !== ev.conversation_id) return;
-  $('suggest-query').textContent = ev.query ? `För: ”${ev.query}”` : 'Medborgaren har inte skrivit något ännu.';
+  $('suggest-query').textContent = ev.query ? t('staff_suggest_for', { query: ev.query }) : t('staff_suggest_nothing_yet');
+  if (!chat.peek && ev.topic && ev.topic !== chat.topic) { chat.topic = ev.topic; renderConversation(); }
   const list = clear($('suggestions'));
   for (const a of ev.answers) {
     const text = a.url ? `${a.text}\n${a.url}` : a.text;
     list.append(el('li', {},
-      el('div', { class: 'title', text: a.question }),
-      el('div', { class: 'text', text: a.text }),
+      el('div', { class: 'title', dir: 'auto', text: a.question }),
+      el('div', { class: 'text', dir: 'auto', lang: a.language, text: a.text }),
+      a.translation ? el('div', { class: 'text translation', dir: 'auto', lang: a.translation.language },
+        el('span', { class: 'muted small', text: `${t('staff_translation', { language: languageName(a.translation.language) })}: ` }),
+        a.translation.text) : null,
       el('div', { class: 'row' },
-        chat.peek ? null : el('button', { class: 'insert', text: 'Infoga', onclick: () => insertText(text) }),
+        chat.peek ? null : el('button', { class: 'insert', text: t('staff_insert'), onclick: () => insertText(text) }),
         el('span', { class: 'muted small', text: `${Math.round(a.score * 100)} %` }))));
   }
-  if (!ev.answers.length && ev.query) list.append(el('li', { class: 'muted', text: 'Inget passande svar i kunskapsbanken.' }));
+  if (!ev.answers.length && ev.query) list.append(el('li', { class: 'muted', text: t('staff_suggest_none') }));
 }
 
 // waiting times tick every second

@@ -58,7 +58,7 @@ export function field(label, input, help) {
 }
 
 export function page(view, title, ...children) {
-  view.replaceChildren(el('h1', { id: 'page-title', tabindex: '-1', text: title }), ...children.flat());
+  view.replaceChildren(el('h1', { id: 'page-title', tabindex: '-1', text: title }), ...children.flat().filter(Boolean));
   document.title = `${title} – Kommunchatt`;
   document.getElementById('page-title').focus();
 }
@@ -82,6 +82,9 @@ export function problemsList(err) {
   return el('ul', {}, items.map((p) => el('li', { text: (p.field ? `${p.field}: ` : '') + (p.message || p.msg) })));
 }
 
+/** A language's name in the staff member's language, capitalised as a label ("Arabiska", "Arabic"). */
 export const languageName = (code) => {
-  try { return new Intl.DisplayNames([language()], { type: 'language' }).of(code) || code; } catch { return code; }
+  let name = code;
+  try { name = new Intl.DisplayNames([language()], { type: 'language' }).of(code) || code; } catch { /* an unknown code */ }
+  return name.charAt(0).toLocaleUpperCase(language()) + name.slice(1);
 };

@@ -44,7 +44,7 @@ export function municipalitiesPage(view) {
     const rows = await api('GET', '/admin/municipalities');
     list.replaceChildren(table(t('staff_municipalities_count', { count: rows.length }),
       [t('staff_municipality_id'), t('staff_name'), t('staff_languages_offered'), t('staff_currency'), ''],
-      rows.map((m) => [m.id, m.name, (m.settings.languages || []).join(', ') || '–', m.settings.currency || 'SEK',
+      rows.map((m) => [m.id, m.name, (m.settings.languages || []).map(languageName).join(', ') || t('staff_all'), m.settings.currency || 'SEK',
         el('button', { type: 'button', class: 'secondary', text: t('staff_edit'), 'aria-label': t('staff_edit_named', { name: m.name }),
           onclick: () => { edit(m); form.querySelector('input:not([readonly])').focus(); } })])));
   }

@@ -34,7 +34,7 @@ export function usersPage(view, { user: me }) {
         field(t('staff_role'), role), field(t('staff_max_chats'), maxChats)),
       checkboxes(t('staff_languages'), 'languages', languages.map((c) => [c, languageName(c)]), u.languages),
       checkboxes(t('staff_municipalities'), 'municipalities', munis.map((m) => [m.id, m.name]), u.municipalities),
-      user ? el('p', {}, el('label', {}, active, ` ${t('staff_user_active')}`)) : null,
+      el('p', { hidden: !user }, el('label', {}, active, ` ${t('staff_user_active')}`)),
       problems,
       el('div', { class: 'toolbar' }, el('button', { type: 'submit', text: t('staff_save') }),
         user ? el('button', { type: 'button', class: 'secondary', text: t('staff_cancel'), onclick: () => edit(null) }) : null));

@@ -1,0 +1,231 @@
+"""The staff pages (/staff) in real Chromium against the real service (issue 16): history and search,
+the supervisor's live view, reports, canned responses, users, opening hours and municipalities; used
+with the keyboard, checked with axe-core, in Swedish and English, each page photographed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ROOT
+from tests.test_handoff_support import PASSWORD, Service
+from tests.test_workshop_helpers import axe_violations, chromium
+
+pytestmark = pytest.mark.browser
+SHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, model_path):
+    service = Service(
+        tmp_path_factory.mktemp("staff-pages"), model_path, kb=ROOT / "data" / "knowledge" / "waste.yml"
+    ).start(timeout=900)  # a loaded machine takes minutes to build the index
+    service.agent("chef", role="admin")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def history(svc):
+    """A closed chat with an agent's reply, the same citizen's second chat, and one waiting."""
+    anna = svc.staff(svc.agent("anna", languages="sv,en"))
+    first = svc.citizen("sv", text="Hur sorterar jag batterier?")
+    anna.post(f"/api/v1/handoff/conversations/{first}/claim").raise_for_status()
+    anna.post(
+        f"/api/v1/handoff/conversations/{first}/messages", json={"text": "Batterier lämnar du i batteriholken."}
+    ).raise_for_status()
+    anna.post(f"/api/v1/handoff/conversations/{first}/close", json={"outcome": "resolved"}).raise_for_status()
+    second = svc.citizen("sv", text="Och glödlampor då?")
+    for sid in (first, second):
+        httpx.post(
+            f"{svc.url}/api/v1/internal/sessions/{sid}/callback",
+            headers={"X-Internal-Token": svc.token},
+            json={"name": "Åsa", "phone": "070-123 45 67", "message": "Ring mig", "consent": True},
+        ).raise_for_status()
+    return {"first": first, "second": second}
+
+
+@pytest.fixture
+def admin(svc, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="sv-SE", bypass_csp=True)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(f"{svc.url}/staff")
+    # Logging in with the keyboard only.
+    page.get_by_label("Användarnamn").focus()
+    page.keyboard.type("chef")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("navigation", name="Sidor för personal")).to_be_visible()
+    yield page
+    context.close()
+
+
+def no_serious(page) -> None:
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, indent=1, ensure_ascii=False)
+
+
+def open_page(page, name: str) -> None:
+    """Through the navigation, with the keyboard."""
+    link = page.get_by_role("navigation").get_by_role("link", name=name)
+    link.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    expect(link).to_have_attribute("aria-current", "page")
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def test_history_finds_a_citizens_chats_and_shows_a_readable_transcript(admin, history):
+    open_page(admin, "Historik och sök")
+    admin.get_by_label("Ord eller sessions-id").fill("batterier")
+    admin.keyboard.press("Enter")
+    results = admin.get_by_role("table", name="1 samtal")
+    expect(results).to_contain_text("Hur sorterar jag batterier?")
+    expect(results).to_contain_text("Löst")
+    no_serious(admin)
+    shot(admin, "staff-history.png")
+    results.get_by_role("link", name="Hur sorterar jag batterier?").click()
+    expect(admin.get_by_role("heading", level=1)).to_have_text("Hur sorterar jag batterier?")
+    expect(admin.locator("ol.transcript")).to_contain_text("Batterier lämnar du i batteriholken.")
+    related = admin.get_by_role("table", name="Medborgarens andra samtal")
+    expect(related).to_contain_text("Och glödlampor då?")
+    no_serious(admin)
+    shot(admin, "staff-history-conversation.png")
+    admin.get_by_role("link", name="Tillbaka till sökningen").click()
+    admin.get_by_label("Kontakt (telefon eller e-post)").fill("070-123")
+    admin.get_by_role("button", name="Sök").click()
+    expect(admin.get_by_role("table", name="2 samtal")).to_be_visible()
+
+
+def test_supervisor_sees_the_queue_and_agents_change_live(svc, admin, browser, history):
+    agent_context = browser.new_context()
+    agent = agent_context.new_page()  # Bo's console is open: he is online
+    svc.agent("bo", languages="sv,ar")
+    agent.goto(f"{svc.url}/agent")
+    agent.fill("input[name=username]", "bo")
+    agent.fill("input[name=password]", PASSWORD)
+    agent.click("button[type=submit]")
+    open_page(admin, "Översikt just nu")
+    agents = admin.get_by_role("table", name="Handläggare")
+    expect(agents.locator("tr", has_text="bo")).to_contain_text("Tillgänglig", timeout=15_000)
+    waiting = admin.get_by_role("table", name="Medborgare i kön")
+    expect(waiting).to_contain_text("Och glödlampor då?")
+    arabic = svc.citizen("ar", text="متى يتم جمع القمامة؟")  # arrives while the page is open
+    expect(waiting).to_contain_text("متى يتم جمع القمامة؟", timeout=10_000)
+    expect(admin.locator("#sup-longest")).to_have_text(re.compile(r"\d"))
+    no_serious(admin)
+    shot(admin, "staff-supervisor.png")
+    agent.locator(f"#queue li[data-id='{arabic}'] button.take").click()
+    expect(agents.locator("tr", has_text="bo")).to_contain_text("متى يتم جمع القمامة؟", timeout=10_000)
+    expect(waiting).not_to_contain_text("متى يتم جمع القمامة؟")
+    agent_context.close()
+
+
+def test_reports_page_shows_times_outcomes_and_agents(admin, history):
+    open_page(admin, "Rapporter")
+    admin.get_by_label("Dela upp per").select_option("municipality")
+    admin.get_by_role("button", name="Visa").click()
+    summary = admin.get_by_role("table", name="Samtal som gått till handläggare")
+    expect(summary).to_contain_text("default")
+    expect(summary).to_contain_text("Löst: 1")
+    expect(admin.get_by_role("table", name="Per handläggare")).to_contain_text("anna")
+    assert "-" not in "".join(summary.locator("td").all_inner_texts()).replace("–", "")  # no negative time
+    no_serious(admin)
+    shot(admin, "staff-reports.png")
+
+
+def test_canned_responses_are_created_edited_and_deleted(admin):
+    open_page(admin, "Standardsvar")
+    admin.get_by_label("Kortkommando").fill("oppet")
+    admin.get_by_label("Rubrik").fill("Öppettider")
+    admin.get_by_label("Svenska (sv)").fill("Vi har öppet vardagar 8–16.")
+    admin.get_by_label("Svenska (sv)").press("Tab")
+    admin.keyboard.type("We are open weekdays 8–16.")
+    admin.get_by_role("button", name="Spara").click()
+    table = admin.get_by_role("table", name="1 standardsvar")
+    expect(table).to_contain_text("/oppet")
+    table.get_by_role("button", name="Ändra Öppettider").click()
+    admin.get_by_label("Rubrik").fill("Öppettider på kontoret")
+    admin.get_by_role("button", name="Spara").click()
+    expect(table).to_contain_text("Öppettider på kontoret")
+    admin.get_by_label("Kortkommando").fill("Fel kommando!")
+    admin.get_by_label("Rubrik").fill("x")
+    admin.get_by_role("button", name="Spara").click()
+    expect(admin.locator("#canned-form [role=alert]")).not_to_be_empty()  # the server's reason, nothing saved
+    expect(admin.get_by_role("table", name="1 standardsvar")).to_be_visible()
+    no_serious(admin)
+    shot(admin, "staff-canned.png")
+    admin.once("dialog", lambda d: d.accept())
+    table.get_by_role("button", name="Ta bort Öppettider på kontoret").click()
+    expect(admin.get_by_role("table", name="0 standardsvar")).to_be_visible()
+
+
+def test_users_hours_and_municipalities_are_managed_on_pages(svc, admin):
+    open_page(admin, "Användare")
+    admin.get_by_label("Användarnamn").fill("dana")
+    admin.get_by_label("Visningsnamn").fill("Dana")
+    admin.get_by_label("Lösenord").fill("ett långt lösenord")
+    admin.get_by_role("group", name="Språk").get_by_label("arabiska").check()
+    admin.get_by_role("button", name="Spara").click()
+    users = admin.get_by_role("table", name=re.compile(r"\d+ användare"))
+    expect(users.locator("tr", has_text="dana")).to_contain_text("ar")
+    assert (
+        httpx.post(
+            f"{svc.url}/api/v1/auth/login", json={"username": "dana", "password": "ett långt lösenord"}
+        ).status_code
+        == 200
+    )
+    no_serious(admin)
+    shot(admin, "staff-users.png")
+
+    open_page(admin, "Öppettider")
+    admin.get_by_label("Måndag").fill("08:00-12:00, 13:00-16:30")
+    admin.get_by_role("button", name="Spara").click()
+    expect(admin.locator("#toast")).to_have_text("Sparat.")
+    hours = svc.staff(svc.admin_token).get("/api/v1/admin/municipalities/default/opening-hours").json()
+    assert hours["opening_hours"]["weekly"]["mon"] == [["08:00", "12:00"], ["13:00", "16:30"]]
+    admin.get_by_label("Tisdag").fill("25:00-26:00")
+    admin.get_by_role("button", name="Spara").click()
+    expect(admin.locator("#hours-form [role=alert]")).not_to_be_empty()
+    no_serious(admin)
+    shot(admin, "staff-hours.png")
+
+    open_page(admin, "Kommuner")
+    admin.get_by_label("Id").fill("norrvik")
+    admin.get_by_label("Namn").fill("Norrviks kommun")
+    admin.get_by_role("button", name="Spara").click()
+    expect(admin.get_by_role("table", name="2 kommuner")).to_contain_text("Norrviks kommun")
+    no_serious(admin)
+    shot(admin, "staff-municipalities.png")
+
+
+def test_the_pages_speak_english_too(admin):
+    admin.get_by_label("Språk").select_option("en")
+    expect(admin.get_by_role("navigation", name="Staff pages")).to_be_visible()
+    open_page(admin, "Reports")
+    expect(admin.get_by_role("table", name="Per agent")).to_be_visible()
+    assert admin.evaluate("document.documentElement.lang") == "en"
+    missing = admin.evaluate(
+        "() => [...document.querySelectorAll('body *')].filter(n => n.children.length === 0"
+        " && /\\bstaff_[a-z_]+/.test(n.textContent)).map(n => n.textContent)"
+    )
+    assert missing == []  # every text came from the table
+    no_serious(admin)
+    shot(admin, "staff-reports-en.png")
+    admin.get_by_label("Language").select_option("sv")
