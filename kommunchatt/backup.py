@@ -9,9 +9,9 @@ tables, row counts, a SHA-256 per member) and
 
 `kommunchatt restore FILE` checks the archive (manifest, checksums, database kind, SQLite
 integrity) before it touches anything, refuses to overwrite a database that holds data unless told
-to (`--replace`), then restores (SQLite: the backup API into the live files; PostgreSQL:
-`pg_restore --clean --single-transaction`, all or nothing) and upgrades the schema to the current
-revision, so a backup from an older version restores into a newer one.
+to (`--replace`), then restores (SQLite: the backup API into the live files; PostgreSQL: our tables
+dropped and the dump replayed by psql in one transaction, all or nothing) and upgrades the schema to
+the current revision, so a backup from an older version restores into a newer one (a roll-back).
 """
 
 from __future__ import annotations
@@ -229,28 +229,37 @@ def restore(install: Install, archive: Path, replace: bool = False) -> dict:
         if install.is_sqlite:
             _restore_sqlite(install, work)
         else:
-            env = _pg_env(install.database_url)
-            _run(
-                [
-                    "pg_restore",
-                    "--clean",
-                    "--if-exists",
-                    "--single-transaction",
-                    "--no-owner",
-                    "--no-privileges",
-                    "--dbname",
-                    env["PGDATABASE"],
-                    str(work / PG_DUMP),
-                ],
-                env,
-                "restore the database",
-            )
+            _restore_postgresql(install, work / PG_DUMP)
     engine = make_engine(install.database_url)
     try:
         init_db(engine)  # a backup from an older version: bring it to the current schema
     finally:
         engine.dispose()
     return manifest
+
+
+def _restore_postgresql(install: Install, dump: Path) -> None:
+    """Replace our tables by the dump's, in one transaction: all of it or nothing.
+
+    Every table of ours that exists is dropped first (CASCADE), not only those in the dump: a backup
+    from an older version lacks newer tables, which the upgrade after the restore creates again (and
+    which would otherwise block dropping the tables they reference)."""
+    env = _pg_env(install.database_url)
+    script = dump.with_suffix(".sql")
+    _run(["pg_restore", "--no-owner", "--no-privileges", "--file", str(script), str(dump)], env,
+         "read the backup")
+    engine = make_engine(install.database_url)
+    try:
+        present = sorted(set(inspect(engine).get_table_names()) & set(_backed_up_tables()))
+    finally:
+        engine.dispose()
+    drops = "".join(f'DROP TABLE IF EXISTS public."{table}" CASCADE;\n' for table in present)
+    combined = dump.with_name("restore.sql")
+    with open(combined, "w", encoding="utf-8") as out, open(script, encoding="utf-8") as restored:
+        out.write(drops)
+        shutil.copyfileobj(restored, out, 1 << 20)
+    _run(["psql", "--quiet", "--no-psqlrc", "--single-transaction", "--set", "ON_ERROR_STOP=1",
+          "--file", str(combined)], env, "restore the database")
 
 
 def _restore_sqlite(install: Install, work: Path) -> None:

@@ -303,3 +303,40 @@ def test_the_command_line_backs_up_restores_and_refuses_to_overwrite(tmp_path):
     assert done.returncode == 0 and "restored" in done.stdout, done.stderr
     again = kommunchatt(target_dir, "restore", str(archive))
     assert again.returncode == 1 and "already holds data (3 conversations" in again.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_older_backup_restores_over_a_newer_schema_and_is_migrated(kind, tmp_path):
+    """Rolling back after an upgrade: a backup made at revision 0001 replaces a database at head, whose
+    newer tables (some referencing `messages`) must not block it, and is then migrated to head."""
+    from kommunchatt import migrate
+    from tests.test_migrations import fill_legacy, legacy_schema, rows
+
+    source_url, source_dir, drop_source = fresh_install(kind, tmp_path, "old")
+    target_url, target_dir, drop_target = fresh_install(kind, tmp_path, "new")
+    source, target = make_engine(source_url), make_engine(target_url)
+    old = legacy_schema()
+    try:
+        migrate.upgrade(source, "0001")
+        fill_legacy(source, old)
+        expected = rows(source, old.metadata.sorted_tables)
+        archive = tmp_path / "before-upgrade.tar.gz"
+        assert backup(install(source_url, source_dir), archive)["revision"] == "0001"
+
+        init_db(target)
+        fill(target)
+        if "message_originals" in metadata.tables:  # a newer table with a foreign key to messages
+            with target.begin() as conn:
+                conn.execute(metadata.tables["message_originals"].insert().values(
+                    message_id=1, conversation_id="c0", text="Fråga 0 om bygglov"))
+        restore(install(target_url, target_dir), archive, replace=True)
+        target.dispose()
+        assert rows(target, old.metadata.sorted_tables) == expected
+        with target.connect() as conn:
+            assert migrate.current_revision(conn) == migrate.head_revision()
+            assert migrate.schema_drift(conn, metadata) == []
+    finally:
+        source.dispose()
+        target.dispose()
+        drop_source()
+        drop_target()
