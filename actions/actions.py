@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import service
@@ -41,8 +41,7 @@ class ActionSessionSlots(Action):
     def name(self) -> str:
         return "action_session_slots"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         meta = metadata(tracker)
         events: list[EventType] = []
         lang = self._language(tracker, meta)
@@ -75,16 +74,25 @@ class ActionSessionSlots(Action):
 
 def _choose_button(entry: dict[str, Any]) -> dict[str, str]:
     """A button that picks one entry (clarify candidate or topic) by id."""
-    return {"title": str(entry.get("question") or entry.get("id")),
-            "payload": "/choose_entry" + json.dumps({"entry_id": entry.get("id")}, separators=(",", ":"),
-                                                    ensure_ascii=False)}
+    return {
+        "title": str(entry.get("question") or entry.get("id")),
+        "payload": "/choose_entry"
+        + json.dumps({"entry_id": entry.get("id")}, separators=(",", ":"), ensure_ascii=False),
+    }
 
 
 def _candidate(entry: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """What the clarify slot keeps of an answer, so choosing it needs no extra lookup."""
-    return {"id": entry.get("id"), "question": entry.get("question"), "text": entry.get("text"),
-            "url": entry.get("url"), "score": entry.get("score"), "language": entry.get("language"),
-            "answer_language": result.get("answer_language"), "notice": result.get("notice")}
+    return {
+        "id": entry.get("id"),
+        "question": entry.get("question"),
+        "text": entry.get("text"),
+        "url": entry.get("url"),
+        "score": entry.get("score"),
+        "language": entry.get("language"),
+        "answer_language": result.get("answer_language"),
+        "notice": result.get("notice"),
+    }
 
 
 class ActionAnswer(Action):
@@ -95,13 +103,13 @@ class ActionAnswer(Action):
     def name(self) -> str:
         return "action_answer"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         lang = language(tracker)
         text = (tracker.latest_message or {}).get("text") or ""
         try:
-            result = service.answer(text, lang, tracker.get_slot("municipality")
-                                    or metadata(tracker).get("municipality"), tracker.sender_id)
+            result = service.answer(
+                text, lang, tracker.get_slot("municipality") or metadata(tracker).get("municipality"), tracker.sender_id
+            )
         except service.ServiceError:
             events = offer_human(dispatcher, "utter_service_error", "service_error")
             dispatcher.utter_message(json_message={"kind": "error", "decision": "error"})
@@ -112,15 +120,17 @@ class ActionAnswer(Action):
         if decision == "clarify" and len(answers) == 1:
             decision = "answer"
         if decision == "answer" and answers:
-            return send_answer(dispatcher, domain, answers[0], lang, result.get("answer_language"),
-                               result.get("notice"), "answer")
+            return send_answer(
+                dispatcher, domain, answers[0], lang, result.get("answer_language"), result.get("notice"), "answer"
+            )
         if decision == "clarify" and answers:
             return self._clarify(dispatcher, domain, lang, result, answers[:MAX_CANDIDATES])
         return self._no_match(dispatcher, tracker, domain, lang, result)
 
     @staticmethod
-    def _no_match(dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict, lang: str,
-                  result: dict[str, Any]) -> list[EventType]:
+    def _no_match(
+        dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict, lang: str, result: dict[str, Any]
+    ) -> list[EventType]:
         """Nothing matches: say so, offer the top topics (chosen like clarify candidates) and a person."""
         try:
             topics = service.topics(municipality(tracker), lang)[:MAX_CANDIDATES]
@@ -129,24 +139,33 @@ class ActionAnswer(Action):
         buttons = [_choose_button(t) for t in topics]
         buttons.append(button(domain, "utter_button_talk_to_person", lang, "/request_human"))
         dispatcher.utter_message(response="utter_no_match", buttons=buttons)
-        dispatcher.utter_message(json_message={"kind": "decision", "decision": "no_match",
-                                               "confidence": result.get("confidence"),
-                                               "topics": [t.get("id") for t in topics]})
+        dispatcher.utter_message(
+            json_message={
+                "kind": "decision",
+                "decision": "no_match",
+                "confidence": result.get("confidence"),
+                "topics": [t.get("id") for t in topics],
+            }
+        )
         failed = float(tracker.get_slot("failed_turns") or 0) + 1
-        return [SlotSet("candidates", [_candidate(t, {}) for t in topics] or None),
-                SlotSet("failed_turns", failed)]
+        return [SlotSet("candidates", [_candidate(t, {}) for t in topics] or None), SlotSet("failed_turns", failed)]
 
     @staticmethod
-    def _clarify(dispatcher: CollectingDispatcher, domain: DomainDict, lang: str,
-                 result: dict[str, Any], answers: list[dict[str, Any]]) -> list[EventType]:
+    def _clarify(
+        dispatcher: CollectingDispatcher,
+        domain: DomainDict,
+        lang: str,
+        result: dict[str, Any],
+        answers: list[dict[str, Any]],
+    ) -> list[EventType]:
         buttons = [_choose_button(a) for a in answers]
         none_title = localized_text(domain, "utter_button_none_of_these", lang) or "Inget av dessa"
         buttons.append({"title": none_title, "payload": "/none_of_these"})
         dispatcher.utter_message(response="utter_clarify", buttons=buttons)
-        dispatcher.utter_message(json_message={"kind": "clarify", "decision": "clarify",
-                                               "entry_ids": [a.get("id") for a in answers]})
-        return [SlotSet("candidates", [_candidate(a, result) for a in answers]),
-                SlotSet("pending", "clarify")]
+        dispatcher.utter_message(
+            json_message={"kind": "clarify", "decision": "clarify", "entry_ids": [a.get("id") for a in answers]}
+        )
+        return [SlotSet("candidates", [_candidate(a, result) for a in answers]), SlotSet("pending", "clarify")]
 
 
 class ActionChooseEntry(Action):
@@ -155,8 +174,7 @@ class ActionChooseEntry(Action):
     def name(self) -> str:
         return "action_choose_entry"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         entry_id = next(tracker.get_latest_entity_values("entry_id"), None)
         chosen: dict[str, Any] | None = None
         for candidate in tracker.get_slot("candidates") or []:
@@ -165,8 +183,15 @@ class ActionChooseEntry(Action):
         if chosen is None:
             dispatcher.utter_message(response="utter_ask_rephrase")
             return [SlotSet("candidates", None)]
-        return send_answer(dispatcher, domain, chosen, language(tracker), chosen.get("answer_language"),
-                           chosen.get("notice"), "clarify_choice")
+        return send_answer(
+            dispatcher,
+            domain,
+            chosen,
+            language(tracker),
+            chosen.get("answer_language"),
+            chosen.get("notice"),
+            "clarify_choice",
+        )
 
 
 class ActionFeedback(Action):
@@ -179,8 +204,7 @@ class ActionFeedback(Action):
     def name(self) -> str:
         return "action_feedback"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         intent = latest_intent(tracker)
         awaiting = tracker.get_slot("awaiting")
         entry_id = tracker.get_slot("last_entry_id")
@@ -209,8 +233,9 @@ class ActionHandoff(Action):
     def name(self) -> str:
         return "action_handoff"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        if next(tracker.get_latest_entity_values("callback"), None):  # "leave a message": the call-back form
+            return [SlotSet("handoff_reason", None), FollowupAction("callback_form")]
         if latest_intent(tracker) == "request_human":
             reason = "requested"
         else:
@@ -224,12 +249,10 @@ class ActionInsult(Action):
     def name(self) -> str:
         return "action_insult"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         count = float(tracker.get_slot("insults") or 0) + 1
         if count >= 2:
-            return [SlotSet("insults", count)] + offer_human(
-                dispatcher, "utter_insult_offer_human", "abuse")
+            return [SlotSet("insults", count)] + offer_human(dispatcher, "utter_insult_offer_human", "abuse")
         dispatcher.utter_message(response="utter_insult_reply")
         return [SlotSet("insults", count)]
 
@@ -244,18 +267,17 @@ class ActionSwitchLanguage(Action):
     def name(self) -> str:
         return "action_switch_language"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         text = (tracker.latest_message or {}).get("text") or ""
         target = normalize(next(tracker.get_latest_entity_values("target_language"), None))
         if target is None and not text.startswith("/"):
             target = find_target_language(text)
         if target is None:
-            response = ("utter_language_unsupported" if names_unsupported_language(text)
-                        else "utter_which_language")
-            buttons = [{"title": NATIVE_NAMES[code],
-                        "payload": f'/switch_language{{"target_language":"{code}"}}'}
-                       for code in SUPPORTED]
+            response = "utter_language_unsupported" if names_unsupported_language(text) else "utter_which_language"
+            buttons = [
+                {"title": NATIVE_NAMES[code], "payload": f'/switch_language{{"target_language":"{code}"}}'}
+                for code in SUPPORTED
+            ]
             dispatcher.utter_message(response=response, buttons=buttons)
             return []
         try:

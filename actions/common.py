@@ -36,8 +36,12 @@ def detected_language(tracker: Tracker) -> str | None:
 
 def language(tracker: Tracker) -> str:
     """The citizen's language: this message's detected language, else the slot."""
-    return (detected_language(tracker) or normalize(tracker.get_slot("language"))
-            or normalize(metadata(tracker).get("session_language")) or DEFAULT)
+    return (
+        detected_language(tracker)
+        or normalize(tracker.get_slot("language"))
+        or normalize(metadata(tracker).get("session_language"))
+        or DEFAULT
+    )
 
 
 def municipality(tracker: Tracker) -> str | None:
@@ -82,11 +86,20 @@ def answer_message(entry: dict[str, Any]) -> str:
 # widget shows them as small icons, not as a question after every answer.
 HELPED = '/affirm{"feedback":"yes"}'
 NOT_HELPED = '/deny{"feedback":"no"}'
+# "Leave a message" when no one is online: a request for a person that asks for a call-back instead of
+# waiting (the widget first takes the chat out of the queue, where the bot does not listen).
+LEAVE_MESSAGE = '/request_human{"callback":"yes"}'
 
 
-def send_answer(dispatcher: CollectingDispatcher, domain: dict[str, Any], entry: dict[str, Any], lang: str,
-                answer_language: str | None, notice: str | None,
-                decision: str) -> list[EventType]:
+def send_answer(
+    dispatcher: CollectingDispatcher,
+    domain: dict[str, Any],
+    entry: dict[str, Any],
+    lang: str,
+    answer_language: str | None,
+    notice: str | None,
+    decision: str,
+) -> list[EventType]:
     """Sends one answer with quiet "did this help?" thumbs, after the "only in Swedish" notice if needed.
 
     The answer's own language (`language` of the answer item) wins over the response-wide
@@ -99,15 +112,24 @@ def send_answer(dispatcher: CollectingDispatcher, domain: dict[str, Any], entry:
             dispatcher.utter_message(text=swedish_only)
         elif notice:
             dispatcher.utter_message(text=str(notice))
-    dispatcher.utter_message(text=answer_message(entry), buttons=[
-        button(domain, "utter_button_helped", lang, HELPED),
-        button(domain, "utter_button_not_helped", lang, NOT_HELPED)])
-    dispatcher.utter_message(json_message={
-        "kind": "answer", "entry_id": entry.get("id"), "decision": decision,
-        "score": entry.get("score"), "answer_language": answer_language, "language": lang,
-    })
-    return [SlotSet("pending", "feedback"), SlotSet("last_entry_id", entry.get("id")),
-            SlotSet("candidates", None)]
+    dispatcher.utter_message(
+        text=answer_message(entry),
+        buttons=[
+            button(domain, "utter_button_helped", lang, HELPED),
+            button(domain, "utter_button_not_helped", lang, NOT_HELPED),
+        ],
+    )
+    dispatcher.utter_message(
+        json_message={
+            "kind": "answer",
+            "entry_id": entry.get("id"),
+            "decision": decision,
+            "score": entry.get("score"),
+            "answer_language": answer_language,
+            "language": lang,
+        }
+    )
+    return [SlotSet("pending", "feedback"), SlotSet("last_entry_id", entry.get("id")), SlotSet("candidates", None)]
 
 
 def offer_human(dispatcher: CollectingDispatcher, response: str, reason: str) -> list[EventType]:
@@ -117,62 +139,73 @@ def offer_human(dispatcher: CollectingDispatcher, response: str, reason: str) ->
 
 
 def _format_opens_at(value: Any) -> str | None:
-    """"2025-11-24T08:00:00+01:00" -> "2025-11-24 08:00" (language-neutral)."""
+    """ "2025-11-24T08:00:00+01:00" -> "2025-11-24 08:00" (language-neutral)."""
     if not value:
         return None
     text = str(value).replace("T", " ")
     return text[:16] if len(text) >= 16 else text
 
 
-def _tell_queued(dispatcher: CollectingDispatcher, domain: dict[str, Any], tracker: Tracker,
-                 result: dict[str, Any]) -> None:
+def _tell_queued(
+    dispatcher: CollectingDispatcher, domain: dict[str, Any], tracker: Tracker, result: dict[str, Any]
+) -> None:
     """The place in the queue and the wait; with no one online to answer, says so and offers a message
     (call-back) or leaving the queue, and today's opening hours if the municipality has them."""
     lang = language(tracker)
     position = result.get("position") or 1
     if result.get("agents_online") == 0:
-        dispatcher.utter_message(response="utter_no_agent_online", position=position, buttons=[
-            button(domain, "utter_button_leave_message", lang, "/request_callback"),
-            button(domain, "utter_button_leave_queue", lang, "/leave_queue")])
+        dispatcher.utter_message(
+            response="utter_no_agent_online",
+            position=position,
+            buttons=[
+                button(domain, "utter_button_leave_message", lang, LEAVE_MESSAGE),
+                button(domain, "utter_button_leave_queue", lang, "/leave_queue"),
+            ],
+        )
         if result.get("hours_today"):
             dispatcher.utter_message(response="utter_opening_hours_today", hours=result["hours_today"])
         return
-    dispatcher.utter_message(response="utter_handoff_queued", position=position,
-                             wait=wait_phrase(lang, result.get("estimated_wait_seconds")))
+    dispatcher.utter_message(
+        response="utter_handoff_queued", position=position, wait=wait_phrase(lang, result.get("estimated_wait_seconds"))
+    )
 
 
-def perform_handoff(dispatcher: CollectingDispatcher, tracker: Tracker,
-                    reason: str, domain: dict[str, Any] | None = None) -> list[EventType]:
+def perform_handoff(
+    dispatcher: CollectingDispatcher, tracker: Tracker, reason: str, domain: dict[str, Any] | None = None
+) -> list[EventType]:
     """Asks the service to queue the conversation for a person and tells the citizen.
 
     Queued: position and estimated wait, then the conversation is paused (the service stops
     posting; `EXTERNAL_handback` resumes it). Closed: the out-of-hours message and the call-back
     form. Service down: an apology, never silence.
     """
-    resets = [SlotSet("failed_turns", 0.0), SlotSet("insults", 0.0),
-              SlotSet("handoff_reason", None)]
+    resets = [SlotSet("failed_turns", 0.0), SlotSet("insults", 0.0), SlotSet("handoff_reason", None)]
     try:
         result = service.handoff(tracker.sender_id, reason)
     except service.ServiceError:
         dispatcher.utter_message(response="utter_service_down")
-        dispatcher.utter_message(json_message={"kind": "handoff", "state": "error",
-                                               "reason": reason})
+        dispatcher.utter_message(json_message={"kind": "handoff", "state": "error", "reason": reason})
         return resets
     if result.get("open") is False or result.get("state") == "bot":
         dispatcher.utter_message(response="utter_out_of_hours")
         opens_at = _format_opens_at(result.get("opens_at"))
         if opens_at:
             dispatcher.utter_message(response="utter_opens_at", opens_at=opens_at)
-        dispatcher.utter_message(json_message={"kind": "handoff", "state": "closed",
-                                               "opens_at": result.get("opens_at"),
-                                               "reason": reason})
+        dispatcher.utter_message(
+            json_message={"kind": "handoff", "state": "closed", "opens_at": result.get("opens_at"), "reason": reason}
+        )
         return resets + [FollowupAction("callback_form")]
     _tell_queued(dispatcher, domain, tracker, result)
-    dispatcher.utter_message(json_message={
-        "kind": "handoff", "state": result.get("state", "queued"), "position": result.get("position"),
-        "estimated_wait_seconds": result.get("estimated_wait_seconds"),
-        "agents_online": result.get("agents_online"), "reason": reason,
-    })
+    dispatcher.utter_message(
+        json_message={
+            "kind": "handoff",
+            "state": result.get("state", "queued"),
+            "position": result.get("position"),
+            "estimated_wait_seconds": result.get("estimated_wait_seconds"),
+            "agents_online": result.get("agents_online"),
+            "reason": reason,
+        }
+    )
     # The explicit action_listen lets the rules match the next user turn (e.g. the
     # EXTERNAL_handback the service triggers after resuming the conversation).
     return resets + [ConversationPaused(), ActionExecuted("action_listen")]

@@ -7,16 +7,19 @@ so this package never imports the layer above it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from typing import Protocol
 
+from conversations.personal_data import PersonalData
 from conversations.rasa_client import RasaClient, RasaUnavailable
 from conversations.store import Conflict, ConversationStore, Message
 from core.db import run_db
 from core.events import EventHub
 from core.i18n import say
+from core.languages import CODES as CONVERSATION_LANGUAGES
 from core.metrics import ERRORS, record_turn
 from knowledge.service import KnowledgeService
 
@@ -34,6 +37,11 @@ class QueuePosition(Protocol):
 # The payload of the "talk to a person" button offered while Rasa is down: the service queues the
 # citizen itself, without Rasa (which may still be restarting).
 DIRECT_HANDOFF = "/direct_handoff"
+# How sure the language detection must be before the conversation's language follows the citizen's writing
+# (below it, a short "ok" or a name keeps the language the conversation has).
+FOLLOW_LANGUAGE_CONFIDENCE = 0.65
+# A citizen hears within 3 s that the bot is slow (Rasa restarting, overloaded): the answer follows later.
+ANSWER_WITHIN_S = 2.5
 
 
 class ChatService:
@@ -44,17 +52,33 @@ class ChatService:
         knowledge: KnowledgeService,
         rasa: RasaClient,
         events: EventHub,
+        personal: PersonalData | None = None,
     ):
+        self.personal = personal  # masks what the citizen types before anyone else sees it
         self.conversations = conversations
         self.queue = queue
         self.knowledge = knowledge
         self.rasa = rasa
         self.events = events
         self.engine = conversations.engine
+        self._late: set[asyncio.Task] = set()  # answers Rasa gives after the citizen was told it was slow
 
     async def db(self, fn, *args, **kwargs):
         """Blocking database work, off the event loop (see core.db.run_db)."""
         return await run_db(self.engine, fn, *args, **kwargs)
+
+    def citizen_messages(self, conversation_id: str, after_id: int = 0) -> list[dict]:
+        """The transcript as the citizen sees it: their own words where everyone else sees masked ones."""
+        messages = self.conversations.messages(conversation_id, after_id=after_id)
+        originals = self.personal.originals(conversation_id, after_id) if self.personal else {}
+        return [{**m.public(), "text": originals.get(m.id, m.text)} for m in messages]
+
+    def as_citizen_sees(self, conversation_id: str, event: dict) -> dict:
+        """A message event for the citizen's own socket: their own words (`citizen_messages`)."""
+        if not self.personal:
+            return event
+        original = self.personal.originals(conversation_id, event["id"] - 1).get(event["id"])
+        return {**event, "text": original} if original else event
 
     async def publish(self, message: Message) -> None:
         await self.events.publish(f"conversation:{message.conversation_id}", {"type": "message", **message.public()})
@@ -62,31 +86,38 @@ class ChatService:
     async def publish_state(self, conversation_id: str) -> None:
         position = await self.db(self.queue.position, conversation_id)  # carries the state
         await self.events.publish(f"conversation:{conversation_id}", {"type": "state", **position})
-        await self.events.publish("agents", {"type": "conversation", "id": conversation_id,
-                                             "state": position["state"]})
+        await self.events.publish("agents", {"type": "conversation", "id": conversation_id, "state": position["state"]})
 
     async def citizen_message(self, conversation_id: str, text: str, client_id: str | None = None) -> dict:
         """Returns {"messages": replies, "state"}; replies are the bot's (a person answers later)."""
         started = time.perf_counter()
         reopened = []
+        # Staff, reports, logs and Rasa see the masked text; the citizen's own is kept while the chat is live.
+        original, text = text, (self.personal.mask(text) if self.personal else text)
 
-        def reopen(_conn, conv: dict, _message: Message) -> dict | None:
+        def reopen(conn, conv: dict, message: Message) -> dict | None:
+            if text != original:
+                self.personal.keep(conn, conv["id"], message.id, original, message.created_at)
             if conv["state"] != "closed":
                 return None
             reopened.append(True)  # the citizen writes again after an agent closed the chat
             return {"state": "bot"}
 
         # One transaction on the database thread: the conversation, the message, and its reopening.
-        conv, message, created = await self.db(self.conversations.post, conversation_id, "citizen", text,
-                                               client_id=client_id, then=reopen)
+        conv, message, created = await self.db(
+            self.conversations.post, conversation_id, "citizen", text, client_id=client_id, then=reopen
+        )
         if not created:  # a resend after a dropped connection: answer with what followed it
-            replies = [m for m in await self.db(self.conversations.messages, conversation_id, after_id=message.id)
-                       if m.sender != "citizen"]
+            replies = [
+                m
+                for m in await self.db(self.conversations.messages, conversation_id, after_id=message.id)
+                if m.sender != "citizen"
+            ]
             if replies or conv["state"] != "bot":
                 return {"messages": [m.public() for m in replies], "state": conv["state"]}
             # Stored but never answered: the process that had it stopped mid-turn (a replica killed).
             log.info("answering a resent message that was never answered")
-            return await self._bot_turn(conv, message, text, time.perf_counter())
+            return await self._bot_turn(conv, message, message.text, time.perf_counter())
         await self.publish(message)
         if reopened:
             with contextlib.suppress(RasaUnavailable):  # if Rasa is down, the send below says so
@@ -94,6 +125,18 @@ class ChatService:
         if conv["state"] != "bot":  # a person has it: the bot stays silent
             return {"messages": [], "state": conv["state"]}
         return await self._bot_turn(conv, message, text, started)
+
+    async def _follow_language(self, conv: dict, language: str, confidence: float) -> dict:
+        """The conversation's language becomes the one the citizen writes in (the widget's choice is only
+        the prior): the queue's routing, canned responses and suggestions read it."""
+        if (
+            language == conv["language"]
+            or confidence < FOLLOW_LANGUAGE_CONFIDENCE
+            or language not in CONVERSATION_LANGUAGES
+        ):
+            return conv
+        await self.db(self.conversations.update, conv["id"], language=language)
+        return {**conv, "language": language}
 
     async def _bot_turn(self, conv: dict, message: Message, text: str, started: float) -> dict:
         """Rasa's answer to `message`, stored once: each output's client id derives from the message, so
@@ -103,6 +146,7 @@ class ChatService:
             language, confidence = conv["language"], 1.0
         else:
             language, confidence = self.knowledge.detect_language(text, prior=conv["language"])
+            conv = await self._follow_language(conv, language, confidence)
         metadata = {
             "language": language,
             "language_confidence": confidence,
@@ -113,7 +157,7 @@ class ChatService:
         if text.strip() == DIRECT_HANDOFF:
             outputs = await self._direct_handoff(conversation_id, language)
         else:
-            outputs = await self._ask_rasa(conversation_id, text, metadata, language)
+            outputs = await self._ask_rasa(conversation_id, text, metadata, language, message.id)
         rasa_seconds = time.perf_counter() - rasa_started
         replies = []
         for i, out in enumerate(outputs):
@@ -126,19 +170,52 @@ class ChatService:
         record_turn(time.perf_counter() - started, rasa_seconds)
         return {"messages": [m.public() for m in replies], "state": state}
 
-    async def _ask_rasa(self, conversation_id: str, text: str, metadata: dict, language: str) -> list[dict]:
+    async def _ask_rasa(self, conversation_id: str, text: str, metadata: dict, language: str,
+                        message_id: int = 0) -> list[dict]:
+        """Rasa's outputs; if Rasa has not answered within ANSWER_WITHIN_S, the citizen is told so at once (with
+        a way to a person that needs no Rasa) and Rasa's answer follows over the WebSocket when it comes."""
+        asked = asyncio.ensure_future(self.rasa.send(conversation_id, text, metadata))
         try:
-            outputs = await self.rasa.send(conversation_id, text, metadata)
+            outputs = await asyncio.wait_for(asyncio.shield(asked), ANSWER_WITHIN_S)
+        except TimeoutError:
+            ERRORS.labels("rasa_slow").inc()
+            log.warning("Rasa slower than %.1f s: the citizen is told, its answer follows", ANSWER_WITHIN_S)
+            self._late.add(task := asyncio.create_task(self._late_answer(asked, conversation_id, message_id)))
+            task.add_done_callback(self._late.discard)
+            return [{"text": say("dialogue_slow", language),
+                     "buttons": [{"title": say("talk_to_person", language), "payload": DIRECT_HANDOFF}]}]
+        except RasaUnavailable:
+            outputs = None
+        try:
+            if outputs is None:
+                outputs = await asked  # raises the RasaUnavailable again
             if not outputs:  # Rasa answers nothing when its action server is down
                 raise RasaUnavailable("no reply (is the action server running?)")
             return outputs
         except RasaUnavailable as exc:
             ERRORS.labels("rasa_unavailable").inc()
             log.warning("Rasa unavailable: %s", exc)
-            return [{  # never silence: an apology and a way to a person that does not need Rasa
-                "text": say("dialogue_unavailable", language),
-                "buttons": [{"title": say("talk_to_person", language), "payload": DIRECT_HANDOFF}],
-            }]
+            return [
+                {  # never silence: an apology and a way to a person that does not need Rasa
+                    "text": say("dialogue_unavailable", language),
+                    "buttons": [{"title": say("talk_to_person", language), "payload": DIRECT_HANDOFF}],
+                }
+            ]
+
+    async def _late_answer(self, asked: asyncio.Future, conversation_id: str, message_id: int) -> None:
+        """Store and push Rasa's answer that came after the citizen was told it was slow."""
+        try:
+            outputs = await asked
+        except RasaUnavailable as exc:
+            log.warning("Rasa did not answer in the end: %s", exc)
+            return
+        conv = await self.db(self.conversations.get, conversation_id)
+        if conv["state"] != "bot":  # the citizen went to a person meanwhile: the bot stays silent
+            return
+        for i, out in enumerate(outputs or []):
+            await self.store_bot_output(conversation_id, out, client_id=f"bot:{message_id}:late:{i}")
+        if (await self.db(self.conversations.get, conversation_id))["state"] != "bot":
+            await self.publish_state(conversation_id)
 
     async def _direct_handoff(self, conversation_id: str, language: str) -> list[dict]:
         """Queue the citizen for a person without Rasa (offered while Rasa or its actions are down)."""
@@ -148,27 +225,30 @@ class ChatService:
             return [{"text": say("direct_handoff_closed", language)}]
         return [{"text": say("direct_handoff_queued", language).format(position=result.get("position") or 1)}]
 
-    async def store_bot_output(self, conversation_id: str, out: dict,
-                               client_id: str | None = None) -> Message | None:
+    async def store_bot_output(self, conversation_id: str, out: dict, client_id: str | None = None) -> Message | None:
         """Store one of Rasa's outputs (text, buttons, custom data) as a bot message (once per client id)."""
         text = out.get("text") or ""
         data = {k: out[k] for k in ("buttons", "custom") if out.get(k)}
         if not text and not data:
             return None
-        message, created = await self.db(self.conversations.add_message, conversation_id, "bot", text, data,
-                                         client_id)
+        message, created = await self.db(self.conversations.add_message, conversation_id, "bot", text, data, client_id)
         if created:
             await self.publish(message)
         return message
 
+    # --- the agent side (handoff/) ------------------------------------------------------------------
+
     async def citizen_typing(self, conversation_id: str, typing: bool) -> None:
         """Only staff hear it: the staff topic is never forwarded to the citizen."""
-        await self.events.publish(f"staff:{conversation_id}", {"type": "typing", "sender": "citizen",
-                                                               "typing": bool(typing)})
+        await self.events.publish(
+            f"staff:{conversation_id}", {"type": "typing", "sender": "citizen", "typing": bool(typing)}
+        )
 
     async def rate(self, conversation_id: str, score: int, comment: str | None) -> None:
         conv = await self.db(self.conversations.get, conversation_id)
         if conv["closed_at"] is None:
             raise Conflict("a conversation can be rated once a person has closed it")
+        if comment and self.personal:
+            comment = self.personal.mask(comment)
         await self.db(self.conversations.update, conversation_id, csat_score=score, csat_comment=comment)
         await self.events.publish("agents", {"type": "rated", "conversation_id": conversation_id, "score": score})

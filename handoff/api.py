@@ -27,7 +27,9 @@ from core.deps import (
     municipality_of,
     session_token,
 )
-from core.errors import ERROR_RESPONSES, Invalid, NotFound, NotLoggedIn
+from core.errors import ERROR_RESPONSES, Forbidden, Invalid, NotFound, NotLoggedIn
+from core.ratelimit import client_address, limits_of
+from core.security import cookie_secure
 from core.text import clean_message
 from core.users import ROLES, UserError
 from handoff import tickets
@@ -65,13 +67,20 @@ class Login(BaseModel):
 
 
 @router.post("/auth/login", response_model=LoggedIn)
-async def login(body: Login, response: Response, users: Users) -> dict:
+async def login(request: Request, body: Login, response: Response, users: Users) -> dict:
+    """A session (cookie and token). Failed logins slow down from the third and lock the user (and the
+    address) out for a while at the limit: 429 with Retry-After (core/ratelimit.py)."""
+    limits, address = limits_of(request), client_address(request)
+    await limits.before_login(body.username, address)
     # bcrypt takes a quarter of a second on purpose: not on the event loop, nor on the database thread.
     result = await asyncio.to_thread(users.login, body.username, body.password)
     if not result:
+        await limits.login_failed(body.username, address)
         raise NotLoggedIn("wrong username or password")
+    await limits.login_succeeded(body.username)
     token, user = result
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=8 * 3600)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=8 * 3600,
+                        secure=cookie_secure(request))
     return {"token": token, "user": user}
 
 
@@ -174,9 +183,10 @@ async def set_status(body: Status, user: StaffUser, agents: Agents) -> dict:
 
 
 @router.get("/handoff/agents", response_model=list[AgentRow])
-async def agent_list(_user: StaffUser, live: LiveDep, engine: DbEngine) -> list[dict]:
-    """Agents with status, whether a console is connected, and their open chats (for transfers)."""
-    return await run_db(engine, live.agent_list)
+async def agent_list(user: StaffUser, scope: Scope, live: LiveDep, engine: DbEngine) -> list[dict]:
+    """Agents with status, whether a console is connected, and their open chats (for transfers): the
+    caller's colleagues (who share a municipality with them)."""
+    return [a for a in await run_db(engine, live.agent_list) if a["id"] == user["id"] or scope.shares(a)]
 
 
 # --- canned responses --------------------------------------------------------------------------------
@@ -281,12 +291,15 @@ class UserChange(BaseModel):
 
 
 @router.get("/admin/users", response_model=list[StaffUserOut])
-async def users_list(_user: Admin, users: Users) -> list[dict]:
-    return users.list()
+async def users_list(_user: Admin, scope: Scope, users: Users) -> list[dict]:
+    """The staff of the admin's municipalities (a global admin: everyone)."""
+    return [u for u in users.list() if scope.shares(u)]
 
 
 @router.post("/admin/users", status_code=201, response_model=StaffUserOut)
-async def users_create(body: NewUser, _user: Admin, users: Users) -> dict:
+async def users_create(body: NewUser, _user: Admin, scope: Scope, users: Users) -> dict:
+    if not scope.covers(body.municipalities):
+        raise Forbidden("you can only give users the municipalities you work for (\"*\": a global admin only)")
     try:
         return users.create(
             body.username,
@@ -302,10 +315,17 @@ async def users_create(body: NewUser, _user: Admin, users: Users) -> dict:
 
 
 @router.patch("/admin/users/{user_id}", response_model=StaffUserOut)
-async def users_change(user_id: int, body: UserChange, _user: Admin, users: Users, events: Events) -> dict:
-    if not users.get(user_id):
+async def users_change(user_id: int, body: UserChange, _user: Admin, scope: Scope, users: Users,
+                       events: Events) -> dict:
+    """Change a user; a new password or `active: false` ends their sessions at once."""
+    target = users.get(user_id)
+    if not target or not scope.shares(target):
         raise NotFound(f"no user {user_id}")
     values = body.model_dump(exclude_none=True)
+    if not values:
+        raise Invalid("nothing to change: name at least one field", [{"field": "body", "message": "empty"}])
+    if not scope.covers(values.get("municipalities") or []):
+        raise Forbidden("you can only give users the municipalities you work for (\"*\": a global admin only)")
     if "password" in values and len(values["password"]) < 8:
         raise Invalid(
             "the password must have at least 8 characters", [{"field": "password", "message": "at least 8 characters"}]

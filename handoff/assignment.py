@@ -32,11 +32,12 @@ from sqlalchemy import (
 
 from conversations.store import Conflict, conversations
 from core.db import metadata
+from core.deps import MunicipalityScope
 from core.metrics import QUEUE_WAIT_SECONDS
 from core.users import users
-from handoff.presence import online_user_ids
 
 __all__ = ["OUTCOMES", "Assignments", "Conflict", "Taken", "assignments"]
+from handoff.presence import online_user_ids
 
 assignments = Table(
     "assignments",
@@ -58,12 +59,21 @@ assignments = Table(
 STAFF_ROLES = ("agent", "admin")
 OUTCOMES = ("resolved", "referred", "callback", "unresolved", "abandoned", "spam")
 _PG_LOCK_KEY = 0x6B636861  # "kcha": one assignment pass at a time across processes
+# A chat just queued is left alone this long: the bot's turn that queued it (its "you are number N in the
+# queue") is stored first, so the citizen never reads "X has joined" before their place in the queue.
+QUEUE_SETTLE_SECONDS = 1.0
 
 
-_FIRST_RESPONSE = update(assignments).where(
-    assignments.c.conversation_id == bindparam("cid"), assignments.c.user_id == bindparam("uid"),
-    assignments.c.ended_at.is_(None), assignments.c.first_response_at.is_(None),
-).values(first_response_at=bindparam("at"))
+_FIRST_RESPONSE = (
+    update(assignments)
+    .where(
+        assignments.c.conversation_id == bindparam("cid"),
+        assignments.c.user_id == bindparam("uid"),
+        assignments.c.ended_at.is_(None),
+        assignments.c.first_response_at.is_(None),
+    )
+    .values(first_response_at=bindparam("at"))
+)
 
 
 @dataclass
@@ -101,44 +111,48 @@ class Assignments:
         """Open chats per agent."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(conversations.c.assigned_to, func.count()).where(conversations.c.state == "agent")
+                select(conversations.c.assigned_to, func.count())
+                .where(conversations.c.state == "agent")
                 .group_by(conversations.c.assigned_to)
             )
             return {uid: n for uid, n in rows if uid is not None}
 
-    def auto_assign(self) -> list[Taken]:
+    def auto_assign(self, settle_seconds: float = QUEUE_SETTLE_SECONDS) -> list[Taken]:
         """Longest-waiting first, each to an available, connected agent with spare capacity, preferring one
         who speaks the citizen's language and serves the municipality; ties go to the least busy."""
         with self._exclusive():
             with self.engine.connect() as conn:
                 waiting = conn.execute(
-                    select(conversations.c.id, conversations.c.language, conversations.c.municipality,
-                           conversations.c.queued_at)
-                    .where(conversations.c.state == "queued").order_by(conversations.c.queued_at)
+                    select(
+                        conversations.c.id,
+                        conversations.c.language,
+                        conversations.c.municipality,
+                        conversations.c.queued_at,
+                    )
+                    .where(conversations.c.state == "queued", conversations.c.queued_at <= time.time() - settle_seconds)
+                    .order_by(conversations.c.queued_at)
                 ).all()
             if not waiting:
                 return []
-            online = online_user_ids(self.engine)
-            if not online:
+            agents = self._available_agents()
+            if not agents:
                 return []
-            with self.engine.connect() as conn:
-                agents = [
-                    dict(r._mapping) for r in conn.execute(
-                        select(users).where(users.c.id.in_(online), users.c.status == "available",
-                                            users.c.active.is_(True), users.c.role.in_(STAFF_ROLES))
-                    )
-                ]
             load = self.load()
             with self.engine.connect() as conn:  # an agent who put a chat back in the queue does not get it again
-                passed = {(r.conversation_id, r.user_id) for r in conn.execute(
-                    select(assignments.c.conversation_id, assignments.c.user_id).where(
-                        assignments.c.end_reason == "requeued", assignments.c.ended_at > time.time() - 600)
-                )}
+                passed = {
+                    (r.conversation_id, r.user_id)
+                    for r in conn.execute(
+                        select(assignments.c.conversation_id, assignments.c.user_id).where(
+                            assignments.c.end_reason == "requeued", assignments.c.ended_at > time.time() - 600
+                        )
+                    )
+                }
             taken: list[Taken] = []
             for conv in waiting:
-                free = [a for a in agents if load.get(a["id"], 0) < a["max_chats"] and (conv.id, a["id"]) not in passed]
+                free = [a for a in agents if load.get(a["id"], 0) < a["max_chats"] and (conv.id, a["id"]) not in passed
+                        and MunicipalityScope.of(a).allows(conv.municipality)]
                 if not free:
-                    break
+                    continue  # nobody of this municipality is free: the others' citizens still get theirs
 
                 def score(agent: dict, conv=conv) -> tuple:
                     return (
@@ -155,6 +169,71 @@ class Assignments:
                     taken.append(result)
             return taken
 
+    def _available_agents(self) -> list[dict]:
+        """Staff who are connected, active and available."""
+        online = online_user_ids(self.engine)
+        if not online:
+            return []
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(users).where(
+                        users.c.id.in_(online),
+                        users.c.status == "available",
+                        users.c.active.is_(True),
+                        users.c.role.in_(STAFF_ROLES),
+                    )
+                )
+            ]
+
+    def rebalance(self) -> list[Taken]:
+        """A chat the pass gave to an agent without the citizen's language, and which that agent has not
+        answered yet, moves to an available agent who has the language as soon as one has room (say, has
+        just come online). A chat an agent claimed or was given by hand stays where it is."""
+        with self._exclusive():
+            agents = self._available_agents()
+            if not agents:
+                return []
+            with self.engine.connect() as conn:
+                chats = conn.execute(
+                    select(conversations.c.id, conversations.c.language, conversations.c.municipality,
+                           conversations.c.assigned_to, users.c.languages)
+                    .join(
+                        assignments,
+                        and_(assignments.c.conversation_id == conversations.c.id, assignments.c.ended_at.is_(None)),
+                    )
+                    .join(users, users.c.id == conversations.c.assigned_to)
+                    .where(
+                        conversations.c.state == "agent",
+                        assignments.c.first_response_at.is_(None),
+                        assignments.c.kind.in_(("auto", "rebalance")),
+                    )
+                    .order_by(conversations.c.queued_at)
+                ).all()
+            load = self.load()
+            moved: list[Taken] = []
+            for chat in chats:
+                if chat.language in (chat.languages or []):
+                    continue
+                speakers = [
+                    a
+                    for a in agents
+                    if chat.language in (a["languages"] or [])
+                    and MunicipalityScope.of(a).allows(chat.municipality)
+                    and a["id"] != chat.assigned_to
+                    and load.get(a["id"], 0) < a["max_chats"]
+                ]
+                if not speakers:
+                    continue
+                agent = min(speakers, key=lambda a: (load.get(a["id"], 0) / max(1, a["max_chats"]), a["id"]))
+                result = self._take(chat.id, agent, "rebalance", from_states=("agent",), from_user_id=chat.assigned_to)
+                if result:
+                    load[agent["id"]] = load.get(agent["id"], 0) + 1
+                    load[chat.assigned_to] = load.get(chat.assigned_to, 1) - 1
+                    moved.append(result)
+            return moved
+
     # --- by hand ------------------------------------------------------------------------------------
 
     def claim(self, conversation_id: str, user: dict) -> Taken:
@@ -166,19 +245,33 @@ class Assignments:
     def transfer(self, conversation_id: str, from_user: dict, to_user: dict) -> Taken:
         if to_user.get("role") not in STAFF_ROLES:
             raise Conflict("a conversation can only be transferred to an agent")
-        result = self._take(conversation_id, to_user, "transfer", from_states=("agent",),
-                            from_user_id=None if from_user["role"] == "admin" else from_user["id"])
+        with self.engine.connect() as conn:
+            municipality = conn.execute(select(conversations.c.municipality)
+                                        .where(conversations.c.id == conversation_id)).scalar()
+        if municipality is not None and not MunicipalityScope.of(to_user).allows(municipality):
+            raise Conflict(f"{to_user.get('display_name') or to_user.get('username')} does not work for the "
+                           f"municipality '{municipality}'")
+        result = self._take(
+            conversation_id,
+            to_user,
+            "transfer",
+            from_states=("agent",),
+            from_user_id=None if from_user["role"] == "admin" else from_user["id"],
+        )
         if not result:
             raise Conflict("the conversation is not yours to transfer")
         return result
 
-    def _take(self, conversation_id: str, user: dict, kind: str, from_states: tuple[str, ...],
-              from_user_id: int | None = None) -> Taken | None:
+    def _take(
+        self, conversation_id: str, user: dict, kind: str, from_states: tuple[str, ...], from_user_id: int | None = None
+    ) -> Taken | None:
         now = time.time()
         with self.engine.begin() as conn:
             conv = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
             if not conv or conv.state not in from_states:
                 return None
+            if not MunicipalityScope.of(user).allows(conv.municipality):
+                return None  # an agent only ever gets chats of the municipalities they work for
             if from_user_id is not None and conv.assigned_to != from_user_id:
                 return None
             where = and_(conversations.c.id == conversation_id, conversations.c.state == conv.state)
@@ -187,8 +280,9 @@ class Assignments:
             else:
                 where = and_(where, conversations.c.assigned_to == conv.assigned_to)
             changed = conn.execute(
-                update(conversations).where(where).values(state="agent", assigned_to=user["id"], assigned_at=now,
-                                                          updated_at=now)
+                update(conversations)
+                .where(where)
+                .values(state="agent", assigned_to=user["id"], assigned_at=now, updated_at=now)
             ).rowcount
             if not changed:
                 return None
@@ -197,15 +291,19 @@ class Assignments:
             waited = None
             if conv.state == "queued" and conv.queued_at:
                 earlier = conn.execute(
-                    select(func.count()).select_from(assignments).where(
-                        assignments.c.conversation_id == conversation_id, assignments.c.started_at >= conv.queued_at
-                    )
+                    select(func.count())
+                    .select_from(assignments)
+                    .where(assignments.c.conversation_id == conversation_id, assignments.c.started_at >= conv.queued_at)
                 ).scalar()
                 waited = None if earlier else now - conv.queued_at
             conn.execute(
                 insert(assignments).values(
-                    conversation_id=conversation_id, user_id=user["id"], kind=kind, queued_at=conv.queued_at,
-                    wait_seconds=waited, started_at=now,
+                    conversation_id=conversation_id,
+                    user_id=user["id"],
+                    kind=kind,
+                    queued_at=conv.queued_at,
+                    wait_seconds=waited,
+                    started_at=now,
                 )
             )
         if waited is not None:
@@ -214,8 +312,7 @@ class Assignments:
 
     # --- letting go ---------------------------------------------------------------------------------
 
-    def release(self, conversation_id: str, state: str, reason: str, user_id: int | None = None,
-                **values) -> dict:
+    def release(self, conversation_id: str, state: str, reason: str, user_id: int | None = None, **values) -> dict:
         """End the current assignment and move the conversation to `state` (queued, bot or closed).
 
         `user_id`: only if that agent has it (None: whoever has it, e.g. an admin or the grace sweep).
@@ -245,23 +342,30 @@ class Assignments:
         if not user_ids:
             return []
         with self.engine.connect() as conn:
-            convs = [dict(r._mapping) for r in conn.execute(
-                select(conversations).where(conversations.c.state == "agent",
-                                            conversations.c.assigned_to.in_(user_ids))
-            )]
+            convs = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(conversations).where(
+                        conversations.c.state == "agent", conversations.c.assigned_to.in_(user_ids)
+                    )
+                )
+            ]
         moved = []
         for conv in convs:
             with contextlib.suppress(Conflict):
-                self.release(conv["id"], "queued", "dropped", user_id=conv["assigned_to"],
-                             queued_at=conv["queued_at"] or time.time())
+                self.release(
+                    conv["id"],
+                    "queued",
+                    "dropped",
+                    user_id=conv["assigned_to"],
+                    queued_at=conv["queued_at"] or time.time(),
+                )
                 moved.append(conv)
         return moved
 
     def agents_with_chats(self) -> set[int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(conversations.c.assigned_to).where(conversations.c.state == "agent").distinct()
-            )
+            rows = conn.execute(select(conversations.c.assigned_to).where(conversations.c.state == "agent").distinct())
             return {r.assigned_to for r in rows if r.assigned_to is not None}
 
     def first_response(self, conversation_id: str, user_id: int) -> None:
@@ -269,14 +373,18 @@ class Assignments:
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
-                update(assignments).where(
-                    assignments.c.conversation_id == conversation_id, assignments.c.user_id == user_id,
-                    assignments.c.ended_at.is_(None), assignments.c.first_response_at.is_(None),
-                ).values(first_response_at=now)
+                update(assignments)
+                .where(
+                    assignments.c.conversation_id == conversation_id,
+                    assignments.c.user_id == user_id,
+                    assignments.c.ended_at.is_(None),
+                    assignments.c.first_response_at.is_(None),
+                )
+                .values(first_response_at=now)
             )
             conn.execute(
-                update(conversations).where(conversations.c.id == conversation_id,
-                                            conversations.c.first_response_at.is_(None))
+                update(conversations)
+                .where(conversations.c.id == conversation_id, conversations.c.first_response_at.is_(None))
                 .values(first_response_at=now)
             )
 
@@ -297,7 +405,7 @@ class Assignments:
     @staticmethod
     def _end(conn, conversation_id: str, reason: str, now: float) -> None:
         conn.execute(
-            update(assignments).where(assignments.c.conversation_id == conversation_id,
-                                      assignments.c.ended_at.is_(None))
+            update(assignments)
+            .where(assignments.c.conversation_id == conversation_id, assignments.c.ended_at.is_(None))
             .values(ended_at=now, end_reason=reason)
         )

@@ -8,8 +8,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from core.deps import internal_caller
+from core.privacy import EMAIL, PHONE, PLACEHOLDERS
+from core.ratelimit import check_queue_entry
 from handoff import tickets
 
+# What the masked text says where the citizen wrote a phone number or e-mail address (core/privacy.py).
+PLACEHOLDER_KINDS = {PLACEHOLDERS[PHONE]: PHONE, PLACEHOLDERS[EMAIL]: EMAIL}
 router = APIRouter(prefix="/api/v1/internal/sessions", tags=["internal"], dependencies=[Depends(internal_caller)])
 
 Reason = Literal["requested", "low_confidence", "negative_feedback", "failed_turns", "service_error", "abuse"]
@@ -39,11 +43,10 @@ class Feedback(BaseModel):
 
 @router.post("/{session_id}/handoff")
 async def handoff(request: Request, session_id: str, body: HandoffRequest) -> dict:
-    c = request.app.state.c
-    result = c.queue.enqueue(session_id, body.reason, topic=body.topic)
-    if result.get("open"):
-        await c.chat.publish_state(session_id)
-    return result
+    # No state event here: the bot's "you are number N in the queue" is stored after this returns, and the
+    # citizen's turn publishes the state once it is (conversations.service), so "X has joined" comes after it.
+    await check_queue_entry(request, session_id)  # 429: scripted sessions cannot flood the queue
+    return request.app.state.c.queue.enqueue(session_id, body.reason, topic=body.topic)
 
 
 @router.post("/{session_id}/callback", status_code=201)
@@ -52,6 +55,8 @@ async def callback(request: Request, session_id: str, body: CallbackRequest) -> 
     c = request.app.state.c
     conv = c.conversations.get(session_id)
     contact = body.phone or body.email
+    if contact in PLACEHOLDER_KINDS and c.personal:  # Rasa saw the masked contact: the citizen's own, while live
+        contact = c.personal.latest_contact(session_id, PLACEHOLDER_KINDS[contact])
     if not body.consent or not contact:
         raise HTTPException(422, "a call-back needs a phone number or e-mail address and the citizen's consent")
     ticket_id = tickets.create(c.engine, conv, body.name, contact, body.message)
@@ -70,7 +75,9 @@ async def feedback(request: Request, session_id: str, body: Feedback) -> dict:
     c = request.app.state.c
     c.conversations.get(session_id)
     c.conversations.add_message(
-        session_id, "system", "feedback", {"custom": {"kind": "feedback", "entry_id": body.entry_id,
-                                                      "helpful": body.helpful}}
+        session_id,
+        "system",
+        "feedback",
+        {"custom": {"kind": "feedback", "entry_id": body.entry_id, "helpful": body.helpful}},
     )
     return {}

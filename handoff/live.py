@@ -163,7 +163,8 @@ class Live:
             with self.c.engine.connect() as conn:
                 last = (
                     select(messages.c.conversation_id, func.max(messages.c.id).label("mid"))
-                    .where(messages.c.conversation_id.in_(ids), messages.c.sender == "citizen")
+                    .where(messages.c.conversation_id.in_(ids), messages.c.sender == "citizen",
+                           ~messages.c.text.startswith("/"))  # typed words, not a button's payload
                     .group_by(messages.c.conversation_id)
                     .subquery()
                 )

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 KNOWLEDGE_KINDS = {"answer", "clarify", "decision", "error"}
+# The apology's button to a person: the bot's, or the service's own when Rasa is down (conversations.service).
+PERSON_PAYLOADS = {"/request_human", "/direct_handoff"}
 
 
 class StoredMessage(Protocol):
@@ -41,7 +43,7 @@ def _asked(replies: list[StoredMessage]) -> bool:
     if kinds:
         return False  # a handoff asked for, a call-back, a language change
     # only rule texts (a greeting, thanks), unless it is the apology that offers a person
-    return any(b.get("payload") == "/request_human" for r in replies for b in (r.data or {}).get("buttons") or [])
+    return any(b.get("payload") in PERSON_PAYLOADS for r in replies for b in (r.data or {}).get("buttons") or [])
 
 
 def questions(messages: Sequence[StoredMessage]) -> list[StoredMessage]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
@@ -16,7 +18,9 @@ from core.users import users
 from handoff.presence import online_user_ids
 from knowledge.store import KnowledgeStore
 
-DEFAULT_HANDLE_SECONDS = 240.0  # used until the contact centre has a recent pace of its own
+DEFAULT_HANDLE_SECONDS = 240.0  # used until the contact centre has handled chats of its own
+MEASURED_CHATS = 100  # the handling time is the mean of the latest this many chats closed by a person ...
+MEASURED_DAYS = 14  # ... within this many days
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -85,12 +89,17 @@ class Queue:
             return {"state": conv["state"], "open": False, "opens_at": _iso(opens_at, settings)}
         if conv["state"] in ("bot", "closed"):
             self.conversations.update(
-                conversation_id, state="queued", handoff_reason=reason, queued_at=time.time(),
+                conversation_id,
+                state="queued",
+                handoff_reason=reason,
+                queued_at=time.time(),
                 topic=topic or self.topic_of(conversation_id) or conv.get("topic"),
-                assigned_to=None, closed_at=None, outcome=None,
+                assigned_to=None,
+                closed_at=None,
+                outcome=None,
             )
             HANDOFFS.labels(reason).inc()
-        return {"open": True, **self.position(conversation_id)}
+        return {"open": True, **self.position(conversation_id), "hours_today": self.hours_today(conv["municipality"])}
 
     def topic_of(self, conversation_id: str) -> str | None:
         """The topic from the knowledge base: the first tag of the last entry the bot answered with."""
@@ -112,38 +121,93 @@ class Queue:
         conv = self.conversations.get(conversation_id)
         if conv["state"] != "queued":
             return {"state": conv["state"], "position": 0, "estimated_wait_seconds": 0}
-        return self.positions().get(conversation_id) or {"state": "queued", "position": 1,
-                                                         "estimated_wait_seconds": 0}
+        return self.positions().get(conversation_id) or {"state": "queued", "position": 1, **self.pace().estimate(1)}
 
     def positions(self, waiting: list[dict] | None = None) -> dict[str, dict]:
         """Every waiting conversation's place and estimated wait, computed in one pass."""
         waiting = self.waiting() if waiting is None else waiting
         if not waiting:
             return {}
-        pace = self.seconds_per_conversation()
+        pace = self.pace()
         return {
-            conv["id"]: {"state": "queued", "position": index, "estimated_wait_seconds": int(index * pace)}
+            conv["id"]: {"state": "queued", "position": index, **pace.estimate(index)}
             for index, conv in enumerate(waiting, start=1)
         }
 
-    def seconds_per_conversation(self) -> float:
-        """Recent pace: the mean handling time of the last hour's conversations over the capacity online."""
-        since = time.time() - 3600
+    def pace(self) -> Pace:
+        """The measured handling time and the agents online now (available, with their free places)."""
         online = online_user_ids(self.engine)
+        since = time.time() - MEASURED_DAYS * 86400
         with self.engine.connect() as conn:
-            handled = conn.execute(
-                select(func.avg(conversations.c.closed_at - conversations.c.assigned_at)).where(
-                    conversations.c.closed_at > since, conversations.c.assigned_at.is_not(None)
-                )
-            ).scalar()
-            capacity = 0
-            if online:
-                capacity = conn.execute(
-                    select(func.coalesce(func.sum(users.c.max_chats), 0)).where(
-                        users.c.status == "available", users.c.id.in_(online)
+            handled = [
+                r[0]
+                for r in conn.execute(
+                    select(conversations.c.closed_at - conversations.c.assigned_at)
+                    .where(
+                        conversations.c.closed_at > since,
+                        conversations.c.assigned_at.is_not(None),
+                        conversations.c.closed_at >= conversations.c.assigned_at,
                     )
-                ).scalar()
-        return float(handled or DEFAULT_HANDLE_SECONDS) / max(1, int(capacity or 0))
+                    .order_by(conversations.c.closed_at.desc())
+                    .limit(MEASURED_CHATS)
+                )
+            ]
+            agents = (
+                []
+                if not online
+                else conn.execute(
+                    select(users.c.id, users.c.max_chats).where(users.c.status == "available", users.c.id.in_(online))
+                ).all()
+            )
+            load = dict(
+                conn.execute(
+                    select(conversations.c.assigned_to, func.count())
+                    .where(conversations.c.state == "agent")
+                    .group_by(conversations.c.assigned_to)
+                ).all()
+            )
+        handle = sum(handled) / len(handled) if handled else DEFAULT_HANDLE_SECONDS
+        capacity = sum(max(1, a.max_chats or 1) for a in agents)
+        free = sum(max(0, max(1, a.max_chats or 1) - load.get(a.id, 0)) for a in agents)
+        return Pace(handle_seconds=float(handle), agents_online=len(agents), capacity=capacity, free=free)
+
+    def hours_today(self, municipality: str) -> str | None:
+        """Today's opening hours as the citizen reads them ("08:00–12:00, 13:00–16:30"), if the municipality
+        has opening hours."""
+        settings = municipality_settings(self.engine, municipality) or {}
+        hours = settings.get("opening_hours") or {}
+        if not hours.get("weekly"):
+            return None
+        today = dt.datetime.now(timezone(settings)).date()
+        if today.isoformat() in set(hours.get("holidays") or []):
+            return None
+        ranges = hours["weekly"].get(DAYS[today.weekday()]) or []
+        return ", ".join(f"{start}–{end}" for start, end in ranges) or None
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast the queue moves: the mean handling time of recent chats and the places agents have.
+
+    Place `p` in the queue waits for nothing while agents have `free` places for everyone before it;
+    after that, the `capacity` places each finish a chat every `handle_seconds` on average, so the wait is
+    (p - free) * handle_seconds / capacity. With nobody online there is no estimate (None).
+    """
+
+    handle_seconds: float
+    agents_online: int
+    capacity: int
+    free: int
+
+    def wait_seconds(self, position: int) -> int | None:
+        if self.agents_online == 0 or self.capacity == 0:
+            return None
+        if position <= self.free:
+            return 0
+        return math.ceil((position - self.free) * self.handle_seconds / self.capacity)
+
+    def estimate(self, position: int) -> dict:
+        return {"estimated_wait_seconds": self.wait_seconds(position), "agents_online": self.agents_online}
 
 
 def _iso(timestamp: float | None, settings: dict | None = None) -> str | None:

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.deps import check_municipality, require_role
+from core.deps import AppSettings, Scope, Webmaster, WebmasterMunicipality
+from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge, summary
 from core.metrics import record_decision
 from core.text import clean_message
+from knowledge.deps import Knowledge
 from knowledge.kbfile import KbFileError, parse_entry
 
-router = APIRouter(prefix="/api/v1", tags=["knowledge"])
+router = APIRouter(prefix="/api/v1", tags=["knowledge"], responses=ERROR_RESPONSES)
+
+
+class EntryOut(BaseModel):
+    """An entry in the file format (knowledge/kbfile.py); extra fields pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    answer: dict[str, str]
+    questions: dict[str, list[str]] = {}
+
+
+class EntrySaved(BaseModel):
+    id: str
+    action: str = Field(description="create | update | unchanged")
 
 
 class AnswerRequest(BaseModel):
@@ -36,57 +54,65 @@ class AnswerResponse(BaseModel):
     language_confidence: float
     confidence: float
     answers: list[AnswerItem]
-    notice: str | None = None
+    answer_language: str | None = Field(
+        None, description="the language of the first answer's text (Swedish when the entry lacks the citizen's)"
+    )
+    notice: str | None = Field(None, description="'this answer is only in Swedish', in the citizen's language")
     explain: dict | None = None
 
 
 @router.post("/answer", response_model=AnswerResponse, response_model_exclude_none=True)
-async def answer(request: Request, body: AnswerRequest, explain: bool = False) -> dict:
+async def answer(body: AnswerRequest, knowledge: Knowledge, settings: AppSettings, explain: bool = False) -> dict:
     text = clean_message(body.text)
     if not text:
-        raise HTTPException(422, "the text is empty")
-    if len(text) > request.app.state.c.settings.max_message_chars:
-        raise HTTPException(413, f"the text is longer than {request.app.state.c.settings.max_message_chars} characters")
-    result = request.app.state.c.knowledge.answer(
+        raise Invalid("the text is empty", [{"field": "text", "message": "the text is empty"}])
+    if len(text) > settings.max_message_chars:
+        raise TooLarge(f"the text is longer than {settings.max_message_chars} characters")
+    result = knowledge.answer(
         text, language=body.language, municipality=body.municipality, top_k=body.top_k, explain=explain
     )
     record_decision(result)  # decisions by confidence band (core/metrics.py)
     return result
 
 
-@router.get("/knowledge/entries")
-async def list_entries(request: Request, municipality: str = "default", user=Depends(require_role("webmaster"))):
-    check_municipality(user, municipality)
-    return [e.to_dict() for e in request.app.state.c.knowledge.store.all(municipality)]
+@router.get("/knowledge/entries", response_model=list[EntryOut])
+async def list_entries(municipality: WebmasterMunicipality, knowledge: Knowledge) -> list[dict]:
+    return [e.to_dict() for e in knowledge.store.all(municipality)]
 
 
-@router.get("/knowledge/entries/{entry_id}")
-async def get_entry(request: Request, entry_id: str, municipality: str = "default",
-                    user=Depends(require_role("webmaster"))):
-    check_municipality(user, municipality)
-    entry = request.app.state.c.knowledge.store.get(municipality, entry_id)
+@router.get("/knowledge/entries/{entry_id}", response_model=EntryOut)
+async def get_entry(entry_id: str, municipality: WebmasterMunicipality, knowledge: Knowledge) -> dict:
+    entry = knowledge.store.get(municipality, entry_id)
     if not entry:
-        raise HTTPException(404, f"no entry with id '{entry_id}'")
+        raise NotFound(f"no entry with id '{entry_id}'")
     return entry.to_dict()
 
 
-@router.put("/knowledge/entries/{entry_id}")
-async def put_entry(request: Request, entry_id: str, body: dict, municipality: str = "default",
-                    user=Depends(require_role("webmaster"))):
+@router.put("/knowledge/entries/{entry_id}", response_model=EntrySaved)
+async def put_entry(entry_id: str, body: dict, municipality: WebmasterMunicipality, user: Webmaster,
+                    knowledge: Knowledge) -> dict:
     """Create or replace an entry (the file format's fields); answerable as soon as this returns."""
-    check_municipality(user, municipality)
     body = {**body, "id": entry_id}
     try:
         entry = parse_entry(body, municipality)
     except KbFileError as exc:
-        raise HTTPException(422, [{"field": p.field, "message": p.message} for p in exc.problems]) from None
-    action = request.app.state.c.knowledge.upsert(entry, actor=user["username"])
+        problems = [{"field": p.field, "message": p.message} for p in exc.problems]
+        raise Invalid(summary(problems), problems) from None
+    action = await run_in_threadpool(knowledge.upsert, entry, actor=user["username"])
     return {"id": entry_id, "action": action}
 
 
 @router.delete("/knowledge/entries/{entry_id}", status_code=204)
-async def delete_entry(request: Request, entry_id: str, municipality: str = "default",
-                       user=Depends(require_role("webmaster"))):
-    check_municipality(user, municipality)
-    if not request.app.state.c.knowledge.delete(municipality, entry_id, actor=user["username"]):
-        raise HTTPException(404, f"no entry with id '{entry_id}'")
+async def delete_entry(entry_id: str, municipality: WebmasterMunicipality, user: Webmaster,
+                       knowledge: Knowledge) -> None:
+    if not await run_in_threadpool(knowledge.delete, municipality, entry_id, user["username"]):
+        raise NotFound(f"no entry with id '{entry_id}'")
+
+
+@router.get("/knowledge/status")
+async def index_status(_user: Webmaster, scope: Scope, knowledge: Knowledge) -> dict:
+    """How far the search index is behind the knowledge base: per municipality the entries stored,
+    indexed (by the worker answering), pending and the oldest pending change's age (`lag_s`);
+    `live` is true once every running worker answers with every change up to `audit_id`, and
+    `done`/`total` is the slowest worker's progress through the batch it is indexing."""
+    return await run_in_threadpool(knowledge.status, None if scope.ids is None else sorted(scope.ids))

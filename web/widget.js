@@ -35,6 +35,7 @@
   var KEY = "kommunchatt:" + HOST + ":" + MUNICIPALITY;
   // The quiet "did this help?" under an answer (actions/common.py HELPED / NOT_HELPED).
   var FEEDBACK_PAYLOADS = ['/affirm{"feedback":"yes"}', '/deny{"feedback":"no"}'];
+  var LEAVE_MESSAGE = '/request_human{"callback":"yes"}'; // actions/common.py LEAVE_MESSAGE
   var THUMB_ICONS = ["\uD83D\uDC4D", "\uD83D\uDC4E"];
   var NOTICE_POLL_MS = 20000;
   var MAX_CHARS = 2000;
@@ -362,7 +363,7 @@
   }
   function isThumb(payload) { return FEEDBACK_PAYLOADS.indexOf(payload) >= 0; }
   function buttonTitle(payload, beforeId) {
-    if (payload.indexOf("/request_human") === 0) return t("talk_to_person");
+    if (payload === "/request_human") return t("talk_to_person");
     var ids = Object.keys(state.messages).map(Number).filter(function (id) { return id < beforeId; }).sort(function (a, b) { return b - a; });
     for (var i = 0; i < ids.length; i++) {
       var buttons = state.messages[ids[i]].buttons || [];
@@ -664,17 +665,22 @@
   }
   function choose(button) {
     if (button.payload === "/leave_queue") { leaveQueue(); return; }
+    if (button.payload === LEAVE_MESSAGE && state.conv === "queued") {
+      // The bot does not listen while the chat waits for a person: leave the queue, then ask for the call-back form.
+      sessionCommand("leave-queue").then(function () { send(button.payload, button.title); });
+      return;
+    }
     send(button.payload, button.title);
     ui.input.focus();
   }
   function sessionCommand(path) {
     // Leave the queue / end the chat: the agent's console hears it at once (the service publishes it).
-    if (!state.session) return;
-    api("POST", "/chat/sessions/" + state.session + "/" + path).then(function (data) {
+    if (!state.session) return Promise.resolve();
+    ui.input.focus();
+    return api("POST", "/chat/sessions/" + state.session + "/" + path).then(function (data) {
       setConversation(data.state, data.queue);
       return sync(); // the service's system message says what happened
     }).catch(function () { ui.error.textContent = t("not_sent"); });
-    ui.input.focus();
   }
   function leaveQueue() { sessionCommand("leave-queue"); }
   function endChat() { sessionCommand("end"); }
