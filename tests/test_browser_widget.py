@@ -74,7 +74,7 @@ def ask(page, text: str) -> None:
 
 def session_id(page, system) -> str:
     key = f"kommunchatt:{system.service_url}:default"
-    return page.evaluate("k => JSON.parse(sessionStorage.getItem(k)).session", key)
+    return page.evaluate("k => JSON.parse(localStorage.getItem(k)).session", key)
 
 
 def no_serious(page) -> None:
@@ -143,8 +143,10 @@ def test_handover_agent_reply_reload_and_dropped_connections(context, site, syst
     agent.put("/api/v1/handoff/status", json={"status": "available"})
     agent.post(f"/api/v1/handoff/conversations/{sid}/claim").raise_for_status()
     expect(status).to_contain_text("Du chattar nu med en handläggare")
-    agent.post(f"/api/v1/handoff/conversations/{sid}/messages",
-               json={"text": "Hej! Jag heter Sara. Vad kan jag hjälpa till med?"}).raise_for_status()
+    agent.post(
+        f"/api/v1/handoff/conversations/{sid}/messages",
+        json={"text": "Hej! Jag heter Sara. Vad kan jag hjälpa till med?"},
+    ).raise_for_status()
     expect(page.locator(".msg.agent")).to_contain_text("Jag heter Sara")
     no_serious(page)
     page.screenshot(path=str(SHOTS / "widget-agent.png"))
@@ -216,8 +218,9 @@ def test_handover_agent_reply_reload_and_dropped_connections(context, site, syst
 
     engine = make_engine(system.engine_url)
     with engine.connect() as conn:
-        row = conn.execute(select(conversations.c.csat_score, conversations.c.csat_comment)
-                           .where(conversations.c.id == sid)).first()
+        row = conn.execute(
+            select(conversations.c.csat_score, conversations.c.csat_comment).where(conversations.c.id == sid)
+        ).first()
     engine.dispose()
     assert (row.csat_score, row.csat_comment) == (4, "Snabb hjälp")
     no_serious(page)

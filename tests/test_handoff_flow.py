@@ -39,8 +39,11 @@ def svc(request, tmp_path_factory, model_path):
 def empty_queue(svc):
     """Each test starts with nobody waiting and nobody's chats left over."""
     with svc.engine.begin() as conn:
-        conn.execute(update(conversations).where(conversations.c.state.in_(["queued", "agent"]))
-                     .values(state="closed", assigned_to=None))
+        conn.execute(
+            update(conversations)
+            .where(conversations.c.state.in_(["queued", "agent"]))
+            .values(state="closed", assigned_to=None)
+        )
     yield
 
 
@@ -63,7 +66,8 @@ async def test_queue_has_reason_language_topic_and_the_citizen_sees_position(svc
 
     citizen = await Socket.citizen(svc, second)
     state = await citizen.wait(lambda e: e["type"] == "state")
-    assert state["state"] == "queued" and state["position"] == 2 and state["estimated_wait_seconds"] > 0
+    assert state["state"] == "queued" and state["position"] == 2
+    assert state["estimated_wait_seconds"] is None and state["agents_online"] == 0  # nobody online: no estimate
     # The one ahead is taken: the citizen's position is pushed as it changes.
     assert agent.post(f"/api/v1/handoff/conversations/{first}/claim").status_code == 200
     moved = await citizen.wait(lambda e: e["type"] == "state" and e.get("position") == 1)
@@ -73,10 +77,11 @@ async def test_queue_has_reason_language_topic_and_the_citizen_sees_position(svc
 
 async def test_automatic_assignment_prefers_language_and_municipality(svc):
     with svc.engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO municipalities (id, name, settings) VALUES ('ekby', 'Ekby', '{}')"
-                             if svc.engine.dialect.name == "sqlite" else
-                             "INSERT INTO municipalities (id, name, settings) VALUES ('ekby', 'Ekby', '{}') "
-                             "ON CONFLICT DO NOTHING")
+        conn.exec_driver_sql(
+            "INSERT INTO municipalities (id, name, settings) VALUES ('ekby', 'Ekby', '{}')"
+            if svc.engine.dialect.name == "sqlite"
+            else "INSERT INTO municipalities (id, name, settings) VALUES ('ekby', 'Ekby', '{}') ON CONFLICT DO NOTHING"
+        )
     swedish = await Socket.agent(svc, svc.agent(name("sv"), languages="sv", max_chats=2))
     arabic = await Socket.agent(svc, svc.agent(name("ar"), languages="sv,ar", municipalities="ekby", max_chats=2))
     for sock in (swedish, arabic):
@@ -153,8 +158,12 @@ async def test_claim_race_transfer_handback_and_close_with_rating(svc):
     other_id = svc.staff(other).get("/api/v1/auth/me").json()["id"]
     moved = svc.staff(holder).post(f"/api/v1/handoff/conversations/{sid}/transfer", json={"to_user_id": other_id})
     assert moved.status_code == 200
-    assert svc.staff(holder).post(f"/api/v1/handoff/conversations/{sid}/messages",
-                                  json={"text": "still mine?"}).status_code == 409
+    assert (
+        svc.staff(holder)
+        .post(f"/api/v1/handoff/conversations/{sid}/messages", json={"text": "still mine?"})
+        .status_code
+        == 409
+    )
     reply = svc.staff(other).post(f"/api/v1/handoff/conversations/{sid}/messages", json={"text": "Hi"})
     assert reply.status_code == 201
 
@@ -166,8 +175,9 @@ async def test_claim_race_transfer_handback_and_close_with_rating(svc):
     assert last["sender"] == "system" and last["custom"]["kind"] == "rating_request"
     assert "1 to 5" in last["text"]  # in the citizen's language
     assert httpx.post(f"{svc.url}/api/v1/chat/sessions/{sid}/rating", json={"score": 6}).status_code == 422
-    stored = httpx.post(f"{svc.url}/api/v1/chat/sessions/{sid}/rating",
-                        json={"score": 4, "comment": "<b>Tack</b>"}).json()
+    stored = httpx.post(
+        f"{svc.url}/api/v1/chat/sessions/{sid}/rating", json={"score": 4, "comment": "<b>Tack</b>"}
+    ).json()
     assert stored == {"score": 4, "comment": "<b>Tack</b>"}
     view = svc.staff(svc.admin).get(f"/api/v1/handoff/conversations/{sid}").json()
     assert view["csat_score"] == 4 and view["outcome"] == "resolved"
@@ -202,17 +212,31 @@ async def test_grace_period_then_front_of_queue(svc):
 
 async def test_canned_responses(svc):
     web = svc.staff(svc.admin)
-    item = web.post("/api/v1/handoff/canned", json={
-        "municipality": "default", "shortcut": "oppet", "title": "Öppettider",
-        "texts": {"sv": "Vi har öppet 8–16.", "en": "We are open 8–16."}})
+    item = web.post(
+        "/api/v1/handoff/canned",
+        json={
+            "municipality": "default",
+            "shortcut": "oppet",
+            "title": "Öppettider",
+            "texts": {"sv": "Vi har öppet 8–16.", "en": "We are open 8–16."},
+        },
+    )
     assert item.status_code == 201, item.text
-    assert web.post("/api/v1/handoff/canned", json={"shortcut": "oppet", "title": "x",
-                                                    "texts": {"sv": "y"}}).status_code == 422
-    assert web.post("/api/v1/handoff/canned", json={"shortcut": "Bad Name", "title": "x",
-                                                    "texts": {"sv": "y"}}).status_code == 422
+    assert (
+        web.post("/api/v1/handoff/canned", json={"shortcut": "oppet", "title": "x", "texts": {"sv": "y"}}).status_code
+        == 422
+    )
+    assert (
+        web.post(
+            "/api/v1/handoff/canned", json={"shortcut": "Bad Name", "title": "x", "texts": {"sv": "y"}}
+        ).status_code
+        == 422
+    )
     agent = svc.staff(svc.agent(name("c")))
-    assert agent.post("/api/v1/handoff/canned", json={"shortcut": "x", "title": "x",
-                                                      "texts": {"sv": "y"}}).status_code == 403
+    assert (
+        agent.post("/api/v1/handoff/canned", json={"shortcut": "x", "title": "x", "texts": {"sv": "y"}}).status_code
+        == 403
+    )
     found = agent.get("/api/v1/handoff/canned", params={"q": "/opp"}).json()
     assert found[0]["texts"]["en"] == "We are open 8–16."
     assert agent.get("/api/v1/handoff/canned", params={"q": "open"}).json()[0]["shortcut"] == "oppet"
@@ -224,9 +248,11 @@ async def test_tickets_reach_agents(svc):
     sock = await Socket.agent(svc, svc.agent(who))
     await sock.wait(lambda e: e["type"] == "hello")
     session = httpx.post(f"{svc.url}/api/v1/chat/sessions", json={"language": "sv"}).json()["session_id"]
-    ticket = httpx.post(f"{svc.url}/api/v1/internal/sessions/{session}/callback",
-                        json={"name": "Eva", "phone": "070-1234567", "message": "Ring mig", "consent": True},
-                        headers={"X-Internal-Token": svc.token}).json()
+    ticket = httpx.post(
+        f"{svc.url}/api/v1/internal/sessions/{session}/callback",
+        json={"name": "Eva", "phone": "070-1234567", "message": "Ring mig", "consent": True},
+        headers={"X-Internal-Token": svc.token},
+    ).json()
     event = await sock.wait(lambda e: e["type"] == "tickets")
     assert any(t["id"] == ticket["ticket_id"] and t["contact"] == "070-1234567" for t in event["items"])
     await sock.close()
@@ -242,27 +268,36 @@ async def test_opening_hours_and_holidays(svc):
         conn.exec_driver_sql("INSERT INTO municipalities (id, name, settings) VALUES ('natt', 'Natt', '{}')")
     today = dt.datetime.now(dt.UTC).date()
     every_day = {d: [["00:00", "23:59"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    holiday = admin.put("/api/v1/admin/municipalities/natt/opening-hours",
-                        json={"timezone": "UTC", "weekly": every_day, "holidays": [today.isoformat()]})
+    holiday = admin.put(
+        "/api/v1/admin/municipalities/natt/opening-hours",
+        json={"timezone": "UTC", "weekly": every_day, "holidays": [today.isoformat()]},
+    )
     assert holiday.status_code == 200 and holiday.json()["open"] is False
     sid = httpx.post(f"{svc.url}/api/v1/chat/sessions", json={"municipality": "natt"}).json()["session_id"]
     closed = svc.handoff(sid)
     assert closed["open"] is False and closed["state"] == "bot"
     assert closed["opens_at"].startswith((today + dt.timedelta(days=1)).isoformat())
     assert httpx.get(f"{svc.url}/api/v1/chat/availability", params={"municipality": "natt"}).json()["open"] is False
-    assert admin.put("/api/v1/admin/municipalities/natt/opening-hours",
-                     json={"weekly": {"mon": [["17:00", "08:00"]]}}).status_code == 422
+    assert (
+        admin.put(
+            "/api/v1/admin/municipalities/natt/opening-hours", json={"weekly": {"mon": [["17:00", "08:00"]]}}
+        ).status_code
+        == 422
+    )
     admin.put("/api/v1/admin/municipalities/natt/opening-hours", json={"timezone": "UTC", "weekly": every_day})
     assert svc.handoff(sid)["open"] is True
 
 
 async def test_users_admin_api_and_roles(svc):
     admin = svc.staff(svc.admin)
-    created = admin.post("/api/v1/admin/users", json={"username": name("u"), "password": "a long password",
-                                                      "languages": ["sv", "fi"], "max_chats": 5})
+    created = admin.post(
+        "/api/v1/admin/users",
+        json={"username": name("u"), "password": "a long password", "languages": ["sv", "fi"], "max_chats": 5},
+    )
     assert created.status_code == 201 and created.json()["max_chats"] == 5
-    changed = admin.patch(f"/api/v1/admin/users/{created.json()['id']}",
-                          json={"municipalities": ["default", "ekby"], "status": "away"}).json()
+    changed = admin.patch(
+        f"/api/v1/admin/users/{created.json()['id']}", json={"municipalities": ["default", "ekby"], "status": "away"}
+    ).json()
     assert changed["municipalities"] == ["default", "ekby"] and changed["status"] == "away"
     agent = svc.staff(svc.login(created.json()["username"]))
     assert agent.get("/api/v1/admin/users").status_code == 403
@@ -282,8 +317,9 @@ async def test_reports(svc):
     httpx.post(f"{svc.url}/api/v1/chat/sessions/{sids[0]}/rating", json={"score": 5}).raise_for_status()
     httpx.post(f"{svc.url}/api/v1/chat/sessions/{sids[1]}/rating", json={"score": 3}).raise_for_status()
     admin = svc.staff(svc.admin)
-    by_language = {r["language"]: r for r in admin.get("/api/v1/reports/summary",
-                                                        params={"group_by": "language"}).json()["rows"]}
+    by_language = {
+        r["language"]: r for r in admin.get("/api/v1/reports/summary", params={"group_by": "language"}).json()["rows"]
+    }
     assert by_language["en"]["outcomes"].get("referred", 0) >= 1
     assert by_language["en"]["first_response_seconds"]["count"] >= 1
     assert by_language["sv"]["satisfaction"]["distribution"]["5"] >= 1

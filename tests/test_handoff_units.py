@@ -18,9 +18,13 @@ from handoff.queue import Queue, is_open, validate_hours
 from insights.reports import concurrency
 
 STHLM = ZoneInfo("Europe/Stockholm")
-HOURS = {"opening_hours": {"timezone": "Europe/Stockholm", "weekly": {"mon": [["08:00", "16:00"]],
-                                                                      "tue": [["08:00", "16:00"]]},
-                           "holidays": ["2026-01-06"]}}
+HOURS = {
+    "opening_hours": {
+        "timezone": "Europe/Stockholm",
+        "weekly": {"mon": [["08:00", "16:00"]], "tue": [["08:00", "16:00"]]},
+        "holidays": ["2026-01-06"],
+    }
+}
 
 
 def at(y, m, d, hh, mm=0) -> float:
@@ -46,8 +50,9 @@ def test_concurrency():
 
 
 def _agent(users: UserStore, engine, name: str, languages: list[str], municipalities=None, max_chats=2) -> dict:
-    user = users.create(name, "a long password", languages=languages, municipalities=municipalities or ["default"],
-                        max_chats=max_chats)
+    user = users.create(
+        name, "a long password", languages=languages, municipalities=municipalities or ["default"], max_chats=max_chats
+    )
     user = users.update(user["id"], status="available")
     presence.opened(engine, f"conn-{name}", user["id"], "test")
     return user
@@ -65,7 +70,7 @@ def test_assignment_order_preference_and_capacity(engine):
         ids.append(conv["id"])
         time.sleep(0.01)
     assert [p["position"] for p in queue.positions().values()] == [1, 2, 3]
-    taken = {t.conversation_id: t.user_id for t in assign.auto_assign()}
+    taken = {t.conversation_id: t.user_id for t in assign.auto_assign(settle_seconds=0)}
     assert taken == {ids[0]: ar["id"], ids[1]: sv["id"]}  # longest waiting first, to who speaks Arabic
     assert queue.position(ids[2])["position"] == 1  # the third waits: nobody has room
     with pytest.raises(Conflict):

@@ -22,7 +22,10 @@ KB = """\
 def test_import_is_atomic_and_audited(engine):
     store = KnowledgeStore(engine)
     assert store.import_entries("default", parse_text(KB), actor="t") == {
-        "create": 2, "update": 0, "unchanged": 0, "delete": 0
+        "create": 2,
+        "update": 0,
+        "unchanged": 0,
+        "delete": 0,
     }
     changed = parse_text(KB.replace("Svar b.", "Nytt svar b."))[1:]
     counts = store.import_entries("default", changed, replace=True, actor="t")
@@ -63,7 +66,8 @@ def test_queue_order_position_and_opening_hours(engine):
     second = conversations.create("default", "ar")["id"]
     assert queue.enqueue(first, "requested")["position"] == 1
     result = queue.enqueue(second, "low_confidence")
-    assert result["open"] and result["position"] == 2 and result["estimated_wait_seconds"] > 0
+    assert result["open"] and result["position"] == 2
+    assert result["estimated_wait_seconds"] is None and result["agents_online"] == 0  # nobody online: no estimate
     assert [c["id"] for c in queue.waiting()] == [first, second]
     closed = {"opening_hours": {"timezone": "Europe/Stockholm", "weekly": {"mon": [["08:00", "17:00"]]}}}
     # Sunday 2026-11-22 12:00 Stockholm: closed, opens Monday 08:00.
