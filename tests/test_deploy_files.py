@@ -239,8 +239,8 @@ def by_kind(kind: str) -> dict[str, dict]:
 def test_kubernetes_objects_validate_against_the_schemas():
     import kubernetes_validate
 
-    kinds = sorted({doc["kind"] for doc in rendered()})
-    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "Ingress"} <= set(kinds)
+    kinds = {doc["kind"] for doc in rendered()}
+    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "Ingress", "NetworkPolicy"} <= kinds
     for doc in rendered():
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -275,6 +275,21 @@ def test_each_part_has_replicas_probes_resources_and_a_disruption_budget(part):
         if pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     ]
     assert len(budgets) == 1 and budgets[0]["spec"]["minAvailable"] < spec["replicas"]
+
+
+def test_network_policies_select_pods_that_exist():
+    """A selector with a typo selects nothing and silently allows (or blocks) everything."""
+    pods = [d["spec"]["template"]["metadata"]["labels"] for d in by_kind("Deployment").values()]
+
+    def selects(selector: dict) -> bool:
+        return any(selector["matchLabels"].items() <= labels.items() for labels in pods)
+
+    policies = by_kind("NetworkPolicy")
+    assert {"kommunchatt-rasa", "kommunchatt-actions", "kommunchatt-redis"} <= set(policies)
+    for name, policy in policies.items():
+        assert selects(policy["spec"]["podSelector"]), name
+        peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+        assert all(selects(peer["podSelector"]) for peer in peers if "podSelector" in peer), name
 
 
 def test_service_probes_use_routes_the_app_has():
