@@ -97,7 +97,7 @@ def test_a_swedish_question_is_answered_with_its_link_on_another_site(context, s
     # A button (here: "did that help?") sends its payload; the citizen sees its title, not the payload.
     buttons = page.locator(".choices button:enabled")
     if buttons.count():
-        title = buttons.first.inner_text()
+        title = buttons.first.get_attribute("aria-label") or buttons.first.inner_text()  # thumbs are icons
         buttons.first.click()
         expect(page.locator(".msg.citizen").last).to_contain_text(title)
         expect(page.locator(".msg.citizen").last).not_to_contain_text("/")
