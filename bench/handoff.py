@@ -28,7 +28,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +41,10 @@ import httpx
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the tests' harness is importable
+
+from tests.harness import ServiceProcess, health_has  # noqa: E402 - after the path set-up
+
 KOMMUNCHATT = str(Path(sys.executable).parent / "kommunchatt")
 PASSWORD = "bench password"
 PG_ADMIN_URL = os.environ.get("KOMMUNCHATT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -59,41 +62,37 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        self.env = {**os.environ, "KOMMUNCHATT_DATA_DIR": str(data_dir), "KOMMUNCHATT_PORT": str(self.port),
-                    "RASA_URL": f"http://127.0.0.1:{free_port()}", "KOMMUNCHATT_AGENT_HEARTBEAT_S": "2"}
+        self.env = {
+            **os.environ,
+            "KOMMUNCHATT_DATA_DIR": str(data_dir),
+            "KOMMUNCHATT_PORT": str(self.port),
+            "RASA_URL": f"http://127.0.0.1:{free_port()}",
+            "KOMMUNCHATT_AGENT_HEARTBEAT_S": "2",
+        }
         self.env.setdefault("KOMMUNCHATT_MODEL_PATH", str(ROOT / "var" / "models" / "multilingual-e5-small"))
         for key, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url)):
             if value:
                 self.env[key] = value
             else:
                 self.env.pop(key, None)
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> float:
-        began = time.time()
-        log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen([KOMMUNCHATT, "serve"], env=self.env, stdout=log, stderr=log)
-        while time.time() - began < 300:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=3).json().get("database"):
-                    return time.time() - began
-            if self.process.poll() is not None:
-                sys.exit(f"the service exited; see {self.data_dir / 'service.log'}")
-            time.sleep(0.2)
-        sys.exit("the service did not come up")
+        """Start and wait for the database (tests/harness.py, the tests' way); returns the seconds it took."""
+        self.server = ServiceProcess(self.env, self.url, self.data_dir / "service.log")
+        try:
+            return self.server.start(health_has("database"), timeout=300)
+        except (RuntimeError, TimeoutError) as exc:
+            sys.exit(f"the service did not come up: {exc}")
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.server.process if getattr(self, "server", None) else None
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+        self.server.stop(kill=True)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self.server.stop()
 
     @property
     def token(self) -> str:
@@ -130,15 +129,21 @@ class Stats:
             lat = [v * 1000 for _, v in self.latency[direction]]
             got = self.received[direction]
             out[direction] = {
-                "sent": len(self.sent[direction]), "received": len(got),
-                "lost": len(self.sent[direction] - set(got)), "duplicated": sum(1 for n in got.values() if n > 1),
-                "p50_ms": round(percentile(lat, 0.5), 1), "p99_ms": round(percentile(lat, 0.99), 1),
+                "sent": len(self.sent[direction]),
+                "received": len(got),
+                "lost": len(self.sent[direction] - set(got)),
+                "duplicated": sum(1 for n in got.values() if n > 1),
+                "p50_ms": round(percentile(lat, 0.5), 1),
+                "p99_ms": round(percentile(lat, 0.99), 1),
                 "max_ms": round(max(lat), 1) if lat else None,
             }
         pairs = [p for d in self.latency.values() for p in d]
         all_lat = [v * 1000 for _, v in pairs]
-        out["all"] = {"p50_ms": round(percentile(all_lat, 0.5), 1), "p90_ms": round(percentile(all_lat, 0.9), 1),
-                      "p99_ms": round(percentile(all_lat, 0.99), 1)}
+        out["all"] = {
+            "p50_ms": round(percentile(all_lat, 0.5), 1),
+            "p90_ms": round(percentile(all_lat, 0.9), 1),
+            "p99_ms": round(percentile(all_lat, 0.99), 1),
+        }
         if pairs:  # are slow deliveries spread out, or one stall? The slowest seconds of the run:
             start, worst = min(t for t, _ in pairs), defaultdict(float)
             for sent, value in pairs:
@@ -202,8 +207,13 @@ class Agent:
         url = self.url.replace("http", "ws") + "/api/v1/agent/ws"
         while self.running:
             try:
-                async with websockets.connect(url, additional_headers={"authorization": f"Bearer {self.token}"},
-                                              max_queue=None, open_timeout=60, compression=None) as ws:
+                async with websockets.connect(
+                    url,
+                    additional_headers={"authorization": f"Bearer {self.token}"},
+                    max_queue=None,
+                    open_timeout=60,
+                    compression=None,
+                ) as ws:
                     self.ws = ws
                     async for raw in ws:
                         await self.on_event(json.loads(raw), time.time())
@@ -254,8 +264,9 @@ class Agent:
             return
         for cid in list(self.chats):
             with contextlib.suppress(websockets.WebSocketException):
-                await self.ws.send(json.dumps({"type": "close", "conversation_id": cid, "outcome": "resolved",
-                                               "ref": f"close-{cid}"}))
+                await self.ws.send(
+                    json.dumps({"type": "close", "conversation_id": cid, "outcome": "resolved", "ref": f"close-{cid}"})
+                )
 
 
 def agents_process(url: str, tokens: list[str], ready, stop, results) -> None:
@@ -297,8 +308,10 @@ class Http:
         if self.writer is None or time.monotonic() - self.used > self.KEEP_S or self.reader.at_eof():
             self.close()
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-                          b"content-length: %d\r\n\r\n%s" % (path.encode(), len(data), data))
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (path.encode(), len(data), data)
+        )
         try:
             status = int((await self.reader.readline()).split()[1])
             length = 0
@@ -331,8 +344,12 @@ class Citizen:
         base = self.url.replace("http", "ws")
         while self.running:
             try:
-                async with websockets.connect(f"{base}/api/v1/chat/sessions/{self.sid}/ws?after={self.last_id}",
-                                              max_queue=None, open_timeout=60, compression=None) as ws:
+                async with websockets.connect(
+                    f"{base}/api/v1/chat/sessions/{self.sid}/ws?after={self.last_id}",
+                    max_queue=None,
+                    open_timeout=60,
+                    compression=None,
+                ) as ws:
                     async for raw in ws:
                         now = time.time()
                         event = json.loads(raw)
@@ -364,8 +381,9 @@ class Citizen:
             await asyncio.sleep(0.5)
 
 
-def citizens_process(url: str, sids: list[str], messages: int, interval: float, index: int, procs: int,
-                     ready, go, results) -> None:
+def citizens_process(
+    url: str, sids: list[str], messages: int, interval: float, index: int, procs: int, ready, go, results
+) -> None:
     async def main() -> Stats:
         stats = Stats()
         people = [Citizen(url, sid, stats) for sid in sids]
@@ -422,13 +440,29 @@ def make_agents(server: Server, count: int, max_chats: int) -> list[str]:
     tag, now, tokens = uuid.uuid4().hex[:6], time.time(), []
     with engine.begin() as conn:
         for i in range(count):
-            user_id = conn.execute(insert(users).values(
-                username=f"bench-{tag}-{i}", display_name=f"Agent {i}", password_hash=password_hash, role="agent",
-                languages=["sv"], municipalities=["default"], status="available", max_chats=max_chats, active=True,
-                created_at=now)).inserted_primary_key[0]
+            user_id = conn.execute(
+                insert(users).values(
+                    username=f"bench-{tag}-{i}",
+                    display_name=f"Agent {i}",
+                    password_hash=password_hash,
+                    role="agent",
+                    languages=["sv"],
+                    municipalities=["default"],
+                    status="available",
+                    max_chats=max_chats,
+                    active=True,
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]
             tokens.append(secrets.token_urlsafe(32))
-            conn.execute(insert(auth_sessions).values(token_hash=_hash_token(tokens[-1]), user_id=user_id,
-                                                      created_at=now, expires_at=now + SESSION_SECONDS))
+            conn.execute(
+                insert(auth_sessions).values(
+                    token_hash=_hash_token(tokens[-1]),
+                    user_id=user_id,
+                    created_at=now,
+                    expires_at=now + SESSION_SECONDS,
+                )
+            )
     engine.dispose()
     with httpx.Client(base_url=server.url, timeout=60) as http:  # one real login, to check the password works
         assert http.post("/api/v1/auth/login", json={"username": f"bench-{tag}-0", "password": PASSWORD}).is_success
@@ -440,6 +474,7 @@ async def open_sessions(server: Server, count: int) -> list[str]:
     sids: list[str] = []
     headers = {"X-Internal-Token": server.token}
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+
         async def one() -> str:
             sid = (await http.post("/api/v1/chat/sessions", json={"language": "sv"})).json()["session_id"]
             await http.post(f"/api/v1/internal/sessions/{sid}/handoff", json={"reason": "requested"}, headers=headers)
@@ -455,17 +490,26 @@ async def stored_duplicates(server: Server, sids: list[str]) -> int:
     dupes = 0
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
         for chunk in range(0, len(sids), 25):
-            transcripts = await asyncio.gather(*(http.get(f"/api/v1/chat/sessions/{sid}")
-                                                 for sid in sids[chunk:chunk + 25]))
+            transcripts = await asyncio.gather(
+                *(http.get(f"/api/v1/chat/sessions/{sid}") for sid in sids[chunk : chunk + 25])
+            )
             for t in transcripts:
-                texts = Counter(m["text"].split("|")[1] + m["sender"] for m in t.json()["messages"]
-                                if m["text"][:2] in ("c|", "a|"))
+                texts = Counter(
+                    m["text"].split("|")[1] + m["sender"] for m in t.json()["messages"] if m["text"][:2] in ("c|", "a|")
+                )
                 dupes += sum(1 for n in texts.values() if n > 1)
     return dupes
 
 
-def stage(server: Server, citizens: int, agents: int, messages: int, interval: float, procs: int,
-          restart_after: float | None = None) -> dict:
+def stage(
+    server: Server,
+    citizens: int,
+    agents: int,
+    messages: int,
+    interval: float,
+    procs: int,
+    restart_after: float | None = None,
+) -> dict:
     ctx = mp.get_context("fork")
     ready, results, go, stop = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
     began = time.time()
@@ -475,8 +519,12 @@ def stage(server: Server, citizens: int, agents: int, messages: int, interval: f
     ready.get(timeout=180)
     sids = asyncio.run(open_sessions(server, citizens))
     for i in range(procs):
-        children.append(ctx.Process(target=citizens_process, args=(server.url, sids[i::procs], messages, interval,
-                                                                     i, procs, ready, go, results)))
+        children.append(
+            ctx.Process(
+                target=citizens_process,
+                args=(server.url, sids[i::procs], messages, interval, i, procs, ready, go, results),
+            )
+        )
         children[-1].start()
     for _ in range(procs):
         ready.get(timeout=400)
@@ -514,15 +562,23 @@ def stage(server: Server, citizens: int, agents: int, messages: int, interval: f
     busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1])
     cores = os.cpu_count() or 1
     return {
-        "citizens": citizens, "agents": agents, "setup_seconds": round(setup, 1), "messages": total,
-        "rate_per_second": round(total / elapsed, 1), "stored_duplicates": dupes, **restarted, **stats.report(),
-        "cpu": {"service_percent_of_a_core": round(100 * service_cpu / elapsed, 1),
-                "service_ms_per_message": round(1000 * service_cpu / max(1, total), 2),
-                "service_waited_for_cpu_ms_per_s": round(1000 * service_wait / elapsed, 1),
-                "clients_percent_of_a_core": round(100 * client_cpu / elapsed, 1),
-                "machine_busy_percent": round(100 * busy, 1),
-                "others_percent_of_a_core": round(100 * (busy * cores) - 100 * (service_cpu + client_cpu) / elapsed, 1),
-                "load_average": [round(load0, 2), round(load1, 2)]},
+        "citizens": citizens,
+        "agents": agents,
+        "setup_seconds": round(setup, 1),
+        "messages": total,
+        "rate_per_second": round(total / elapsed, 1),
+        "stored_duplicates": dupes,
+        **restarted,
+        **stats.report(),
+        "cpu": {
+            "service_percent_of_a_core": round(100 * service_cpu / elapsed, 1),
+            "service_ms_per_message": round(1000 * service_cpu / max(1, total), 2),
+            "service_waited_for_cpu_ms_per_s": round(1000 * service_wait / elapsed, 1),
+            "clients_percent_of_a_core": round(100 * client_cpu / elapsed, 1),
+            "machine_busy_percent": round(100 * busy, 1),
+            "others_percent_of_a_core": round(100 * (busy * cores) - 100 * (service_cpu + client_cpu) / elapsed, 1),
+            "load_average": [round(load0, 2), round(load1, 2)],
+        },
     }
 
 
@@ -531,14 +587,16 @@ def line(res: dict, target_ms: float) -> str:
     dup = res["to_agent"]["duplicated"] + res["to_citizen"]["duplicated"] + res["stored_duplicates"]
     ok = lost == 0 and dup == 0 and res["all"]["p99_ms"] <= target_ms
     cpu = res["cpu"]
-    return (f"{res['citizens']:5d} citizens {res['agents']:3d} agents {res['rate_per_second']:6.1f} msg/s  "
-            f"p50 {res['all']['p50_ms']:6.1f}  p99 {res['all']['p99_ms']:7.1f} ms "
-            f"(to agent {res['to_agent']['p99_ms']:.0f}, to citizen {res['to_citizen']['p99_ms']:.0f})  "
-            f"lost {lost} dup {dup}  service {cpu['service_percent_of_a_core']:.0f}% "
-            f"({cpu['service_ms_per_message']:.2f} ms/msg, waited {cpu['service_waited_for_cpu_ms_per_s']:.0f} ms/s) "
-            f"clients {cpu['clients_percent_of_a_core']:.0f}% "
-            f"others {cpu['others_percent_of_a_core']:.0f}% load {cpu['load_average'][1]:.1f}  "
-            f"{'ok' if ok else 'BROKEN'}")
+    return (
+        f"{res['citizens']:5d} citizens {res['agents']:3d} agents {res['rate_per_second']:6.1f} msg/s  "
+        f"p50 {res['all']['p50_ms']:6.1f}  p99 {res['all']['p99_ms']:7.1f} ms "
+        f"(to agent {res['to_agent']['p99_ms']:.0f}, to citizen {res['to_citizen']['p99_ms']:.0f})  "
+        f"lost {lost} dup {dup}  service {cpu['service_percent_of_a_core']:.0f}% "
+        f"({cpu['service_ms_per_message']:.2f} ms/msg, waited {cpu['service_waited_for_cpu_ms_per_s']:.0f} ms/s) "
+        f"clients {cpu['clients_percent_of_a_core']:.0f}% "
+        f"others {cpu['others_percent_of_a_core']:.0f}% load {cpu['load_average'][1]:.1f}  "
+        f"{'ok' if ok else 'BROKEN'}"
+    )
 
 
 @contextlib.contextmanager
@@ -583,8 +641,15 @@ def main() -> int:
             counts = [int(n) for n in args.ramp.split(",")] if args.ramp else [args.citizens]
             for n in counts:
                 agents = max(args.agents, math.ceil(n / 10)) if args.ramp else args.agents
-                res = stage(server, n, agents, args.messages, args.interval, args.procs,
-                            restart_after=args.interval * args.messages / 2 if args.restart else None)
+                res = stage(
+                    server,
+                    n,
+                    agents,
+                    args.messages,
+                    args.interval,
+                    args.procs,
+                    restart_after=args.interval * args.messages / 2 if args.restart else None,
+                )
                 res["database"] = kind
                 results.append(res)
                 print(line(res, args.target_ms), flush=True)

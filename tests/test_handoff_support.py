@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 import websockets
 
 from kommunchatt.runner import free_port
+from tests.harness import ServiceProcess, health_has
 
 ROOT = Path(__file__).resolve().parent.parent
 KOMMUNCHATT = str(Path(sys.executable).parent / "kommunchatt")
@@ -28,16 +28,27 @@ PASSWORD = "a long password"
 class Service:
     """One `kommunchatt serve` process on a data dir; can be stopped, killed and started again."""
 
-    def __init__(self, data_dir: Path, model_path: Path, database_url: str | None = None,
-                 redis_url: str | None = None, port: int | None = None, grace_s: float = 3.0,
-                 kb: Path | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        model_path: Path,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        port: int | None = None,
+        grace_s: float = 3.0,
+        kb: Path | None = None,
+    ):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **os.environ, "KOMMUNCHATT_DATA_DIR": str(self.data_dir), "KOMMUNCHATT_PORT": str(self.port),
-            "KOMMUNCHATT_MODEL_PATH": str(model_path), "KOMMUNCHATT_AGENT_GRACE_S": str(grace_s),
-            "KOMMUNCHATT_AGENT_HEARTBEAT_S": "1", "RASA_URL": f"http://127.0.0.1:{free_port()}",
+            **os.environ,
+            "KOMMUNCHATT_DATA_DIR": str(self.data_dir),
+            "KOMMUNCHATT_PORT": str(self.port),
+            "KOMMUNCHATT_MODEL_PATH": str(model_path),
+            "KOMMUNCHATT_AGENT_GRACE_S": str(grace_s),
+            "KOMMUNCHATT_AGENT_HEARTBEAT_S": "1",
+            "RASA_URL": f"http://127.0.0.1:{free_port()}",
             "ACTIONS_URL": f"http://127.0.0.1:{free_port()}",
         }
         self.env.pop("REDIS_URL", None)
@@ -56,8 +67,13 @@ class Service:
             self.cli("kb", "import", str(kb))
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run([KOMMUNCHATT, *args], env={**self.env, "KOMMUNCHATT_PASSWORD": PASSWORD},
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [KOMMUNCHATT, *args],
+            env={**self.env, "KOMMUNCHATT_PASSWORD": PASSWORD},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -66,43 +82,55 @@ class Service:
         return self.env.get("KOMMUNCHATT_INTERNAL_TOKEN") or (self.data_dir / "internal-token").read_text().strip()
 
     def start(self, timeout: float = 300) -> Service:
-        log = open(self.data_dir / f"service-{self.port}.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen([KOMMUNCHATT, "serve"], env=self.env, stdout=log, stderr=log)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited: {(self.data_dir / f'service-{self.port}.log').read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                health = httpx.get(f"{self.url}/health", timeout=5).json()
-                if health.get("database") and health.get("model"):
-                    return self
-            time.sleep(0.3)
-        self.stop()  # never leave a half-started service behind
-        raise TimeoutError("the service did not come up")
+        """Start (again) and wait until the database and the model are up (tests/harness.py)."""
+        self.server = ServiceProcess(self.env, self.url, self.data_dir / f"service-{self.port}.log")
+        self.server.start(health_has("database", "model"), timeout=timeout)
+        self.process = self.server.process
+        return self
 
     def stop(self, kill: bool = False) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if getattr(self, "server", None):
+            self.server.stop(kill=kill)
         self.process = None
 
     # --- conveniences -------------------------------------------------------------------------------
 
-    def agent(self, name: str, languages: str = "sv,en", municipalities: str = "default", max_chats: int = 3,
-              role: str = "agent") -> str:
+    def agent(
+        self,
+        name: str,
+        languages: str = "sv,en",
+        municipalities: str = "default",
+        max_chats: int = 3,
+        role: str = "agent",
+    ) -> str:
         """Create a user (with the CLI, or through the admin API once there is an admin); returns a session token."""
         if self.admin_token:
-            created = self.staff(self.admin_token).post("/api/v1/admin/users", json={
-                "username": name, "password": PASSWORD, "role": role, "languages": languages.split(","),
-                "municipalities": municipalities.split(","), "max_chats": max_chats})
+            created = self.staff(self.admin_token).post(
+                "/api/v1/admin/users",
+                json={
+                    "username": name,
+                    "password": PASSWORD,
+                    "role": role,
+                    "languages": languages.split(","),
+                    "municipalities": municipalities.split(","),
+                    "max_chats": max_chats,
+                },
+            )
             created.raise_for_status()
         else:
-            self.cli("user", "add", name, "--role", role, "--languages", languages, "--municipalities",
-                     municipalities, "--max-chats", str(max_chats))
+            self.cli(
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--languages",
+                languages,
+                "--municipalities",
+                municipalities,
+                "--max-chats",
+                str(max_chats),
+            )
         token = self.login(name)
         if role == "admin" and not self.admin_token:
             self.admin_token = token
@@ -113,11 +141,13 @@ class Service:
         response.raise_for_status()
         return response.json()["token"]
 
-    def citizen(self, language: str = "sv", municipality: str = "default", text: str | None = None,
-                reason: str = "requested") -> str:
+    def citizen(
+        self, language: str = "sv", municipality: str = "default", text: str | None = None, reason: str = "requested"
+    ) -> str:
         """A chat session handed over to the queue (optionally after a first message)."""
-        session = httpx.post(f"{self.url}/api/v1/chat/sessions", json={"language": language,
-                                                                       "municipality": municipality})
+        session = httpx.post(
+            f"{self.url}/api/v1/chat/sessions", json={"language": language, "municipality": municipality}
+        )
         session.raise_for_status()
         sid = session.json()["session_id"]
         if text:
@@ -127,14 +157,18 @@ class Service:
         return sid
 
     def handoff(self, sid: str, reason: str = "requested") -> dict:
-        response = httpx.post(f"{self.url}/api/v1/internal/sessions/{sid}/handoff", json={"reason": reason},
-                              headers={"X-Internal-Token": self.token})
+        response = httpx.post(
+            f"{self.url}/api/v1/internal/sessions/{sid}/handoff",
+            json={"reason": reason},
+            headers={"X-Internal-Token": self.token},
+        )
         response.raise_for_status()
         return response.json()
 
     def say(self, sid: str, text: str, client_id: str | None = None) -> dict:
-        response = httpx.post(f"{self.url}/api/v1/chat/sessions/{sid}/messages",
-                              json={"text": text, "client_id": client_id}, timeout=30)
+        response = httpx.post(
+            f"{self.url}/api/v1/chat/sessions/{sid}/messages", json={"text": text, "client_id": client_id}, timeout=30
+        )
         response.raise_for_status()
         return response.json()
 
@@ -169,8 +203,9 @@ class Socket:
 
     @classmethod
     async def agent(cls, svc: Service, token: str) -> Socket:
-        ws = await websockets.connect(f"{svc.ws_url}/api/v1/agent/ws",
-                                      additional_headers={"authorization": f"Bearer {token}"})
+        ws = await websockets.connect(
+            f"{svc.ws_url}/api/v1/agent/ws", additional_headers={"authorization": f"Bearer {token}"}
+        )
         return cls(ws)
 
     @classmethod
