@@ -15,6 +15,8 @@ FORM_SLOTS = ("callback_name", "callback_contact", "callback_message", "callback
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]{2,}$")
 _PHONE_CHARS = re.compile(r"^\+?[\d\s\-().]{6,25}$")
+_MASKED = {"[telefonnummer]": "phone", "[e-post]": "email"}  # core/privacy.py's placeholders
+
 
 # Typed answers to the consent question (the buttons send /affirm and /deny).
 def _words(text: str) -> frozenset[str]:
@@ -31,6 +33,9 @@ _NO = _words("nej nä nei no nope لا maya may نه خیر ei na nexêr hayır 
 def parse_contact(value: Any) -> tuple[str, str] | None:
     """("email", "a@b.se") or ("phone", "+46701234567"), or None if neither."""
     text = str(value or "").strip()
+    # The service masks personal data before Rasa sees it; it fills in the citizen's own contact itself.
+    if text in _MASKED:
+        return _MASKED[text], text
     if _EMAIL.match(text):
         return "email", text
     if _PHONE_CHARS.match(text):
@@ -58,28 +63,32 @@ class ValidateCallbackForm(FormValidationAction):
     def name(self) -> str:
         return "validate_callback_form"
 
-    def validate_callback_name(self, value: Any, dispatcher: CollectingDispatcher,
-                               tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+    def validate_callback_name(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         name = str(value or "").strip()
         ok = 1 <= len(name) <= 120 and not name.startswith("/")
         return {"callback_name": name if ok else None}
 
-    def validate_callback_contact(self, value: Any, dispatcher: CollectingDispatcher,
-                                  tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+    def validate_callback_contact(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         parsed = parse_contact(value)
         if parsed is None:
             dispatcher.utter_message(response="utter_invalid_contact")
             return {"callback_contact": None}
         return {"callback_contact": parsed[1]}
 
-    def validate_callback_message(self, value: Any, dispatcher: CollectingDispatcher,
-                                  tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+    def validate_callback_message(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         message = str(value or "").strip()
         ok = 1 <= len(message) <= 4000 and not message.startswith("/")
         return {"callback_message": message if ok else None}
 
-    def validate_callback_consent(self, value: Any, dispatcher: CollectingDispatcher,
-                                  tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+    def validate_callback_consent(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         return {"callback_consent": parse_consent(value)}
 
 
@@ -89,16 +98,19 @@ class ActionSubmitCallback(Action):
     def name(self) -> str:
         return "action_submit_callback"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         resets: list[EventType] = [SlotSet(slot, None) for slot in FORM_SLOTS]
         contact = parse_contact(tracker.get_slot("callback_contact"))
         if tracker.get_slot("callback_consent") is not True or contact is None:
             dispatcher.utter_message(response="utter_callback_not_saved")
             dispatcher.utter_message(json_message={"kind": "callback", "state": "not_saved"})
             return resets
-        payload = {"name": tracker.get_slot("callback_name"), contact[0]: contact[1],
-                   "message": tracker.get_slot("callback_message"), "consent": True}
+        payload = {
+            "name": tracker.get_slot("callback_name"),
+            contact[0]: contact[1],
+            "message": tracker.get_slot("callback_message"),
+            "consent": True,
+        }
         try:
             result = service.callback(tracker.sender_id, payload)
         except service.ServiceError:
@@ -107,6 +119,5 @@ class ActionSubmitCallback(Action):
             return resets
         ticket_id = result.get("ticket_id") or "-"
         dispatcher.utter_message(response="utter_callback_confirmed", ticket_id=ticket_id)
-        dispatcher.utter_message(json_message={"kind": "callback", "state": "registered",
-                                               "ticket_id": ticket_id})
+        dispatcher.utter_message(json_message={"kind": "callback", "state": "registered", "ticket_id": ticket_id})
         return resets

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
 
 from conversations.deps import Chat, Conversations
@@ -16,10 +17,13 @@ from core import municipalities
 from core.db import run_db
 from core.deps import AppSettings, DbEngine
 from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge
+from core.ratelimit import limit_messages, limit_new_sessions
 from core.text import clean_message
 from knowledge.kbfile import LANG_RE
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"], responses=ERROR_RESPONSES)
+# A message id to continue after (the database's ids are 64-bit integers).
+MessageId = Annotated[int, Query(ge=0, le=2**63 - 1, description="the last message id the caller has")]
 
 
 class NewSession(BaseModel):
@@ -76,7 +80,7 @@ class Transcript(BaseModel):
     queue: dict
 
 
-@router.post("/sessions", response_model=SessionCreated, status_code=201)
+@router.post("/sessions", response_model=SessionCreated, status_code=201, dependencies=[Depends(limit_new_sessions())])
 async def create_session(engine: DbEngine, store: Conversations, body: NewSession | None = None) -> dict:
     body = body or NewSession()
     if await run_db(engine, municipalities.settings, engine, body.municipality) is None:
@@ -86,7 +90,7 @@ async def create_session(engine: DbEngine, store: Conversations, body: NewSessio
 
 
 @router.get("/sessions/{session_id}", response_model=Transcript)
-async def get_session(session_id: str, chat: Chat, after: int = 0) -> dict:
+async def get_session(session_id: str, chat: Chat, after: MessageId = 0) -> dict:
     """The conversation so far: what the widget shows after a page reload."""
     return await chat.db(_transcript, chat, session_id, after)
 
@@ -98,12 +102,12 @@ def _transcript(chat: ChatService, session_id: str, after: int) -> dict:
         "state": conv["state"],
         "language": conv["language"],
         "municipality": conv["municipality"],
-        "messages": [m.public() for m in chat.conversations.messages(session_id, after_id=after)],
+        "messages": chat.citizen_messages(session_id, after_id=after),
         "queue": chat.queue.position(session_id),
     }
 
 
-@router.post("/sessions/{session_id}/messages", response_model=Replies)
+@router.post("/sessions/{session_id}/messages", response_model=Replies, dependencies=[Depends(limit_messages())])
 async def post_message(session_id: str, body: NewMessage, chat: Chat, settings: AppSettings) -> dict:
     text = clean_message(body.text)
     if not text:
@@ -114,7 +118,7 @@ async def post_message(session_id: str, body: NewMessage, chat: Chat, settings: 
 
 
 @router.websocket("/sessions/{session_id}/ws")
-async def session_events(websocket: WebSocket, session_id: str, chat: Chat, after: int = 0) -> None:
+async def session_events(websocket: WebSocket, session_id: str, chat: Chat, after: MessageId = 0) -> None:
     """Pushes the conversation's later messages (an agent's) and state changes.
 
     On (re)connect it first sends every message after `after`, so a dropped connection loses nothing.
@@ -129,8 +133,8 @@ async def session_events(websocket: WebSocket, session_id: str, chat: Chat, afte
         sent: set[int] = set()  # ids, not the last id: events from another process may come out of order
         backlog, position = await chat.db(_since, chat, session_id, after)
         for message in backlog:
-            await websocket.send_json({"type": "message", **message.public()})
-            sent.add(message.id)
+            await websocket.send_json({"type": "message", **message})
+            sent.add(message["id"])
         await websocket.send_json({"type": "state", **position})
         receiver = asyncio.create_task(_drain(websocket, chat, session_id, queue))
         try:
@@ -142,6 +146,8 @@ async def session_events(websocket: WebSocket, session_id: str, chat: Chat, afte
                     if event["id"] <= after or event["id"] in sent:
                         continue
                     sent.add(event["id"])
+                    if event.get("sender") == "citizen":  # the citizen's own words, not the masked ones
+                        event = await chat.db(chat.as_citizen_sees, session_id, event)
                 await websocket.send_json(event)
         except WebSocketDisconnect:
             pass
@@ -152,7 +158,7 @@ async def session_events(websocket: WebSocket, session_id: str, chat: Chat, afte
 
 
 def _since(chat: ChatService, session_id: str, after: int) -> tuple[list, dict]:
-    return chat.conversations.messages(session_id, after_id=after), chat.queue.position(session_id)
+    return chat.citizen_messages(session_id, after_id=after), chat.queue.position(session_id)
 
 
 async def _drain(websocket: WebSocket, chat: ChatService, session_id: str, events: asyncio.Queue) -> None:

@@ -83,19 +83,27 @@ class PersonalData:
 
     def keep(self, conn: Connection, conversation_id: str, message_id: int, original: str, at: float) -> None:
         """In the caller's transaction: the original of a masked citizen message and its identifiers' digests."""
-        conn.execute(insert(message_originals).values(message_id=message_id, conversation_id=conversation_id,
-                                                      text=original))
+        conn.execute(
+            insert(message_originals).values(message_id=message_id, conversation_id=conversation_id, text=original)
+        )
         refs = privacy.references(self.key, original)
         if refs:
-            conn.execute(insert(personal_references), [
-                {"conversation_id": conversation_id, "kind": kind, "digest": digest, "created_at": at}
-                for kind, digest in refs])
+            conn.execute(
+                insert(personal_references),
+                [
+                    {"conversation_id": conversation_id, "kind": kind, "digest": digest, "created_at": at}
+                    for kind, digest in refs
+                ],
+            )
 
     def originals(self, conversation_id: str, after_id: int = 0) -> dict[int, str]:
         """{message id: the citizen's own text} of a live conversation (empty once the chat has ended)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(message_originals.c.message_id, message_originals.c.text).where(
-                message_originals.c.conversation_id == conversation_id, message_originals.c.message_id > after_id))
+            rows = conn.execute(
+                select(message_originals.c.message_id, message_originals.c.text).where(
+                    message_originals.c.conversation_id == conversation_id, message_originals.c.message_id > after_id
+                )
+            )
             return {r.message_id: r.text for r in rows}
 
     def latest_contact(self, conversation_id: str, kind: str) -> str | None:
@@ -112,8 +120,11 @@ class PersonalData:
         if ref is None:
             return []
         with self.engine.connect() as conn:
-            rows = conn.execute(select(personal_references.c.conversation_id).distinct().where(
-                personal_references.c.kind == ref[0], personal_references.c.digest == ref[1]))
+            rows = conn.execute(
+                select(personal_references.c.conversation_id)
+                .distinct()
+                .where(personal_references.c.kind == ref[0], personal_references.c.digest == ref[1])
+            )
             return sorted(r.conversation_id for r in rows)
 
 
@@ -121,5 +132,6 @@ def forget_originals(conn: Connection, conversation_ids: list[str]) -> int:
     """Drop the citizen's own texts of ended chats (the masked transcript stays for its retention time)."""
     if not conversation_ids:
         return 0
-    return conn.execute(delete(message_originals).where(
-        message_originals.c.conversation_id.in_(conversation_ids))).rowcount
+    return conn.execute(
+        delete(message_originals).where(message_originals.c.conversation_id.in_(conversation_ids))
+    ).rowcount

@@ -12,21 +12,46 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 metadata = MetaData()
+
+
+# How long one statement waits for another process's lock. SQLite: briefly, on the event loop's thread, and
+# `run_db` tries again off the loop until LOCK_WAIT_S; PostgreSQL: lock_timeout. Then the request gets a
+# 503 (kommunchatt/faults.py) instead of hanging.
+LOCK_WAIT_S = 2.0
+SQLITE_BUSY_S = 0.2
+
+
+def private_file(path: str | Path) -> None:
+    """Create a database file readable by its owner only (0600), or tighten an existing one. SQLite gives
+    its -wal and -shm files the same mode."""
+    path = Path(path)
+    if str(path) in ("", ":memory:"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
 
 
 def make_engine(url: str) -> Engine:
     """An engine with the settings each database needs for many short concurrent transactions."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        private_file(make_url(url).database or "")
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_S})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record) -> None:  # WAL: readers never block the writer
@@ -39,7 +64,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=20, pool_pre_ping=True)
+    options = f"-c lock_timeout={int(LOCK_WAIT_S * 1000)}"
+    return create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=20, pool_pre_ping=True,
+                         pool_timeout=LOCK_WAIT_S, connect_args={"options": options})
 
 
 PG_POOL_SIZE = 10
@@ -71,9 +98,26 @@ async def run_db(engine: Engine, fn: Callable[..., _T], *args: Any, **kwargs: An
     process's only writer, so it never sleeps in SQLite's busy handler for its own other connection.
     """
     if engine.dialect.name == "sqlite":
-        return fn(*args, **kwargs)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except OperationalError as exc:  # another process holds the write lock: wait off the loop
+                if not is_locked(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(db_executor(engine), functools.partial(fn, *args, **kwargs))
+
+
+def is_locked(exc: BaseException) -> bool:
+    """A lock another transaction holds: SQLite's "database is locked", PostgreSQL's lock_timeout (55P03)."""
+    if isinstance(exc, SqlTimeout):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code == "55P03" or "database is locked" in str(exc) or "database table is locked" in str(exc)
 
 
 def close_executor(engine: Engine) -> None:

@@ -35,6 +35,7 @@ from core.events import EventHub
 from core.users import UserStore
 
 COOKIE = "kommunchatt_session"
+GLOBAL = "*"  # in an admin's municipalities: every municipality
 
 
 def component(name: str) -> Callable[[HTTPConnection], Any]:
@@ -98,7 +99,10 @@ class MunicipalityScope:
 
     @classmethod
     def of(cls, user: dict) -> MunicipalityScope:
-        return cls(None if user["role"] == "admin" else frozenset(user.get("municipalities") or []))
+        """Everyone works for the municipalities listed on their user; only an admin with "*" among them
+        (a global admin: the install's operator) for all of them."""
+        listed = frozenset(user.get("municipalities") or [])
+        return cls(None if user["role"] == "admin" and GLOBAL in listed else listed - {GLOBAL})
 
     def allows(self, municipality: str | None) -> bool:
         return self.ids is None or municipality in self.ids
@@ -108,6 +112,14 @@ class MunicipalityScope:
         if not self.allows(municipality):
             raise Forbidden(f"you do not work for the municipality '{municipality}'")
         return municipality
+
+    def shares(self, person: dict) -> bool:
+        """Whether a staff user (a row with `municipalities`) works for one of these municipalities: a colleague."""
+        return self.ids is None or bool(self.ids & set(person.get("municipalities") or []))
+
+    def covers(self, municipalities: Iterable[str]) -> bool:
+        """Whether every one of `municipalities` is in scope ("*" only for a global admin)."""
+        return self.ids is None or all(m in self.ids for m in municipalities)
 
     def filter(self, rows: Iterable[dict], key: str = "municipality") -> list[dict]:
         """The rows of the user's municipalities."""

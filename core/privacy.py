@@ -92,8 +92,11 @@ def valid_personnummer(text: str) -> bool:
 
 
 def _personnummer(text: str) -> list[Finding]:
-    return [Finding(PERSONNUMMER, m.start(), m.end(), m.group(0)) for m in _PERSONNUMMER.finditer(text)
-            if valid_personnummer(m.group(0))]
+    return [
+        Finding(PERSONNUMMER, m.start(), m.end(), m.group(0))
+        for m in _PERSONNUMMER.finditer(text)
+        if valid_personnummer(m.group(0))
+    ]
 
 
 def _national_number(value: str) -> str:
@@ -109,8 +112,11 @@ def _national_number(value: str) -> str:
 
 
 def _phones(text: str) -> list[Finding]:
-    return [Finding(PHONE, m.start(), m.end(), m.group(0)) for m in _PHONE.finditer(text)
-            if 7 <= len(_national_number(m.group(0))) <= 9]
+    return [
+        Finding(PHONE, m.start(), m.end(), m.group(0))
+        for m in _PHONE.finditer(text)
+        if 7 <= len(_national_number(m.group(0))) <= 9
+    ]
 
 
 def _emails(text: str) -> list[Finding]:
@@ -154,7 +160,7 @@ def mask(text: str) -> str:
         return text
     out, at = [], 0
     for f in findings:
-        out.append(text[at:f.start])
+        out.append(text[at : f.start])
         out.append(PLACEHOLDERS[f.kind])
         at = f.end
     out.append(text[at:])

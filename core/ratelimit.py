@@ -52,8 +52,11 @@ class RateLimits:
 
     @classmethod
     def from_env(cls, redis_url: str | None = None) -> RateLimits:
-        overrides = {name: os.environ[f"KOMMUNCHATT_LIMIT_{name.upper()}"] for name in DEFAULTS
-                     if os.environ.get(f"KOMMUNCHATT_LIMIT_{name.upper()}")}
+        overrides = {
+            name: os.environ[f"KOMMUNCHATT_LIMIT_{name.upper()}"]
+            for name in DEFAULTS
+            if os.environ.get(f"KOMMUNCHATT_LIMIT_{name.upper()}")
+        }
         storage = storage_from_string(f"async+{redis_url}") if redis_url else MemoryStorage()
         return cls(storage, overrides)
 
@@ -132,8 +135,9 @@ def limit_new_sessions() -> Callable:
     """A route dependency: new chat sessions per client address."""
 
     async def dependency(request: Request) -> None:
-        await limits_of(request).check("session_per_address", client_address(request),
-                                       "too many new chat sessions from this address")
+        await limits_of(request).check(
+            "session_per_address", client_address(request), "too many new chat sessions from this address"
+        )
 
     return dependency
 

@@ -22,26 +22,39 @@ MAX_BODY_BYTES = 1_000_000
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 # Staff pages: only this origin's own scripts and styles, never framed.
-STAFF_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-             "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+STAFF_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # The OpenAPI page (Swagger UI) starts itself with an inline script.
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 # The demo page hosts the widget, which brings its own <style> into its shadow root.
-DEMO_CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+DEMO_CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 # JSON and everything else: nothing to run, nothing to frame.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 DOCS_PATHS = ("/docs", "/redoc")
-STAFF_PATHS = ("/agent", "/admin", "/static/agent/", "/static/admin/")
+STAFF_PATHS = ("/agent", "/admin", "/staff", "/static/agent/", "/static/admin/", "/static/staff/")
 
 
 def _json_response(status: int, detail: str, extra: Iterable[tuple[bytes, bytes]] = ()) -> tuple[Message, Message]:
     body = json.dumps({"detail": detail}).encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close"), *extra]}
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *extra,
+        ],
+    }
     return start, {"type": "http.response.body", "body": body}
 
 
@@ -114,8 +127,10 @@ class SecurityHeaders:
             (b"content-security-policy", _policy(scope["path"]).encode()),
             (b"x-frame-options", b"DENY"),
             (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"strict-origin-when-cross-origin" if scope["path"] == "/widget.js"
-             else b"same-origin"),
+            (
+                b"referrer-policy",
+                b"strict-origin-when-cross-origin" if scope["path"] == "/widget.js" else b"same-origin",
+            ),
         ]
         if request_is_https(headers, scope.get("scheme", "http")):
             extra.append((b"strict-transport-security", b"max-age=31536000"))
@@ -177,8 +192,10 @@ class OriginCheck:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 4403, "reason": "cross-origin staff connection"})
                 return None
-            for message in _json_response(403, "cross-origin request refused: use the staff pages of this "
-                                               "service (the Origin header does not match)"):
+            for message in _json_response(
+                403,
+                "cross-origin request refused: use the staff pages of this service (the Origin header does not match)",
+            ):
                 await send(message)
             return None
         return await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
@@ -69,6 +70,12 @@ def public(row) -> dict:
     return {k: data[k] for k in PUBLIC_FIELDS}
 
 
+@functools.cache
+def _dummy_hash() -> bytes:
+    """A hash of no one's password, made at the same cost as real ones (bcrypt's default rounds)."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt())
+
+
 class UserStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -117,17 +124,24 @@ class UserStore:
             return [public(r) for r in conn.execute(select(users).order_by(users.c.username))]
 
     def update(self, user_id: int, **values) -> dict | None:
+        """Change a user; a new password or disabling the user ends every session they have."""
+        if not values:
+            return self.get(user_id)
+        revoke = "password" in values or values.get("active") is False
         if "password" in values:
             values["password_hash"] = bcrypt.hashpw(values.pop("password").encode(), bcrypt.gensalt()).decode()
         with self.engine.begin() as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            if revoke:
+                conn.execute(delete(auth_sessions).where(auth_sessions.c.user_id == user_id))
         return self.get(user_id)
 
     def login(self, username: str, password: str) -> tuple[str, dict] | None:
         """A new session token for valid credentials, else None (same answer for both wrong parts)."""
         with self.engine.connect() as conn:
             row = conn.execute(select(users).where(users.c.username == username, users.c.active.is_(True))).first()
-        if not row or not bcrypt.checkpw(password.encode(), row.password_hash.encode()):
+        # An unknown user costs one bcrypt check too: the answer's timing does not tell which usernames exist.
+        if not bcrypt.checkpw(password.encode(), row.password_hash.encode() if row else _dummy_hash()) or not row:
             return None
         token = secrets.token_urlsafe(32)
         now = time.time()
@@ -145,7 +159,8 @@ class UserStore:
             row = conn.execute(
                 select(users)
                 .join(auth_sessions, auth_sessions.c.user_id == users.c.id)
-                .where(auth_sessions.c.token_hash == _hash_token(token), auth_sessions.c.expires_at > time.time())
+                .where(auth_sessions.c.token_hash == _hash_token(token), auth_sessions.c.expires_at > time.time(),
+                       users.c.active.is_(True))
             ).first()
         return public(row) if row else None
 

@@ -28,19 +28,33 @@ transcript_access = Table(
 ACTIONS = ("view", "export", "erase")
 
 
-def record(engine: Engine, user: dict | None, conversation_id: str, municipality: str, action: str = "view",
-           via: str = "api") -> None:
+def record(
+    engine: Engine, user: dict | None, conversation_id: str, municipality: str, action: str = "view", via: str = "api"
+) -> None:
     """Log one opening; `user` None is the command line (the operator of the machine)."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
     with engine.begin() as conn:
-        conn.execute(insert(transcript_access).values(
-            at=time.time(), user_id=(user or {}).get("id"), username=(user or {}).get("username") or "(command line)",
-            conversation_id=conversation_id, municipality=municipality, action=action, via=via))
+        conn.execute(
+            insert(transcript_access).values(
+                at=time.time(),
+                user_id=(user or {}).get("id"),
+                username=(user or {}).get("username") or "(command line)",
+                conversation_id=conversation_id,
+                municipality=municipality,
+                action=action,
+                via=via,
+            )
+        )
 
 
-def entries(engine: Engine, municipalities: list[str] | None, conversation_id: str | None = None,
-            username: str | None = None, limit: int = 200) -> list[dict]:
+def entries(
+    engine: Engine,
+    municipalities: list[str] | None,
+    conversation_id: str | None = None,
+    username: str | None = None,
+    limit: int = 200,
+) -> list[dict]:
     """Newest first; `municipalities` None means all (a global admin)."""
     query = select(transcript_access).order_by(transcript_access.c.at.desc()).limit(min(max(limit, 1), 5000))
     if municipalities is not None:

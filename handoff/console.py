@@ -50,6 +50,11 @@ class AgentConnection:
     def visible_tickets(self, items: list[dict]) -> list[dict]:
         return MunicipalityScope.of(self.user).filter(items)
 
+    def visible_agents(self, items: list[dict]) -> list[dict]:
+        """Colleagues: agents who share a municipality with this user (a global admin sees all)."""
+        scope = MunicipalityScope.of(self.user)
+        return [a for a in items if a["id"] == self.user["id"] or scope.shares(a)]
+
     async def expire(self) -> None:
         self.send({"type": "error", "message": "the session has expired: log in again"})
         self._closing = True
@@ -111,7 +116,7 @@ class AgentConnection:
                     "outcomes": list(OUTCOMES),
                     "statuses": list(STATUSES),
                     "tickets": self.visible_tickets(await run_db(c.engine, self.live.open_tickets)),
-                    "agents": await run_db(c.engine, self.live.agent_list),
+                    "agents": self.visible_agents(await run_db(c.engine, self.live.agent_list)),
                 }
             )
             self.send_queue(

@@ -20,16 +20,25 @@ tickets = Table(
     Column("language", String(8)),
     Column("status", String(16), nullable=False, default="open"),
     Column("created_at", Float, nullable=False, default=time.time),
+    Column("consent_at", Float),  # when the citizen agreed to be contacted (the form's consent question)
 )
 
 
 def create(engine: Engine, conversation: dict, name: str | None, contact: str, message: str) -> int:
-    """Store a ticket for the conversation's municipality and language; returns its id."""
+    """Store a ticket for the conversation's municipality and language; returns its id. Only ever called with
+    the citizen's consent to be contacted, whose time is stored with it."""
+    now = time.time()
     with engine.begin() as conn:
         return conn.execute(
             insert(tickets).values(
-                conversation_id=conversation["id"], municipality=conversation["municipality"], name=name,
-                contact=contact, message=message, language=conversation["language"], created_at=time.time(),
+                conversation_id=conversation["id"],
+                municipality=conversation["municipality"],
+                name=name,
+                contact=contact,
+                message=message,
+                language=conversation["language"],
+                created_at=now,
+                consent_at=now,
             )
         ).inserted_primary_key[0]
 

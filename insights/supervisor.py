@@ -31,9 +31,9 @@ def _titles(conn, ids: list[str]) -> tuple[dict[str, str | None], dict[str, str]
             .order_by(messages.c.id)
         ):
             rows_by[row.conversation_id].append(row)
-    last = {
-        cid: next((r.text[:160] for r in reversed(rows) if r.sender == "citizen"), "") for cid, rows in rows_by.items()
-    }
+    typed = {cid: [r.text for r in rows if r.sender == "citizen" and not r.text.startswith("/")]
+             for cid, rows in rows_by.items()}
+    last = {cid: texts[-1][:160] if texts else "" for cid, texts in typed.items()}
     return {cid: title_of(rows_by[cid]) for cid in ids}, last
 
 

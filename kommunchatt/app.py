@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Citizen-service chat for Nordic municipalities: answers, chat sessions, agent queue.",
         lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,  # every endpoint documents the one error shape (core/errors.py)
         docs_url=None,
         redoc_url=None,  # /docs comes from a pinned package, not a CDN (kommunchatt/observability.py)
     )

@@ -1,7 +1,7 @@
 """The data-protection API for admins: retention and privacy notice per municipality, finding, exporting and
 erasing one citizen's or one conversation's data, the transcript access log, and a retention pass on demand.
 
-An admin acts on the municipalities they belong to; one with "*" among them on all (core/deps.py).
+An admin acts on the municipalities they belong to; one with "*" among them on all (core.deps.MunicipalityScope).
 Erasure is refused on empty input and asks for the conversations to be named, so nothing is erased by
 a request that names nothing.
 """
@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from conversations.store import conversations
 from core import municipalities
-from core.deps import require_role
+from core.deps import MunicipalityScope, require_role
 from handoff import access_log
 from kommunchatt import retention
 
@@ -26,24 +26,25 @@ admin = require_role("admin")
 MAX_NOTICE_CHARS = 1000
 
 
-def _allowed(user: dict) -> set[str] | None:
-    """The municipalities an admin may act on; None = all (a global admin, "*" among them)."""
-    mine = set(user.get("municipalities") or [])
-    return None if "*" in mine else mine
+def _allowed(user: dict) -> frozenset[str] | None:
+    """The municipalities the admin may act on; None = all (a global admin)."""
+    return MunicipalityScope.of(user).ids
 
 
 def _check(user: dict, municipality: str) -> None:
-    allowed = _allowed(user)
-    if allowed is not None and municipality not in allowed:
-        raise HTTPException(403, f"you do not work for the municipality '{municipality}'")
+    MunicipalityScope.of(user).check(municipality)
 
 
 def _owned(request: Request, user: dict, conversation_ids: list[str]) -> dict[str, str]:
     """{conversation id: municipality} of the named conversations; 404 for unknown, 403 for another's."""
     engine = request.app.state.c.engine
     with engine.connect() as conn:
-        found = {r.id: r.municipality for r in conn.execute(
-            select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(conversation_ids)))}
+        found = {
+            r.id: r.municipality
+            for r in conn.execute(
+                select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(conversation_ids))
+            )
+        }
     missing = [i for i in conversation_ids if i not in found]
     if missing:
         raise HTTPException(404, f"no conversation with id {', '.join(repr(i) for i in missing[:5])}")
@@ -63,11 +64,17 @@ def _tracker(request: Request) -> retention.RasaTracker:
 
 
 class PrivacySettings(BaseModel):
-    retention_days: int = Field(retention.DEFAULT_RETENTION_DAYS, ge=0, le=3650,
-                                description="days a transcript is kept after the chat ends; 0 keeps none")
+    retention_days: int = Field(
+        retention.DEFAULT_RETENTION_DAYS,
+        ge=0,
+        le=3650,
+        description="days a transcript is kept after the chat ends; 0 keeps none",
+    )
     privacy_notice: dict[str, str] = Field(
-        default_factory=dict, description="the widget's privacy notice per language, {\"sv\": \"...\"}; "
-                                          "languages left out show the built-in text")
+        default_factory=dict,
+        description='the widget\'s privacy notice per language, {"sv": "..."}; '
+        "languages left out show the built-in text",
+    )
     privacy_url: str | None = Field(None, max_length=500, description="https:// link to the full privacy policy")
 
     @field_validator("privacy_notice")
@@ -92,8 +99,11 @@ def _settings_of(request: Request, municipality: str) -> dict:
     settings = municipalities.settings(request.app.state.c.engine, municipality)
     if settings is None:
         raise HTTPException(404, f"no municipality with id '{municipality}'")
-    return {"retention_days": retention.retention_days(settings), "privacy_notice": settings.get("privacy_notice")
-            or {}, "privacy_url": settings.get("privacy_url")}
+    return {
+        "retention_days": retention.retention_days(settings),
+        "privacy_notice": settings.get("privacy_notice") or {},
+        "privacy_url": settings.get("privacy_url"),
+    }
 
 
 @router.get("/settings")
@@ -103,8 +113,9 @@ async def get_privacy_settings(request: Request, municipality: str = "default", 
 
 
 @router.put("/settings")
-async def put_privacy_settings(request: Request, body: PrivacySettings, municipality: str = "default",
-                               user=Depends(admin)) -> dict:
+async def put_privacy_settings(
+    request: Request, body: PrivacySettings, municipality: str = "default", user=Depends(admin)
+) -> dict:
     """Retention in days (0: no transcript after the chat ends) and the widget's privacy notice."""
     _check(user, municipality)
     _settings_of(request, municipality)
@@ -113,22 +124,29 @@ async def put_privacy_settings(request: Request, body: PrivacySettings, municipa
 
 
 @router.get("/conversations")
-async def find_conversations(request: Request, identifier: str = Query(..., min_length=3, max_length=200),
-                             user=Depends(admin)) -> dict:
+async def find_conversations(
+    request: Request, identifier: str = Query(..., min_length=3, max_length=200), user=Depends(admin)
+) -> dict:
     """The conversations of the citizen with this personnummer, phone number or e-mail address."""
     ids = await asyncio.to_thread(retention.find_citizen, request.app.state.c.engine, _personal(request), identifier)
     allowed = _allowed(user)
     with request.app.state.c.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(select(
-            conversations.c.id, conversations.c.municipality, conversations.c.created_at, conversations.c.state)
-            .where(conversations.c.id.in_(ids)))]
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    conversations.c.id, conversations.c.municipality, conversations.c.created_at, conversations.c.state
+                ).where(conversations.c.id.in_(ids))
+            )
+        ]
     return {"conversations": [r for r in rows if allowed is None or r["municipality"] in allowed]}
 
 
 class Selection(BaseModel):
     conversation_ids: list[str] = Field(default_factory=list, max_length=1000)
-    identifier: str | None = Field(None, max_length=200,
-                                   description="a personnummer, phone or e-mail: all the citizen's chats")
+    identifier: str | None = Field(
+        None, max_length=200, description="a personnummer, phone or e-mail: all the citizen's chats"
+    )
 
 
 def _selected(request: Request, user: dict, body: Selection) -> dict[str, str]:
@@ -137,12 +155,19 @@ def _selected(request: Request, user: dict, body: Selection) -> dict[str, str]:
         found = retention.find_citizen(request.app.state.c.engine, _personal(request), body.identifier)
         allowed = _allowed(user)
         with request.app.state.c.engine.connect() as conn:
-            ids += [r.id for r in conn.execute(select(conversations.c.id, conversations.c.municipality)
-                                               .where(conversations.c.id.in_(found)))
-                    if allowed is None or r.municipality in allowed]
+            ids += [
+                r.id
+                for r in conn.execute(
+                    select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(found))
+                )
+                if allowed is None or r.municipality in allowed
+            ]
     if not ids:
-        raise HTTPException(422, "name the conversations (conversation_ids) or the citizen (identifier): "
-                                 "nothing matched, so nothing was done")
+        raise HTTPException(
+            422,
+            "name the conversations (conversation_ids) or the citizen (identifier): "
+            "nothing matched, so nothing was done",
+        )
     return _owned(request, user, list(dict.fromkeys(ids)))
 
 
@@ -150,29 +175,37 @@ def _selected(request: Request, user: dict, body: Selection) -> dict[str, str]:
 async def export_data(request: Request, body: Selection, user=Depends(admin)) -> dict:
     """Everything stored about the conversations or the citizen (GDPR art. 15, 20), as JSON."""
     selected = _selected(request, user, body)
-    return await asyncio.to_thread(retention.export, request.app.state.c.engine, _personal(request),
-                                   list(selected), user, "api")
+    return await asyncio.to_thread(
+        retention.export, request.app.state.c.engine, _personal(request), list(selected), user, "api"
+    )
 
 
 @router.post("/erase")
 async def erase_data(request: Request, body: Selection, user=Depends(admin)) -> dict:
     """Erase the conversations or the citizen's data (GDPR art. 17), from Rasa's tracker too."""
     selected = _selected(request, user, body)
-    return await asyncio.to_thread(retention.erase, request.app.state.c.engine, _tracker(request), list(selected),
-                                   user, "api")
+    return await asyncio.to_thread(
+        retention.erase, request.app.state.c.engine, _tracker(request), list(selected), user, "api"
+    )
 
 
 @router.get("/access-log")
-async def access_entries(request: Request, municipality: str | None = None, conversation_id: str | None = None,
-                         username: str | None = None, limit: int = Query(200, ge=1, le=5000),
-                         user=Depends(admin)) -> list[dict]:
+async def access_entries(
+    request: Request,
+    municipality: str | None = None,
+    conversation_id: str | None = None,
+    username: str | None = None,
+    limit: int = Query(200, ge=1, le=5000),
+    user=Depends(admin),
+) -> list[dict]:
     """Who opened, exported or erased which transcript, when (newest first)."""
     allowed = _allowed(user)
     if municipality:
         _check(user, municipality)
         allowed = {municipality}
-    return access_log.entries(request.app.state.c.engine, None if allowed is None else sorted(allowed),
-                              conversation_id, username, limit)
+    return access_log.entries(
+        request.app.state.c.engine, None if allowed is None else sorted(allowed), conversation_id, username, limit
+    )
 
 
 @router.post("/purge")
@@ -189,5 +222,9 @@ async def privacy_notice(request: Request, municipality: str = "default", langua
     """The widget's privacy notice: the municipality's own text in `language` if it has one (else null:
     the widget shows its built-in text), the link to its policy, and how long chats are kept."""
     settings = _settings_of(request, municipality)
-    return {"municipality": municipality, "text": settings["privacy_notice"].get(language),
-            "url": settings["privacy_url"], "retention_days": settings["retention_days"]}
+    return {
+        "municipality": municipality,
+        "text": settings["privacy_notice"].get(language),
+        "url": settings["privacy_url"],
+        "retention_days": settings["retention_days"],
+    }

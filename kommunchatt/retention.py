@@ -96,22 +96,25 @@ class RasaTracker:
             return 0
         events = Table("events", MetaData(), autoload_with=self.engine)
         with self.engine.begin() as conn:
-            return sum(conn.execute(delete(events).where(events.c.sender_id.in_(chunk))).rowcount
-                       for chunk in _chunks(session_ids))
+            return sum(
+                conn.execute(delete(events).where(events.c.sender_id.in_(chunk))).rowcount
+                for chunk in _chunks(session_ids)
+            )
 
     def texts(self, session_id: str) -> list[str]:
         """The user texts Rasa holds for a session (tests and audits: they must be masked)."""
         if not self._has_events():
             return []
         with self.engine.connect() as conn:
-            rows = conn.execute(text("SELECT data FROM events WHERE sender_id = :s AND type_name = 'user'"),
-                                {"s": session_id})
+            rows = conn.execute(
+                text("SELECT data FROM events WHERE sender_id = :s AND type_name = 'user'"), {"s": session_id}
+            )
             return [r.data for r in rows]
 
 
 def _chunks(items: list[str], size: int = 500):
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def _conversation_tables() -> list[Table]:
@@ -120,8 +123,11 @@ def _conversation_tables() -> list[Table]:
 
 
 def _message_dependents() -> list[Table]:
-    return [t for t in reversed(metadata.sorted_tables)
-            if any(fk.column.table.name == "messages" for fk in t.foreign_keys) and "conversation_id" not in t.c]
+    return [
+        t
+        for t in reversed(metadata.sorted_tables)
+        if any(fk.column.table.name == "messages" for fk in t.foreign_keys) and "conversation_id" not in t.c
+    ]
 
 
 def _delete_rows(conn: Connection, ids: list[str], keep: set[str]) -> dict[str, int]:
@@ -129,8 +135,9 @@ def _delete_rows(conn: Connection, ids: list[str], keep: set[str]) -> dict[str, 
     for chunk in _chunks(ids):
         for table in _message_dependents():
             fk = next(fk for fk in table.foreign_keys if fk.column.table.name == "messages")
-            n = conn.execute(delete(table).where(fk.parent.in_(
-                select(messages.c.id).where(messages.c.conversation_id.in_(chunk))))).rowcount
+            n = conn.execute(
+                delete(table).where(fk.parent.in_(select(messages.c.id).where(messages.c.conversation_id.in_(chunk))))
+            ).rowcount
             counts[table.name] = counts.get(table.name, 0) + n
         for table in _conversation_tables():
             if table.name in keep:
@@ -145,8 +152,10 @@ def ended_before(municipality: str, cutoff: float):
     open_ticket = exists().where(and_(tickets.c.conversation_id == conversations.c.id, tickets.c.status == "open"))
     return and_(
         conversations.c.municipality == municipality,
-        or_(and_(conversations.c.state == "closed", conversations.c.updated_at < cutoff),
-            and_(conversations.c.state == "bot", conversations.c.updated_at < cutoff - ENDED_AFTER_IDLE_S)),
+        or_(
+            and_(conversations.c.state == "closed", conversations.c.updated_at < cutoff),
+            and_(conversations.c.state == "bot", conversations.c.updated_at < cutoff - ENDED_AFTER_IDLE_S),
+        ),
         ~open_ticket,
     )
 
@@ -159,14 +168,17 @@ def purge(engine: Engine, tracker: RasaTracker, now: float | None = None) -> Pur
         places = [(r.id, r.settings) for r in conn.execute(select(municipality_store.municipalities))]
     for municipality, settings in places:
         with engine.begin() as conn:
-            live_ended = [r.id for r in conn.execute(select(conversations.c.id).where(
-                ended_before(municipality, now)))]
+            live_ended = [r.id for r in conn.execute(select(conversations.c.id).where(ended_before(municipality, now)))]
             report.originals += forget_originals(conn, live_ended)
         cutoff = now - retention_days(settings) * DAY
         with engine.begin() as conn:
             has_transcript = exists().where(messages.c.conversation_id == conversations.c.id)
-            expired = [r.id for r in conn.execute(select(conversations.c.id).where(
-                ended_before(municipality, cutoff), has_transcript))]  # not those purged on an earlier pass
+            expired = [
+                r.id
+                for r in conn.execute(
+                    select(conversations.c.id).where(ended_before(municipality, cutoff), has_transcript)
+                )
+            ]  # not those purged on an earlier pass
             if not expired:
                 continue
             counts = _delete_rows(conn, expired, keep=STATISTICS)
@@ -179,17 +191,24 @@ def purge(engine: Engine, tracker: RasaTracker, now: float | None = None) -> Pur
     return report
 
 
-def erase(engine: Engine, tracker: RasaTracker, conversation_ids: list[str], user: dict | None,
-          via: str = "api") -> dict:
+def erase(
+    engine: Engine, tracker: RasaTracker, conversation_ids: list[str], user: dict | None, via: str = "api"
+) -> dict:
     """Remove conversations completely (art. 17), Rasa's tracker too; the access log records the erasure."""
     with engine.begin() as conn:
-        found = {r.id: r.municipality for r in conn.execute(select(conversations.c.id, conversations.c.municipality)
-                                                           .where(conversations.c.id.in_(conversation_ids)))}
+        found = {
+            r.id: r.municipality
+            for r in conn.execute(
+                select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(conversation_ids))
+            )
+        }
         ids = list(found)
         counts = _delete_rows(conn, ids, keep={"transcript_access", "conversations"})
         for chunk in _chunks(ids):
-            counts["conversations"] = counts.get("conversations", 0) + conn.execute(
-                delete(conversations).where(conversations.c.id.in_(chunk))).rowcount
+            counts["conversations"] = (
+                counts.get("conversations", 0)
+                + conn.execute(delete(conversations).where(conversations.c.id.in_(chunk))).rowcount
+            )
     events = tracker.delete(ids)
     for conversation_id, municipality in found.items():
         access_log.record(engine, user, conversation_id, municipality, "erase", via)
@@ -210,27 +229,55 @@ def find_citizen(engine: Engine, personal: PersonalData, identifier: str) -> lis
     return sorted(found)
 
 
-def export(engine: Engine, personal: PersonalData, conversation_ids: list[str], user: dict | None,
-           via: str = "api") -> dict:
+def export(
+    engine: Engine, personal: PersonalData, conversation_ids: list[str], user: dict | None, via: str = "api"
+) -> dict:
     """Everything stored about these conversations (art. 15 and 20), as JSON-ready data; the citizen's own
     texts in place of masked ones while the chat is live."""
     out = []
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(select(conversations).where(
-            conversations.c.id.in_(conversation_ids)).order_by(conversations.c.created_at))]
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(conversations)
+                .where(conversations.c.id.in_(conversation_ids))
+                .order_by(conversations.c.created_at)
+            )
+        ]
     for conv in rows:
         originals = personal.originals(conv["id"])
         with engine.connect() as conn:
-            texts = [{"id": m.id, "sender": m.sender, "created_at": m.created_at,
-                      "text": originals.get(m.id, m.text)}
-                     for m in conn.execute(select(messages).where(messages.c.conversation_id == conv["id"],
-                                                                  messages.c.sender != "note")
-                                           .order_by(messages.c.id))]
-            calls = [dict(r._mapping) for r in conn.execute(select(tickets).where(
-                tickets.c.conversation_id == conv["id"]))]
-        out.append({"conversation": {k: conv[k] for k in ("id", "municipality", "language", "state", "created_at",
-                                                         "closed_at", "outcome", "csat_score", "csat_comment")},
-                    "messages": texts, "callback_requests": calls})
+            texts = [
+                {"id": m.id, "sender": m.sender, "created_at": m.created_at, "text": originals.get(m.id, m.text)}
+                for m in conn.execute(
+                    select(messages)
+                    .where(messages.c.conversation_id == conv["id"], messages.c.sender != "note")
+                    .order_by(messages.c.id)
+                )
+            ]
+            calls = [
+                dict(r._mapping) for r in conn.execute(select(tickets).where(tickets.c.conversation_id == conv["id"]))
+            ]
+        out.append(
+            {
+                "conversation": {
+                    k: conv[k]
+                    for k in (
+                        "id",
+                        "municipality",
+                        "language",
+                        "state",
+                        "created_at",
+                        "closed_at",
+                        "outcome",
+                        "csat_score",
+                        "csat_comment",
+                    )
+                },
+                "messages": texts,
+                "callback_requests": calls,
+            }
+        )
         access_log.record(engine, user, conv["id"], conv["municipality"], "export", via)
     return {"exported_at": time.time(), "conversations": out}
 
@@ -239,8 +286,9 @@ def report_dict(report: Purged) -> dict:
     return asdict(report)
 
 
-async def run_periodically(engine: Engine, tracker: RasaTracker, every: float = PURGE_EVERY_S,
-                           first_after: float = 30.0) -> None:
+async def run_periodically(
+    engine: Engine, tracker: RasaTracker, every: float = PURGE_EVERY_S, first_after: float = 30.0
+) -> None:
     """The scheduled job: every service process runs it (each pass is idempotent)."""
     await asyncio.sleep(first_after)
     while True:

@@ -22,9 +22,17 @@ def check_digit(nine: str) -> str:
 
 # Skatteverket's published test numbers (valid check digits) and samordningsnummer.
 REAL = [
-    "19850709-9805", "850709-9805", "198507099805", "8507099805", "19121212-1212", "121212-1212",
-    "121212+1212", "20000229-9816",  # 29 February of a leap year
-    "811228-9874", "19811228-9874", "701063-2391",  # 701063: samordningsnummer (day 3 + 60)
+    "19850709-9805",
+    "850709-9805",
+    "198507099805",
+    "8507099805",
+    "19121212-1212",
+    "121212-1212",
+    "121212+1212",
+    "20000229-9816",  # 29 February of a leap year
+    "811228-9874",
+    "19811228-9874",
+    "701063-2391",  # 701063: samordningsnummer (day 3 + 60)
 ]
 
 
@@ -42,33 +50,45 @@ def test_wrong_check_digit_or_date_is_not_a_personnummer(number):
     assert all(f.kind != privacy.PERSONNUMMER for f in find(f"nummer {number}"))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Ring mig på 070-123 45 67", "Ring mig på [telefonnummer]"),
-    ("mobil 0701234567.", "mobil [telefonnummer]."),
-    ("+46 70 123 45 67 funkar", "[telefonnummer] funkar"),
-    ("+46701234567", "[telefonnummer]"),
-    ("0046 70-123 45 67", "[telefonnummer]"),
-    ("+46 (0)70 123 45 67", "[telefonnummer]"),
-    ("växeln 08-123 456 78 eller (08) 12 34 56", "växeln [telefonnummer] eller [telefonnummer]"),
-    ("Kalmar 0480-123 45, Göteborg 031-123 45 67", "Kalmar [telefonnummer], Göteborg [telefonnummer]"),
-    ("skriv till anna.svensson@ekby.se!", "skriv till [e-post]!"),
-    ("Åsa_Öberg+chatt@kommun.example.org", "[e-post]"),
-    ("Jag bor på Storgatan 12.", "Jag bor på [adress]."),
-    ("Adress: Storgatan 12 B, 123 45 Ekby", "Adress: [adress]"),
-    ("Drottning Kristinas väg 5, lgh 1102, 114 28 Stockholm", "[adress]"),
-    ("Sveavägen 44 och Lilla Nygatan 3", "[adress] och [adress]"),
-    ("hämtning på ängsvägen 3a?", "hämtning på [adress]?"),
-    ("Jag bor på storgatan 12 i Ekby", "Jag bor på [adress] i Ekby"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Ring mig på 070-123 45 67", "Ring mig på [telefonnummer]"),
+        ("mobil 0701234567.", "mobil [telefonnummer]."),
+        ("+46 70 123 45 67 funkar", "[telefonnummer] funkar"),
+        ("+46701234567", "[telefonnummer]"),
+        ("0046 70-123 45 67", "[telefonnummer]"),
+        ("+46 (0)70 123 45 67", "[telefonnummer]"),
+        ("växeln 08-123 456 78 eller (08) 12 34 56", "växeln [telefonnummer] eller [telefonnummer]"),
+        ("Kalmar 0480-123 45, Göteborg 031-123 45 67", "Kalmar [telefonnummer], Göteborg [telefonnummer]"),
+        ("skriv till anna.svensson@ekby.se!", "skriv till [e-post]!"),
+        ("Åsa_Öberg+chatt@kommun.example.org", "[e-post]"),
+        ("Jag bor på Storgatan 12.", "Jag bor på [adress]."),
+        ("Adress: Storgatan 12 B, 123 45 Ekby", "Adress: [adress]"),
+        ("Drottning Kristinas väg 5, lgh 1102, 114 28 Stockholm", "[adress]"),
+        ("Sveavägen 44 och Lilla Nygatan 3", "[adress] och [adress]"),
+        ("hämtning på ängsvägen 3a?", "hämtning på [adress]?"),
+        ("Jag bor på storgatan 12 i Ekby", "Jag bor på [adress] i Ekby"),
+    ],
+)
 def test_real_swedish_examples(text, expected):
     assert mask(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "När hämtas soporna?", "Bygglov kostar 12 500 kr", "Öppet 08:00-16:30 den 2026-12-24",
-    "Ärende 2024-1234", "Jag är på väg 5 minuter sen", "Det tar 3-4 veckor", "plan 2, rum 14",
-    "Vi är 4 barn i familjen, födda 2015 och 2018", "Faktura 1234567 på 850 kr",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "När hämtas soporna?",
+        "Bygglov kostar 12 500 kr",
+        "Öppet 08:00-16:30 den 2026-12-24",
+        "Ärende 2024-1234",
+        "Jag är på väg 5 minuter sen",
+        "Det tar 3-4 veckor",
+        "plan 2, rum 14",
+        "Vi är 4 barn i familjen, födda 2015 och 2018",
+        "Faktura 1234567 på 850 kr",
+    ],
+)
 def test_ordinary_text_stays(text):
     assert mask(text) == text
 
@@ -88,11 +108,12 @@ def personnummer(draw):
 @st.composite
 def phone_number(draw):
     area = draw(st.sampled_from(["70", "72", "73", "76", "79", "8", "31", "40", "480", "13"]))
-    rest = draw(st.text("0123456789", min_size=8 - len(area) + (1 if area.startswith("7") else 0),
-                        max_size=9 - len(area)))
+    rest = draw(
+        st.text("0123456789", min_size=8 - len(area) + (1 if area.startswith("7") else 0), max_size=9 - len(area))
+    )
     prefix = draw(st.sampled_from(["0", "+46 ", "+46", "0046 ", "+46 (0)"]))
     sep = draw(st.sampled_from(["", "-", " "]))
-    groups = " ".join(rest[i:i + 2] for i in range(0, len(rest), 2)) if draw(st.booleans()) else rest
+    groups = " ".join(rest[i : i + 2] for i in range(0, len(rest), 2)) if draw(st.booleans()) else rest
     return f"{prefix}{area}{sep}{groups}"
 
 

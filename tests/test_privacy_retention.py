@@ -24,9 +24,17 @@ PNR = "19850709-9805"
 def rasa_events_table(engine) -> Table:
     """The columns of Rasa 3.6's SQLTrackerStore `events` table."""
     meta = MetaData()
-    table = Table("events", meta, Column("id", Integer, primary_key=True), Column("sender_id", String(255)),
-                  Column("type_name", String(255)), Column("timestamp", Float), Column("intent_name", String(255)),
-                  Column("action_name", String(255)), Column("data", Text))
+    table = Table(
+        "events",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("sender_id", String(255)),
+        Column("type_name", String(255)),
+        Column("timestamp", Float),
+        Column("intent_name", String(255)),
+        Column("action_name", String(255)),
+        Column("data", Text),
+    )
     meta.create_all(engine)
     return table
 
@@ -43,8 +51,16 @@ def world(engine, tmp_path):
     return engine, ConversationStore(engine), PersonalData(engine, KEY), retention.RasaTracker(tracker_engine), events
 
 
-def chat(store: ConversationStore, personal: PersonalData, tracker, events, municipality: str, text: str,
-         ended_ago: float, state: str = "closed") -> str:
+def chat(
+    store: ConversationStore,
+    personal: PersonalData,
+    tracker,
+    events,
+    municipality: str,
+    text: str,
+    ended_ago: float,
+    state: str = "closed",
+) -> str:
     conv = store.create(municipality, "sv")
     masked = personal.mask(text)
 
@@ -55,12 +71,18 @@ def chat(store: ConversationStore, personal: PersonalData, tracker, events, muni
     store.post(conv["id"], "citizen", masked, then=keep)
     store.add_message(conv["id"], "bot", "Svar från boten")
     with tracker.engine.begin() as conn:
-        conn.execute(insert(events).values(sender_id=conv["id"], type_name="user", timestamp=time.time(),
-                                           data=json.dumps({"text": masked})))
+        conn.execute(
+            insert(events).values(
+                sender_id=conv["id"], type_name="user", timestamp=time.time(), data=json.dumps({"text": masked})
+            )
+        )
     at = time.time() - ended_ago
     with store.engine.begin() as conn:
-        conn.execute(conversations.update().where(conversations.c.id == conv["id"]).values(
-            state=state, updated_at=at, closed_at=at if state == "closed" else None, csat_comment="bra"))
+        conn.execute(
+            conversations.update()
+            .where(conversations.c.id == conv["id"])
+            .values(state=state, updated_at=at, closed_at=at if state == "closed" else None, csat_comment="bra")
+        )
     return conv["id"]
 
 
@@ -114,8 +136,7 @@ def test_retention_purges_both_stores_per_municipality(world):
 
 def test_erase_and_export_one_citizen(world):
     engine, store, personal, tracker, events = world
-    first = chat(store, personal, tracker, events, "default", f"Mitt personnummer är {PNR}", ended_ago=60,
-                 state="bot")
+    first = chat(store, personal, tracker, events, "default", f"Mitt personnummer är {PNR}", ended_ago=60, state="bot")
     second = chat(store, personal, tracker, events, "default", "ring 070-111 22 33", ended_ago=60)
     tickets.create(engine, store.get(second), "Anna", "+46701112233", "ring mig")
     other = chat(store, personal, tracker, events, "default", "hej", ended_ago=60)

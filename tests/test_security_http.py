@@ -68,6 +68,7 @@ def base_url():
 
 def test_a_100_mb_body_is_refused_at_once_and_others_are_served(base_url):
     """The 100 MB POST that froze the service for 24 s: 413 from its Content-Length, body never read."""
+
     async def scenario():
         async def huge():
             chunk = b"x" * 1_000_000
@@ -77,8 +78,9 @@ def test_a_100_mb_body_is_refused_at_once_and_others_are_served(base_url):
 
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
             started = time.perf_counter()
-            big = asyncio.create_task(client.post("/echo", content=huge(),
-                                                  headers={"content-length": str(100_000_000)}))
+            big = asyncio.create_task(
+                client.post("/echo", content=huge(), headers={"content-length": str(100_000_000)})
+            )
             pings = [await client.get("/ping") for _ in range(5)]
             try:
                 response = await big
@@ -145,8 +147,12 @@ def test_cookie_writes_must_come_from_our_own_pages(base_url):
     assert httpx.post(f"{base_url}/echo", headers={**cookie, "origin": f"http://{host}"}).status_code == 200
     # A bearer token or no cookie: nothing a forged page could send.
     assert httpx.post(f"{base_url}/echo", headers={"origin": "https://evil.example"}).status_code == 200
-    assert httpx.post(f"{base_url}/echo", headers={**cookie, "authorization": "Bearer t",
-                                                   "origin": "https://evil.example"}).status_code == 200
+    assert (
+        httpx.post(
+            f"{base_url}/echo", headers={**cookie, "authorization": "Bearer t", "origin": "https://evil.example"}
+        ).status_code
+        == 200
+    )
     assert httpx.get(f"{base_url}/ping", headers={**cookie, "origin": "https://evil.example"}).status_code == 200
 
 
