@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("KOMMUNCHATT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SHARED_DATA = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", ROOT / "var"))
 
+import tests.harness  # noqa: E402,F401 - lifts the per-address rate limits for every test (tests/harness.py)
+
 
 def _pg_available() -> bool:
     try:

@@ -27,6 +27,17 @@ from kommunchatt.runner import System, free_port, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KOMMUNCHATT_DATA_DIR", ROOT / "var"))
+# Tests and benches drive many citizens from one address (127.0.0.1): the per-address and per-session rate
+# limits (core/ratelimit.py) are lifted for the processes started from here; tests/test_trust_service.py and
+# tests/test_security_http.py check the limits themselves with their own settings.
+def lift_rate_limits() -> None:
+    from core.ratelimit import DEFAULTS
+
+    for name in DEFAULTS:
+        os.environ.setdefault(f"KOMMUNCHATT_LIMIT_{name.upper()}", "1000000/minute")
+
+
+lift_rate_limits()
 SHARED_MODEL = SHARED_DATA / "models" / "multilingual-e5-small"
 
 Ready = Callable[[str], bool]

@@ -96,6 +96,9 @@ def svc(tmp_path_factory, model_path):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
         time.sleep(0.1)
+    from core.ratelimit import RateLimits
+
+    app.state.limits = RateLimits()  # the default limits, whatever another test module lifted
     c = app.state.c
     ids = _seed(c)
     users = {}
