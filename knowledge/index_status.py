@@ -40,8 +40,9 @@ class IndexWorkers:
     def publish(self, worker: str, state: dict, started: float) -> None:
         values = {**state, "heartbeat": time.time()}
         with self.engine.begin() as conn:
-            found = conn.execute(update(kb_index_workers).where(kb_index_workers.c.worker == worker)
-                                 .values(**values)).rowcount
+            found = conn.execute(
+                update(kb_index_workers).where(kb_index_workers.c.worker == worker).values(**values)
+            ).rowcount
             if not found:
                 conn.execute(insert(kb_index_workers).values(worker=worker, started=started, **values))
 
@@ -72,3 +73,19 @@ def live_state(workers: list[dict], audit_id: int) -> dict:
         "done": slowest["done"] if slowest else 0,
         "total": slowest["total"] if slowest else 0,
     }
+
+
+def wait_until_live(engine: Engine, audit_id: int, on_progress=None, timeout: float = 900.0,
+                    poll: float = 0.5) -> dict:
+    """Wait until every live worker answers with all changes up to `audit_id`; `on_progress(state)`
+    is called after every poll. Returns the last state: `live`, or `workers == 0` when no service is
+    running (it indexes everything when it starts), or neither after `timeout`."""
+    workers = IndexWorkers(engine)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = live_state(workers.alive(), audit_id)
+        if on_progress:
+            on_progress(state)
+        if state["live"] or not state["workers"] or time.monotonic() >= deadline:
+            return state
+        time.sleep(poll)

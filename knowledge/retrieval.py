@@ -514,6 +514,7 @@ class Retriever:
         upserts: list[Entry],
         removes: Iterable[tuple[str, str]] = (),
         progress: Callable[[list[Entry]], None] | None = None,
+        answerable: Callable[[], None] | None = None,
         batch_texts: int = 64,
         two_pass_from: int = 17,
     ) -> None:
@@ -525,7 +526,8 @@ class Retriever:
         answerable as soon as it is encoded and `progress(part)` is told which entries just became
         live. A large change (from `two_pass_from` entries: an import) goes in two passes: questions
         and whole answers first, which makes every entry answerable in about half the time, then
-        the answers' sentences (centroid, and rows of answer-only entries), which refine it.
+        the answers' sentences (centroid, and rows of answer-only entries), which refine it;
+        `answerable()` is called between the two.
         """
         with self._lock:
             for municipality, entry_id in removes:
@@ -533,6 +535,8 @@ class Retriever:
                 if shard is not None:
                     shard.remove(entry_id)
         if not upserts:
+            if answerable:
+                answerable()
             return
         two_pass = len(upserts) >= two_pass_from
         bulk = getattr(self.embedder, "bulk", None)
@@ -541,6 +545,8 @@ class Retriever:
                 self._add(part, rows)
                 if progress:
                     progress(part)
+            if answerable:
+                answerable()
             if two_pass:
                 for part, rows in self._batches(upserts, batch_texts, sentences=True):
                     if any(r.kind == CHUNK for rs in rows for r in rs):

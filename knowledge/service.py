@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from knowledge.decision import decide
@@ -56,9 +57,18 @@ class KnowledgeService:
         self._published: tuple | None = None
         self._published_at = 0.0
         self._reconciled_at = 0.0
+        self._publish_lock = threading.Lock()
+        self._closed = threading.Event()
         # Disruption notices are answered first; they share the retriever's cached query vectors.
         self.notices = NoticeStore(store.engine, self.embedder, encode_query=self.retriever.encode_query)
         self.refresh()
+        # The heartbeat has its own thread: encoding one batch of an import may take longer than a
+        # heartbeat period, and a worker busy indexing must not look gone to those waiting for it.
+        threading.Thread(target=self._beat, name="index-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._closed.wait(HEARTBEAT_S / 2):
+            self.publish()
 
     # -- keeping the index equal to the database ----------------------------------------------------
 
@@ -84,8 +94,14 @@ class KnowledgeService:
                 self._pending.setdefault((municipality, entry_id), at)
             self._batch_last = changes[-1][0]
             keys = list(self._pending)
-            self._apply(keys)
-            self._audit_seen = self._batch_last
+            last = self._batch_last
+
+            def answerable() -> None:  # every entry answerable; refinement (sentences) may follow
+                self._audit_seen = last
+                self.publish(force=True)
+
+            self._apply(keys, answerable)
+            self._audit_seen = last
         self.publish(force=True)
         return len(keys)
 
@@ -109,9 +125,10 @@ class KnowledgeService:
         self.publish()
         return changed
 
-    def _apply(self, keys: list[Key]) -> None:
+    def _apply(self, keys: list[Key], answerable: Callable[[], None] | None = None) -> None:
         """Bring `keys` to their current database state: removals at once, then upserts in batches
-        (each batch answerable as soon as it is encoded). Call with the lock held."""
+        (each batch answerable as soon as it is encoded; `answerable()` once all are). Call with the
+        lock held."""
         current = self.store.get_many(keys)
         removes = [k for k in keys if k not in current]
         self.retriever.apply([], removes)
@@ -120,6 +137,7 @@ class KnowledgeService:
             self._pending.pop(k, None)
         upserts = [current[k][0] for k in keys if k in current]
         self._batch = [0, len(upserts)]
+        self.publish(force=True)  # those waiting see the batch's size at once
 
         def progress(part: list[Entry]) -> None:
             for e in part:
@@ -129,7 +147,7 @@ class KnowledgeService:
             self._batch[0] += len(part)
             self.publish()
 
-        self.retriever.apply(upserts, progress=progress)
+        self.retriever.apply(upserts, progress=progress, answerable=answerable)
         self._batch = [0, 0]
 
     # -- telling others how far the index is ----------------------------------------------------
@@ -138,23 +156,33 @@ class KnowledgeService:
         """This worker's index state into the database (on change, at most twice a second, and
         every few seconds as a heartbeat)."""
         pending = dict(self._pending)
-        state = {"audit_seen": self._audit_seen, "pending": len(pending), "done": self._batch[0],
-                 "total": self._batch[1], "oldest_pending_at": min(pending.values(), default=None)}
+        state = {
+            "audit_seen": self._audit_seen,
+            "pending": len(pending),
+            "done": self._batch[0],
+            "total": self._batch[1],
+            "oldest_pending_at": min(pending.values(), default=None),
+        }
         now = time.time()
         key = tuple(state.values())
         changed = key != self._published
         if not force and not (changed and now - self._published_at >= 0.5) and now - self._published_at < HEARTBEAT_S:
             return
-        try:
-            self.workers.publish(self.worker_id, state, self.started)
-        except Exception:  # noqa: BLE001 - status is advisory; indexing goes on without it
-            return
-        self._published, self._published_at = key, now
+        with self._publish_lock:
+            if self._closed.is_set():
+                return
+            try:
+                self.workers.publish(self.worker_id, state, self.started)
+            except Exception:  # noqa: BLE001 - status is advisory; indexing goes on without it
+                return
+            self._published, self._published_at = key, now
 
     def close(self) -> None:
         """Leave the list of live workers (a stopped worker must not hold imports waiting)."""
-        with contextlib.suppress(Exception):  # else the row expires by itself
-            self.workers.forget(self.worker_id)
+        with self._publish_lock:
+            self._closed.set()
+            with contextlib.suppress(Exception):  # else the row expires by itself
+                self.workers.forget(self.worker_id)
 
     def status(self, municipalities: list[str] | None = None) -> dict:
         """Per municipality: entries stored, entries this worker answers from, changes pending and
@@ -171,18 +199,33 @@ class KnowledgeService:
             if municipalities is not None and m not in municipalities:
                 continue
             mine = [t for (pm, _), t in pending.items() if pm == m]
-            rows.append({"municipality": m, "entries": counts.get(m, 0), "indexed": len(self.retriever.entries(m)),
-                         "pending": len(mine), "lag_s": round(now - min(mine), 1) if mine else 0.0,
-                         "live": not mine})
+            rows.append(
+                {
+                    "municipality": m,
+                    "entries": counts.get(m, 0),
+                    "indexed": len(self.retriever.entries(m)),
+                    "pending": len(mine),
+                    "lag_s": round(now - min(mine), 1) if mine else 0.0,
+                    "live": not mine,
+                }
+            )
         workers = self.workers.alive(now)
         return {
             "audit_id": latest,
             "municipalities": rows,
             **live_state(workers, latest),
-            "worker_list": [{"worker": w["worker"], "audit_seen": w["audit_seen"], "pending": w["pending"],
-                             "done": w["done"], "total": w["total"],
-                             "lag_s": round(now - w["oldest_pending_at"], 1) if w["oldest_pending_at"] else 0.0,
-                             "heartbeat_age_s": round(now - w["heartbeat"], 1)} for w in workers],
+            "worker_list": [
+                {
+                    "worker": w["worker"],
+                    "audit_seen": w["audit_seen"],
+                    "pending": w["pending"],
+                    "done": w["done"],
+                    "total": w["total"],
+                    "lag_s": round(now - w["oldest_pending_at"], 1) if w["oldest_pending_at"] else 0.0,
+                    "heartbeat_age_s": round(now - w["heartbeat"], 1),
+                }
+                for w in workers
+            ],
         }
 
     def detect_language(self, text: str, prior: str | None = None) -> tuple[str, float]:
@@ -219,8 +262,14 @@ class KnowledgeService:
         self.sync()
         return found
 
-    def import_entries(self, municipality: str, entries: list[Entry], replace: bool = False, actor: str | None = None,
-                       wait: bool = True) -> dict[str, int]:
+    def import_entries(
+        self,
+        municipality: str,
+        entries: list[Entry],
+        replace: bool = False,
+        actor: str | None = None,
+        wait: bool = True,
+    ) -> dict[str, int]:
         """Import into the database; with `wait`, return once this worker answers with the result
         (otherwise the background loop indexes it and `status` tells when it is live)."""
         counts = self.store.import_entries(municipality, entries, replace=replace, actor=actor)

@@ -49,15 +49,58 @@ def _kb(args: argparse.Namespace) -> int:
         with engine.begin() as conn:
             if not conn.execute(municipalities.select().where(municipalities.c.id == args.municipality)).first():
                 conn.execute(municipalities.insert().values(id=args.municipality, name=args.municipality, settings={}))
-        counts = KnowledgeStore(engine).import_entries(args.municipality, entries, replace=args.replace, actor="cli")
-        print(f"imported {len(entries)} entries into '{args.municipality}': " + json.dumps(counts))
-        return 0
+        store = KnowledgeStore(engine)
+        counts = store.import_entries(args.municipality, entries, replace=args.replace, actor="cli")
+        print(f"imported {len(entries)} entries into '{args.municipality}': " + json.dumps(counts), flush=True)
+        return 0 if args.no_wait else _wait_until_answerable(engine, store.last_audit_id(), args.wait_timeout)
     if args.action == "export":
         entries = KnowledgeStore(_engine()).all(args.municipality)
         Path(args.file).write_text(dump(entries, file_format(args.file)), encoding="utf-8")
         print(f"exported {len(entries)} entries to {args.file}")
         return 0
     return 2
+
+
+def _wait_until_answerable(engine, audit_id: int, timeout: float) -> int:
+    """Wait until the running service answers with the import; a progress bar on a terminal, a line
+    every few seconds otherwise. Exit 0 when live (or no service runs), 3 after the timeout."""
+    import time
+
+    from knowledge.index_status import wait_until_live
+
+    bar = None
+    last_line = [0.0]
+
+    def show(state: dict) -> None:
+        nonlocal bar
+        if not state["workers"] or state["live"]:
+            return
+        if sys.stdout.isatty() and state["total"]:
+            from tqdm import tqdm
+
+            bar = bar or tqdm(total=state["total"], desc="indexing", unit="entries")
+            bar.total = state["total"]
+            bar.n = state["done"]
+            bar.refresh()
+        elif time.monotonic() - last_line[0] >= 5:
+            last_line[0] = time.monotonic()
+            todo = f"{state['done']} of {state['total']} entries" if state["total"] else "(starting)"
+            print(f"indexing {todo}", flush=True)
+
+    started = time.monotonic()
+    state = wait_until_live(engine, audit_id, show, timeout)
+    if bar is not None:
+        bar.close()
+    if state["live"]:
+        workers = f"{state['workers']} worker{'s' if state['workers'] > 1 else ''}"
+        print(f"live: answerable by the running service ({workers}) after {time.monotonic() - started:.1f} s")
+        return 0
+    if not state["workers"]:
+        print("no service is running: the entries become answerable when it starts")
+        return 0
+    print(f"error: still indexing after {timeout:.0f} s ({state['done']} of {state['total']}); "
+          "the entries are stored and become answerable when indexing finishes", file=sys.stderr)
+    return 3
 
 
 def _user(args: argparse.Namespace) -> int:
@@ -148,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     kb.add_argument("file", help="a .yml/.yaml, .jsonl or .csv file (import/validate: or a folder of them)")
     kb.add_argument("--replace", action="store_true", help="import: delete entries that are not in the file")
     kb.add_argument("--municipality", default="default")
+    kb.add_argument("--no-wait", action="store_true", help="import: return once stored, not once answerable")
+    kb.add_argument("--wait-timeout", type=float, default=900.0, help="import: seconds to wait for the index")
     kb.set_defaults(func=_kb)
 
     user = sub.add_parser("user", help="staff users: add, list, set (change), disable, enable")
