@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     user.add_argument("--role", choices=["agent", "webmaster", "admin"], help="add: agent by default")
     user.add_argument("--password", help="or set KOMMUNCHATT_PASSWORD, or be asked")
     user.add_argument("--languages", help="comma-separated, e.g. sv,en,ar (add: sv)")
-    user.add_argument("--municipalities", help="comma-separated municipality ids (add: default)")
+    user.add_argument("--municipalities", help="comma-separated municipality ids (add: default); "
+                                               "'*' for an admin of every municipality (global)")
     user.add_argument("--max-chats", type=int, help="concurrent chats (add: 3)")
     user.add_argument("--display-name", help="the name citizens see")
     user.add_argument("--status", choices=["available", "away", "offline"])
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     from kommunchatt import cli_ops
 
     cli_ops.register(sub)  # db upgrade/current, backup, restore
+    from kommunchatt import cli_privacy
+
+    cli_privacy.register(sub)  # privacy purge/find/export/erase/access-log
 
     args = parser.parse_args(argv)
     if args.command == "user" and args.action != "list" and not args.name:
