@@ -34,6 +34,7 @@ from typing import IO
 from sqlalchemy import Engine, func, inspect, make_url, select
 
 from core.db import make_engine
+from kommunchatt.migrate import VERSION_TABLE
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -41,7 +42,6 @@ SERVICE_DB = "kommunchatt.db"
 TRACKER_DB = "rasa-tracker.db"
 PG_DUMP = "database.dump"
 RASA_TABLES = ("events",)  # Rasa's SQLTrackerStore
-VERSION_TABLE = "alembic_version"
 # Tables whose rows mean "this database is in use" (a fresh one has only the default municipality).
 DATA_TABLES = ("conversations", "kb_entries", "users", "tickets")
 

@@ -11,6 +11,7 @@ docs/migrations.md.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision (read once per process: the revision files do not change under it)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
