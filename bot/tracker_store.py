@@ -36,12 +36,12 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         db = _clean(db) or os.environ.get("RASA_TRACKER_DB") or "rasa.db"
         # Rasa passes the endpoint's `url` as `host`; it is unused here.
         kwargs.pop("host", None)
-        params = {
-            key: _clean(kwargs.pop(key, None)) or _clean(os.environ.get(env))
-            for key, env in _OPTIONAL.items()
-        }
+        params = {key: _clean(kwargs.pop(key, None)) or _clean(os.environ.get(env)) for key, env in _OPTIONAL.items()}
         if dialect == "sqlite":
             params = {key: None for key in params}
             folder = os.path.dirname(os.path.abspath(db))
             os.makedirs(folder, exist_ok=True)
+            # What citizens wrote (masked) is in it: readable by its owner only, like the service's database.
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(db, 0o600)
         super().__init__(dialect=dialect, db=db, **params, **kwargs)
