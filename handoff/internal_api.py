@@ -11,6 +11,7 @@ from core.deps import internal_caller
 from core.privacy import EMAIL, PHONE, PLACEHOLDERS
 from core.ratelimit import check_queue_entry
 from handoff import tickets
+from handoff.models import LanguageChanged, QueueEntry, TicketCreated
 
 # What the masked text says where the citizen wrote a phone number or e-mail address (core/privacy.py).
 PLACEHOLDER_KINDS = {PLACEHOLDERS[PHONE]: PHONE, PLACEHOLDERS[EMAIL]: EMAIL}
@@ -41,7 +42,7 @@ class Feedback(BaseModel):
     helpful: bool
 
 
-@router.post("/{session_id}/handoff")
+@router.post("/{session_id}/handoff", response_model=QueueEntry)
 async def handoff(request: Request, session_id: str, body: HandoffRequest) -> dict:
     # No state event here: the bot's "you are number N in the queue" is stored after this returns, and the
     # citizen's turn publishes the state once it is (conversations.service), so "X has joined" comes after it.
@@ -49,7 +50,7 @@ async def handoff(request: Request, session_id: str, body: HandoffRequest) -> di
     return request.app.state.c.queue.enqueue(session_id, body.reason, topic=body.topic)
 
 
-@router.post("/{session_id}/callback", status_code=201)
+@router.post("/{session_id}/callback", status_code=201, response_model=TicketCreated)
 async def callback(request: Request, session_id: str, body: CallbackRequest) -> dict:
     """A message left outside opening hours: becomes a ticket agents see when they log in."""
     c = request.app.state.c
@@ -64,13 +65,13 @@ async def callback(request: Request, session_id: str, body: CallbackRequest) -> 
     return {"ticket_id": ticket_id}
 
 
-@router.post("/{session_id}/language")
+@router.post("/{session_id}/language", response_model=LanguageChanged)
 async def change_language(request: Request, session_id: str, body: LanguageChange) -> dict:
     request.app.state.c.conversations.update(session_id, language=body.language)
     return {"language": body.language}
 
 
-@router.post("/{session_id}/feedback")
+@router.post("/{session_id}/feedback", response_model=dict[str, str])
 async def feedback(request: Request, session_id: str, body: Feedback) -> dict:
     c = request.app.state.c
     c.conversations.get(session_id)

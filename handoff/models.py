@@ -131,3 +131,21 @@ class Availability(Open):
 class Rated(Open):
     score: int
     comment: str | None = None
+
+
+class QueueEntry(Open):
+    """The answer to the action server's handoff: queued (with the place) or closed (with when it opens)."""
+
+    state: str
+    open: bool
+    opens_at: str | None = None
+    position: int | None = None
+    estimated_wait_seconds: int | None = None
+
+
+class TicketCreated(Open):
+    ticket_id: int
+
+
+class LanguageChanged(Open):
+    language: str

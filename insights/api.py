@@ -14,6 +14,7 @@ from core import municipalities
 from core.deps import MunicipalityScope, check_municipality, require_role
 from insights import reports
 from insights import unanswered as findings
+from insights.models import AgentsReport, CostSettings, Dashboard, Freshness, ReportSummary, Unanswered
 from knowledge.admin_api import required_languages
 from knowledge.kbfile import LANG_RE
 
@@ -22,14 +23,14 @@ webmaster = require_role("webmaster")
 admin = require_role("admin")
 
 
-@router.get("/admin/freshness")
+@router.get("/admin/freshness", response_model=Freshness)
 async def freshness(request: Request, municipality: str = "default", soon_days: int = 30, user=Depends(webmaster)):
     c = request.app.state.c
     check_municipality(user, municipality)
     return {"items": findings.freshness(c.knowledge, c.engine, municipality, soon_days=soon_days)}
 
 
-@router.get("/admin/unanswered")
+@router.get("/admin/unanswered", response_model=Unanswered)
 async def unanswered(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
     c = request.app.state.c
     check_municipality(user, municipality)
@@ -37,7 +38,7 @@ async def unanswered(request: Request, municipality: str = "default", days: int 
     return {"groups": groups, "days": days}
 
 
-@router.get("/admin/dashboard")
+@router.get("/admin/dashboard", response_model=Dashboard)
 async def dashboard(request: Request, municipality: str = "default", days: int = 30, user=Depends(webmaster)):
     c = request.app.state.c
     check_municipality(user, municipality)
@@ -51,7 +52,7 @@ class Costs(BaseModel):
     required_languages: list[str] | None = None
 
 
-@router.get("/admin/settings")
+@router.get("/admin/settings", response_model=CostSettings)
 async def get_settings(request: Request, municipality: str = "default", user=Depends(webmaster)) -> dict:
     check_municipality(user, municipality)
     settings = municipalities.settings(request.app.state.c.engine, municipality) or {}
@@ -61,7 +62,7 @@ async def get_settings(request: Request, municipality: str = "default", user=Dep
     }
 
 
-@router.put("/admin/settings")
+@router.put("/admin/settings", response_model=CostSettings)
 async def put_settings(request: Request, body: Costs, municipality: str = "default", user=Depends(webmaster)):
     """Cost per call and per chat (the dashboard's saving), and the languages every entry should have."""
     c = request.app.state.c
@@ -73,7 +74,7 @@ async def put_settings(request: Request, body: Costs, municipality: str = "defau
     return await get_settings(request, municipality, user)
 
 
-@router.get("/reports/summary", tags=["reports"])
+@router.get("/reports/summary", tags=["reports"], response_model=ReportSummary, response_model_by_alias=True)
 async def report_summary(
     request: Request,
     date_from: str | None = None,
@@ -101,7 +102,7 @@ async def report_summary(
         raise HTTPException(422, str(exc)) from None
 
 
-@router.get("/reports/agents", tags=["reports"])
+@router.get("/reports/agents", tags=["reports"], response_model=AgentsReport, response_model_by_alias=True)
 async def report_agents(
     request: Request,
     date_from: str | None = None,

@@ -22,6 +22,7 @@ from core.deps import check_municipality, require_role
 from core.errors import Invalid, summary
 from core.languages import NAMES, RTL
 from core.languages import public as public_languages
+from core.languages_api import Languages
 from core.text import clean_message
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.notices import NoticeError
@@ -56,7 +57,7 @@ def _problems(exc: KbFileError) -> list[dict]:
 # ---------------------------------------------------------------- entries
 
 
-@router.get("/languages")
+@router.get("/languages", response_model=Languages)
 async def languages() -> dict:
     return {"languages": public_languages()}
 
