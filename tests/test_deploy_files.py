@@ -219,6 +219,14 @@ def test_compose_runs_replicas_behind_a_load_balancer_with_postgresql_and_redis(
     assert services["service"]["environment"]["RASA_URL"] == "http://lb:5005"  # Rasa replicas through the LB
 
 
+def test_every_value_compose_asks_for_is_in_the_example_env_file():
+    """`cp env.example .env` must give compose every variable it interpolates (required ones fail loudly)."""
+    asked = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
+    example = {line.split("=", 1)[0] for line in (DEPLOY / "env.example").read_text().splitlines()
+               if line and not line.startswith("#")}
+    assert asked and asked <= example, sorted(asked - example)
+
+
 def test_haproxy_accepts_its_configuration():
     haproxy = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if Path(p).exists()), None)
     if not haproxy:
