@@ -39,7 +39,10 @@ def key(text: str) -> str:
 
 def dismiss(engine: Engine, municipality: str, texts: list[str], language: str | None, actor: str) -> int:
     """Remember these wordings as junk; returns how many were new."""
-    wanted = {key(t): t for t in texts if key(t)}
+    wanted: dict[str, str] = {}
+    for text in texts:  # the first wording of each folded form is the one kept
+        if key(text):
+            wanted.setdefault(key(text), text)
     with engine.begin() as conn:
         known = {
             r.text_key

@@ -14,8 +14,14 @@ from tests.test_handoff_support import ROOT, Service, Socket
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SHOTS = ROOT / "docs" / "screenshots"
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -24,8 +30,9 @@ XSS = "<img src=x onerror=alert(1)>"
 def svc(tmp_path_factory, model_path):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail("Debian's chromium is missing: `make browser` (apt-get install chromium) installs it")
-    service = Service(tmp_path_factory.mktemp("browser"), model_path,
-                      kb=ROOT / "data" / "knowledge" / "waste.yml").start()
+    service = Service(
+        tmp_path_factory.mktemp("browser"), model_path, kb=ROOT / "data" / "knowledge" / "waste.yml"
+    ).start()
     yield service
     service.stop()
 
@@ -34,9 +41,14 @@ async def test_agent_takes_replies_and_closes_in_chromium(svc):
     from playwright.async_api import async_playwright
 
     admin = svc.staff(svc.agent("chef", role="admin"))
-    admin.post("/api/v1/handoff/canned", json={
-        "shortcut": "oppet", "title": "Öppettider", "texts": {"sv": "Vi har öppet vardagar 8–16.",
-                                                             "en": "We are open weekdays 8–16."}}).raise_for_status()
+    admin.post(
+        "/api/v1/handoff/canned",
+        json={
+            "shortcut": "oppet",
+            "title": "Öppettider",
+            "texts": {"sv": "Vi har öppet vardagar 8–16.", "en": "We are open weekdays 8–16."},
+        },
+    ).raise_for_status()
     svc.agent("anna", languages="sv,en")
     anna_id = next(u["id"] for u in admin.get("/api/v1/admin/users").json() if u["username"] == "anna")
     admin.patch(f"/api/v1/admin/users/{anna_id}", json={"status": "away", "display_name": "Anna"}).raise_for_status()
@@ -46,7 +58,7 @@ async def test_agent_takes_replies_and_closes_in_chromium(svc):
     dialogs: list[str] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = await browser.new_page(viewport={"width": 1400, "height": 860})
+        page = await browser.new_page(viewport={"width": 1400, "height": 860}, locale="sv-SE")  # Swedish staff
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         await page.goto(f"{svc.url}/agent")
         await page.fill("input[name=username]", "anna")
@@ -113,8 +125,9 @@ async def test_agent_takes_replies_and_closes_in_chromium(svc):
         ask = await citizen.wait(lambda e: e.get("custom", {}).get("kind") == "rating_request")
         assert ask["sender"] == "system"
         await tab.wait_for(state="detached")
-        httpx.post(f"{svc.url}/api/v1/chat/sessions/{first}/rating",
-                   json={"score": 5, "comment": "Snabbt!"}).raise_for_status()
+        httpx.post(
+            f"{svc.url}/api/v1/chat/sessions/{first}/rating", json={"score": 5, "comment": "Snabbt!"}
+        ).raise_for_status()
         view = admin.get(f"/api/v1/handoff/conversations/{first}").json()
         assert (view["state"], view["outcome"], view["csat_score"]) == ("closed", "resolved", 5)
         assert "Intern: kolla fakturan" not in [m["text"] for m in svc.transcript(first)["messages"]]

@@ -89,6 +89,12 @@ def store_bot_dialogue(svc: Service, sid: str) -> None:
     engine.dispose()
 
 
+def away_agent(svc: Service, name: str, languages: str) -> None:
+    """An agent who is away: chats wait in the queue for them to take (no automatic assignment)."""
+    token = svc.agent(name, languages=languages)
+    svc.staff(token).put("/api/v1/handoff/status", json={"status": "away"}).raise_for_status()
+
+
 async def serious_violations(page) -> list[dict]:
     """axe-core's serious and critical findings on the page (as tests/test_workshop_helpers.py, async)."""
     if not await page.evaluate("() => !!window.axe"):
@@ -109,7 +115,7 @@ async def login(page, svc: Service, name: str) -> None:
 async def test_the_agent_reads_what_the_citizen_did_not_payloads(svc):
     from playwright.async_api import async_playwright
 
-    svc.agent("anna", languages="sv,ar")
+    away_agent(svc, "anna", "sv,ar")
     sid = svc.citizen("sv")
     store_bot_dialogue(svc, sid)
     async with async_playwright() as pw:
@@ -170,7 +176,7 @@ async def test_the_agent_reads_what_the_citizen_did_not_payloads(svc):
 async def test_arabic_is_shown_in_its_direction_and_english_staff_read_english(svc):
     from playwright.async_api import async_playwright
 
-    svc.agent("bo", languages="ar,en")
+    away_agent(svc, "bo", "ar,en")
     sid = svc.citizen("ar", text="متى يتم جمع القمامة؟")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -193,7 +199,7 @@ async def test_arabic_is_shown_in_its_direction_and_english_staff_read_english(s
 async def test_desktop_notifications_are_opt_in_and_announce_new_chats(svc):
     from playwright.async_api import async_playwright
 
-    svc.agent("cilla", languages="sv")
+    away_agent(svc, "cilla", "sv")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE", bypass_csp=True)
@@ -215,15 +221,22 @@ async def test_desktop_notifications_are_opt_in_and_announce_new_chats(svc):
         button = page.locator("#notify")
         await button.wait_for()
         assert await button.get_attribute("aria-pressed") == "false"
+        # Headless Chromium never loses focus: the page is told when the agent works in another window.
+        away = "() => { document.hasFocus = () => false; }"
+        here = "() => { document.hasFocus = () => true; }"
+        await page.evaluate(away)
         svc.citizen("sv", text="Ingen avisering än")  # not turned on: nothing shown
-        other = await context.new_page()  # the agent looks at another tab
-        await other.goto("about:blank")
-        await asyncio.sleep(3)
+        await page.locator("#queue li", has_text="Ingen avisering än").wait_for()
+        await asyncio.sleep(1)
         assert await page.evaluate("window.__shown.length") == 0
-        await page.bring_to_front()
         await button.click()
         await page.locator("#notify[aria-pressed=true]").wait_for()
-        await other.bring_to_front()
+        await page.evaluate(here)  # looking at the console: the banner and the beep are enough
+        svc.citizen("sv", text="Medan jag tittar")
+        await page.locator("#queue li", has_text="Medan jag tittar").wait_for()
+        await asyncio.sleep(1)
+        assert await page.evaluate("window.__shown.length") == 0
+        await page.evaluate(away)
         svc.citizen("sv", text="Hur bokar jag grovsopor?")
         await page.wait_for_function("window.__shown.length > 0", timeout=15_000)
         shown = json.loads(await page.evaluate("JSON.stringify(window.__shown)"))

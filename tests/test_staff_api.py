@@ -19,7 +19,7 @@ def svc(tmp_path_factory, model_path):
     service = Service(
         tmp_path_factory.mktemp("staff-api"), model_path, kb=ROOT / "data" / "knowledge" / "waste.yml"
     ).start(timeout=900)  # a loaded machine takes minutes to build the index
-    service.agent("chef", role="admin")
+    service.agent("chef", role="admin", municipalities="*")  # a global admin: adds municipalities
     yield service
     service.stop()
 
