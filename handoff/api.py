@@ -87,9 +87,9 @@ async def login(request: Request, body: Login, response: Response, users: Users)
 @router.post("/auth/logout", status_code=204)
 async def logout(request: Request, response: Response, users: Users, agents: Agents) -> None:
     token = session_token(request)
-    user = users.by_token(token) if token else None
+    user = await run_db(users.engine, users.by_token, token) if token else None
     if token:
-        users.logout(token)
+        await run_db(users.engine, users.logout, token)
     if user:
         await agents.set_status(user, "offline")
     response.delete_cookie(COOKIE)
@@ -209,16 +209,15 @@ def _canned_in_scope(store: CannedStore, item_id: int, scope: MunicipalityScope)
 
 @router.get("/handoff/canned", response_model=list[CannedOut])
 async def canned_list(municipality: AgentMunicipality, engine: DbEngine, q: str = "") -> list[dict]:
-    return CannedStore(engine).search(municipality, q, limit=50)
+    return await run_db(engine, CannedStore(engine).search, municipality, q, limit=50)
 
 
 @router.post("/handoff/canned", status_code=201, response_model=CannedOut)
 async def canned_create(body: Canned, user: Webmaster, scope: Scope, engine: DbEngine) -> dict:
     scope.check(body.municipality)
     try:
-        return CannedStore(engine).create(
-            body.municipality, body.shortcut, body.title, body.texts, actor=user["username"]
-        )
+        return await run_db(engine, CannedStore(engine).create, body.municipality, body.shortcut, body.title,
+                            body.texts, actor=user["username"])
     except CannedError as exc:
         raise Invalid(str(exc)) from None
 
@@ -226,9 +225,10 @@ async def canned_create(body: Canned, user: Webmaster, scope: Scope, engine: DbE
 @router.put("/handoff/canned/{item_id}", response_model=CannedOut)
 async def canned_update(item_id: int, body: Canned, user: Webmaster, scope: Scope, engine: DbEngine) -> dict:
     store = CannedStore(engine)
-    _canned_in_scope(store, item_id, scope)
+    await run_db(engine, _canned_in_scope, store, item_id, scope)
     try:
-        return store.update(item_id, body.shortcut, body.title, body.texts, actor=user["username"])
+        return await run_db(engine, store.update, item_id, body.shortcut, body.title, body.texts,
+                            actor=user["username"])
     except CannedError as exc:
         raise Invalid(str(exc)) from None
 
@@ -236,8 +236,8 @@ async def canned_update(item_id: int, body: Canned, user: Webmaster, scope: Scop
 @router.delete("/handoff/canned/{item_id}", status_code=204)
 async def canned_delete(item_id: int, _user: Webmaster, scope: Scope, engine: DbEngine) -> None:
     store = CannedStore(engine)
-    _canned_in_scope(store, item_id, scope)
-    store.delete(item_id)
+    await run_db(engine, _canned_in_scope, store, item_id, scope)
+    await run_db(engine, store.delete, item_id)
 
 
 # --- call-back tickets -------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ async def canned_delete(item_id: int, _user: Webmaster, scope: Scope, engine: Db
 @router.get("/handoff/tickets", response_model=list[TicketOut])
 async def ticket_list(_user: StaffUser, scope: Scope, engine: DbEngine, status: str = "open") -> list[dict]:
     """Messages left outside opening hours, oldest first (an agent sees their municipalities')."""
-    return scope.filter(tickets.in_status(engine, status))
+    return scope.filter(await run_db(engine, tickets.in_status, engine, status))
 
 
 class TicketChange(BaseModel):
@@ -257,11 +257,11 @@ class TicketChange(BaseModel):
 async def ticket_change(
     ticket_id: int, body: TicketChange, _user: StaffUser, scope: Scope, engine: DbEngine, events: Events
 ) -> dict:
-    ticket = tickets.get(engine, ticket_id)
+    ticket = await run_db(engine, tickets.get, engine, ticket_id)
     if not ticket:
         raise NotFound(f"no ticket {ticket_id}")
     scope.check(ticket["municipality"])
-    tickets.set_status(engine, ticket_id, body.status)
+    await run_db(engine, tickets.set_status, engine, ticket_id, body.status)
     await events.publish("agents", {"type": "ticket", "id": ticket_id})
     return {"id": ticket_id, "status": body.status}
 
@@ -293,7 +293,7 @@ class UserChange(BaseModel):
 @router.get("/admin/users", response_model=list[StaffUserOut])
 async def users_list(_user: Admin, scope: Scope, users: Users) -> list[dict]:
     """The staff of the admin's municipalities (a global admin: everyone)."""
-    return [u for u in users.list() if scope.shares(u)]
+    return [u for u in await run_db(users.engine, users.list) if scope.shares(u)]
 
 
 @router.post("/admin/users", status_code=201, response_model=StaffUserOut)
@@ -301,7 +301,9 @@ async def users_create(body: NewUser, _user: Admin, scope: Scope, users: Users) 
     if not scope.covers(body.municipalities):
         raise Forbidden("you can only give users the municipalities you work for (\"*\": a global admin only)")
     try:
-        return users.create(
+        return await run_db(
+            users.engine,
+            users.create,
             body.username,
             body.password,
             role=body.role,
@@ -318,7 +320,7 @@ async def users_create(body: NewUser, _user: Admin, scope: Scope, users: Users) 
 async def users_change(user_id: int, body: UserChange, _user: Admin, scope: Scope, users: Users,
                        events: Events) -> dict:
     """Change a user; a new password or `active: false` ends their sessions at once."""
-    target = users.get(user_id)
+    target = await run_db(users.engine, users.get, user_id)
     if not target or not scope.shares(target):
         raise NotFound(f"no user {user_id}")
     values = body.model_dump(exclude_none=True)
@@ -330,7 +332,7 @@ async def users_change(user_id: int, body: UserChange, _user: Admin, scope: Scop
         raise Invalid(
             "the password must have at least 8 characters", [{"field": "password", "message": "at least 8 characters"}]
         )
-    updated = users.update(user_id, **values)
+    updated = await run_db(users.engine, users.update, user_id, **values)
     await events.publish("agents", {"type": "status", "user_id": user_id, "status": updated["status"]})
     return updated
 
@@ -346,8 +348,8 @@ def _settings_of(engine, municipality: str) -> dict:
 async def hours_get(
     municipality: Annotated[str, Depends(municipality_of("agent", in_path=True))], engine: DbEngine, queue: QueueDep
 ) -> dict:
-    settings = _settings_of(engine, municipality)
-    return {"opening_hours": settings.get("opening_hours"), **queue.availability(municipality)}
+    settings = await run_db(engine, _settings_of, engine, municipality)
+    return {"opening_hours": settings.get("opening_hours"), **await run_db(engine, queue.availability, municipality)}
 
 
 class Hours(BaseModel):
@@ -363,13 +365,13 @@ async def hours_put(
     engine: DbEngine,
     queue: QueueDep,
 ) -> dict:
-    _settings_of(engine, municipality)
+    await run_db(engine, _settings_of, engine, municipality)
     try:
         hours = validate_hours(body.model_dump())
     except ValueError as exc:
         raise Invalid(str(exc), [{"field": "opening_hours", "message": str(exc)}]) from None
-    municipalities.update_settings(engine, municipality, {"opening_hours": hours})
-    return {"opening_hours": hours, **queue.availability(municipality)}
+    await run_db(engine, municipalities.update_settings, engine, municipality, {"opening_hours": hours})
+    return {"opening_hours": hours, **await run_db(engine, queue.availability, municipality)}
 
 
 # --- the citizen's side ------------------------------------------------------------------------------
@@ -380,6 +382,10 @@ citizen = APIRouter(prefix="/chat", tags=["chat"])
 @citizen.get("/availability", response_model=Availability)
 async def availability(engine: DbEngine, queue: QueueDep, municipality: str = "default") -> dict:
     """Whether people answer now (opening hours), when they open next, and the current estimated wait."""
+    return await run_db(engine, _availability, engine, queue, municipality)
+
+
+def _availability(engine, queue, municipality: str) -> dict:
     _settings_of(engine, municipality)
     waiting = len(queue.waiting())
     return {**queue.availability(municipality), "waiting": waiting, **queue.pace().estimate(waiting + 1)}

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from core import municipalities
-from core.deps import check_municipality, require_role
+from core.deps import WebmasterMunicipality, require_role
 from core.errors import Invalid, summary
 from core.languages import NAMES, RTL
 from core.languages import public as public_languages
@@ -65,7 +65,7 @@ async def languages() -> dict:
 @router.get("/entries")
 async def list_entries(
     request: Request,
-    municipality: str = "default",
+    municipality: WebmasterMunicipality,
     q: str = "",
     tag: str = "",
     missing: str = "",
@@ -73,7 +73,6 @@ async def list_entries(
 ) -> dict:
     """Entries with their languages, missing translations and last change; `q` searches all text."""
     c = request.app.state.c
-    check_municipality(user, municipality)
     required = required_languages(municipalities.settings(c.engine, municipality) or {})
     with c.engine.connect() as conn:
         changed = {
@@ -121,9 +120,8 @@ async def list_entries(
 
 
 @router.get("/entries/{entry_id}")
-async def entry_detail(request: Request, entry_id: str, municipality: str = "default", user=Depends(webmaster)):
+async def entry_detail(request: Request, municipality: WebmasterMunicipality, entry_id: str, user=Depends(webmaster)):
     c = request.app.state.c
-    check_municipality(user, municipality)
     entry = c.knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
@@ -149,10 +147,9 @@ class Variant(BaseModel):
 
 
 @router.post("/variants")
-async def add_variant(request: Request, body: Variant, municipality: str = "default", user=Depends(webmaster)):
+async def add_variant(request: Request, municipality: WebmasterMunicipality, body: Variant, user=Depends(webmaster)):
     """Add a citizen's wording as a question variant of an entry (one click from the gaps list)."""
     c = request.app.state.c
-    check_municipality(user, municipality)
     entry = c.knowledge.store.get(municipality, body.entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{body.entry_id}'")
@@ -170,8 +167,8 @@ async def add_variant(request: Request, body: Variant, municipality: str = "defa
 @router.post("/import")
 async def import_file(
     request: Request,
+    municipality: WebmasterMunicipality,
     filename: str = "import.yml",
-    municipality: str = "default",
     replace: bool = False,
     dry_run: bool = False,
     user=Depends(webmaster),
@@ -179,7 +176,6 @@ async def import_file(
     """The file is the request body. Nothing is imported unless the whole file is valid; the report
     names each problem's line, entry and field."""
     c = request.app.state.c
-    check_municipality(user, municipality)
     raw = await request.body()
     if len(raw) > MAX_IMPORT_BYTES:
         raise HTTPException(413, f"the file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
@@ -215,11 +211,10 @@ async def import_file(
 
 @router.get("/export")
 async def export_file(
-    request: Request, format: str = "yaml", municipality: str = "default", user=Depends(webmaster)
+    request: Request, municipality: WebmasterMunicipality, format: str = "yaml", user=Depends(webmaster)
 ) -> Response:
     if format not in FORMATS:
         raise HTTPException(422, "format must be yaml, jsonl or csv")
-    check_municipality(user, municipality)
     media, ext = FORMATS[format]
     body = dump(request.app.state.c.knowledge.store.all(municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
@@ -240,13 +235,12 @@ def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[
 @router.get("/audit")
 async def audit(
     request: Request,
-    municipality: str = "default",
+    municipality: WebmasterMunicipality,
     entry_id: str | None = None,
     limit: int = 100,
     user=Depends(webmaster),
 ) -> list[dict]:
     """Every change: who, when, what (the entry before and after, and which fields changed)."""
-    check_municipality(user, municipality)
     return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
 
 
@@ -254,14 +248,12 @@ async def audit(
 
 
 @router.get("/notices")
-async def list_notices(request: Request, municipality: str = "default", user=Depends(webmaster)) -> list[dict]:
-    check_municipality(user, municipality)
+async def list_notices(request: Request, municipality: WebmasterMunicipality, user=Depends(webmaster)) -> list[dict]:
     return request.app.state.c.knowledge.notices.list(municipality)
 
 
 @router.post("/notices", status_code=201)
-async def create_notice(request: Request, body: dict, municipality: str = "default", user=Depends(webmaster)):
-    check_municipality(user, municipality)
+async def create_notice(request: Request, municipality: WebmasterMunicipality, body: dict, user=Depends(webmaster)):
     try:
         return request.app.state.c.knowledge.notices.create(municipality, body, actor=user["username"])
     except NoticeError as exc:
@@ -270,9 +262,8 @@ async def create_notice(request: Request, body: dict, municipality: str = "defau
 
 @router.put("/notices/{notice_id}")
 async def update_notice(
-    request: Request, notice_id: int, body: dict, municipality: str = "default", user=Depends(webmaster)
+    request: Request, municipality: WebmasterMunicipality, notice_id: int, body: dict, user=Depends(webmaster)
 ):
-    check_municipality(user, municipality)
     try:
         notice = request.app.state.c.knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
     except NoticeError as exc:
@@ -283,8 +274,7 @@ async def update_notice(
 
 
 @router.delete("/notices/{notice_id}", status_code=204)
-async def delete_notice(request: Request, notice_id: int, municipality: str = "default", user=Depends(webmaster)):
-    check_municipality(user, municipality)
+async def delete_notice(request: Request, municipality: WebmasterMunicipality, notice_id: int, user=Depends(webmaster)):
     if not request.app.state.c.knowledge.notices.delete(municipality, notice_id):
         raise HTTPException(404, f"no notice with id {notice_id}")
 
