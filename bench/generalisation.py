@@ -29,11 +29,12 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from bench.retrieval import BENCH_DATA, CACHE, ROOT, load_embedder, load_seed, read_jsonl
-from knowledge.decision import decide
+from knowledge.decision import SIGNALS, decide, probability, signals
 from knowledge.entries import Entry
 from knowledge.language import detect_language
 from knowledge.retrieval import Retriever, entry_rows
@@ -54,13 +55,17 @@ class Protocol:
 
 def seed_first_question() -> list[Entry]:
     """Swedish only, the first Swedish question per entry: what a municipality starts with."""
-    return [Entry(id=e.id, answer={"sv": e.answer["sv"]}, questions={"sv": e.questions["sv"][:1]}, tags=e.tags,
-                  url=e.url) for e in load_seed() if "sv" in e.answer and e.questions.get("sv")]
+    return [
+        Entry(id=e.id, answer={"sv": e.answer["sv"]}, questions={"sv": e.questions["sv"][:1]}, tags=e.tags, url=e.url)
+        for e in load_seed()
+        if "sv" in e.answer and e.questions.get("sv")
+    ]
 
 
 def seed_answers_only() -> list[Entry]:
-    return [Entry(id=e.id, answer={"sv": e.answer["sv"]}, tags=e.tags, url=e.url) for e in load_seed()
-            if "sv" in e.answer]
+    return [
+        Entry(id=e.id, answer={"sv": e.answer["sv"]}, tags=e.tags, url=e.url) for e in load_seed() if "sv" in e.answer
+    ]
 
 
 def multilingual_messages() -> dict[str, list[dict]]:
@@ -70,22 +75,35 @@ def multilingual_messages() -> dict[str, list[dict]]:
 def swefaq_protocol() -> Protocol:
     base = BENCH_DATA / "swefaq"
     corpus = read_jsonl(base / "swefaq_corpus.jsonl")
-    entries = [Entry(id=c["id"], answer={"sv": c["text"]}, tags=[str(t) for t in c["category_ids"]], url=c["link"])
-               for c in corpus]
-    splits = {sp: [{"text": q["question"], "language": "sv", "expected": q["answer_id"], "kind": "heading"}
-                   for q in read_jsonl(base / "swefaq_queries.jsonl") if q["split"] == sp] for sp in ("dev", "test")}
+    entries = [
+        Entry(id=c["id"], answer={"sv": c["text"]}, tags=[str(t) for t in c["category_ids"]], url=c["link"])
+        for c in corpus
+    ]
+    splits = {
+        sp: [
+            {"text": q["question"], "language": "sv", "expected": q["answer_id"], "kind": "heading"}
+            for q in read_jsonl(base / "swefaq_queries.jsonl")
+            if q["split"] == sp
+        ]
+        for sp in ("dev", "test")
+    }
     return Protocol("swefaq", entries, splits)
 
 
 def norrvik_protocol() -> Protocol:
     from knowledge.kbfile import load_path
 
-    return Protocol("norrvik", load_path(DATA / "norrvik_kb.yml"),
-                    {sp: read_jsonl(DATA / f"norrvik_{sp}.jsonl") for sp in ("dev", "test")})
+    return Protocol(
+        "norrvik",
+        load_path(DATA / "norrvik_kb.yml"),
+        {sp: read_jsonl(DATA / f"norrvik_{sp}.jsonl") for sp in ("dev", "test")},
+    )
 
 
 def protocols(only: set[str]) -> list[Protocol]:
     out = []
+    if "seed" in only:  # the full seed, as bench/retrieval.py asks it (its cache folder too)
+        out.append(Protocol("seed", load_seed(), multilingual_messages()))
     if "seed-q1" in only:
         out.append(Protocol("seed-q1", seed_first_question(), multilingual_messages()))
     if "seed-answers" in only:
@@ -95,6 +113,10 @@ def protocols(only: set[str]) -> list[Protocol]:
     if "norrvik" in only and (DATA / "norrvik_kb.yml").exists():
         out.append(norrvik_protocol())
     return out
+
+
+def cache_dir(name: str) -> Path:
+    return CACHE if name == "seed" else CACHE / "generalisation" / name
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -107,8 +129,22 @@ def on_topic(entries: dict[str, Entry], got: str | None, expected: str) -> bool:
 def outcome(retriever: Retriever, entries: list[Entry], messages: list[dict], settings: RetrievalSettings) -> dict:
     """Ranking and decision figures of `messages` against the indexed `entries` (see module doc)."""
     by_id = {e.id: e for e in entries}
-    c = dict.fromkeys(("top1", "mrr", "topic", "other", "other_n", "right", "answered_topic", "clarify", "handoff",
-                       "wrong", "unans_answered"), 0.0)
+    c = dict.fromkeys(
+        (
+            "top1",
+            "mrr",
+            "topic",
+            "other",
+            "other_n",
+            "right",
+            "answered_topic",
+            "clarify",
+            "handoff",
+            "wrong",
+            "unans_answered",
+        ),
+        0.0,
+    )
     n_ans = n_unans = 0
     for d in messages:
         lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
@@ -136,11 +172,22 @@ def outcome(retriever: Retriever, entries: list[Entry], messages: list[dict], se
         c["clarify"] += dec.decision == "clarify" and gold in {x.entry.id for x in dec.candidates}
         c["handoff"] += dec.decision == "handoff"
     a = max(n_ans, 1)
-    return {"n": len(messages), "answerable": n_ans, "top1": c["top1"] / a, "mrr10": c["mrr"] / a,
-            "topic": c["topic"] / a, "other": c["other"] / max(c["other_n"], 1), "other_n": int(c["other_n"]),
-            "right": c["right"] / a, "answered_topic": c["answered_topic"] / a, "clarify": c["clarify"] / a,
-            "handoff": c["handoff"] / a, "wrong": c["wrong"] / max(len(messages), 1),
-            "unans_answered": c["unans_answered"] / max(n_unans, 1), "unanswerable": n_unans}
+    return {
+        "n": len(messages),
+        "answerable": n_ans,
+        "top1": c["top1"] / a,
+        "mrr10": c["mrr"] / a,
+        "topic": c["topic"] / a,
+        "other": c["other"] / max(c["other_n"], 1),
+        "other_n": int(c["other_n"]),
+        "right": c["right"] / a,
+        "answered_topic": c["answered_topic"] / a,
+        "clarify": c["clarify"] / a,
+        "handoff": c["handoff"] / a,
+        "wrong": c["wrong"] / max(len(messages), 1),
+        "unans_answered": c["unans_answered"] / max(n_unans, 1),
+        "unanswerable": n_unans,
+    }
 
 
 def plain_e5(retriever: Retriever, entries: list[Entry], messages: list[dict]) -> dict:
@@ -169,18 +216,23 @@ def plain_e5(retriever: Retriever, entries: list[Entry], messages: list[dict]) -
     return {"top1": top1 / a, "mrr10": mrr / a, "topic": topic / a}
 
 
-HEADER = (f"{'protocol':13s} {'split':5s} {'n':>4s} {'ans':>4s} {'top-1':>6s} {'MRR10':>6s} {'topic':>6s} "
-          f"{'other':>6s} | {'right':>6s} {'r+clar':>6s} {'ans.top':>7s} {'clarify':>7s} {'handoff':>7s} "
-          f"{'wrong':>6s} {'unans':>6s}")
+HEADER = (
+    f"{'protocol':13s} {'split':5s} {'n':>4s} {'ans':>4s} {'top-1':>6s} {'MRR10':>6s} {'topic':>6s} "
+    f"{'other':>6s} | {'right':>6s} {'r+clar':>6s} {'ans.top':>7s} {'clarify':>7s} {'handoff':>7s} "
+    f"{'wrong':>6s} {'unans':>6s}"
+)
 
 
 def row(name: str, split: str, m: dict) -> str:
     def pct(x: float) -> str:
         return f"{100 * x:5.1f}%"
-    return (f"{name:13s} {split:5s} {m['n']:4d} {m['answerable']:4d} {m['top1']:6.3f} {m['mrr10']:6.3f} "
-            f"{m['topic']:6.3f} {m['other']:6.3f} | {pct(m['right']):>6s} {pct(m['right'] + m['clarify']):>6s} "
-            f"{pct(m['answered_topic']):>7s} {pct(m['clarify']):>7s} {pct(m['handoff']):>7s} {pct(m['wrong']):>6s} "
-            f"{pct(m['unans_answered']):>6s}")
+
+    return (
+        f"{name:13s} {split:5s} {m['n']:4d} {m['answerable']:4d} {m['top1']:6.3f} {m['mrr10']:6.3f} "
+        f"{m['topic']:6.3f} {m['other']:6.3f} | {pct(m['right']):>6s} {pct(m['right'] + m['clarify']):>6s} "
+        f"{pct(m['answered_topic']):>7s} {pct(m['clarify']):>7s} {pct(m['handoff']):>7s} {pct(m['wrong']):>6s} "
+        f"{pct(m['unans_answered']):>6s}"
+    )
 
 
 def e5_row(m: dict) -> str:
@@ -192,7 +244,7 @@ def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: 
     results = []
     print(HEADER)
     for p in protocols(only):
-        retriever = Retriever(embedder, cache_dir=CACHE / "generalisation" / p.name, settings=settings)
+        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=settings)
         t = time.perf_counter()
         retriever.rebuild(p.entries)
         build = time.perf_counter() - t
@@ -209,15 +261,89 @@ def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: 
     return results
 
 
+# ----------------------------------------------------------------------------- fitting the decision
+
+FIT_PROTOCOLS = "seed-q1,seed-answers,swefaq,norrvik"  # small knowledge bases; the seed has its own fit
+
+
+def decision_rows(retriever: Retriever, messages: list[dict]) -> list[tuple[dict, bool, bool, bool]]:
+    """(signals, best is right, right among the best three, unanswerable) per message."""
+    out = []
+    for d in messages:
+        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+        cands = retriever.search(d["text"], language=lang, top_k=10)
+        if cands:
+            ids = [c.entry.id for c in cands]
+            gold = d.get("expected")
+            out.append((signals(cands, lang), bool(gold) and ids[0] == gold, bool(gold) and gold in ids[:3], not gold))
+    return out
+
+
+def fit_decision(by_kb: dict[str, list[tuple]], max_wrong: float, max_unanswered: float) -> dict:
+    """Two logistic regressions over `SIGNALS` (each knowledge base weighs the same): "standout"
+    (the best entry is right) and "offer" (the right one is among the best three). Then the lowest
+    standout threshold that keeps confident wrong answers under `max_wrong` of all messages and
+    answered unanswerable ones under `max_unanswered` on EVERY knowledge base (with the seed's
+    score rule beside it, as `decide` does). The offer threshold is left as it is: on these sets
+    the unanswerable messages are near-misses as plausible as the answerable ones, so it trades
+    offered-right for nothing; `offer_min_lead` keeps nonsense out."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[r[0][k] for k in SIGNALS] for rows in by_kb.values() for r in rows])
+    weight = np.concatenate([np.full(len(rows), len(x) / (len(by_kb) * len(rows))) for rows in by_kb.values()])
+    fitted: dict = {}
+    for prefix, label in (("standout", 1), ("offer", 2)):
+        y = np.array([r[label] for rows in by_kb.values() for r in rows])
+        model = LogisticRegression(C=10.0, max_iter=5000).fit(x, y, sample_weight=weight)
+        fitted[f"{prefix}_bias"] = round(float(model.intercept_[0]), 3)
+        fitted.update({f"{prefix}_w_{k}": round(float(w), 3) for k, w in zip(SIGNALS, model.coef_[0], strict=True)})
+    settings = load_retrieval_settings().replace(**fitted)
+    for t in np.round(np.arange(0.5, 0.996, 0.01), 3):
+        ok = True
+        for rows in by_kb.values():
+            answered = np.array([(probability(r[0], settings, "standout") >= t
+                                  or probability(r[0], settings, "answer") >= settings.answer_probability)
+                                 and r[0]["margin"] >= settings.answer_min_margin for r in rows])
+            right, unans = np.array([r[1] for r in rows]), np.array([r[3] for r in rows])
+            ok &= (answered & ~right).sum() <= max_wrong * len(rows)
+            ok &= (answered & unans).sum() <= max_unanswered * max(unans.sum(), 1)
+        if ok:
+            fitted["standout_probability"] = float(t)
+            break
+    return fitted
+
+
+def fit(args) -> int:
+    embedder = load_embedder()
+    settings = load_retrieval_settings()
+    by_kb = {}
+    for p in protocols(set(FIT_PROTOCOLS.split(","))):
+        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=settings)
+        retriever.rebuild(p.entries)
+        by_kb[p.name] = decision_rows(retriever, p.splits["dev"])
+        print(f"{p.name}: {len(by_kb[p.name])} dev messages", flush=True)
+    fitted = fit_decision(by_kb, args.max_wrong, args.max_unanswered)
+    print("fitted on the dev splits (put these in knowledge/settings.py or a settings file):")
+    print("\n".join(f"  {k}: {v}" for k, v in fitted.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="seed-q1,seed-answers,swefaq,norrvik")
+    ap.add_argument("--only", default="seed,seed-q1,seed-answers,swefaq,norrvik")
     ap.add_argument("--splits", default="dev,test")
     ap.add_argument("--no-e5", action="store_true", help="leave out the plain e5 reference rows")
+    ap.add_argument("--fit", action="store_true", help="refit the decision on the dev splits and print the settings")
+    ap.add_argument("--max-wrong", type=float, default=0.015, help="--fit: confident wrong, of all (each KB)")
+    ap.add_argument("--max-unanswered", type=float, default=0.07, help="--fit: unanswerable answered (each KB)")
     args = ap.parse_args(argv)
-    print("columns: top-1 / MRR@10 / top-1 on the right topic / top-1 of non-Swedish messages (answerable);"
-          " answered right, answered or offered right, answered on topic, right among clarify buttons,"
-          " handed off (of answerable); confident wrong (of all); unanswerable answered (of unanswerable)")
+    if args.fit:
+        return fit(args)
+    print(
+        "columns: top-1 / MRR@10 / top-1 on the right topic / top-1 of non-Swedish messages (answerable);"
+        " answered right, answered or offered right, answered on topic, right among clarify buttons,"
+        " handed off (of answerable); confident wrong (of all); unanswerable answered (of unanswerable)"
+    )
     run(set(args.only.split(",")), set(args.splits.split(",")), load_retrieval_settings(), not args.no_e5)
     return 0
 

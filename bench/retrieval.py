@@ -131,10 +131,15 @@ def learner_misspell(text: str, pairs: dict, rng: random.Random) -> tuple[str, i
 
 def misspelt_metrics(retriever: Retriever, questions: list[tuple[str, str]], misspell, seeds: range) -> dict:
     """`rank_metrics` of the questions misspelt by `misspell(text, rng)`, averaged over draws."""
-    runs = [rank_metrics(retriever, [(misspell(q, random.Random(1000 * s + i)), g)
-                                     for i, (q, g) in enumerate(questions)]) for s in seeds]
-    return {"n": len(questions), "top1": float(np.mean([r["top1"] for r in runs])),
-            "mrr10": float(np.mean([r["mrr10"] for r in runs]))}
+    runs = [
+        rank_metrics(retriever, [(misspell(q, random.Random(1000 * s + i)), g) for i, (q, g) in enumerate(questions)])
+        for s in seeds
+    ]
+    return {
+        "n": len(questions),
+        "top1": float(np.mean([r["top1"] for r in runs])),
+        "mrr10": float(np.mean([r["mrr10"] for r in runs])),
+    }
 
 
 # ----------------------------------------------------------------------------- multilingual dev
@@ -179,23 +184,30 @@ def multilingual(retriever: Retriever, dev: list[dict], settings) -> dict:
             unans_answered += dec.decision == "answer"
             wrong_conf += dec.decision == "answer"
     n_ans = max(len(answerable), 1)
-    return {"n": len(dev), "answerable": len(answerable), "top1": top1 / n_ans,
-            "confident_wrong": wrong_conf / max(len(dev), 1),
-            "unanswerable_answered": unans_answered / max(len(unanswerable), 1),
-            "answered_right": answered_right / n_ans, "clarify_right": clarify_right / n_ans,
-            "by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(kinds.items())},
-            "language_acc": lang_ok / max(len(dev), 1), "decisions": decisions}
+    return {
+        "n": len(dev),
+        "answerable": len(answerable),
+        "top1": top1 / n_ans,
+        "confident_wrong": wrong_conf / max(len(dev), 1),
+        "unanswerable_answered": unans_answered / max(len(unanswerable), 1),
+        "answered_right": answered_right / n_ans,
+        "clarify_right": clarify_right / n_ans,
+        "by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(kinds.items())},
+        "language_acc": lang_ok / max(len(dev), 1),
+        "decisions": decisions,
+    }
 
 
-def calibrate(retriever: Retriever, dev: list[dict], settings, max_wrong: float = 0.01,
-              max_unanswerable: float = 0.05) -> dict:
+def calibrate(
+    retriever: Retriever, dev: list[dict], settings, max_wrong: float = 0.01, max_unanswerable: float = 0.05
+) -> dict:
     """Refit the answer rule on the dev set: a logistic regression of "the top entry is right" on
     (score, margin), then the lowest probability threshold that keeps confident wrong answers
     under `max_wrong` of all messages and answered unanswerable ones under `max_unanswerable`
     (the targets are 2 % and 10 %: half of each is left for the gap between dev and test)."""
     from sklearn.linear_model import LogisticRegression
 
-    from knowledge.decision import answer_probability
+    from knowledge.decision import probability
 
     rows = []
     for d, _, c in searched(retriever, dev):
@@ -205,18 +217,29 @@ def calibrate(retriever: Retriever, dev: list[dict], settings, max_wrong: float 
     x = np.array([[r[0], r[1]] for r in rows])
     y = np.array([r[2] for r in rows])
     fit = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
-    fitted = settings.replace(answer_bias=round(float(fit.intercept_[0]), 2),
-                              answer_w_score=round(float(fit.coef_[0][0]), 2),
-                              answer_w_margin=round(float(fit.coef_[0][1]), 2))
+    fitted = settings.replace(
+        answer_bias=round(float(fit.intercept_[0]), 2),
+        answer_w_score=round(float(fit.coef_[0][0]), 2),
+        answer_w_margin=round(float(fit.coef_[0][1]), 2),
+    )
     n_unans = max(sum(r[3] for r in rows), 1)
     for threshold in np.arange(0.5, 0.99, 0.005):
-        answered = [r for r in rows if answer_probability(r[0], r[1], fitted) >= threshold
-                    and r[1] >= settings.answer_min_margin and r[0] >= settings.clarify_threshold]
+        answered = [
+            r
+            for r in rows
+            if probability({"score": r[0], "margin": r[1], "lead": 0.0, "cross_language": 0.0}, fitted, "answer")
+            >= threshold
+            and r[1] >= settings.answer_min_margin
+        ]
         wrong = sum(not r[2] for r in answered) / len(dev)
         unans = sum(r[3] for r in answered) / n_unans
         if wrong <= max_wrong and unans <= max_unanswerable:
-            return {"answer_bias": fitted.answer_bias, "answer_w_score": fitted.answer_w_score,
-                    "answer_w_margin": fitted.answer_w_margin, "answer_probability": round(float(threshold), 3)}
+            return {
+                "answer_bias": fitted.answer_bias,
+                "answer_w_score": fitted.answer_w_score,
+                "answer_w_margin": fitted.answer_w_margin,
+                "answer_probability": round(float(threshold), 3),
+            }
     raise SystemExit("calibration: no threshold meets the limits on dev")
 
 
@@ -236,9 +259,13 @@ def grow(seed: list[Entry], n: int, rng: random.Random) -> list[Entry]:
             ws = [w for w in ws if rng.random() > 0.15] or ws
             return " ".join(ws) + f" #{tag}"
 
-        out.append(Entry(id=f"{base.id}-copy{i}",
-                         questions={k: [perturb(q) for q in v] for k, v in base.questions.items()},
-                         answer={k: perturb(v) for k, v in base.answer.items()}))
+        out.append(
+            Entry(
+                id=f"{base.id}-copy{i}",
+                questions={k: [perturb(q) for q in v] for k, v in base.questions.items()},
+                answer={k: perturb(v) for k, v in base.answer.items()},
+            )
+        )
     return out
 
 
@@ -267,8 +294,11 @@ class SyntheticRetriever(Retriever):
             self.base.append({k: np.stack(v) for k, v in groups.items()})
             pool.append(vecs)
         self.pool = np.concatenate(pool)
-        self.seed_vectors = {(real._prompt(r), r.text): v for e in seed for r, v in
-                             zip(entry_rows(e, settings), real._vectors(entry_rows(e, settings)), strict=True)}
+        self.seed_vectors = {
+            (real._prompt(r), r.text): v
+            for e in seed
+            for r, v in zip(entry_rows(e, settings), real._vectors(entry_rows(e, settings)), strict=True)
+        }
         self.rng = np.random.default_rng(0)
 
     def _vectors(self, rows):
@@ -292,8 +322,10 @@ class SyntheticRetriever(Retriever):
 
 
 def show(name: str, m: dict, base: dict) -> None:
-    print(f"{name:34s} {m['n']:4d} {m['top1']:6.3f} {m['mrr10']:7.3f}  drop top-1 "
-          f"{100 * (base['top1'] - m['top1']):+.1f} pt, MRR {100 * (base['mrr10'] - m['mrr10']):+.1f} pt")
+    print(
+        f"{name:34s} {m['n']:4d} {m['top1']:6.3f} {m['mrr10']:7.3f}  drop top-1 "
+        f"{100 * (base['top1'] - m['top1']):+.1f} pt, MRR {100 * (base['mrr10'] - m['mrr10']):+.1f} pt"
+    )
 
 
 def bench_service(retriever: Retriever, settings, workdir: Path):
@@ -345,9 +377,20 @@ def http_latency(service, queries: list[str]) -> list[float]:
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(queries, f)
-        out = subprocess.run([sys.executable, "-m", "bench.retrieval", "--http-client",
-                              f"http://127.0.0.1:{port}/api/v1/answer", f.name],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.retrieval",
+                "--http-client",
+                f"http://127.0.0.1:{port}/api/v1/answer",
+                f.name,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         return json.loads(out.stdout)
     finally:
         server.should_exit = True
@@ -412,10 +455,21 @@ def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], set
         upsert = time.perf_counter() - t
         rows = sum(s.n for s in retriever._shards.values())
         (p50, p95), (h50, h95) = percentiles(full), percentiles(http)
-        results.append({"entries": n, "rows": rows, "build_s": build, "upsert_s": upsert,
-                        "p50_ms": p50, "p95_ms": p95, "http_p50_ms": h50, "http_p95_ms": h95,
-                        "encode_p50_ms": 1000 * float(np.median(encode)),
-                        "rest_p95_ms": 1000 * float(np.percentile(index_only, 95)), "index_mb": rss})
+        results.append(
+            {
+                "entries": n,
+                "rows": rows,
+                "build_s": build,
+                "upsert_s": upsert,
+                "p50_ms": p50,
+                "p95_ms": p95,
+                "http_p50_ms": h50,
+                "http_p95_ms": h95,
+                "encode_p50_ms": 1000 * float(np.median(encode)),
+                "rest_p95_ms": 1000 * float(np.percentile(index_only, 95)),
+                "index_mb": rss,
+            }
+        )
         del retriever, service
     return results
 
@@ -435,8 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a fast subset (fewer questions, smaller sizes)")
     ap.add_argument("--only", default="swefaq,typos,multilingual,speed")
-    ap.add_argument("--calibrate", action="store_true",
-                    help="refit the answer rule on the multilingual dev set and print the settings")
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="refit the answer rule on the multilingual dev set and print the settings",
+    )
     ap.add_argument("--http-client", nargs=2, metavar=("URL", "QUERIES"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.http_client:
@@ -464,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SweFAQ index: {len(entries)} answers, {time.perf_counter() - t:.1f} s")
             if args.quick:
                 queries = [q for i, q in enumerate(queries) if i % 3 == 0]
-            split = {sp: [(q["question"], q["answer_id"]) for q in queries if q["split"] == sp]
-                     for sp in ("dev", "test")}
+            split = {
+                sp: [(q["question"], q["answer_id"]) for q in queries if q["split"] == sp] for sp in ("dev", "test")
+            }
             print(f"{'SweFAQ (answers only)':34s} {'n':>4s} {'top-1':>6s} {'MRR@10':>7s}")
             clean = {}
             if "swefaq" in parts:
@@ -482,8 +540,9 @@ def main(argv: list[str] | None = None) -> int:
                     m = misspelt_metrics(retriever, qs, lambda q, rng: learner_misspell(q, pairs, rng)[0], seeds)
                     show(f"{sp}, DaLAJ misspellings ({changed} q)", m, base)
                     for rate in (0.05, 0.10, 0.20):
-                        m = misspelt_metrics(retriever, qs, lambda q, rng, rate=rate: keyboard_noise(q, rate, rng),
-                                             seeds)
+                        m = misspelt_metrics(
+                            retriever, qs, lambda q, rng, rate=rate: keyboard_noise(q, rate, rng), seeds
+                        )
                         show(f"{sp}, keyboard noise {int(rate * 100)} %", m, base)
                 print(f"(misspelt questions: mean of {len(seeds)} random draws)")
             print()
@@ -500,13 +559,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not path.exists():
                     continue
                 m = multilingual(retriever, read_jsonl(path), settings)
-                print(f"multilingual {path.stem.split('_')[1]} vs seed KB ({len(seed)} entries): n={m['n']} "
-                      f"answerable={m['answerable']}")
+                print(
+                    f"multilingual {path.stem.split('_')[1]} vs seed KB ({len(seed)} entries): n={m['n']} "
+                    f"answerable={m['answerable']}"
+                )
                 print(f"  top-1 on answerable {m['top1']:.3f} (target >= 0.92); by kind {m['by_kind']}")
                 print(f"  confident wrong answers {100 * m['confident_wrong']:.1f} % of all (target <= 2 %)")
                 print(f"  unanswerable answered {100 * m['unanswerable_answered']:.1f} % (target <= 10 %)")
-                print(f"  answered and right {100 * m['answered_right']:.1f} % of answerable; right entry among the "
-                      f"clarify buttons {100 * m['clarify_right']:.1f} %")
+                print(
+                    f"  answered and right {100 * m['answered_right']:.1f} % of answerable; right entry among the "
+                    f"clarify buttons {100 * m['clarify_right']:.1f} %"
+                )
                 print(f"  language detection accuracy {m['language_acc']:.3f}; decisions {m['decisions']}\n")
 
     if "speed" in parts:
@@ -515,14 +578,20 @@ def main(argv: list[str] | None = None) -> int:
         if len(queries) < 50:
             queries = [q["question"] for q in swefaq_data()[1]][:200]
         sizes = [100, 10_000] if args.quick else [100, 10_000, 100_000]
-        print(f"speed: /api/v1/answer in process and over HTTP, {len(queries)} queries, every one encoded; "
-              f"seed {'KB' if seed else 'SweFAQ answers'} grown with perturbed copies (noisy copies of vectors)")
-        print(f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
-              f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s}")
+        print(
+            f"speed: /api/v1/answer in process and over HTTP, {len(queries)} queries, every one encoded; "
+            f"seed {'KB' if seed else 'SweFAQ answers'} grown with perturbed copies (noisy copies of vectors)"
+        )
+        print(
+            f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
+            f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s}"
+        )
         for r in speed(embedder, base, sizes, queries, settings):
-            print(f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
-                  f"{r['p95_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p95_ms']:8.1f} {r['encode_p50_ms']:9.1f} "
-                  f"{r['rest_p95_ms']:8.1f} {r['index_mb']:8.0f}")
+            print(
+                f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
+                f"{r['p95_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p95_ms']:8.1f} {r['encode_p50_ms']:9.1f} "
+                f"{r['rest_p95_ms']:8.1f} {r['index_mb']:8.0f}"
+            )
     return 0
 
 

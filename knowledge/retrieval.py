@@ -69,9 +69,16 @@ class Candidate:
     query: str | None = None  # the text that was encoded, when spelling correction changed it
 
     def signals(self) -> dict:
-        return {"id": self.entry.id, "score": round(self.score, 4), "dense": round(self.dense, 4),
-                "lexical": round(self.lexical, 4), "matched": self.matched, "matched_kind": self.matched_kind,
-                "matched_language": self.matched_language, **{k: round(v, 4) for k, v in self.raw.items()}}
+        return {
+            "id": self.entry.id,
+            "score": round(self.score, 4),
+            "dense": round(self.dense, 4),
+            "lexical": round(self.lexical, 4),
+            "matched": self.matched,
+            "matched_kind": self.matched_kind,
+            "matched_language": self.matched_language,
+            **{k: round(v, 4) for k, v in self.raw.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -102,11 +109,13 @@ def entry_rows(entry: Entry, settings: RetrievalSettings) -> list[Row]:
             size = max(1, settings.chunk_sentences)
             if len(sents) > size:
                 for i in range(0, len(sents) - size + 1):
-                    chunks.append(Row(" ".join(sents[i:i + size]), CHUNK, lang))
+                    chunks.append(Row(" ".join(sents[i : i + size]), CHUNK, lang))
     for c in chunks:
         if (ANSWER, c.text) not in rows:
             rows.setdefault((CHUNK, c.text), c)
     return list(rows.values())
+
+
 class VectorCache:
     """Content-addressed vectors on disk: append-only chunk files of (keys.json, vectors.npy)."""
 
@@ -165,15 +174,14 @@ class VectorCache:
             self._mem = {k: self._mem[k] for k in keys}
 
 
-
-
 def _normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-9)).astype(np.float32)
 
 
-def language_directions(vecs: np.ndarray, rows: list[Row], entry_of_row: np.ndarray, k: int,
-                        min_entries: int, max_entries: int = 2000) -> np.ndarray | None:
+def language_directions(
+    vecs: np.ndarray, rows: list[Row], entry_of_row: np.ndarray, k: int, min_entries: int, max_entries: int = 2000
+) -> np.ndarray | None:
     """The top `k` directions along which the same entry differs between languages, or None.
 
     Per entry with at least three languages: the mean vector of each language minus the entry's
@@ -250,8 +258,9 @@ class _Shard:
     def alive(self) -> np.ndarray:
         return self._alive.a[: self.n]
 
-    def add_batch(self, entries: list[Entry], rows: list[list[Row]], vecs: list[np.ndarray],
-                  centroids: np.ndarray) -> None:
+    def add_batch(
+        self, entries: list[Entry], rows: list[list[Row]], vecs: list[np.ndarray], centroids: np.ndarray
+    ) -> None:
         """Add entries (replacing any with the same id); `vecs` are projected arena rows."""
         for e in entries:
             self.remove(e.id, compact=False)
@@ -263,12 +272,12 @@ class _Shard:
         for g in (self._cent, self._ent_alive):
             g.ensure(slot0 + len(entries))
         if total:
-            self._vecs.a[start:start + total] = np.concatenate(vecs)
-            self._alive.a[start:start + total] = True
-            self._entry.a[start:start + total] = np.repeat(np.arange(slot0, slot0 + len(entries)), counts)
-            self._kind.a[start:start + total] = [_KIND_CODE[r.kind] for rs in rows for r in rs]
-        self._cent.a[slot0:slot0 + len(entries)] = centroids
-        self._ent_alive.a[slot0:slot0 + len(entries)] = True
+            self._vecs.a[start : start + total] = np.concatenate(vecs)
+            self._alive.a[start : start + total] = True
+            self._entry.a[start : start + total] = np.repeat(np.arange(slot0, slot0 + len(entries)), counts)
+            self._kind.a[start : start + total] = [_KIND_CODE[r.kind] for rs in rows for r in rs]
+        self._cent.a[slot0 : slot0 + len(entries)] = centroids
+        self._ent_alive.a[slot0 : slot0 + len(entries)] = True
         flat = [r for rs in rows for r in rs]
         self.rows.extend(flat)
         self.n += total
@@ -280,10 +289,11 @@ class _Shard:
         # Lexical rows: question variants; answers only of entries that have no questions (typos
         # in a question are matched against questions; long answers would dominate the index).
         has_q = [any(r.kind == QUESTION for r in rs) for rs in rows]
-        self.lex.append([r.text if r.kind == QUESTION or not q else "" for rs, q in zip(rows, has_q, strict=True)
-                         for r in rs])
+        self.lex.append(
+            [r.text if r.kind == QUESTION or not q else "" for rs, q in zip(rows, has_q, strict=True) for r in rs]
+        )
         if self.ivf is not None and total:
-            self.ivf.add_with_ids(self._vecs.a[start:start + total], np.arange(start, start + total, dtype=np.int64))
+            self.ivf.add_with_ids(self._vecs.a[start : start + total], np.arange(start, start + total, dtype=np.int64))
 
     def remove(self, entry_id: str, compact: bool = True) -> bool:
         old = self.entries.pop(entry_id, None)
@@ -330,8 +340,9 @@ class _Shard:
         data = np.ascontiguousarray(self.vecs[live])
         nlist = int(min(4096, max(16, 2 * np.sqrt(len(live)))))
         quantizer = faiss.IndexFlatIP(data.shape[1])
-        ivf = faiss.IndexIVFScalarQuantizer(quantizer, data.shape[1], nlist, faiss.ScalarQuantizer.QT_8bit,
-                                            faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFScalarQuantizer(
+            quantizer, data.shape[1], nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
         sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)]
         ivf.train(sample)
         ivf.add_with_ids(data, live.astype(np.int64))
@@ -363,6 +374,36 @@ class _Shard:
         parts.append(best[cent[best] > -2.0])
         slots = np.unique(np.concatenate(parts))
         return slots[self._ent_alive.a[slots]]
+
+
+def _sentence_blend(d: np.ndarray, is_sentence: np.ndarray, starts: np.ndarray, blend: float) -> np.ndarray:
+    """Per entry: its best question or whole-answer row, moved `blend` of the way towards its best
+    sentence row when that is higher (1: plain max-sim over all rows; 0: sentences ignored).
+
+    A question that one sentence of a long answer answers needs the sentence; a sentence that
+    merely shares a phrase with the question is noise, which the whole answer does not have.
+    """
+    whole = np.maximum.reduceat(np.where(is_sentence, -2.0, d), starts)
+    best = np.maximum.reduceat(d, starts)
+    whole = np.where(whole <= -2.0, best, whole)
+    return whole + blend * (best - whole)
+
+
+LEAD_FIELD = 20  # the runners-up a score is compared with
+
+
+def _lead(ranked: np.ndarray) -> np.ndarray | None:
+    """Scores (best first) in standard deviations above the mean of the runners-up (ranks 2-20).
+
+    Every cosine runs lower across languages, against answers only or with one question per entry;
+    how far the best stands out from the field does not (None when there are fewer than 3 entries).
+    """
+    field = ranked[1:LEAD_FIELD]
+    if len(field) < 2:
+        return None
+    return (ranked - field.mean()) / max(float(field.std()), 0.01)
+
+
 def model_id(embedder) -> str:
     """Identifies the model in cache keys: its build stamp when there is one, else its path/type."""
     explicit = getattr(embedder, "model_id", None)
@@ -378,12 +419,12 @@ def model_id(embedder) -> str:
     return type(embedder).__name__
 
 
-
 class Retriever:
     """Search entries of one municipality by meaning and by spelling."""
 
-    def __init__(self, embedder: EmbedderLike, cache_dir: Path | None = None,
-                 settings: RetrievalSettings | None = None):
+    def __init__(
+        self, embedder: EmbedderLike, cache_dir: Path | None = None, settings: RetrievalSettings | None = None
+    ):
         self.embedder = embedder
         self.settings = settings or load_retrieval_settings()
         self.cache = VectorCache(cache_dir, model_id(embedder))
@@ -441,7 +482,7 @@ class Retriever:
         arena_rows, arena_vecs, cents = [], [], np.zeros((len(entries), proj.shape[1]), dtype=np.float32)
         start = 0
         for i, rows in enumerate(all_rows):
-            block = proj[start:start + len(rows)]
+            block = proj[start : start + len(rows)]
             start += len(rows)
             mode = self.settings.chunk_rows
             chunks = mode == "always" or (mode == "answer-only" and not entries[i].questions)
@@ -485,7 +526,7 @@ class Retriever:
         for municipality, ents in by_shard.items():
             shard = None
             for a in range(0, len(ents), batch):
-                part = ents[a:a + batch]
+                part = ents[a : a + batch]
                 all_rows = [entry_rows(e, s) for e in part]
                 flat = [r for rows in all_rows for r in rows]
                 vecs = self._vectors(flat)
@@ -615,8 +656,9 @@ class Retriever:
                 self._queries.popitem(last=False)
         return vec
 
-    def search(self, text: str, municipality: str = DEFAULT_MUNICIPALITY, language: str | None = None,
-               top_k: int = 5) -> list[Candidate]:
+    def search(
+        self, text: str, municipality: str = DEFAULT_MUNICIPALITY, language: str | None = None, top_k: int = 5
+    ) -> list[Candidate]:
         """Best entries for `text`, best first, with fused score and the signals behind it."""
         s = self.settings
         query = self.query_text(text, language)
@@ -639,12 +681,25 @@ class Retriever:
             kind = shard._kind.a[pos]
             cent = shard._cent.a[slots] @ qv
             rows = [shard.rows[p] for p in pos]
-        return self._score(ents, counts, rows, kind, dense, lex_cos, lex_cov, cent, query if query != text else None,
-                           top_k)
+        return self._score(
+            ents, counts, rows, kind, dense, lex_cos, lex_cov, cent, query if query != text else None, top_k,
+            language=language,
+        )
 
-    def _score(self, ents: list[Entry], counts: np.ndarray, rows: list[Row], kind: np.ndarray,
-               dense: np.ndarray, lex_cos: np.ndarray, lex_cov: np.ndarray, cent: np.ndarray,
-               query: str | None, top_k: int) -> list[Candidate]:
+    def _score(
+        self,
+        ents: list[Entry],
+        counts: np.ndarray,
+        rows: list[Row],
+        kind: np.ndarray,
+        dense: np.ndarray,
+        lex_cos: np.ndarray,
+        lex_cov: np.ndarray,
+        cent: np.ndarray,
+        query: str | None,
+        top_k: int,
+        language: str | None = None,
+    ) -> list[Candidate]:
         s = self.settings
         is_q = kind == _KIND_CODE[QUESTION]
         # Coverage only on question rows: any long answer covers a short query's n-grams.
@@ -652,8 +707,9 @@ class Retriever:
         # weighted answer_lexical_weight (a sentence shares too few n-grams to count).
         q_lex = np.minimum(1.0, ((1 - s.lexical_coverage) * lex_cos + s.lexical_coverage * lex_cov) / s.question_lex_hi)
         a_lex = np.minimum(1.0, lex_cos / s.answer_lex_hi)
-        lex = np.where(is_q, s.lexical_weight * q_lex,
-                       np.where(kind == _KIND_CODE[ANSWER], s.answer_lexical_weight * a_lex, 0.0))
+        lex = np.where(
+            is_q, s.lexical_weight * q_lex, np.where(kind == _KIND_CODE[ANSWER], s.answer_lexical_weight * a_lex, 0.0)
+        )
         d = np.where(is_q, dense, dense - s.passage_offset)
         n = len(ents)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
@@ -661,7 +717,7 @@ class Retriever:
         d_max = np.full(n, -1.0)
         l_max = np.zeros(n)
         if len(d):
-            d_max[has_rows] = np.maximum.reduceat(d, starts[has_rows])
+            d_max[has_rows] = _sentence_blend(d, kind == _KIND_CODE[CHUNK], starts[has_rows], s.sentence_blend)
             l_max[has_rows] = np.maximum.reduceat(lex, starts[has_rows])
         d_max = np.where(has_rows, d_max, cent)
         has_q = np.zeros(n, dtype=bool)
@@ -670,9 +726,15 @@ class Retriever:
         # The centroid of an entry with question variants pools many phrasings and languages; that
         # of an answer-only entry is just its sentences, a weaker signal.
         cw = np.where(has_q, s.centroid_weight, s.answer_centroid_weight)
+        if language is not None:
+            # Across languages one row's cosine is noisy; the entry as a whole (its centroid) is not.
+            foreign = np.array([language not in e.answer and language not in e.questions for e in ents])
+            cw = np.where(foreign, np.maximum(cw, s.cross_language_centroid_weight), cw)
         score = (d_max + cw * cent + l_max) / (1.0 + cw + max(s.lexical_weight, s.answer_lexical_weight))
+        order = np.argsort(-score, kind="stable")
+        lead = _lead(score[order])
         out: list[Candidate] = []
-        for i in np.argsort(-score, kind="stable")[:top_k]:
+        for rank, i in enumerate(order[:top_k]):
             if counts[i]:
                 seg = slice(starts[i], starts[i] + counts[i])
                 best = starts[i] + int(np.argmax(d[seg]))
@@ -681,6 +743,18 @@ class Retriever:
                 matched, mkind, mlang, cos = row.text, row.kind, row.language, float(dense[best])
             else:
                 matched, mkind, mlang, cos, cov = "", "", "", float(cent[i]), 0.0
-            out.append(Candidate(ents[i], float(score[i]), float(d_max[i]), float(l_max[i]), matched, mkind, mlang,
-                                 raw={"cos": cos, "centroid": float(cent[i]), "coverage": cov}, query=query))
+            out.append(
+                Candidate(
+                    ents[i],
+                    float(score[i]),
+                    float(d_max[i]),
+                    float(l_max[i]),
+                    matched,
+                    mkind,
+                    mlang,
+                    raw={"cos": cos, "centroid": float(cent[i]), "coverage": cov,
+                         **({"lead": float(lead[rank])} if lead is not None else {})},
+                    query=query,
+                )
+            )
         return out

@@ -29,6 +29,8 @@ class RetrievalSettings:
     lexical_weight: float = 0.1  # lexical signal of question variants
     answer_lexical_weight: float = 0.3  # lexical signal of whole answers (the entry keeps the larger)
     passage_offset: float = 0.02
+    # Centroid weight (at least) for entries with no text in the query's language.
+    cross_language_centroid_weight: float = 3.0
     # Language directions projected out of all vectors (0: none); estimated from entries with
     # at least 3 languages, when the knowledge base has this many of them.
     language_directions: int = 8
@@ -47,6 +49,9 @@ class RetrievalSettings:
     # Sentences as rows of their own (max-sim): "always", "never", or "answer-only" (entries without
     # question variants, whose answer is all there is to match; others need only their centroid).
     chunk_rows: str = "answer-only"
+    # How far an entry's dense signal moves from its best question/whole answer towards its best
+    # sentence row, when that is higher (1: max over all rows).
+    sentence_blend: float = 1.0
     # Spelling correction of query words against the knowledge base's vocabulary.
     spell_correct: bool = True
     spell_min_len: int = 5  # shorter words are left alone (too many near neighbours)
@@ -60,17 +65,35 @@ class RetrievalSettings:
     # Shards with this many rows get a FAISS IVF index for row candidates.
     ivf_min_rows: int = 100_000
     ivf_nprobe: int = 24
-    # The decision: P(top entry is right) = logistic(bias + w_score * score + w_margin * margin),
-    # fitted on the multilingual dev set; answer when it reaches answer_probability.
+    # The decision (knowledge/decision.py): three calibrated probabilities, each
+    # logistic(bias + sum of w_<signal> * signal). Answer when P(right) from score and margin reaches
+    # answer_probability (fitted on the seed's multilingual dev set, where raw scores are telling) or
+    # when P(right) from the best entry's standing out from the rest reaches standout_probability
+    # (fitted on the dev splits of three small knowledge bases: `bench/generalisation.py --fit`),
+    # and the lead over the runner-up is at least answer_min_margin. Else offer up to clarify_max
+    # candidates within clarify_window of the best when P(the right one is among the best three)
+    # reaches offer_probability; else hand over.
     answer_bias: float = -13.78
     answer_w_score: float = 17.65
     answer_w_margin: float = 14.31
+    answer_w_lead: float = 0.0
+    answer_w_cross_language: float = 0.0
     answer_probability: float = 0.775
-    answer_min_margin: float = 0.02  # and never without this lead over the runner-up (clarify instead)
-    # Below that: clarify with the candidates within clarify_window of the top, if the top
-    # reaches clarify_threshold; else hand over.
-    clarify_threshold: float = 0.79
-    clarify_window: float = 0.015
+    answer_min_margin: float = 0.02
+    standout_bias: float = -6.27
+    standout_w_score: float = 6.22
+    standout_w_margin: float = 19.97
+    standout_w_lead: float = 0.33
+    standout_w_cross_language: float = 0.06
+    standout_probability: float = 0.9
+    offer_bias: float = -7.44
+    offer_w_score: float = 9.34
+    offer_w_margin: float = 17.6
+    offer_w_lead: float = 0.22
+    offer_w_cross_language: float = 0.19
+    offer_probability: float = 0.3
+    offer_min_lead: float = 2.0  # ... and the best stands out this far (else nothing is plausible)
+    clarify_window: float = 0.05
     clarify_max: int = 3
 
     def replace(self, **changes) -> RetrievalSettings:
@@ -101,7 +124,7 @@ def load_retrieval_settings(path: str | Path | None = None, env: dict[str, str] 
     known = {f.name: f.type for f in fields(RetrievalSettings)}
     for key, value in env.items():
         if key.startswith(ENV_PREFIX) and key != ENV_FILE:
-            name = key[len(ENV_PREFIX):].lower()
+            name = key[len(ENV_PREFIX) :].lower()
             if name in known:
                 values[name] = _coerce(known[name], value)
     unknown = set(values) - set(known)

@@ -13,42 +13,85 @@ from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
 
 ENTRIES = [
-    Entry(id="waste-collection", url="https://www.ekby.se/avfall",
-          questions={"sv": ["När hämtas soporna?", "Vilken dag töms soptunnan?", "sophämtning schema"],
-                     "en": ["When is my bin emptied?"], "ar": ["متى يتم جمع القمامة؟"]},
-          answer={"sv": "Soporna hämtas varannan vecka. Du ser din hämtdag i appen Ekby Avfall.",
-                  "en": "Bins are emptied every other week. See your day in the Ekby Avfall app.",
-                  "ar": "يتم جمع القمامة كل أسبوعين. يمكنك رؤية يوم الجمع في تطبيق Ekby Avfall."}),
-    Entry(id="preschool-apply",
-          questions={"sv": ["Hur söker jag förskoleplats?", "ansöka om plats i förskola"],
-                     "en": ["How do I apply for preschool?"], "ar": ["كيف أسجل طفلي في الروضة؟"]},
-          answer={"sv": "Du ansöker om förskoleplats i e-tjänsten senast fyra månader innan du behöver platsen.",
-                  "en": "Apply for a preschool place in the e-service at least four months ahead.",
-                  "ar": "قدّم طلب مكان في الروضة عبر الخدمة الإلكترونية قبل أربعة أشهر على الأقل."}),
-    Entry(id="preschool-fee",
-          questions={"sv": ["Vad kostar förskolan?", "avgift för förskola", "maxtaxa förskola"],
-                     "en": ["How much does preschool cost?"]},
-          answer={"sv": "Avgiften för förskola följer maxtaxan och beror på hushållets inkomst.",
-                  "en": "The preschool fee follows the maximum fee and depends on household income."}),
-    Entry(id="building-permit",
-          questions={"sv": ["Behöver jag bygglov för altan?", "bygglov för att bygga ut huset"],
-                     "en": ["Do I need a building permit?"]},
-          answer={"sv": "En altan lägre än 1,2 meter och minst 4,5 meter från tomtgränsen kräver inte bygglov.",
-                  "en": "A deck lower than 1.2 metres and 4.5 metres from the boundary needs no permit."}),
-    Entry(id="parking-permit-disabled",
-          questions={"sv": ["Hur får jag parkeringstillstånd för rörelsehindrade?"],
-                     "en": ["How do I get a disabled parking permit?"]},
-          answer={"sv": "Ansök om parkeringstillstånd för rörelsehindrade med ett läkarintyg i e-tjänsten.",
-                  "en": "Apply for a disabled parking permit with a medical certificate in the e-service."}),
-    Entry(id="library-hours",
-          questions={"sv": ["När har biblioteket öppet?", "bibliotekets öppettider"], "en": ["Library opening hours"]},
-          answer={"sv": "Stadsbiblioteket har öppet vardagar 10-19 och lördagar 11-15.",
-                  "en": "The main library is open weekdays 10-19 and Saturdays 11-15."}),
-    Entry(id="financial-aid",
-          questions={"sv": ["Hur ansöker jag om ekonomiskt bistånd?", "försörjningsstöd ansökan"],
-                     "en": ["How do I apply for financial assistance?"]},
-          answer={"sv": "Du ansöker om ekonomiskt bistånd hos socialtjänsten, i e-tjänsten eller på telefon.",
-                  "en": "Apply for financial assistance from social services, online or by phone."}),
+    Entry(
+        id="waste-collection",
+        url="https://www.ekby.se/avfall",
+        questions={
+            "sv": ["När hämtas soporna?", "Vilken dag töms soptunnan?", "sophämtning schema"],
+            "en": ["When is my bin emptied?"],
+            "ar": ["متى يتم جمع القمامة؟"],
+        },
+        answer={
+            "sv": "Soporna hämtas varannan vecka. Du ser din hämtdag i appen Ekby Avfall.",
+            "en": "Bins are emptied every other week. See your day in the Ekby Avfall app.",
+            "ar": "يتم جمع القمامة كل أسبوعين. يمكنك رؤية يوم الجمع في تطبيق Ekby Avfall.",
+        },
+    ),
+    Entry(
+        id="preschool-apply",
+        questions={
+            "sv": ["Hur söker jag förskoleplats?", "ansöka om plats i förskola"],
+            "en": ["How do I apply for preschool?"],
+            "ar": ["كيف أسجل طفلي في الروضة؟"],
+        },
+        answer={
+            "sv": "Du ansöker om förskoleplats i e-tjänsten senast fyra månader innan du behöver platsen.",
+            "en": "Apply for a preschool place in the e-service at least four months ahead.",
+            "ar": "قدّم طلب مكان في الروضة عبر الخدمة الإلكترونية قبل أربعة أشهر على الأقل.",
+        },
+    ),
+    Entry(
+        id="preschool-fee",
+        questions={
+            "sv": ["Vad kostar förskolan?", "avgift för förskola", "maxtaxa förskola"],
+            "en": ["How much does preschool cost?"],
+        },
+        answer={
+            "sv": "Avgiften för förskola följer maxtaxan och beror på hushållets inkomst.",
+            "en": "The preschool fee follows the maximum fee and depends on household income.",
+        },
+    ),
+    Entry(
+        id="building-permit",
+        questions={
+            "sv": ["Behöver jag bygglov för altan?", "bygglov för att bygga ut huset"],
+            "en": ["Do I need a building permit?"],
+        },
+        answer={
+            "sv": "En altan lägre än 1,2 meter och minst 4,5 meter från tomtgränsen kräver inte bygglov.",
+            "en": "A deck lower than 1.2 metres and 4.5 metres from the boundary needs no permit.",
+        },
+    ),
+    Entry(
+        id="parking-permit-disabled",
+        questions={
+            "sv": ["Hur får jag parkeringstillstånd för rörelsehindrade?"],
+            "en": ["How do I get a disabled parking permit?"],
+        },
+        answer={
+            "sv": "Ansök om parkeringstillstånd för rörelsehindrade med ett läkarintyg i e-tjänsten.",
+            "en": "Apply for a disabled parking permit with a medical certificate in the e-service.",
+        },
+    ),
+    Entry(
+        id="library-hours",
+        questions={"sv": ["När har biblioteket öppet?", "bibliotekets öppettider"], "en": ["Library opening hours"]},
+        answer={
+            "sv": "Stadsbiblioteket har öppet vardagar 10-19 och lördagar 11-15.",
+            "en": "The main library is open weekdays 10-19 and Saturdays 11-15.",
+        },
+    ),
+    Entry(
+        id="financial-aid",
+        questions={
+            "sv": ["Hur ansöker jag om ekonomiskt bistånd?", "försörjningsstöd ansökan"],
+            "en": ["How do I apply for financial assistance?"],
+        },
+        answer={
+            "sv": "Du ansöker om ekonomiskt bistånd hos socialtjänsten, i e-tjänsten eller på telefon.",
+            "en": "Apply for financial assistance from social services, online or by phone.",
+        },
+    ),
 ]
 
 
@@ -108,8 +151,9 @@ def test_missing_language_falls_back_to_swedish_with_notice(retriever, settings)
         assert d.answers(1)[0]["language"] == "sv"
 
 
-@pytest.mark.parametrize("text", ["Vem vann fotbolls-VM 1994?", "asdkjh qwe zzxq",
-                                  "Kan du rekommendera ett recept på lasagne?"])
+@pytest.mark.parametrize(
+    "text", ["Vem vann fotbolls-VM 1994?", "asdkjh qwe zzxq", "Kan du rekommendera ett recept på lasagne?"]
+)
 def test_out_of_scope_is_handed_off(retriever, settings, text):
     d = ask(retriever, settings, text)
     assert d.decision == "handoff", d.explain
@@ -125,8 +169,12 @@ def test_close_entries_give_clarify(retriever, settings):
 
 def test_municipalities_are_separate(embedder, settings):
     r = Retriever(embedder, settings=settings)
-    other = Entry(id="waste-collection", municipality="other", answer={"sv": "I Annanby hämtas soporna varje vecka."},
-                  questions={"sv": ["När hämtas soporna?"]})
+    other = Entry(
+        id="waste-collection",
+        municipality="other",
+        answer={"sv": "I Annanby hämtas soporna varje vecka."},
+        questions={"sv": ["När hämtas soporna?"]},
+    )
     r.rebuild([ENTRIES[0], other])
     assert "Annanby" in r.search("När hämtas soporna?", municipality="other")[0].entry.answer["sv"]
     assert "varannan" in r.search("När hämtas soporna?")[0].entry.answer["sv"]
@@ -136,14 +184,18 @@ def test_municipalities_are_separate(embedder, settings):
 def test_upsert_and_remove_are_searchable_at_once(embedder, settings):
     r = Retriever(embedder, settings=settings)
     r.rebuild(ENTRIES)
-    new = Entry(id="dog-license", questions={"sv": ["Måste jag registrera min hund?"]},
-                answer={"sv": "Alla hundar ska registreras hos Jordbruksverket och vara id-märkta."})
+    new = Entry(
+        id="dog-license",
+        questions={"sv": ["Måste jag registrera min hund?"]},
+        answer={"sv": "Alla hundar ska registreras hos Jordbruksverket och vara id-märkta."},
+    )
     t = time.perf_counter()
     r.upsert(new)
     assert time.perf_counter() - t < 1.0
     assert r.search("registrera hunden")[0].entry.id == "dog-license"
-    changed = Entry(id="dog-license", questions={"sv": ["Vad kostar hundskatt?"]},
-                    answer={"sv": "Ekby tar ingen hundskatt."})
+    changed = Entry(
+        id="dog-license", questions={"sv": ["Vad kostar hundskatt?"]}, answer={"sv": "Ekby tar ingen hundskatt."}
+    )
     r.upsert(changed)
     hit = r.search("hundskatt")[0]
     assert hit.entry.id == "dog-license" and "ingen hundskatt" in hit.entry.answer["sv"]
@@ -204,9 +256,10 @@ def test_vector_cache_makes_second_build_fast(embedder, settings, tmp_path):
 def test_settings_come_from_yaml_and_env(tmp_path):
     f = tmp_path / "retrieval.yml"
     f.write_text("answer_probability: 0.7\ncentroid_weight: 0.5\n")
-    s = load_retrieval_settings(env={"KOMMUNCHATT_RETRIEVAL_SETTINGS": str(f),
-                                     "KOMMUNCHATT_RETRIEVAL_CLARIFY_THRESHOLD": "0.6"})
-    assert (s.answer_probability, s.centroid_weight, s.clarify_threshold) == (0.7, 0.5, 0.6)
+    s = load_retrieval_settings(
+        env={"KOMMUNCHATT_RETRIEVAL_SETTINGS": str(f), "KOMMUNCHATT_RETRIEVAL_OFFER_PROBABILITY": "0.6"}
+    )
+    assert (s.answer_probability, s.centroid_weight, s.offer_probability) == (0.7, 0.5, 0.6)
     f.write_text("answer_probabilty: 0.7\n")  # a misspelt name is an error, not silently ignored
     with pytest.raises(ValueError, match="answer_probabilty"):
         load_retrieval_settings(f, env={})
