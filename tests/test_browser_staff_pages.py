@@ -180,11 +180,12 @@ def test_canned_responses_are_created_edited_and_deleted(admin):
 
 def test_users_hours_and_municipalities_are_managed_on_pages(svc, admin):
     open_page(admin, "Användare")
-    admin.get_by_label("Användarnamn").fill("dana")
-    admin.get_by_label("Visningsnamn").fill("Dana")
-    admin.get_by_label("Lösenord").fill("ett långt lösenord")
-    admin.get_by_role("group", name="Språk").get_by_label("arabiska").check()
-    admin.get_by_role("button", name="Spara").click()
+    form = admin.locator("#user-form")
+    form.get_by_label("Användarnamn").fill("dana")
+    form.get_by_label("Visningsnamn").fill("Dana")
+    form.get_by_label("Lösenord").fill("ett långt lösenord")
+    form.get_by_role("group", name="Språk").get_by_label("Arabiska").check()
+    form.get_by_role("button", name="Spara").click()
     users = admin.get_by_role("table", name=re.compile(r"\d+ användare"))
     expect(users.locator("tr", has_text="dana")).to_contain_text("ar")
     assert (
@@ -209,9 +210,10 @@ def test_users_hours_and_municipalities_are_managed_on_pages(svc, admin):
     shot(admin, "staff-hours.png")
 
     open_page(admin, "Kommuner")
-    admin.get_by_label("Id").fill("norrvik")
-    admin.get_by_label("Namn").fill("Norrviks kommun")
-    admin.get_by_role("button", name="Spara").click()
+    form = admin.locator("#municipality-form")
+    form.get_by_label("Id", exact=True).fill("norrvik")
+    form.get_by_label("Namn", exact=True).fill("Norrviks kommun")
+    form.get_by_role("button", name="Spara").click()
     expect(admin.get_by_role("table", name="2 kommuner")).to_contain_text("Norrviks kommun")
     no_serious(admin)
     shot(admin, "staff-municipalities.png")

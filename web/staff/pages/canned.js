@@ -21,7 +21,7 @@ export function cannedPage(view, { user }) {
 
   function edit(item) {
     const current = item || { shortcut: '', title: '', texts: {} };
-    const shortcut = el('input', { value: current.shortcut, required: true, pattern: '[a-z0-9_-]+', maxlength: '64' });
+    const shortcut = el('input', { value: current.shortcut, required: true, pattern: '[a-z0-9_\\-]+', maxlength: '64' });
     const title = el('input', { value: current.title, required: true, maxlength: '200' });
     const texts = languages.map((code) => {
       const area = el('textarea', { rows: '3', lang: code, dir: 'auto', 'data-lang': code });

@@ -68,7 +68,7 @@ async function conversationView(view, id) {
       [t('staff_outcome'), c.outcome ? label('staff_outcome_', c.outcome) : '–'],
       [t('staff_agents'), (c.agents || []).join(', ') || '–'],
       [t('staff_rating'), c.csat_score ? `${c.csat_score} / 5${c.csat_comment ? ` – ${c.csat_comment}` : ''}` : '–'],
-      [t('staff_session_id'), c.id]].map(([k, v]) => [el('dt', { text: k }), el('dd', { dir: 'auto', text: v })]));
+      [t('staff_session_id'), c.id]].flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { dir: 'auto', text: v })]));
   const messages = data.messages;
   const lines = [];
   messages.forEach((m, i) => {

@@ -11,7 +11,7 @@ export function municipalitiesPage(view) {
 
   function edit(m) {
     const s = (m && m.settings) || {};
-    const id = el('input', { value: m ? m.id : '', required: true, readonly: Boolean(m), pattern: '[a-z0-9-]+', maxlength: '64' });
+    const id = el('input', { value: m ? m.id : '', required: true, readonly: Boolean(m), pattern: '[a-z0-9][a-z0-9\\-]*', maxlength: '64' });
     const name = el('input', { value: m ? m.name : '', required: true, maxlength: '200' });
     const currency = el('input', { value: s.currency || 'SEK', maxlength: '8' });
     const offered = s.languages || languages;
