@@ -7,17 +7,17 @@ import contextlib
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
 
 from conversations.deps import Chat, Conversations
-from conversations.service import ChatService
+from conversations.service import DIRECT_HANDOFF, ChatService
 from conversations.store import UnknownConversation
 from core import municipalities
 from core.db import run_db
 from core.deps import AppSettings, DbEngine
 from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge
-from core.ratelimit import limit_messages, limit_new_sessions
+from core.ratelimit import check_queue_entry, limit_messages, limit_new_sessions
 from core.text import clean_message
 from knowledge.kbfile import LANG_RE
 
@@ -108,8 +108,10 @@ def _transcript(chat: ChatService, session_id: str, after: int) -> dict:
 
 
 @router.post("/sessions/{session_id}/messages", response_model=Replies, dependencies=[Depends(limit_messages())])
-async def post_message(session_id: str, body: NewMessage, chat: Chat, settings: AppSettings) -> dict:
+async def post_message(request: Request, session_id: str, body: NewMessage, chat: Chat, settings: AppSettings) -> dict:
     text = clean_message(body.text)
+    if text == DIRECT_HANDOFF:  # the service queues this one itself: the queue's limits apply here
+        await check_queue_entry(request, session_id)
     if not text:
         raise Invalid("the message is empty", [{"field": "text", "message": "the message is empty"}])
     if len(text) > settings.max_message_chars:

@@ -203,7 +203,7 @@ class AgentConnection:
         self.send({"type": "suggestions", **result})
 
     async def _peek(self, conversation_id: str, frame: dict) -> dict:
-        return {"conversation": await self.c.agents.view(conversation_id, self.user)}
+        return {"conversation": await self.c.agents.view(conversation_id, self.user, via="console")}
 
 
 # Console frame type -> command (frame fields: conversation_id, text, ref, outcome, to_user_id, status, typing).

@@ -7,6 +7,7 @@ belongs to. Entry edits go through `KnowledgeService`, so they are audited and a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
@@ -242,6 +243,19 @@ async def audit(
 ) -> list[dict]:
     """Every change: who, when, what (the entry before and after, and which fields changed)."""
     return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
+
+
+class Undo(BaseModel):
+    since_id: int = Field(..., ge=1, le=2**63 - 1, description="the audit id of the first change to undo")
+
+
+@router.post("/audit/undo")
+async def audit_undo(
+    request: Request, municipality: WebmasterMunicipality, body: Undo, user=Depends(webmaster)
+) -> dict:
+    """Undo every change from an audit id on (an import that replaced too much, a deletion): each entry
+    gets its earlier version back. The undoing is audited, so it can be undone in turn."""
+    return await asyncio.to_thread(request.app.state.c.knowledge.undo, municipality, body.since_id, user["username"])
 
 
 # ---------------------------------------------------------------- notices

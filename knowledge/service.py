@@ -256,6 +256,12 @@ class KnowledgeService:
         self.sync()
         return action
 
+    def undo(self, municipality: str, since_id: int, actor: str | None = None) -> dict[str, int]:
+        """Undo the audit's changes from `since_id` on (KnowledgeStore.undo); answerable when this returns."""
+        counts = self.store.undo(municipality, since_id, actor)
+        self.sync()
+        return counts
+
     def delete(self, municipality: str, entry_id: str, actor: str | None = None) -> bool:
         """Delete an entry; no longer answerable when this returns."""
         found = self.store.delete(municipality, entry_id, actor)

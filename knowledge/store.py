@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from sqlalchemy import JSON, Column, Engine, Float, Integer, String, Table, and_, delete, func, insert, select, update
 
 from core.db import SQLITE_BUSY_S, metadata
+from core.errors import Invalid
 from knowledge.entries import Entry
 from knowledge.kbfile import parse_entry
 
@@ -87,8 +88,13 @@ class KnowledgeStore:
     def import_entries(
         self, municipality: str, entries: Iterable[Entry], replace: bool = False, actor: str | None = None
     ) -> dict[str, int]:
-        """Atomic import: all entries land in one transaction, or none. `replace` deletes the rest."""
+        """Atomic import: all entries land in one transaction, or none. `replace` deletes the rest, and is
+        refused for an empty import (that would delete the whole knowledge base by mistake)."""
         entries = list(entries)
+        if replace and not entries:
+            raise Invalid("a replacing import without entries would delete the whole knowledge base: refused "
+                          "(to delete entries, delete them one by one, or import the entries to keep)",
+                          [{"field": "file", "message": "no entries"}])
         counts = {"create": 0, "update": 0, "unchanged": 0, "delete": 0}
         with self._writing() as conn:
             for entry in entries:
@@ -114,6 +120,30 @@ class KnowledgeStore:
                             )
                         )
                         counts["delete"] += 1
+        return counts
+
+    def undo(self, municipality: str, since_id: int, actor: str | None = None) -> dict[str, int]:
+        """Undo every change of the municipality's audit from `since_id` on (an import, a deletion), newest
+        first, in one transaction: each entry gets its `before` back (or is removed if it was created).
+        The undoing is audited too, so it can itself be undone."""
+        counts = {"restored": 0, "removed": 0}
+        with self._writing() as conn:
+            rows = conn.execute(select(kb_audit).where(kb_audit.c.municipality == municipality,
+                                                       kb_audit.c.id >= since_id).order_by(kb_audit.c.id.desc())).all()
+            if not rows:
+                raise Invalid(f"no change from audit id {since_id} on in '{municipality}': nothing to undo",
+                              [{"field": "since_id", "message": "no such change"}])
+            for row in rows:
+                if row.before is None:
+                    current = conn.execute(select(kb_entries.c.data).where(self._key(municipality, row.entry_id)))
+                    if current.first():
+                        conn.execute(delete(kb_entries).where(self._key(municipality, row.entry_id)))
+                        conn.execute(insert(kb_audit).values(municipality=municipality, entry_id=row.entry_id,
+                                                             action="delete", actor=actor, at=time.time(),
+                                                             before=row.after, after=None))
+                        counts["removed"] += 1
+                elif self._upsert(conn, _to_entry(municipality, row.before), actor) != "unchanged":
+                    counts["restored"] += 1
         return counts
 
     def audit(self, municipality: str, entry_id: str | None = None, limit: int = 100) -> list[dict]:

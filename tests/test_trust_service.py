@@ -180,6 +180,7 @@ BODIES = {
     ("POST", "/api/v1/admin/privacy/export"): lambda M, ID: {"conversation_ids": [ID["conversation_id"]]},
     ("POST", "/api/v1/admin/privacy/erase"): lambda M, ID: {"conversation_ids": [ID["erase"]]},
     ("POST", "/api/v1/admin/privacy/purge"): lambda M, ID: None,
+    ("POST", "/api/v1/admin/audit/undo"): lambda M, ID: {"since_id": 10**9},
     ("POST", "/api/v1/handoff/conversations/{conversation_id}/claim"): lambda M, ID: None,
     ("POST", "/api/v1/handoff/conversations/{conversation_id}/handback"): lambda M, ID: None,
 }
@@ -449,7 +450,8 @@ def test_login_lockout_equal_timing_and_revocation(svc):
 
     def timed(username: str) -> float:
         started = time.perf_counter()
-        httpx.post(f"{url}/api/v1/auth/login", json={"username": username, "password": "wrong-password"})
+        httpx.post(f"{url}/api/v1/auth/login", json={"username": username, "password": "wrong-password"},
+                   timeout=60)
         return time.perf_counter() - started
 
     known = min(timed("locky") for _ in range(2))
@@ -458,7 +460,7 @@ def test_login_lockout_equal_timing_and_revocation(svc):
     statuses = [httpx.post(f"{url}/api/v1/auth/login", json={"username": "locky", "password": "nope-nope"},
                            timeout=30).status_code for _ in range(10)]
     assert statuses[-1] == 429
-    locked = httpx.post(f"{url}/api/v1/auth/login", json={"username": "locky", "password": PASSWORD})
+    locked = httpx.post(f"{url}/api/v1/auth/login", json={"username": "locky", "password": PASSWORD}, timeout=60)
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
 
     token = c.users.login("locky", PASSWORD)[0]
@@ -480,6 +482,9 @@ def test_login_lockout_equal_timing_and_revocation(svc):
 
 def test_a_database_lock_held_elsewhere_gives_503_within_2_s(svc):
     url = svc["url"]
+    started = time.perf_counter()  # what a write costs on this machine now (a loaded CI runner is slow)
+    assert httpx.post(f"{url}/api/v1/chat/sessions", json={"municipality": "ekby"}, timeout=30).status_code == 201
+    baseline = time.perf_counter() - started
     holder = sqlite3.connect(svc["data_dir"] / "kommunchatt.db", timeout=1, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process's write transaction
     try:
@@ -491,7 +496,7 @@ def test_a_database_lock_held_elsewhere_gives_503_within_2_s(svc):
         holder.execute("ROLLBACK")
         holder.close()
     assert response.status_code == 503 and response.headers["retry-after"]
-    assert took < 3.0, took
+    assert took - baseline < 2.5, (took, baseline)  # the service waits 2 s for the lock, then says so
     assert reads.status_code == 200  # readers are not blocked
     assert httpx.post(f"{url}/api/v1/chat/sessions", json={"municipality": "ekby"}).status_code == 201
 
@@ -528,6 +533,10 @@ def test_hung_rasa_the_citizen_is_told_within_3_s_and_reaches_a_person(svc):
 
     c, url = svc["c"], svc["url"]
     original = c.chat.rasa
+    probe = httpx.post(f"{url}/api/v1/chat/sessions", json={}).json()["session_id"]
+    started = time.perf_counter()  # a turn's own cost on this machine now (Rasa down: answered at once)
+    httpx.post(f"{url}/api/v1/chat/sessions/{probe}/messages", json={"text": "hej"}, timeout=30)
+    baseline = time.perf_counter() - started
     with hanging_server() as rasa_url:
         c.chat.rasa = RasaClient(rasa_url, "t" * 32, timeout=10)
         try:
@@ -541,6 +550,31 @@ def test_hung_rasa_the_citizen_is_told_within_3_s_and_reaches_a_person(svc):
                                 timeout=30).json()
         finally:
             c.chat.rasa = original
-    assert took < 3.0, took
+    assert took - baseline < 3.0, (took, baseline)  # the service gives Rasa 2.5 s, then tells the citizen
     assert reply["state"] == "bot" and reply["messages"][0]["text"]
     assert person["state"] == "queued"  # queued directly, without Rasa
+
+
+def test_replace_import_refuses_empty_input_and_undo_from_the_audit(svc):
+    """The empty replacing import that deleted a whole knowledge base is refused; a replace that removes
+    entries is undone from the audit."""
+    url, c = svc["url"], svc["c"]
+    web = auth(svc, "webmaster")
+    params = {"municipality": "ekby", "replace": "true", "filename": "tom.jsonl"}
+    empty = httpx.post(f"{url}/api/v1/admin/import", params=params, content=b"", headers=web)
+    assert empty.status_code == 422, empty.text
+    assert len(c.knowledge.store.all("ekby")) >= 1
+    before = sorted(e.id for e in c.knowledge.store.all("ekby"))
+    since = c.knowledge.store.last_audit_id() + 1
+    keep_one = json.dumps({"id": before[0], "questions": {"sv": ["Bara den här?"]}, "answer": {"sv": "Ja."}})
+    replaced = httpx.post(f"{url}/api/v1/admin/import", params={**params, "filename": "en.jsonl"},
+                          content=keep_one.encode() + b"\n", headers=web)
+    assert replaced.status_code == 200, replaced.text
+    assert [e.id for e in c.knowledge.store.all("ekby")] == [before[0]]
+    undone = httpx.post(f"{url}/api/v1/admin/audit/undo", params={"municipality": "ekby"},
+                        json={"since_id": since}, headers=web)
+    assert undone.status_code == 200, undone.text
+    assert sorted(e.id for e in c.knowledge.store.all("ekby")) == before
+    other = httpx.post(f"{url}/api/v1/admin/audit/undo", params={"municipality": "vby"}, json={"since_id": 1},
+                       headers=web)
+    assert other.status_code == 403
