@@ -1,10 +1,15 @@
 """Full-turn latency through the chat API (service → Rasa → actions → service → reply).
 
 Starts the real three processes on free ports with a temporary data dir (SQLite, or `DATABASE_URL`),
-then runs conversations at 1, 20 and 100 concurrent sessions and prints p50/p95 per level, plus the
-Rasa training time (measured only when the training data changed, else reported as cached).
+then measures (issue 18):
+- p50/p95 and turns/s at 1, 20 and 100 concurrent sessions, back to back and with a think time; the
+  highest turns/s of the back-to-back levels is the saturation figure;
+- one long conversation (`--long 200` messages back to back): median of messages 1-10 vs 91-100 vs
+  191-200, so a turn whose cost grows with the conversation shows as a ratio above 1;
+- a first turn (a new session's first question) vs `/api/v1/answer` alone for the same questions.
 
-    .venv/bin/python bench/dialogue.py [--turns 5] [--levels 1,20,100]
+    .venv/bin/python bench/dialogue.py [--turns 5] [--levels 1,20,100] [--think 0,3] [--long 200] [--first 20]
+    .venv/bin/python bench/dialogue.py --only long,first     # skip the load levels
 """
 
 from __future__ import annotations
@@ -65,6 +70,93 @@ async def level(base_url: str, sessions: int, turns: int, think: float) -> tuple
     return latencies, errors
 
 
+async def long_conversation(base_url: str, messages: int) -> list[float]:
+    """One citizen asking one question after another, back to back: the latency of each message."""
+    questions = [t for t in TURNS["sv"][1:4]] + ["hur länge gäller ett parkeringstillstånd", "var lämnar jag grovsopor"]
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        session = (await client.post("/api/v1/chat/sessions", json={"language": "sv"})).json()["session_id"]
+        for i in range(messages):
+            started = time.perf_counter()
+            reply = await client.post(
+                f"/api/v1/chat/sessions/{session}/messages", json={"text": questions[i % len(questions)]}
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            reply.raise_for_status()
+    return latencies
+
+
+FIRST_QUESTIONS = [
+    ("sv", "När hämtas soporna?"),
+    ("sv", "hur ansöker jag om förskola"),
+    ("sv", "bygglov altan??"),
+    ("en", "How do I get a parking permit?"),
+    ("en", "When is my bin emptied?"),
+    ("ar", "كيف أسجل في المدرسة"),
+    ("sv", "var lämnar jag grovsopor"),
+    ("sv", "hur söker jag ekonomiskt bistånd"),
+]
+
+
+async def first_turns(base_url: str, rounds: int) -> tuple[list[float], list[float]]:
+    """The same questions as a new session's first message and as `/api/v1/answer` alone, interleaved."""
+    chat: list[float] = []
+    answer: list[float] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        for i in range(rounds):
+            language, text = FIRST_QUESTIONS[i % len(FIRST_QUESTIONS)]
+            started = time.perf_counter()
+            (await client.post("/api/v1/answer", json={"text": text, "language": language})).raise_for_status()
+            answer.append((time.perf_counter() - started) * 1000)
+            session = (await client.post("/api/v1/chat/sessions", json={"language": language})).json()["session_id"]
+            started = time.perf_counter()
+            reply = await client.post(f"/api/v1/chat/sessions/{session}/messages", json={"text": text})
+            chat.append((time.perf_counter() - started) * 1000)
+            reply.raise_for_status()
+    return chat, answer
+
+
+def report_long(latencies: list[float]) -> None:
+    first = statistics.median(latencies[:10])
+    print(f"\nlong conversation, {len(latencies)} messages back to back (load {os.getloadavg()[0]:.1f})")
+    for start in (0, 40, 90, 140, 190):
+        window = latencies[start : start + 10]
+        if window:
+            median = statistics.median(window)
+            print(f"  messages {start + 1:>3}-{start + len(window):<3} median {median:6.0f} ms  x{median / first:.2f}")
+    for start in (90, 190):
+        if len(latencies) >= start + 10:
+            median = statistics.median(latencies[start : start + 10])
+            print(f"  message {start + 10} vs 1: x{median / first:.2f} (median of 10 vs first 10)")
+
+
+def report_first(chat: list[float], answer: list[float]) -> None:
+    print(f"\nfirst turn vs /api/v1/answer alone, {len(chat)} questions (load {os.getloadavg()[0]:.1f})")
+    for name, values in (("first chat turn", chat), ("/api/v1/answer", answer)):
+        print(f"  {name:<16} p50 {statistics.median(values):6.0f} ms  p95 {pct(values, 0.95):6.0f} ms")
+    print(
+        f"  ratio p50 x{statistics.median(chat) / statistics.median(answer):.1f}  "
+        f"p95 x{pct(chat, 0.95) / pct(answer, 0.95):.1f}"
+    )
+
+
+def report_levels(base_url: str, args: argparse.Namespace) -> None:
+    header = ("think s", "sessions", "turns", "p50 ms", "p95 ms", "max ms", "errors", "turns/s")
+    print(f"load average {os.getloadavg()[0]:.1f}\n" + " ".join(f"{h:>8}" for h in header))
+    saturation = 0.0
+    for think in (float(x) for x in args.think.split(",")):
+        for sessions in (int(x) for x in args.levels.split(",")):
+            t0 = time.perf_counter()
+            latencies, errors = asyncio.run(level(base_url, sessions, args.turns, think))
+            rate = len(latencies) / (time.perf_counter() - t0)
+            saturation = max(saturation, rate) if think == 0 else saturation
+            print(
+                f"{think:>8.0f} {sessions:>8} {len(latencies):>8} {statistics.median(latencies):>8.0f} "
+                f"{pct(latencies, 0.95):>8.0f} {max(latencies):>8.0f} {len(errors):>8} {rate:>8.1f}"
+            )
+    print(f"turns/s at saturation (best back-to-back level): {saturation:.1f} (load {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=5)
@@ -72,21 +164,22 @@ def main() -> None:
     parser.add_argument(
         "--think", default="0,3", help="mean seconds between a citizen's turns; 0 = back to back (comma-separated)"
     )
+    parser.add_argument("--long", type=int, default=200, help="messages in the one long conversation (0 = skip)")
+    parser.add_argument("--first", type=int, default=24, help="first turns vs /api/v1/answer (0 = skip)")
+    parser.add_argument("--only", default="levels,long,first", help="which parts to run (comma-separated)")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         with running_system(Path(tmp), os.environ.get("DATABASE_URL")) as system:
             print(f"system ready in {time.monotonic() - started:.1f} s (models prepared or cached)")
             asyncio.run(level(system.service_url, 2, 2, 0))  # warm-up
-            header = ("think s", "sessions", "turns", "p50 ms", "p95 ms", "max ms", "errors", "turns/s")
-            print(f"load average {os.getloadavg()[0]:.1f}\n" + " ".join(f"{h:>8}" for h in header))
-            for think in (float(x) for x in args.think.split(",")):
-                for sessions in (int(x) for x in args.levels.split(",")):
-                    t0 = time.perf_counter()
-                    latencies, errors = asyncio.run(level(system.service_url, sessions, args.turns, think))
-                    rate = len(latencies) / (time.perf_counter() - t0)
-                    print(f"{think:>8.0f} {sessions:>8} {len(latencies):>8} {statistics.median(latencies):>8.0f} "
-                          f"{pct(latencies, 0.95):>8.0f} {max(latencies):>8.0f} {len(errors):>8} {rate:>8.1f}")
+            if "first" in parts and args.first:
+                report_first(*asyncio.run(first_turns(system.service_url, args.first)))
+            if "long" in parts and args.long:
+                report_long(asyncio.run(long_conversation(system.service_url, args.long)))
+            if "levels" in parts:
+                report_levels(system.service_url, args)
 
 
 if __name__ == "__main__":
