@@ -171,4 +171,5 @@ def test_dashboard_in_kronor_with_names_and_readable_chart_text(service, webmast
         assert sizes and min(sizes) >= 12, (width, min(sizes))
     no_serious(webmaster)
     webmaster.set_viewport_size({"width": 1280, "height": 900})
+    webmaster.wait_for_timeout(400)  # the charts are drawn again at the new width
     webmaster.screenshot(path=str(SHOTS / "admin-dashboard-readable.png"), full_page=True)
