@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from core.deps import internal_caller
+from conversations.deps import Conversations, Personal
+from core.db import run_db
+from core.deps import DbEngine, Events, internal_caller
+from core.errors import Invalid
 from core.privacy import EMAIL, PHONE, PLACEHOLDERS
 from core.ratelimit import check_queue_entry
 from handoff import tickets
+from handoff.deps import QueueDep
 from handoff.models import LanguageChanged, QueueEntry, TicketCreated
 
 # What the masked text says where the citizen wrote a phone number or e-mail address (core/privacy.py).
@@ -43,42 +47,42 @@ class Feedback(BaseModel):
 
 
 @router.post("/{session_id}/handoff", response_model=QueueEntry)
-async def handoff(request: Request, session_id: str, body: HandoffRequest) -> dict:
+async def handoff(request: Request, session_id: str, body: HandoffRequest, queue: QueueDep, engine: DbEngine) -> dict:
     # No state event here: the bot's "you are number N in the queue" is stored after this returns, and the
     # citizen's turn publishes the state once it is (conversations.service), so "X has joined" comes after it.
     await check_queue_entry(request, session_id)  # 429: scripted sessions cannot flood the queue
-    return request.app.state.c.queue.enqueue(session_id, body.reason, topic=body.topic)
+    return await run_db(engine, queue.enqueue, session_id, body.reason, topic=body.topic)
 
 
 @router.post("/{session_id}/callback", status_code=201, response_model=TicketCreated)
-async def callback(request: Request, session_id: str, body: CallbackRequest) -> dict:
+async def callback(session_id: str, body: CallbackRequest, store: Conversations, personal: Personal,
+                   engine: DbEngine, events: Events) -> dict:
     """A message left outside opening hours: becomes a ticket agents see when they log in."""
-    c = request.app.state.c
-    conv = c.conversations.get(session_id)
+    conv = await run_db(engine, store.get, session_id)
     contact = body.phone or body.email
-    if contact in PLACEHOLDER_KINDS and c.personal:  # Rasa saw the masked contact: the citizen's own, while live
-        contact = c.personal.latest_contact(session_id, PLACEHOLDER_KINDS[contact])
+    if contact in PLACEHOLDER_KINDS and personal:  # Rasa saw the masked contact: the citizen's own, while live
+        contact = await run_db(engine, personal.latest_contact, session_id, PLACEHOLDER_KINDS[contact])
     if not body.consent or not contact:
-        raise HTTPException(422, "a call-back needs a phone number or e-mail address and the citizen's consent")
-    ticket_id = tickets.create(c.engine, conv, body.name, contact, body.message)
-    await c.events.publish("agents", {"type": "ticket", "id": ticket_id})
+        raise Invalid("a call-back needs a phone number or e-mail address and the citizen's consent",
+                      [{"field": "consent", "message": "a contact and consent are required"}])
+    ticket_id = await run_db(engine, tickets.create, engine, conv, body.name, contact, body.message)
+    await events.publish("agents", {"type": "ticket", "id": ticket_id})
     return {"ticket_id": ticket_id}
 
 
 @router.post("/{session_id}/language", response_model=LanguageChanged)
-async def change_language(request: Request, session_id: str, body: LanguageChange) -> dict:
-    request.app.state.c.conversations.update(session_id, language=body.language)
+async def change_language(session_id: str, body: LanguageChange, store: Conversations, engine: DbEngine) -> dict:
+    await run_db(engine, store.update, session_id, language=body.language)
     return {"language": body.language}
 
 
 @router.post("/{session_id}/feedback", response_model=dict[str, str])
-async def feedback(request: Request, session_id: str, body: Feedback) -> dict:
-    c = request.app.state.c
-    c.conversations.get(session_id)
-    c.conversations.add_message(
-        session_id,
-        "system",
-        "feedback",
-        {"custom": {"kind": "feedback", "entry_id": body.entry_id, "helpful": body.helpful}},
-    )
+async def feedback(session_id: str, body: Feedback, store: Conversations, engine: DbEngine) -> dict:
+    await run_db(engine, _store_feedback, store, session_id, body)
     return {}
+
+
+def _store_feedback(store, session_id: str, body: Feedback) -> None:
+    store.get(session_id)
+    store.add_message(session_id, "system", "feedback",
+                      {"custom": {"kind": "feedback", "entry_id": body.entry_id, "helpful": body.helpful}})

@@ -72,3 +72,22 @@ def test_openapi_documents_the_error_shape_and_response_models(app):
     claim = spec["paths"]["/api/v1/handoff/conversations/{conversation_id}/claim"]["post"]["responses"]
     assert claim["403"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert claim["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ConversationView")
+
+
+def test_the_action_servers_calls_set_language_feedback_tickets_and_queue(app):
+    client, c = app
+    sid = new_session(client)
+    internal = {"x-internal-token": "in-process"}
+    base = f"/api/v1/internal/sessions/{sid}"
+    assert client.post(f"{base}/language", json={"language": "en"}, headers=internal).json() == {"language": "en"}
+    assert client.get(f"/api/v1/chat/sessions/{sid}").json()["language"] == "en"
+    assert client.post(f"{base}/feedback", json={"entry_id": "x", "helpful": False}, headers=internal).json() == {}
+    refused = client.post(f"{base}/callback", json={"message": "Ring mig", "phone": "0701234567", "consent": False},
+                          headers=internal)
+    assert refused.status_code == 422 and "consent" in refused.json()["detail"]
+    ticket = client.post(f"{base}/callback", json={"message": "Ring mig", "phone": "0701234567", "consent": True},
+                         headers=internal)
+    assert ticket.status_code == 201 and isinstance(ticket.json()["ticket_id"], int)
+    queued = client.post(f"{base}/handoff", json={"reason": "requested"}, headers=internal).json()
+    assert queued["open"] is True and queued["state"] == "queued" and queued["position"] >= 1
+    assert client.post(f"{base}/handoff", json={}, headers={"x-internal-token": "wrong"}).status_code == 403
