@@ -148,6 +148,8 @@ class ReplicaSet:
         self.balancer.start_all()
         for i, replica in enumerate(self.replicas):
             replica.start(rasa_model, report=lambda line, n=i + 1: report(f"replica {n}: {line}"))
+            if i == 0:  # the first Rasa creates the tracker tables; two creating them at once collide
+                replica.wait_ready(timeout=600)
 
     def wait_ready(self, timeout: float = 600) -> None:
         """Every replica's own /health (through its own ports), then the balancer's."""
