@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 )
 
 from core.db import make_engine
+from core.errors import Invalid
 from knowledge.entries import Entry
 from knowledge.retrieval import Retriever
 from knowledge.service import KnowledgeService
@@ -132,6 +133,10 @@ class IndexMachine(RuleBasedStateMachine):
 
     @rule(batch=st.lists(entries, max_size=6, unique_by=lambda e: e.id), replace=st.booleans(), here=st.booleans())
     def import_file(self, batch, replace, here):
+        if replace and not batch:  # would empty the knowledge base: refused, nothing changes
+            with pytest.raises(Invalid):
+                self.shared.other.import_entries(self.m, batch, replace=True)
+            return
         if here:
             self.a.import_entries(self.m, batch, replace=replace, actor="t", wait=False)
         else:
@@ -146,6 +151,7 @@ class IndexMachine(RuleBasedStateMachine):
         threads = [
             threading.Thread(target=store.import_entries, args=(self.m, batch), kwargs={"replace": replace})
             for store, batch in ((self.shared.other, first), (self.shared.third, second))
+            if batch  # an empty replacing import is refused (see import_file)
         ]
         for t in threads:
             t.start()
@@ -161,7 +167,9 @@ class IndexMachine(RuleBasedStateMachine):
 
     @rule(worker=st.integers(0, 1))
     def restart(self, worker):
-        self.shared.workers[worker].close()
+        old = self.shared.workers[worker]
+        old.close()
+        old.store.engine.dispose()
         self.shared.workers[worker] = self.shared.start()
 
     @rule(worker=st.integers(0, 1))
