@@ -12,16 +12,20 @@ import math
 _PHRASES: dict[str, tuple[str, dict[str, str]]] = {
     "sv": ("under en minut", {"one": "ungefär 1 minut", "other": "ungefär {n} minuter"}),
     "en": ("less than a minute", {"one": "about 1 minute", "other": "about {n} minutes"}),
-    "ar": ("أقل من دقيقة", {"one": "حوالي دقيقة واحدة", "two": "حوالي دقيقتين",
-                           "few": "حوالي {n} دقائق", "other": "حوالي {n} دقيقة"}),
+    "ar": (
+        "أقل من دقيقة",
+        {"one": "حوالي دقيقة واحدة", "two": "حوالي دقيقتين", "few": "حوالي {n} دقائق", "other": "حوالي {n} دقيقة"},
+    ),
     "so": ("wax ka yar hal daqiiqo", {"one": "qiyaastii 1 daqiiqo", "other": "qiyaastii {n} daqiiqo"}),
     "fa": ("کمتر از یک دقیقه", {"other": "حدود {n} دقیقه"}),
     "fi": ("alle minuutti", {"one": "noin 1 minuutti", "other": "noin {n} minuuttia"}),
     "ku": ("kêmtir ji deqîqeyekê", {"one": "nêzîkî 1 deqîqe", "other": "nêzîkî {n} deqîqe"}),
     "tr": ("bir dakikadan az", {"other": "yaklaşık {n} dakika"}),
     "pl": ("mniej niż minuta", {"one": "około 1 minuty", "other": "około {n} minut"}),
-    "uk": ("менше хвилини", {"one": "приблизно {n} хвилина", "few": "приблизно {n} хвилини",
-                             "other": "приблизно {n} хвилин"}),
+    "uk": (
+        "менше хвилини",
+        {"one": "приблизно {n} хвилина", "few": "приблизно {n} хвилини", "other": "приблизно {n} хвилин"},
+    ),
     "da": ("under et minut", {"one": "cirka 1 minut", "other": "cirka {n} minutter"}),
     "no": ("under ett minutt", {"one": "omtrent 1 minutt", "other": "omtrent {n} minutter"}),
 }
