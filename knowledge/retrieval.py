@@ -401,7 +401,7 @@ def _lead(ranked: np.ndarray) -> np.ndarray | None:
     field = ranked[1:LEAD_FIELD]
     if len(field) < 2:
         return None
-    return (ranked - field.mean()) / max(float(field.std()), 0.01)
+    return (ranked - field.mean()) / max(float(field.std()), 1e-3)
 
 
 def model_id(embedder) -> str:
