@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -19,12 +21,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from core import municipalities
-from core.deps import WebmasterMunicipality, require_role
+from core.deps import DbEngine, WebmasterMunicipality, component, require_role
 from core.errors import Invalid, summary
 from core.languages import NAMES, RTL
 from core.languages import public as public_languages
 from core.languages_api import Languages
 from core.text import clean_message
+from knowledge.deps import Knowledge
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.notices import NoticeError
 from knowledge.store import kb_entries
@@ -40,6 +43,9 @@ MAX_IMPORT_BYTES = 5_000_000
 FORMATS = {"yaml": ("application/yaml", "yml"), "jsonl": ("application/x-ndjson", "jsonl"), "csv": ("text/csv", "csv")}
 
 webmaster = require_role("webmaster")
+# Helpful / not helpful per entry, from the conversations: the app plugs in insights' reader (knowledge is
+# below both), see kommunchatt/app.py Components.entry_feedback.
+EntryFeedback = Annotated[Callable[[str], dict[str, dict[str, int]]], Depends(component("entry_feedback"))]
 
 
 def required_languages(settings: dict) -> list[str]:
@@ -65,17 +71,17 @@ async def languages() -> dict:
 
 @router.get("/entries")
 async def list_entries(
-    request: Request,
     municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
+    engine: DbEngine,
     q: str = "",
     tag: str = "",
     missing: str = "",
     user=Depends(webmaster),
 ) -> dict:
     """Entries with their languages, missing translations and last change; `q` searches all text."""
-    c = request.app.state.c
-    required = required_languages(municipalities.settings(c.engine, municipality) or {})
-    with c.engine.connect() as conn:
+    required = required_languages(municipalities.settings(engine, municipality) or {})
+    with engine.connect() as conn:
         changed = {
             r.id: (r.updated_at, r.updated_by)
             for r in conn.execute(
@@ -84,10 +90,10 @@ async def list_entries(
                 )
             )
         }
-    outdated = stale_translations(c.engine, municipality)
+    outdated = stale_translations(engine, municipality)
     needle = q.strip().lower()
     rows = []
-    for entry in c.knowledge.store.all(municipality):
+    for entry in knowledge.store.all(municipality):
         if tag and tag not in entry.tags:
             continue
         languages = sorted(set(entry.answer) | set(entry.questions))
@@ -121,15 +127,21 @@ async def list_entries(
 
 
 @router.get("/entries/{entry_id}")
-async def entry_detail(request: Request, municipality: WebmasterMunicipality, entry_id: str, user=Depends(webmaster)):
-    c = request.app.state.c
-    entry = c.knowledge.store.get(municipality, entry_id)
+async def entry_detail(
+    municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
+    engine: DbEngine,
+    feedback: EntryFeedback,
+    entry_id: str,
+    user=Depends(webmaster),
+):
+    entry = knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
-    required = required_languages(municipalities.settings(c.engine, municipality) or {})
+    required = required_languages(municipalities.settings(engine, municipality) or {})
     # Feedback lives in the conversations: the app plugs in insights' reader (knowledge is below both).
-    feedback = c.entry_feedback(municipality).get(entry_id, {"helpful": 0, "not_helpful": 0})
-    outdated = stale_translations(c.engine, municipality, entry_id).get(entry_id, {})
+    feedback = feedback(municipality).get(entry_id, {"helpful": 0, "not_helpful": 0})
+    outdated = stale_translations(engine, municipality, entry_id).get(entry_id, {})
     return {
         "entry": entry.to_dict(),
         "missing": [x for x in LANGUAGES if x not in entry.answer],
@@ -137,7 +149,7 @@ async def entry_detail(request: Request, municipality: WebmasterMunicipality, en
         # {language: when the Swedish answer changed}: translations written before that change
         "stale": {lang: at for lang, at in outdated.items() if lang in entry.answer},
         "feedback": feedback,
-        "audit": _audit_rows(c, municipality, entry_id, 50),
+        "audit": _audit_rows(knowledge, municipality, entry_id, 50),
     }
 
 
@@ -148,10 +160,11 @@ class Variant(BaseModel):
 
 
 @router.post("/variants")
-async def add_variant(request: Request, municipality: WebmasterMunicipality, body: Variant, user=Depends(webmaster)):
+async def add_variant(
+    municipality: WebmasterMunicipality, knowledge: Knowledge, body: Variant, user=Depends(webmaster)
+):
     """Add a citizen's wording as a question variant of an entry (one click from the gaps list)."""
-    c = request.app.state.c
-    entry = c.knowledge.store.get(municipality, body.entry_id)
+    entry = knowledge.store.get(municipality, body.entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{body.entry_id}'")
     text = clean_message(body.text)
@@ -159,7 +172,7 @@ async def add_variant(request: Request, municipality: WebmasterMunicipality, bod
     if text in variants:
         return {"id": entry.id, "action": "unchanged"}
     variants.append(text)
-    return {"id": entry.id, "action": c.knowledge.upsert(entry, actor=user["username"])}
+    return {"id": entry.id, "action": knowledge.upsert(entry, actor=user["username"])}
 
 
 # ---------------------------------------------------------------- import / export / audit
@@ -169,6 +182,7 @@ async def add_variant(request: Request, municipality: WebmasterMunicipality, bod
 async def import_file(
     request: Request,
     municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
     filename: str = "import.yml",
     replace: bool = False,
     dry_run: bool = False,
@@ -176,7 +190,6 @@ async def import_file(
 ):
     """The file is the request body. Nothing is imported unless the whole file is valid; the report
     names each problem's line, entry and field."""
-    c = request.app.state.c
     raw = await request.body()
     if len(raw) > MAX_IMPORT_BYTES:
         raise HTTPException(413, f"the file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
@@ -189,7 +202,7 @@ async def import_file(
             f"the first: {summary(problems[:1])}",
             problems,
         ) from None
-    existing = {e.id: e.to_dict() for e in c.knowledge.store.all(municipality)}
+    existing = {e.id: e.to_dict() for e in knowledge.store.all(municipality)}
     if dry_run:
         counts = {
             "create": 0,
@@ -204,29 +217,32 @@ async def import_file(
     # Stored at once, indexed in the background (off the event loop); the page polls
     # /api/v1/knowledge/status until every worker has reached `audit_id` ("live").
     counts = await run_in_threadpool(
-        c.knowledge.import_entries, municipality, entries, replace=replace, actor=user["username"], wait=False
+        knowledge.import_entries, municipality, entries, replace=replace, actor=user["username"], wait=False
     )
-    audit_id = c.knowledge.store.last_audit_id()
+    audit_id = knowledge.store.last_audit_id()
     return {"ok": True, "dry_run": False, "entries": len(entries), "counts": counts, "audit_id": audit_id}
 
 
 @router.get("/export")
 async def export_file(
-    request: Request, municipality: WebmasterMunicipality, format: str = "yaml", user=Depends(webmaster)
+    municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
+    format: str = "yaml",
+    user=Depends(webmaster),
 ) -> Response:
     if format not in FORMATS:
         raise HTTPException(422, "format must be yaml, jsonl or csv")
     media, ext = FORMATS[format]
-    body = dump(request.app.state.c.knowledge.store.all(municipality), format)
+    body = dump(knowledge.store.all(municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
     return Response(
         body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": f'attachment; filename="{name}"'}
     )
 
 
-def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[dict]:
+def _audit_rows(knowledge, municipality: str, entry_id: str | None, limit: int) -> list[dict]:
     rows = []
-    for row in c.knowledge.store.audit(municipality, entry_id, limit=limit):
+    for row in knowledge.store.audit(municipality, entry_id, limit=limit):
         before, after = row.get("before") or {}, row.get("after") or {}
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         rows.append({**row, "changed": changed})
@@ -235,14 +251,14 @@ def _audit_rows(c, municipality: str, entry_id: str | None, limit: int) -> list[
 
 @router.get("/audit")
 async def audit(
-    request: Request,
     municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
     entry_id: str | None = None,
     limit: int = 100,
     user=Depends(webmaster),
 ) -> list[dict]:
     """Every change: who, when, what (the entry before and after, and which fields changed)."""
-    return _audit_rows(request.app.state.c, municipality, entry_id, min(max(limit, 1), 1000))
+    return _audit_rows(knowledge, municipality, entry_id, min(max(limit, 1), 1000))
 
 
 class Undo(BaseModel):
@@ -251,35 +267,41 @@ class Undo(BaseModel):
 
 @router.post("/audit/undo")
 async def audit_undo(
-    request: Request, municipality: WebmasterMunicipality, body: Undo, user=Depends(webmaster)
+    municipality: WebmasterMunicipality, knowledge: Knowledge, body: Undo, user=Depends(webmaster)
 ) -> dict:
     """Undo every change from an audit id on (an import that replaced too much, a deletion): each entry
     gets its earlier version back. The undoing is audited, so it can be undone in turn."""
-    return await asyncio.to_thread(request.app.state.c.knowledge.undo, municipality, body.since_id, user["username"])
+    return await asyncio.to_thread(knowledge.undo, municipality, body.since_id, user["username"])
 
 
 # ---------------------------------------------------------------- notices
 
 
 @router.get("/notices")
-async def list_notices(request: Request, municipality: WebmasterMunicipality, user=Depends(webmaster)) -> list[dict]:
-    return request.app.state.c.knowledge.notices.list(municipality)
+async def list_notices(
+    municipality: WebmasterMunicipality, knowledge: Knowledge, user=Depends(webmaster)
+) -> list[dict]:
+    return knowledge.notices.list(municipality)
 
 
 @router.post("/notices", status_code=201)
-async def create_notice(request: Request, municipality: WebmasterMunicipality, body: dict, user=Depends(webmaster)):
+async def create_notice(municipality: WebmasterMunicipality, knowledge: Knowledge, body: dict, user=Depends(webmaster)):
     try:
-        return request.app.state.c.knowledge.notices.create(municipality, body, actor=user["username"])
+        return knowledge.notices.create(municipality, body, actor=user["username"])
     except NoticeError as exc:
         raise HTTPException(422, exc.problems) from None
 
 
 @router.put("/notices/{notice_id}")
 async def update_notice(
-    request: Request, municipality: WebmasterMunicipality, notice_id: int, body: dict, user=Depends(webmaster)
+    municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
+    notice_id: int,
+    body: dict,
+    user=Depends(webmaster),
 ):
     try:
-        notice = request.app.state.c.knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
+        notice = knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
     except NoticeError as exc:
         raise HTTPException(422, exc.problems) from None
     if not notice:
@@ -288,8 +310,10 @@ async def update_notice(
 
 
 @router.delete("/notices/{notice_id}", status_code=204)
-async def delete_notice(request: Request, municipality: WebmasterMunicipality, notice_id: int, user=Depends(webmaster)):
-    if not request.app.state.c.knowledge.notices.delete(municipality, notice_id):
+async def delete_notice(
+    municipality: WebmasterMunicipality, knowledge: Knowledge, notice_id: int, user=Depends(webmaster)
+):
+    if not knowledge.notices.delete(municipality, notice_id):
         raise HTTPException(404, f"no notice with id {notice_id}")
 
 
