@@ -92,8 +92,15 @@ def replica_set(tmp_path_factory):
 
 async def citizen(http: httpx.AsyncClient, turns: list[Turn], stop_at: float, start_delay: float) -> None:
     await asyncio.sleep(start_delay)
-    response = await http.post("/api/v1/chat/sessions", json={"language": "sv"})
-    session = response.json()["session_id"]
+    session = None
+    while session is None:  # the widget retries opening its session too
+        try:
+            response = await http.post("/api/v1/chat/sessions", json={"language": "sv"})
+            session = response.json()["session_id"] if response.status_code == 201 else None
+        except (httpx.HTTPError, ValueError):
+            pass
+        if session is None:
+            await asyncio.sleep(1)
     i = 0
     while time.monotonic() < stop_at:
         turn = Turn(session, uuid.uuid4().hex, QUESTIONS[i % len(QUESTIONS)], time.monotonic())
