@@ -81,10 +81,31 @@ def summary(
     tz: str = "Europe/Stockholm",
     municipality: str | None = None,
 ) -> dict:
+    """Handoff figures per day, municipality or language over a period (the reports page's table)."""
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     zone = zone_of(tz)
     begin, finish = period(date_from, date_to, tz)
+    convs, history = _conversations_with_history(engine, begin, finish, municipality)
+    now = time.time()
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for conv in convs:
+        key = _day(conv["queued_at"], zone) if group_by == "day" else conv[group_by]
+        groups[key].append(conv)
+    rows = [{group_by: key, **_group_row(groups[key], history, now)} for key in sorted(groups)]
+    return {
+        "from": dt.datetime.fromtimestamp(begin, zone).date().isoformat(),
+        "to": dt.datetime.fromtimestamp(finish - 1, zone).date().isoformat(),
+        "group_by": group_by,
+        "timezone": tz,
+        "rows": rows,
+    }
+
+
+def _conversations_with_history(
+    engine: Engine, begin: float, finish: float, municipality: str | None
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The period's handed-over conversations and each one's assignments, oldest first (read-only)."""
     query = select(conversations).where(and_(conversations.c.queued_at >= begin, conversations.c.queued_at < finish))
     if municipality:
         query = query.where(conversations.c.municipality == municipality)
@@ -100,59 +121,48 @@ def summary(
             )
             for row in rows:
                 history[row.conversation_id].append(dict(row._mapping))
-    now = time.time()
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for conv in convs:
-        key = _day(conv["queued_at"], zone) if group_by == "day" else conv[group_by]
-        groups[key].append(conv)
-    rows = []
-    for key in sorted(groups):
-        waits, firsts, handling, scores = [], [], [], []
-        outcomes: Counter = Counter()
-        for conv in groups[key]:
-            taken = history.get(conv["id"], [])
-            first_wait = next((a["wait_seconds"] for a in taken if a["wait_seconds"] is not None), None)
-            if first_wait is not None:
-                waits.append(first_wait)
-            first = first_response_seconds(taken)
-            if first is not None:
-                firsts.append(first)
-            if taken:
-                handling.append(sum((a["ended_at"] or now) - a["started_at"] for a in taken))
-            if conv["state"] == "queued":
-                outcomes["waiting"] += 1
-            elif conv["state"] == "agent":
-                outcomes["ongoing"] += 1
-            elif not taken:
-                outcomes["left_queue"] += 1  # handed back or gave up before anyone took it
-            elif conv["outcome"]:
-                outcomes[conv["outcome"]] += 1
-            else:
-                outcomes["handed_back"] += 1
-            if conv["csat_score"]:
-                scores.append(conv["csat_score"])
-        rows.append(
-            {
-                group_by: key,
-                "conversations": len(groups[key]),
-                "answered": sum(1 for c in groups[key] if history.get(c["id"])),
-                "waiting_seconds": _stats(waits),
-                "first_response_seconds": _stats(firsts),
-                "handling_seconds": _stats(handling),
-                "outcomes": dict(outcomes),
-                "satisfaction": {
-                    "count": len(scores),
-                    "mean": round(statistics.fmean(scores), 2) if scores else None,
-                    "distribution": {str(s): scores.count(s) for s in range(1, 6)},
-                },
-            }
-        )
+    return convs, history
+
+
+def _outcome(conv: dict, taken: list[dict]) -> str:
+    if conv["state"] == "queued":
+        return "waiting"
+    if conv["state"] == "agent":
+        return "ongoing"
+    if not taken:
+        return "left_queue"  # handed back or gave up before anyone took it
+    return conv["outcome"] or "handed_back"
+
+
+def _group_row(group: list[dict], history: dict[str, list[dict]], now: float) -> dict:
+    """One row of the summary: waits, first responses, handling times, outcomes and satisfaction."""
+    waits, firsts, handling, scores = [], [], [], []
+    outcomes: Counter = Counter()
+    for conv in group:
+        taken = history.get(conv["id"], [])
+        first_wait = next((a["wait_seconds"] for a in taken if a["wait_seconds"] is not None), None)
+        if first_wait is not None:
+            waits.append(first_wait)
+        first = first_response_seconds(taken)
+        if first is not None:
+            firsts.append(first)
+        if taken:
+            handling.append(sum((a["ended_at"] or now) - a["started_at"] for a in taken))
+        outcomes[_outcome(conv, taken)] += 1
+        if conv["csat_score"]:
+            scores.append(conv["csat_score"])
     return {
-        "from": dt.datetime.fromtimestamp(begin, zone).date().isoformat(),
-        "to": dt.datetime.fromtimestamp(finish - 1, zone).date().isoformat(),
-        "group_by": group_by,
-        "timezone": tz,
-        "rows": rows,
+        "conversations": len(group),
+        "answered": sum(1 for c in group if history.get(c["id"])),
+        "waiting_seconds": _stats(waits),
+        "first_response_seconds": _stats(firsts),
+        "handling_seconds": _stats(handling),
+        "outcomes": dict(outcomes),
+        "satisfaction": {
+            "count": len(scores),
+            "mean": round(statistics.fmean(scores), 2) if scores else None,
+            "distribution": {str(s): scores.count(s) for s in range(1, 6)},
+        },
     }
 
 

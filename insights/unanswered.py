@@ -283,6 +283,50 @@ def _answered_item(entry_id: str, count: int, entries: dict, knowledge, municipa
     return {**item, "kind": "deleted", "question": ""}
 
 
+@dataclass
+class _Tally:
+    """The dashboard's counts, filled one conversation at a time."""
+
+    per_day: dict[str, dict[str, int]]
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
+    languages: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    answered: Counter = field(default_factory=Counter)
+    csat: Counter = field(default_factory=Counter)
+    total: int = 0
+    deflected: int = 0
+    handed: int = 0
+    helpful: int = 0
+    not_helpful: int = 0
+
+    def count(self, conv: dict, rows: list, citizen: list, tz: dt.tzinfo) -> None:
+        self.total += 1
+        day = dt.datetime.fromtimestamp(conv["created_at"], tz).date().isoformat()
+        bucket = self.per_day.setdefault(day, {"bot": 0, "handed_over": 0})
+        if conv["queued_at"]:
+            self.handed += 1
+            bucket["handed_over"] += 1
+            self.reasons[conv["handoff_reason"] or "unknown"] += 1
+        else:
+            self.deflected += 1
+            bucket["bot"] += 1
+        if conv["csat_score"]:
+            self.csat[int(conv["csat_score"])] += 1
+        language = conv["language"]
+        for row in rows:
+            custom = _custom(row)
+            if row.sender == "bot" and custom.get("language"):
+                language = custom["language"]
+            if row.sender == "bot" and custom.get("kind") == "answer" and custom.get("entry_id"):
+                self.answered[custom["entry_id"]] += 1
+            if row.sender == "system" and custom.get("kind") == "feedback":
+                self.helpful += bool(custom.get("helpful"))
+                self.not_helpful += custom.get("helpful") is False
+        self.languages[language] += 1
+        for row in citizen:
+            self.hours[dt.datetime.fromtimestamp(row.created_at, tz).hour] += 1
+
+
 def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now: float | None = None) -> dict:
     """Figures for the dashboard over the last `days` days, in the municipality's time zone."""
     now = now or time.time()
@@ -290,52 +334,20 @@ def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now:
     settings = municipalities.settings(engine, municipality) or {}
     tz = timezone(settings)
     convs, by_conv = _conversation_rows(engine, municipality, since, now)
-    per_day: dict[str, dict[str, int]] = {}
     start_day = dt.datetime.fromtimestamp(since, tz).date()
-    for offset in range(days + 1):
-        per_day[(start_day + dt.timedelta(days=offset)).isoformat()] = {"bot": 0, "handed_over": 0}
-    hours = [0] * 24
-    languages: Counter = Counter()
-    reasons: Counter = Counter()
-    answered: Counter = Counter()
-    csat: Counter = Counter()
-    total = deflected = handed = 0
-    helpful = not_helpful = 0
+    tally = _Tally(
+        per_day={(start_day + dt.timedelta(days=n)).isoformat(): {"bot": 0, "handed_over": 0} for n in range(days + 1)}
+    )
     for conv_id, rows in by_conv.items():
         citizen = [r for r in rows if r.sender == "citizen"]
-        if not citizen:
-            continue  # a widget opened without a question is not a conversation
-        conv = convs[conv_id]
-        total += 1
-        day = dt.datetime.fromtimestamp(conv["created_at"], tz).date().isoformat()
-        bucket = per_day.setdefault(day, {"bot": 0, "handed_over": 0})
-        if conv["queued_at"]:
-            handed += 1
-            bucket["handed_over"] += 1
-            reasons[conv["handoff_reason"] or "unknown"] += 1
-        else:
-            deflected += 1
-            bucket["bot"] += 1
-        if conv["csat_score"]:
-            csat[int(conv["csat_score"])] += 1
-        language = conv["language"]
-        for row in rows:
-            custom = _custom(row)
-            if row.sender == "bot" and custom.get("language"):
-                language = custom["language"]
-            if row.sender == "bot" and custom.get("kind") == "answer" and custom.get("entry_id"):
-                answered[custom["entry_id"]] += 1
-            if row.sender == "system" and custom.get("kind") == "feedback":
-                helpful += bool(custom.get("helpful"))
-                not_helpful += custom.get("helpful") is False
-        languages[language] += 1
-        for row in citizen:
-            hours[dt.datetime.fromtimestamp(row.created_at, tz).hour] += 1
+        if citizen:  # a widget opened without a question is not a conversation
+            tally.count(convs[conv_id], rows, citizen, tz)
     costs = {k: settings.get(k, v) for k, v in DEFAULT_COSTS.items()}
     call, chat = float(costs["cost_per_call"]), float(costs["cost_per_chat"])
-    saving = deflected * call + handed * (call - chat)
+    saving = tally.deflected * call + tally.handed * (call - chat)
     entries = {e.id: e for e in knowledge.store.all(municipality)}
-    scored = sum(csat.values())
+    scored = sum(tally.csat.values())
+    total, deflected = tally.total, tally.deflected
     return {
         "days": days,
         "since": since,
@@ -343,22 +355,22 @@ def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now:
         "timezone": str(tz),
         "conversations": total,
         "deflected": deflected,
-        "handed_over": handed,
+        "handed_over": tally.handed,
         "deflection_rate": round(deflected / total, 3) if total else None,
-        "handoff_reasons": dict(reasons),
-        "per_day": [{"day": d, **v} for d, v in sorted(per_day.items())],
+        "handoff_reasons": dict(tally.reasons),
+        "per_day": [{"day": d, **v} for d, v in sorted(tally.per_day.items())],
         "satisfaction": {
-            "average": round(sum(k * v for k, v in csat.items()) / scored, 2) if scored else None,
+            "average": round(sum(k * v for k, v in tally.csat.items()) / scored, 2) if scored else None,
             "responses": scored,
-            "distribution": {str(k): csat.get(k, 0) for k in range(1, 6)},
-            "helpful": helpful,
-            "not_helpful": not_helpful,
+            "distribution": {str(k): tally.csat.get(k, 0) for k in range(1, 6)},
+            "helpful": tally.helpful,
+            "not_helpful": tally.not_helpful,
         },
-        "languages": dict(languages.most_common()),
+        "languages": dict(tally.languages.most_common()),
         "top_questions": [
-            _answered_item(eid, n, entries, knowledge, municipality) for eid, n in answered.most_common(10)
+            _answered_item(eid, n, entries, knowledge, municipality) for eid, n in tally.answered.most_common(10)
         ],
-        "busiest_hours": hours,
+        "busiest_hours": tally.hours,
         "saving": {
             **costs,
             "amount": round(saving, 2),

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,11 @@ def _date(value: Any) -> dt.date:
     return dt.date.fromisoformat(str(value))
 
 
+_Bad = Callable[[str | None, str], None]
+
+
 def _validate(raw: _Raw, position: int, seen: set[str], municipality: str) -> tuple[Entry | None, list[Problem]]:
+    """Check one raw entry field by field; every problem is reported, none stops the others."""
     data = raw.data
     name = f"#{position}"
     problems: list[Problem] = []
@@ -143,19 +148,42 @@ def _validate(raw: _Raw, position: int, seen: set[str], municipality: str) -> tu
     entry_id = data.get("id")
     if isinstance(entry_id, str) and ID_RE.match(entry_id):
         name = f"'{entry_id}'"
+    _check_id(entry_id, seen, bad)
+    for key in data:
+        if key not in FIELDS:
+            bad(str(key), f"unknown field (allowed: {', '.join(sorted(FIELDS))})")
+    answer = _check_answer(data.get("answer"), bad)
+    questions = _check_questions(data.get("questions") or {}, bad)
+    tags = _check_tags(data.get("tags") or [], bad)
+    url = _check_url(data.get("url"), bad)
+    review_by = _check_review_by(data.get("review_by"), bad)
+    if problems:
+        return None, problems
+    entry = Entry(
+        id=entry_id,
+        answer={k: v.strip() for k, v in answer.items()},
+        questions=questions,
+        tags=[t.strip() for t in tags if t.strip()],
+        url=url,
+        review_by=review_by,
+        municipality=municipality,
+    )
+    return entry, []
+
+
+def _check_id(entry_id: object, seen: set[str], bad: _Bad) -> None:
+    if isinstance(entry_id, str) and ID_RE.match(entry_id):
         if entry_id in seen:
             bad("id", "the same id appears earlier in the file")
         seen.add(entry_id)
     else:
         bad("id", "required: letters, digits, '.', '_' or '-' (at most 128), e.g. waste-collection-schedule")
-    for key in data:
-        if key not in FIELDS:
-            bad(str(key), f"unknown field (allowed: {', '.join(sorted(FIELDS))})")
 
-    answer = data.get("answer")
+
+def _check_answer(answer: object, bad: _Bad) -> dict:
     if not isinstance(answer, dict) or not answer:
         bad("answer", "required: a mapping from language code to text, e.g. {sv: '...'}")
-        answer = {}
+        return {}
     for lang, text in answer.items():
         if not isinstance(lang, str) or not LANG_RE.match(lang):
             bad("answer", f"'{lang}' is not a language code (use ISO 639-1 like sv, en, ar)")
@@ -163,11 +191,13 @@ def _validate(raw: _Raw, position: int, seen: set[str], municipality: str) -> tu
             bad("answer", f"the {lang} answer is empty")
         elif len(text) > MAX_TEXT:
             bad("answer", f"the {lang} answer is longer than {MAX_TEXT} characters")
+    return answer
 
-    questions = data.get("questions") or {}
+
+def _check_questions(questions: object, bad: _Bad) -> dict[str, list[str]]:
     if not isinstance(questions, dict):
         bad("questions", "must be a mapping from language code to a list of questions")
-        questions = {}
+        return {}
     clean_questions: dict[str, list[str]] = {}
     for lang, variants in questions.items():
         if isinstance(variants, str):
@@ -178,39 +208,33 @@ def _validate(raw: _Raw, position: int, seen: set[str], municipality: str) -> tu
             bad("questions", f"the {lang} questions must be a list of non-empty texts")
         else:
             clean_questions[lang] = [v.strip() for v in variants]
+    return clean_questions
 
-    tags = data.get("tags") or []
+
+def _check_tags(tags: object, bad: _Bad) -> list:
     if isinstance(tags, str):
         tags = [tags]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         bad("tags", "must be a list of words, e.g. [avfall, sophämtning]")
-        tags = []
+        return []
+    return tags
 
-    url = data.get("url")
+
+def _check_url(url: object, bad: _Bad) -> str | None:
     if url is not None and not (isinstance(url, str) and re.match(r"^https?://\S+$", url)):
         bad("url", "must be a web address starting with http:// or https://")
-        url = None
+        return None
+    return url
 
-    review_by = data.get("review_by")
-    if review_by is not None:
-        try:
-            review_by = _date(review_by)
-        except ValueError:
-            bad("review_by", f"'{review_by}' is not a date (use YYYY-MM-DD)")
-            review_by = None
 
-    if problems:
-        return None, problems
-    entry = Entry(
-        id=entry_id,
-        answer={k: v.strip() for k, v in answer.items()},
-        questions=clean_questions,
-        tags=[t.strip() for t in tags if t.strip()],
-        url=url,
-        review_by=review_by,
-        municipality=municipality,
-    )
-    return entry, []
+def _check_review_by(review_by: object, bad: _Bad) -> dt.date | None:
+    if review_by is None:
+        return None
+    try:
+        return _date(review_by)
+    except ValueError:
+        bad("review_by", f"'{review_by}' is not a date (use YYYY-MM-DD)")
+        return None
 
 
 def file_format(name: str) -> str:

@@ -140,7 +140,7 @@ def _mount_web(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app: its parts built at start-up (`build_components`), every router, error handler and middleware.
 
-    Longer than 60 lines on purpose: it is the one list of what the service serves, one registration a
+    Long because it is the one list of what the service serves, one registration a
     line, in the order that matters (middlewares wrap in the reverse order they are added).
     """
     settings = settings or load_settings()
