@@ -7,7 +7,7 @@ import contextlib
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
 
 from conversations.deps import Chat, Conversations
@@ -17,6 +17,7 @@ from core import municipalities
 from core.db import run_db
 from core.deps import AppSettings, DbEngine
 from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge
+from core.languages import NAMES as LANGUAGE_NAMES
 from core.ratelimit import check_queue_entry, limit_messages, limit_new_sessions
 from core.text import clean_message
 from knowledge.kbfile import LANG_RE
@@ -117,6 +118,20 @@ async def post_message(request: Request, session_id: str, body: NewMessage, chat
     if len(text) > settings.max_message_chars:
         raise TooLarge(f"the message is {len(text)} characters; at most {settings.max_message_chars} are allowed")
     return await chat.citizen_message(session_id, text, client_id=body.client_id)
+
+
+class LanguageChoice(BaseModel):
+    language: str = Field(..., pattern=r"^[a-z]{2,3}$")
+
+
+@router.post("/sessions/{session_id}/language", response_model=LanguageChoice)
+async def choose_language(session_id: str, body: LanguageChoice, store: Conversations) -> dict:
+    """The citizen picked a language in the widget: the bot answers in it from the next message."""
+    if body.language not in LANGUAGE_NAMES:
+        raise HTTPException(422, f"the bot does not speak '{body.language}'")
+    store.get(session_id)
+    store.update(session_id, language=body.language)
+    return {"language": body.language}
 
 
 @router.websocket("/sessions/{session_id}/ws")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, insert, select, update
 
 from core.db import run_db
-from core.deps import MunicipalityScope, current_user, require_role
+from core.deps import DbEngine, MunicipalityScope, current_user, require_role
 from core.errors import Forbidden
 from core.municipalities import municipalities, update_settings
 from core.municipalities import settings as settings_of
@@ -73,31 +73,28 @@ def _change(engine: Engine, municipality: str, body: MunicipalityChange) -> dict
 
 
 @router.get("")
-async def municipality_list(request: Request, user: Annotated[dict, Depends(current_user)]) -> list[dict]:
+async def municipality_list(engine: DbEngine, user: Annotated[dict, Depends(current_user)]) -> list[dict]:
     """The municipalities the caller works for (an admin: all), with their settings."""
-    engine = request.app.state.c.engine
     rows = await run_db(engine, _rows, engine)
     return MunicipalityScope.of(user).filter(rows, key="id")
 
 
 @router.post("", status_code=201)
 async def municipality_create(
-    request: Request, body: NewMunicipality, user: Annotated[dict, Depends(require_role("admin"))]
+    engine: DbEngine, body: NewMunicipality, user: Annotated[dict, Depends(require_role("admin"))]
 ) -> dict:
     """A new municipality: only a global admin (one municipality's admin has no say over others)."""
     if MunicipalityScope.of(user).ids is not None:
         raise Forbidden("adding a municipality needs a global admin (\"*\" among the admin's municipalities)")
-    engine = request.app.state.c.engine
     return await run_db(engine, _create, engine, body)
 
 
 @router.patch("/{municipality}")
 async def municipality_change(
-    request: Request,
+    engine: DbEngine,
     municipality: str,
     body: MunicipalityChange,
     user: Annotated[dict, Depends(require_role("admin"))],
 ) -> dict:
     MunicipalityScope.of(user).check(municipality)
-    engine = request.app.state.c.engine
     return await run_db(engine, _change, engine, municipality, body)

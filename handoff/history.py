@@ -12,12 +12,12 @@ from collections import defaultdict
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from conversations.store import ConversationStore, conversations, messages
 from core.db import run_db
-from core.deps import MunicipalityScope, require_role
+from core.deps import DbEngine, MunicipalityScope, require_role
 from core.municipalities import DEFAULT_TIMEZONE
 from core.users import users
 from handoff import access_log
@@ -197,7 +197,7 @@ def detail(engine: Engine, user: dict, conversation_id: str) -> dict:
 
 @router.get("/history")
 async def history(
-    request: Request,
+    engine: DbEngine,
     user: Annotated[dict, Depends(staff)],
     q: str = "",
     contact: str = "",
@@ -210,14 +210,12 @@ async def history(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict:
     """Past conversations, newest first; `q` searches every message (and matches a session id's start)."""
-    engine = request.app.state.c.engine
     return await run_db(
         engine, search, engine, user, q, contact, municipality, state, language, date_from, date_to, limit, offset
     )
 
 
 @router.get("/history/{conversation_id}")
-async def history_detail(request: Request, conversation_id: str, user: Annotated[dict, Depends(staff)]) -> dict:
+async def history_detail(engine: DbEngine, conversation_id: str, user: Annotated[dict, Depends(staff)]) -> dict:
     """One conversation: facts, the whole transcript (notes included), and the citizen's other chats."""
-    engine = request.app.state.c.engine
     return await run_db(engine, detail, engine, user, conversation_id)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Engine, Float, Integer, String, Table, Text, UniqueConstraint, delete, insert, select
 
 from core.db import metadata, run_db
-from core.deps import check_municipality, require_role
+from core.deps import DbEngine, check_municipality, require_role
 from knowledge.lexical import fold
 
 dismissed_questions = Table(
@@ -106,31 +106,46 @@ class Wordings(BaseModel):
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
 
 
-@router.post("/dismiss")
+class Dismissed(BaseModel):
+    dismissed: int = Field(description="wordings newly dismissed (already dismissed ones are not counted)")
+
+
+class Restored(BaseModel):
+    restored: int = Field(description="wordings that count as unanswered questions again")
+
+
+class DismissedWording(BaseModel):
+    id: int
+    municipality: str
+    text_key: str
+    text: str
+    language: str | None
+    dismissed_by: str | None
+    dismissed_at: float
+
+
+@router.post("/dismiss", response_model=Dismissed)
 async def dismiss_group(
-    request: Request, body: Wordings, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
+    engine: DbEngine, body: Wordings, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
 ) -> dict:
     """Dismiss a group of unanswered questions as junk: its wordings no longer appear in the groups."""
     check_municipality(user, municipality)
-    engine = request.app.state.c.engine
     added = await run_db(engine, dismiss, engine, municipality, body.texts, body.language, user["username"])
     return {"dismissed": added}
 
 
-@router.post("/restore")
+@router.post("/restore", response_model=Restored)
 async def restore_group(
-    request: Request, body: Wordings, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
+    engine: DbEngine, body: Wordings, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
 ) -> dict:
     """Undo a dismissal: the wordings count as unanswered questions again."""
     check_municipality(user, municipality)
-    engine = request.app.state.c.engine
     return {"restored": await run_db(engine, restore, engine, municipality, body.texts)}
 
 
-@router.get("/dismissed")
+@router.get("/dismissed", response_model=list[DismissedWording])
 async def dismissed_list(
-    request: Request, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
+    engine: DbEngine, user: Annotated[dict, Depends(webmaster)], municipality: str = "default"
 ) -> list[dict]:
     check_municipality(user, municipality)
-    engine = request.app.state.c.engine
     return await run_db(engine, dismissed, engine, municipality)

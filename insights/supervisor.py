@@ -7,12 +7,12 @@ import time
 from collections import defaultdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from sqlalchemy import Engine, select
 
 from conversations.store import conversations, messages
 from core.db import run_db
-from core.deps import MunicipalityScope, require_role
+from core.deps import DbEngine, MunicipalityScope, require_role
 from core.users import users
 from handoff.history import title_of
 from handoff.presence import online_user_ids
@@ -94,10 +94,9 @@ def snapshot(engine: Engine, now: float | None = None) -> dict:
 
 
 @router.get("/live")
-async def live(request: Request, user: Annotated[dict, Depends(require_role("admin"))]) -> dict:
+async def live(engine: DbEngine, user: Annotated[dict, Depends(require_role("admin"))]) -> dict:
     """Who is online and what they have; who waits, in queue order, and the longest wait now: of the
     admin's municipalities (their colleagues, their chats, their queue)."""
-    engine = request.app.state.c.engine
     view = await run_db(engine, snapshot, engine)
     scope = MunicipalityScope.of(user)
     if scope.ids is None:

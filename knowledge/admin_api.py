@@ -331,18 +331,3 @@ async def widget_strings(language: str) -> Response:
         {"language": language, "dir": "rtl" if language in RTL else "ltr", "languages": LANGUAGES, "strings": data},
         headers={"cache-control": "public, max-age=300"},
     )
-
-
-class LanguageChoice(BaseModel):
-    language: str = Field(..., pattern=r"^[a-z]{2,3}$")
-
-
-@widget_router.post("/sessions/{session_id}/language")
-async def choose_language(request: Request, session_id: str, body: LanguageChoice) -> dict:
-    """The citizen picked a language in the widget: the bot answers in it from the next message."""
-    if body.language not in LANGUAGES:
-        raise HTTPException(422, f"the bot does not speak '{body.language}'")
-    conversations = request.app.state.c.conversations
-    conversations.get(session_id)
-    conversations.update(session_id, language=body.language)
-    return {"language": body.language}

@@ -9,20 +9,21 @@ a request that names nothing.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
+from conversations.deps import Personal
 from conversations.store import conversations
 from core import municipalities
-from core.deps import MunicipalityScope, require_role
+from core.deps import Admin, AppSettings, DbEngine, MunicipalityScope
 from handoff import access_log
 from kommunchatt import retention
 
 router = APIRouter(prefix="/api/v1/admin/privacy", tags=["privacy"])
 public_router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
-admin = require_role("admin")
 MAX_NOTICE_CHARS = 1000
 
 
@@ -35,9 +36,8 @@ def _check(user: dict, municipality: str) -> None:
     MunicipalityScope.of(user).check(municipality)
 
 
-def _owned(request: Request, user: dict, conversation_ids: list[str]) -> dict[str, str]:
+def _owned(engine: DbEngine, user: dict, conversation_ids: list[str]) -> dict[str, str]:
     """{conversation id: municipality} of the named conversations; 404 for unknown, 403 for another's."""
-    engine = request.app.state.c.engine
     with engine.connect() as conn:
         found = {
             r.id: r.municipality
@@ -53,14 +53,8 @@ def _owned(request: Request, user: dict, conversation_ids: list[str]) -> dict[st
     return found
 
 
-def _personal(request: Request):
-    c = request.app.state.c
-    return c.personal
-
-
-def _tracker(request: Request) -> retention.RasaTracker:
-    c = request.app.state.c
-    return retention.RasaTracker.for_install(c.engine, c.settings.data_dir)
+def _tracker(engine: DbEngine, settings: AppSettings) -> retention.RasaTracker:
+    return retention.RasaTracker.for_install(engine, settings.data_dir)
 
 
 class PrivacySettings(BaseModel):
@@ -95,8 +89,65 @@ class PrivacySettings(BaseModel):
         return value or None
 
 
-def _settings_of(request: Request, municipality: str) -> dict:
-    settings = municipalities.settings(request.app.state.c.engine, municipality)
+class PrivacySettingsOut(BaseModel):
+    municipality: str
+    retention_days: int
+    privacy_notice: dict[str, str]
+    privacy_url: str | None
+
+
+class FoundConversation(BaseModel):
+    id: str
+    municipality: str
+    created_at: float
+    state: str
+
+
+class FoundConversations(BaseModel):
+    conversations: list[FoundConversation]
+
+
+class Exported(BaseModel):
+    exported_at: float
+    conversations: list[dict[str, Any]] = Field(
+        description="per conversation: conversation, messages, callback_requests"
+    )
+
+
+class Erased(BaseModel):
+    conversations: list[str]
+    rows: dict[str, int]
+    tracker_events: int
+
+
+class AccessEntry(BaseModel):
+    id: int
+    at: float
+    user_id: int | None
+    username: str
+    conversation_id: str
+    municipality: str
+    action: str
+    via: str
+
+
+class PurgeReport(BaseModel):
+    originals: int
+    conversations: int
+    rows: dict[str, int]
+    tracker_events: int
+    access_log: int
+
+
+class PrivacyNotice(BaseModel):
+    municipality: str
+    text: str | None
+    url: str | None
+    retention_days: int
+
+
+def _settings_of(engine: DbEngine, municipality: str) -> dict:
+    settings = municipalities.settings(engine, municipality)
     if settings is None:
         raise HTTPException(404, f"no municipality with id '{municipality}'")
     return {
@@ -106,31 +157,31 @@ def _settings_of(request: Request, municipality: str) -> dict:
     }
 
 
-@router.get("/settings")
-async def get_privacy_settings(request: Request, municipality: str = "default", user=Depends(admin)) -> dict:
+@router.get("/settings", response_model=PrivacySettingsOut)
+async def get_privacy_settings(engine: DbEngine, user: Admin, municipality: str = "default") -> dict:
     _check(user, municipality)
-    return {"municipality": municipality, **_settings_of(request, municipality)}
+    return {"municipality": municipality, **_settings_of(engine, municipality)}
 
 
-@router.put("/settings")
+@router.put("/settings", response_model=PrivacySettingsOut)
 async def put_privacy_settings(
-    request: Request, body: PrivacySettings, municipality: str = "default", user=Depends(admin)
+    body: PrivacySettings, engine: DbEngine, user: Admin, municipality: str = "default"
 ) -> dict:
     """Retention in days (0: no transcript after the chat ends) and the widget's privacy notice."""
     _check(user, municipality)
-    _settings_of(request, municipality)
-    municipalities.update_settings(request.app.state.c.engine, municipality, body.model_dump())
-    return {"municipality": municipality, **_settings_of(request, municipality)}
+    _settings_of(engine, municipality)
+    municipalities.update_settings(engine, municipality, body.model_dump())
+    return {"municipality": municipality, **_settings_of(engine, municipality)}
 
 
-@router.get("/conversations")
+@router.get("/conversations", response_model=FoundConversations)
 async def find_conversations(
-    request: Request, identifier: str = Query(..., min_length=3, max_length=200), user=Depends(admin)
+    engine: DbEngine, personal: Personal, user: Admin, identifier: str = Query(..., min_length=3, max_length=200)
 ) -> dict:
     """The conversations of the citizen with this personnummer, phone number or e-mail address."""
-    ids = await asyncio.to_thread(retention.find_citizen, request.app.state.c.engine, _personal(request), identifier)
+    ids = await asyncio.to_thread(retention.find_citizen, engine, personal, identifier)
     allowed = _allowed(user)
-    with request.app.state.c.engine.connect() as conn:
+    with engine.connect() as conn:
         rows = [
             dict(r._mapping)
             for r in conn.execute(
@@ -149,12 +200,12 @@ class Selection(BaseModel):
     )
 
 
-def _selected(request: Request, user: dict, body: Selection) -> dict[str, str]:
+def _selected(engine: DbEngine, personal, user: dict, body: Selection) -> dict[str, str]:
     ids = list(dict.fromkeys(i for i in body.conversation_ids if i))
     if body.identifier:
-        found = retention.find_citizen(request.app.state.c.engine, _personal(request), body.identifier)
+        found = retention.find_citizen(engine, personal, body.identifier)
         allowed = _allowed(user)
-        with request.app.state.c.engine.connect() as conn:
+        with engine.connect() as conn:
             ids += [
                 r.id
                 for r in conn.execute(
@@ -168,60 +219,54 @@ def _selected(request: Request, user: dict, body: Selection) -> dict[str, str]:
             "name the conversations (conversation_ids) or the citizen (identifier): "
             "nothing matched, so nothing was done",
         )
-    return _owned(request, user, list(dict.fromkeys(ids)))
+    return _owned(engine, user, list(dict.fromkeys(ids)))
 
 
-@router.post("/export")
-async def export_data(request: Request, body: Selection, user=Depends(admin)) -> dict:
+@router.post("/export", response_model=Exported)
+async def export_data(body: Selection, engine: DbEngine, personal: Personal, user: Admin) -> dict:
     """Everything stored about the conversations or the citizen (GDPR art. 15, 20), as JSON."""
-    selected = _selected(request, user, body)
-    return await asyncio.to_thread(
-        retention.export, request.app.state.c.engine, _personal(request), list(selected), user, "api"
-    )
+    selected = _selected(engine, personal, user, body)
+    return await asyncio.to_thread(retention.export, engine, personal, list(selected), user, "api")
 
 
-@router.post("/erase")
-async def erase_data(request: Request, body: Selection, user=Depends(admin)) -> dict:
+@router.post("/erase", response_model=Erased)
+async def erase_data(body: Selection, engine: DbEngine, settings: AppSettings, personal: Personal, user: Admin) -> dict:
     """Erase the conversations or the citizen's data (GDPR art. 17), from Rasa's tracker too."""
-    selected = _selected(request, user, body)
-    return await asyncio.to_thread(
-        retention.erase, request.app.state.c.engine, _tracker(request), list(selected), user, "api"
-    )
+    selected = _selected(engine, personal, user, body)
+    return await asyncio.to_thread(retention.erase, engine, _tracker(engine, settings), list(selected), user, "api")
 
 
-@router.get("/access-log")
+@router.get("/access-log", response_model=list[AccessEntry])
 async def access_entries(
-    request: Request,
+    engine: DbEngine,
+    user: Admin,
     municipality: str | None = None,
     conversation_id: str | None = None,
     username: str | None = None,
     limit: int = Query(200, ge=1, le=5000),
-    user=Depends(admin),
 ) -> list[dict]:
     """Who opened, exported or erased which transcript, when (newest first)."""
     allowed = _allowed(user)
     if municipality:
         _check(user, municipality)
         allowed = {municipality}
-    return access_log.entries(
-        request.app.state.c.engine, None if allowed is None else sorted(allowed), conversation_id, username, limit
-    )
+    return access_log.entries(engine, None if allowed is None else sorted(allowed), conversation_id, username, limit)
 
 
-@router.post("/purge")
-async def purge_now(request: Request, user=Depends(admin)) -> dict:
+@router.post("/purge", response_model=PurgeReport)
+async def purge_now(engine: DbEngine, settings: AppSettings, user: Admin) -> dict:
     """Run the retention pass now (it also runs every 10 minutes); global admins only."""
     if _allowed(user) is not None:
         raise HTTPException(403, "the retention pass covers every municipality: it needs a global admin")
-    report = await asyncio.to_thread(retention.purge, request.app.state.c.engine, _tracker(request))
+    report = await asyncio.to_thread(retention.purge, engine, _tracker(engine, settings))
     return retention.report_dict(report)
 
 
-@public_router.get("/privacy")
-async def privacy_notice(request: Request, municipality: str = "default", language: str = "sv") -> dict:
+@public_router.get("/privacy", response_model=PrivacyNotice)
+async def privacy_notice(engine: DbEngine, municipality: str = "default", language: str = "sv") -> dict:
     """The widget's privacy notice: the municipality's own text in `language` if it has one (else null:
     the widget shows its built-in text), the link to its policy, and how long chats are kept."""
-    settings = _settings_of(request, municipality)
+    settings = _settings_of(engine, municipality)
     return {
         "municipality": municipality,
         "text": settings["privacy_notice"].get(language),
