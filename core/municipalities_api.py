@@ -5,10 +5,10 @@ knowledge settings theirs (knowledge); every change is merged into the one setti
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, insert, select, update
 
 from core.db import run_db
@@ -47,6 +47,14 @@ class MunicipalityChange(BaseModel):
     settings: GeneralSettings | None = None
 
 
+class Municipality(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    settings: dict[str, Any] | None = Field(None, description="its settings (widget look, languages, hours, ...)")
+
+
 def _rows(engine: Engine) -> list[dict]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(municipalities).order_by(municipalities.c.id))]
@@ -72,14 +80,14 @@ def _change(engine: Engine, municipality: str, body: MunicipalityChange) -> dict
     return next(m for m in _rows(engine) if m["id"] == municipality)
 
 
-@router.get("")
+@router.get("", response_model=list[Municipality])
 async def municipality_list(engine: DbEngine, user: Annotated[dict, Depends(current_user)]) -> list[dict]:
     """The municipalities the caller works for (an admin: all), with their settings."""
     rows = await run_db(engine, _rows, engine)
     return MunicipalityScope.of(user).filter(rows, key="id")
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=Municipality)
 async def municipality_create(
     engine: DbEngine, body: NewMunicipality, user: Annotated[dict, Depends(require_role("admin"))]
 ) -> dict:
@@ -89,7 +97,7 @@ async def municipality_create(
     return await run_db(engine, _create, engine, body)
 
 
-@router.patch("/{municipality}")
+@router.patch("/{municipality}", response_model=Municipality)
 async def municipality_change(
     engine: DbEngine,
     municipality: str,

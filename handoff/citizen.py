@@ -9,8 +9,10 @@ the chat API: the session id is the citizen's key.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
 
 from conversations.rasa_client import RasaUnavailable
 from conversations.store import Conflict
@@ -20,6 +22,11 @@ from core.i18n import say
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/chat/sessions", tags=["chat"])
+
+
+class CitizenState(BaseModel):
+    state: str = Field(description="the conversation's state after the move: bot, queued, agent or closed")
+    queue: dict[str, Any] = Field(description="its place in the queue: state, position, estimated wait")
 
 
 async def leave_queue(c, conversation_id: str) -> dict:
@@ -74,7 +81,7 @@ async def _state(c, conversation_id: str) -> dict:
     return {"state": position["state"], "queue": position}
 
 
-@router.post("/{session_id}/leave-queue")
+@router.post("/{session_id}/leave-queue", response_model=CitizenState)
 async def leave_queue_route(request: Request, session_id: str) -> dict:
     """The citizen stops waiting for a person; the bot answers again."""
     try:
@@ -83,7 +90,7 @@ async def leave_queue_route(request: Request, session_id: str) -> dict:
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/{session_id}/end")
+@router.post("/{session_id}/end", response_model=CitizenState)
 async def end_route(request: Request, session_id: str) -> dict:
     """The citizen ends a chat that waits for or is with a person; the agent sees it at once."""
     try:

@@ -11,13 +11,28 @@
 from __future__ import annotations
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
+from conversations.deps import Chat
 from core.db import run_db
+from core.deps import AppSettings, DbEngine
+from knowledge.deps import Knowledge
 
 router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Health(BaseModel):
+    """`status` ("ok", "degraded" or "alive") and each part checked by name, true when it is up."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+
+
+DEGRADED = {503: {"model": Health, "description": "a part is down (the body names it)"}}
 
 
 def _select_one(engine) -> bool:
@@ -26,10 +41,10 @@ def _select_one(engine) -> bool:
     return True
 
 
-async def _own_checks(c) -> dict[str, bool]:
-    checks = {"model": c.knowledge.embedder is not None}
+async def _own_checks(engine, knowledge) -> dict[str, bool]:
+    checks = {"model": knowledge.embedder is not None}
     try:
-        checks["database"] = await run_db(c.engine, _select_one, c.engine)
+        checks["database"] = await run_db(engine, _select_one, engine)
     except Exception:  # noqa: BLE001 - any failure means the database is down
         checks["database"] = False
     return checks
@@ -40,27 +55,26 @@ def _answer(checks: dict[str, bool]) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
 
 
-@router.get("")
-async def health(request: Request) -> JSONResponse:
+@router.get("", response_model=Health, responses=DEGRADED)
+async def health(engine: DbEngine, knowledge: Knowledge, chat: Chat, settings: AppSettings) -> JSONResponse:
     """Each part's state by name; 200 only when all are up."""
-    c = request.app.state.c
-    checks = await _own_checks(c)
-    checks["rasa"] = await c.rasa.healthy()
+    checks = await _own_checks(engine, knowledge)
+    checks["rasa"] = await chat.rasa.healthy()
     try:
         async with httpx.AsyncClient(timeout=2) as client:
-            checks["actions"] = (await client.get(f"{c.settings.actions_url}/health")).status_code == 200
+            checks["actions"] = (await client.get(f"{settings.actions_url}/health")).status_code == 200
     except httpx.HTTPError:
         checks["actions"] = False
     return _answer(checks)
 
 
-@router.get("/live")
+@router.get("/live", response_model=Health)
 async def live() -> dict:
     """This process answers."""
     return {"status": "alive"}
 
 
-@router.get("/ready")
-async def ready(request: Request) -> JSONResponse:
+@router.get("/ready", response_model=Health, responses=DEGRADED)
+async def ready(engine: DbEngine, knowledge: Knowledge) -> JSONResponse:
     """This process can serve citizens (database and knowledge index); Rasa is not required."""
-    return _answer(await _own_checks(request.app.state.c))
+    return _answer(await _own_checks(engine, knowledge))

@@ -67,3 +67,22 @@ def test_dismissals_history_supervisor_and_municipalities(app):
     assert client.get(f"/api/v1/handoff/history/{sid}", headers=admin).json()["conversation"]["id"] == sid
     assert sid in [w["id"] for w in client.get("/api/v1/supervisor/live", headers=admin).json()["waiting"]]
     assert "default" in [m["id"] for m in client.get("/api/v1/admin/municipalities", headers=admin).json()]
+
+
+def test_health_citizen_moves_and_municipality_changes(app):
+    client, c = app
+    assert client.get("/health/live").json() == {"status": "alive"}
+    assert client.get("/health/ready").json() == {"status": "ok", "model": True, "database": True}
+    full = client.get("/health")  # the action server is not running in this layer
+    assert full.status_code == 503 and full.json()["actions"] is False and full.json()["database"] is True
+    sid = chat(client)
+    left = client.post(f"/api/v1/chat/sessions/{sid}/leave-queue").json()
+    assert left["state"] == "bot" and left["queue"]["state"] == "bot"
+    sid = chat(client)
+    assert client.post(f"/api/v1/chat/sessions/{sid}/end").json()["state"] == "closed"
+    assert client.post(f"/api/v1/chat/sessions/{sid}/end").status_code == 409
+    admin = staff(client, c, "root", role="admin", municipalities=("*",))
+    made = client.post("/api/v1/admin/municipalities", json={"id": "ekby", "name": "Ekby"}, headers=admin)
+    assert made.status_code == 201 and made.json() == {"id": "ekby", "name": "Ekby", "settings": {}}
+    changed = client.patch("/api/v1/admin/municipalities/ekby", json={"settings": {"currency": "EUR"}}, headers=admin)
+    assert changed.json()["settings"]["currency"] == "EUR"
