@@ -700,6 +700,10 @@ class Retriever:
         top_k: int,
         language: str | None = None,
     ) -> list[Candidate]:
+        """Every row's lexical and dense signals blended into one score per entry, best `top_k` kept.
+
+        Long because it is one vectorised pass over the rows' arrays (blend, per-entry maxima, centroid
+        weighting, ranking); split into steps it would hand a dozen arrays from one to the next."""
         s = self.settings
         is_q = kind == _KIND_CODE[QUESTION]
         # Coverage only on question rows: any long answer covers a short query's n-grams.
