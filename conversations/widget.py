@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
@@ -173,7 +174,24 @@ def _municipality(engine: Engine, municipality: str) -> dict:
     return dict(row._mapping)
 
 
-@router.get("/config")
+class TopicQuestion(BaseModel):
+    id: str
+    question: str
+
+
+class WidgetConfig(BaseModel):
+    municipality: str
+    name: str | None
+    logo_url: str | None
+    colors: dict[str, str | None]
+    topics: list[TopicQuestion]
+
+
+class TopTopics(BaseModel):
+    topics: list[dict[str, Any]] = Field(description="the top topics with their answers in the language")
+
+
+@router.get("/config", response_model=WidgetConfig)
 async def widget_config(request: Request, municipality: str = "default", language: str = "sv") -> dict:
     """The municipality's look and its top topics' questions, for the widget's header and welcome."""
     c = request.app.state.c
@@ -190,7 +208,7 @@ async def widget_config(request: Request, municipality: str = "default", languag
     }
 
 
-@router.get("/topics")
+@router.get("/topics", response_model=TopTopics)
 async def top_topics(request: Request, municipality: str = "default", language: str = "sv") -> dict:
     """The top topics with their answers in `language` (the bot's buttons when nothing matches)."""
     c = request.app.state.c

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from conversations.store import ConversationStore, conversations, messages
@@ -195,7 +196,18 @@ def detail(engine: Engine, user: dict, conversation_id: str) -> dict:
     return {"conversation": conv, "messages": [m.public() for m in stored], "related": related}
 
 
-@router.get("/history")
+class HistoryPage(BaseModel):
+    total: int = Field(description="conversations matching the search, on every page")
+    items: list[dict[str, Any]] = Field(description="this page's conversations, newest first, with a title")
+
+
+class HistoryDetail(BaseModel):
+    conversation: dict[str, Any]
+    messages: list[dict[str, Any]] = Field(description="the whole transcript, notes included")
+    related: list[dict[str, Any]] = Field(description="the same citizen's other chats")
+
+
+@router.get("/history", response_model=HistoryPage)
 async def history(
     engine: DbEngine,
     user: Annotated[dict, Depends(staff)],
@@ -215,7 +227,7 @@ async def history(
     )
 
 
-@router.get("/history/{conversation_id}")
+@router.get("/history/{conversation_id}", response_model=HistoryDetail)
 async def history_detail(engine: DbEngine, conversation_id: str, user: Annotated[dict, Depends(staff)]) -> dict:
     """One conversation: facts, the whole transcript (notes included), and the citizen's other chats."""
     return await run_db(engine, detail, engine, user, conversation_id)

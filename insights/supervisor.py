@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from conversations.store import conversations, messages
@@ -93,7 +94,14 @@ def snapshot(engine: Engine, now: float | None = None) -> dict:
     }
 
 
-@router.get("/live")
+class LiveView(BaseModel):
+    now: float
+    agents: list[dict[str, Any]] = Field(description="online agents (and those with chats), with their chats")
+    waiting: list[dict[str, Any]] = Field(description="who waits, in queue order, with their position")
+    longest_wait_seconds: float | None
+
+
+@router.get("/live", response_model=LiveView)
 async def live(engine: DbEngine, user: Annotated[dict, Depends(require_role("admin"))]) -> dict:
     """Who is online and what they have; who waits, in queue order, and the longest wait now: of the
     admin's municipalities (their colleagues, their chats, their queue)."""

@@ -86,3 +86,12 @@ def test_health_citizen_moves_and_municipality_changes(app):
     assert made.status_code == 201 and made.json() == {"id": "ekby", "name": "Ekby", "settings": {}}
     changed = client.patch("/api/v1/admin/municipalities/ekby", json={"settings": {"currency": "EUR"}}, headers=admin)
     assert changed.json()["settings"]["currency"] == "EUR"
+
+
+def test_widget_config_and_topics_answer_in_their_declared_shape(app):
+    client, _ = app
+    config = client.get("/api/v1/chat/config", params={"language": "sv"}).json()
+    assert config["municipality"] == "default" and set(config["colors"]) == {"primary"}
+    assert all(set(t) == {"id", "question"} for t in config["topics"])
+    assert isinstance(client.get("/api/v1/chat/topics").json()["topics"], list)
+    assert client.get("/api/v1/chat/config", params={"municipality": "nowhere"}).status_code == 404
