@@ -14,16 +14,18 @@ import re
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, select
+from starlette.requests import HTTPConnection
 
 from conversations.store import conversations, messages
 from core import municipalities
 from core.db import run_db
-from core.deps import check_municipality, require_role
+from core.deps import DbEngine, check_municipality, require_role
+from knowledge.deps import Knowledge
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 admin_router = APIRouter(prefix="/api/v1/admin/municipalities", tags=["municipalities"])
@@ -157,11 +159,15 @@ def _topic(entry, language: str) -> dict:
     }
 
 
-def _topics(request: Request) -> Topics:
-    c = request.app.state.c
-    if getattr(c, "topics", None) is None:
-        c.topics = Topics(c.engine, c.knowledge.store)
-    return c.topics
+def _topics(connection: HTTPConnection, engine: DbEngine, knowledge: Knowledge) -> Topics:
+    """The app's one cache of top topics, made on first use (it needs the engine and the knowledge store)."""
+    parts = connection.app.state.c
+    if getattr(parts, "topics", None) is None:
+        parts.topics = Topics(engine, knowledge.store)
+    return parts.topics
+
+
+WidgetTopics = Annotated[Topics, Depends(_topics)]
 
 
 def _municipality(engine: Engine, municipality: str) -> dict:
@@ -192,13 +198,14 @@ class TopTopics(BaseModel):
 
 
 @router.get("/config", response_model=WidgetConfig)
-async def widget_config(request: Request, municipality: str = "default", language: str = "sv") -> dict:
+async def widget_config(
+    engine: DbEngine, topics_of: WidgetTopics, municipality: str = "default", language: str = "sv"
+) -> dict:
     """The municipality's look and its top topics' questions, for the widget's header and welcome."""
-    c = request.app.state.c
-    row = await run_db(c.engine, _municipality, c.engine, municipality)
+    row = await run_db(engine, _municipality, engine, municipality)
     look = (row["settings"] or {}).get("widget") or {}
     name = look.get("name") or (row["name"] if municipality != "default" else None)
-    topics = await run_db(c.engine, _topics(request).top, municipality, language)
+    topics = await run_db(engine, topics_of.top, municipality, language)
     return {
         "municipality": municipality,
         "name": name,
@@ -209,25 +216,35 @@ async def widget_config(request: Request, municipality: str = "default", languag
 
 
 @router.get("/topics", response_model=TopTopics)
-async def top_topics(request: Request, municipality: str = "default", language: str = "sv") -> dict:
+async def top_topics(
+    engine: DbEngine, topics_of: WidgetTopics, municipality: str = "default", language: str = "sv"
+) -> dict:
     """The top topics with their answers in `language` (the bot's buttons when nothing matches)."""
-    c = request.app.state.c
-    await run_db(c.engine, _municipality, c.engine, municipality)
-    return {"topics": await run_db(c.engine, _topics(request).top, municipality, language)}
+    await run_db(engine, _municipality, engine, municipality)
+    return {"topics": await run_db(engine, topics_of.top, municipality, language)}
 
 
-@admin_router.put("/{municipality}/widget")
+class WidgetLookSet(BaseModel):
+    municipality: str
+    widget: dict[str, Any] = Field(description="the look as stored: name, logo_url, primary_color, topics")
+
+
+@admin_router.put("/{municipality}/widget", response_model=WidgetLookSet)
 async def set_widget_look(
-    request: Request, municipality: str, body: WidgetLook, user=Depends(require_role("admin"))
+    engine: DbEngine,
+    knowledge: Knowledge,
+    topics_of: WidgetTopics,
+    municipality: str,
+    body: WidgetLook,
+    user=Depends(require_role("admin")),
 ) -> dict:
     """Name, logo, colour and chosen topics of the municipality's widget (unknown topic ids are refused)."""
     check_municipality(user, municipality)
-    c = request.app.state.c
-    await run_db(c.engine, _municipality, c.engine, municipality)
+    await run_db(engine, _municipality, engine, municipality)
     look = body.model_dump(exclude_none=True)
-    unknown = [t for t in look.get("topics", []) if c.knowledge.store.get(municipality, t) is None]
+    unknown = [t for t in look.get("topics", []) if knowledge.store.get(municipality, t) is None]
     if unknown:
         raise HTTPException(422, f"no knowledge entry with id {', '.join(repr(t) for t in unknown)}")
-    await run_db(c.engine, municipalities.update_settings, c.engine, municipality, {"widget": look})
-    _topics(request).forget(municipality)
+    await run_db(engine, municipalities.update_settings, engine, municipality, {"widget": look})
+    topics_of.forget(municipality)
     return {"municipality": municipality, "widget": look}

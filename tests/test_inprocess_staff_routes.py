@@ -95,3 +95,13 @@ def test_widget_config_and_topics_answer_in_their_declared_shape(app):
     assert all(set(t) == {"id", "question"} for t in config["topics"])
     assert isinstance(client.get("/api/v1/chat/topics").json()["topics"], list)
     assert client.get("/api/v1/chat/config", params={"municipality": "nowhere"}).status_code == 404
+
+
+def test_widget_look_is_stored_and_unknown_topics_refused(app):
+    client, c = app
+    admin = staff(client, c, "looks", role="admin")
+    set_look = client.put("/api/v1/admin/municipalities/default/widget", json={"name": "Ekby kommun"}, headers=admin)
+    assert set_look.json() == {"municipality": "default", "widget": {"name": "Ekby kommun"}}
+    assert client.get("/api/v1/chat/config").json()["name"] == "Ekby kommun"
+    bad = client.put("/api/v1/admin/municipalities/default/widget", json={"topics": ["no-such-entry"]}, headers=admin)
+    assert bad.status_code == 422 and "no-such-entry" in bad.json()["detail"]
