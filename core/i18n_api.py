@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from core.i18n import texts
 
@@ -11,7 +12,12 @@ router = APIRouter(prefix="/api/v1/i18n", tags=["i18n"])
 STAFF_LANGUAGES = ("sv", "en")  # the staff pages are written in these; citizens have the widget's own list
 
 
-@router.get("/{language}")
+class StaffTexts(BaseModel):
+    language: str
+    strings: dict[str, str] = Field(description="the staff pages' texts by key")
+
+
+@router.get("/{language}", response_model=StaffTexts)
 async def staff_texts(language: str, prefix: str = Query("staff_", pattern=r"^staff_[a-z_]*$")) -> JSONResponse:
     """The staff pages' texts in Swedish or English (`prefix` narrows them to one page's keys)."""
     if language not in STAFF_LANGUAGES:

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -320,7 +320,14 @@ async def delete_notice(
 # ---------------------------------------------------------------- the widget's extras (public)
 
 
-@widget_router.get("/i18n/{language}")
+class WidgetTexts(BaseModel):
+    language: str
+    dir: str = Field(description="ltr or rtl")
+    languages: dict[str, str] = Field(description="every language the widget offers, by code, in its own name")
+    strings: dict[str, Any] = Field(description="the widget's interface texts in this language")
+
+
+@widget_router.get("/i18n/{language}", response_model=WidgetTexts)
 async def widget_strings(language: str) -> Response:
     """The widget's interface texts in one language (web/i18n/<lang>.json), Swedish as the fallback."""
     if language not in LANGUAGES:
