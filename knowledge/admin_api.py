@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -235,9 +236,10 @@ async def export_file(
     media, ext = FORMATS[format]
     body = dump(knowledge.store.all(municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
-    return Response(
-        body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": f'attachment; filename="{name}"'}
-    )
+    # RFC 6266: an ASCII fallback name and the real one percent-encoded (a header must be latin-1).
+    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+    return Response(body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": disposition})
 
 
 def _audit_rows(knowledge, municipality: str, entry_id: str | None, limit: int) -> list[dict]:
