@@ -7,9 +7,20 @@ SUPPORTED = ("sv", "en", "ar", "so", "fa", "fi", "ku", "tr", "pl", "uk", "da", "
 DEFAULT = "sv"
 
 # Names shown on the language buttons.
-NATIVE_NAMES = {"sv": "Svenska", "en": "English", "ar": "العربية", "so": "Soomaali", "fa": "فارسی",
-                "fi": "Suomi", "ku": "Kurdî", "tr": "Türkçe", "pl": "Polski", "uk": "Українська",
-                "da": "Dansk", "no": "Norsk"}
+NATIVE_NAMES = {
+    "sv": "Svenska",
+    "en": "English",
+    "ar": "العربية",
+    "so": "Soomaali",
+    "fa": "فارسی",
+    "fi": "Suomi",
+    "ku": "Kurdî",
+    "tr": "Türkçe",
+    "pl": "Polski",
+    "uk": "Українська",
+    "da": "Dansk",
+    "no": "Norsk",
+}
 
 # Codes the service or a browser may send for a supported language.
 ALIASES = {"nb": "no", "nn": "no", "ckb": "ku", "kmr": "ku", "prs": "fa"}
@@ -18,37 +29,38 @@ ALIASES = {"nb": "no", "nn": "no", "ckb": "ku", "kmr": "ku", "prs": "fa"}
 NAMES: dict[str, str] = {}
 _TABLE = {
     "sv": "svenska svensk swedish svenske svensk svenskt ruotsi ruotsia ruotsiksi ruotsin isveççe "
-          "isveç szwedzki szwedzku шведська шведською шведської السويدية السويدي بالسويدية بالسويدي "
-          "سوئدی سویدی iswiidhish iswidhish swêdî swedi svenka svenkska",
+    "isveç szwedzki szwedzku шведська шведською шведської السويدية السويدي بالسويدية بالسويدي "
+    "سوئدی سویدی iswiidhish iswidhish swêdî swedi svenka svenkska",
     "en": "english engelska engelsk engelske englanti englantia englanniksi englannin ingilizce "
-          "angielski angielsku англійська англійською англійської الإنجليزية الانجليزية الانجليزي "
-          "بالإنجليزية بالانجليزية بالانجليزي بالإنجليزي انگلیسی ingiriis ingiriisi îngilîzî ingilizi "
-          "englsh englis engelka engliska",
+    "angielski angielsku англійська англійською англійської الإنجليزية الانجليزية الانجليزي "
+    "بالإنجليزية بالانجليزية بالانجليزي بالإنجليزي انگلیسی ingiriis ingiriisi îngilîzî ingilizi "
+    "englsh englis engelka engliska",
     "ar": "arabic arabiska arabisk arabisk arabia arabiaksi arapça arabski arabsku арабська "
-          "арабською العربية العربي عربي بالعربية بالعربي بالعربيه عربى عربية عربی carabi carabiga "
-          "erebî arabiska",
+    "арабською العربية العربي عربي بالعربية بالعربي بالعربيه عربى عربية عربی carabi carabiga "
+    "erebî arabiska",
     "so": "somali somaliska somalisk somalia somaliaksi somalice somalijski somalijsku сомалі "
-          "الصومالية الصومالي سومالیایی soomaali somaali af-soomaali somalî",
+    "الصومالية الصومالي سومالیایی soomaali somaali af-soomaali somalî",
     "fa": "persian farsi persiska persisk persiaksi farsça perski persku перська перською "
-          "الفارسية الفارسي بالفارسية فارسی فارسي دری dari farsiga farisî farsî",
+    "الفارسية الفارسي بالفارسية فارسی فارسي دری dari farsiga farisî farsî",
     "fi": "finnish finska finsk suomi suomea suomeksi fince fiński fińsku фінська фінською "
-          "الفنلندية فنلاندی finishka fînî",
+    "الفنلندية فنلاندی finishka fînî",
     "ku": "kurdish kurdiska kurdisk kurdi kurdî kurmancî kurmanji sorani kurdiksi kürtçe kurdyjski "
-          "kurdyjsku курдська курдською الكردية الكردي بالكردية کوردی کردی kurdiga",
+    "kurdyjsku курдська курдською الكردية الكردي بالكردية کوردی کردی kurdiga",
     "tr": "turkish turkiska turkisk turkki turkkia turkiksi türkçe turkce turecki "
-          "turecku турецька турецькою التركية التركي بالتركية ترکی turkiga tirkî",
+    "turecku турецька турецькою التركية التركي بالتركية ترکی turkiga tirkî",
     "pl": "polish polska polsk puola puolaa puolaksi lehçe polski polsku польська польською "
-          "البولندية لهستانی booland polonî",
+    "البولندية لهستانی booland polonî",
     "uk": "ukrainian ukrainska ukrainsk ukraina ukrainaa ukrainaksi ukraynaca ukraiński "
-          "ukraińsku українська українською українській украинский الأوكرانية اوکراینی ukraynî",
+    "ukraińsku українська українською українській украинский الأوكرانية اوکراینی ukraynî",
     "da": "danish danska dansk danske tanska tanskaa tanskaksi danca duński duńsku данська "
-          "данською الدنماركية دانمارکی danmarkî",
+    "данською الدنماركية دانمارکی danmarkî",
     "no": "norwegian norska norsk norske bokmål bokmal norja norjaa norjaksi norveççe norweski "
-          "norwesku норвезька норвезькою النرويجية نروژی norwêcî",
+    "norwesku норвезька норвезькою النرويجية نروژی norwêcî",
 }
 for _code, _words in _TABLE.items():
     for _word in _words.split():
         NAMES[_word] = _code
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())

@@ -100,8 +100,9 @@ def _message(row) -> Message:
 # The statements of a message's path, built once: building and cache-keying them costs more than
 # running them on SQLite.
 _GET = select(conversations).where(conversations.c.id == bindparam("cid"))
-_BY_CLIENT = select(messages).where(messages.c.conversation_id == bindparam("cid"),
-                                    messages.c.client_id == bindparam("client"))
+_BY_CLIENT = select(messages).where(
+    messages.c.conversation_id == bindparam("cid"), messages.c.client_id == bindparam("client")
+)
 _INSERT = insert(messages)
 _TOUCH = update(conversations).where(conversations.c.id == bindparam("cid"))
 _TOUCH_AT = _TOUCH.values(updated_at=bindparam("at"))
@@ -154,7 +155,12 @@ class ConversationStore:
             return message, created
 
     def post(
-        self, conversation_id: str, sender: str, text: str, data: dict | None = None, client_id: str | None = None,
+        self,
+        conversation_id: str,
+        sender: str,
+        text: str,
+        data: dict | None = None,
+        client_id: str | None = None,
         check: Callable[[dict], None] | None = None,
         then: Callable[[Connection, dict, Message], dict | None] | None = None,
     ) -> tuple[dict, Message, bool]:
@@ -177,16 +183,31 @@ class ConversationStore:
             return conv, message, created
 
     @staticmethod
-    def add_in(conn: Connection, conversation_id: str, sender: str, text: str, data: dict | None = None,
-               client_id: str | None = None) -> tuple[Message, bool]:
+    def add_in(
+        conn: Connection,
+        conversation_id: str,
+        sender: str,
+        text: str,
+        data: dict | None = None,
+        client_id: str | None = None,
+    ) -> tuple[Message, bool]:
         """Insert a message on `conn` (the caller's transaction); a repeated `client_id` returns the stored one."""
         if client_id:
             row = conn.execute(_BY_CLIENT, {"cid": conversation_id, "client": client_id}).first()
             if row:
                 return _message(row), False
         now = time.time()
-        result = conn.execute(_INSERT, {"conversation_id": conversation_id, "sender": sender, "text": text,
-                                        "data": data or {}, "client_id": client_id, "created_at": now})
+        result = conn.execute(
+            _INSERT,
+            {
+                "conversation_id": conversation_id,
+                "sender": sender,
+                "text": text,
+                "data": data or {},
+                "client_id": client_id,
+                "created_at": now,
+            },
+        )
         return Message(result.inserted_primary_key[0], conversation_id, sender, text, now, data or {}), True
 
     def messages(self, conversation_id: str, after_id: int = 0, include_notes: bool = False) -> list[Message]:

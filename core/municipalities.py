@@ -40,8 +40,9 @@ def update_settings(engine: Engine, municipality: str, changes: dict) -> dict | 
 def timezone(settings: dict | None) -> ZoneInfo:
     """The municipality's time zone: its opening hours' zone, else its own setting, else Stockholm."""
     settings = settings or {}
-    return ZoneInfo((settings.get("opening_hours") or {}).get("timezone") or settings.get("timezone")
-                    or DEFAULT_TIMEZONE)
+    return ZoneInfo(
+        (settings.get("opening_hours") or {}).get("timezone") or settings.get("timezone") or DEFAULT_TIMEZONE
+    )
 
 
 def ensure_default(engine: Engine) -> None:

@@ -32,8 +32,15 @@ class CannedError(ValueError):
 
 
 def _row(row) -> dict:
-    return {"id": row.id, "municipality": row.municipality, "shortcut": row.shortcut, "title": row.title,
-            "texts": row.texts or {}, "updated_at": row.updated_at, "updated_by": row.updated_by}
+    return {
+        "id": row.id,
+        "municipality": row.municipality,
+        "shortcut": row.shortcut,
+        "title": row.title,
+        "texts": row.texts or {},
+        "updated_at": row.updated_at,
+        "updated_by": row.updated_by,
+    }
 
 
 def pick_text(item: dict, language: str) -> tuple[str, str]:
@@ -75,8 +82,11 @@ class CannedStore:
 
     def by_shortcut(self, municipality: str, shortcut: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(canned_responses).where(
-                canned_responses.c.municipality == municipality, canned_responses.c.shortcut == shortcut)).first()
+            row = conn.execute(
+                select(canned_responses).where(
+                    canned_responses.c.municipality == municipality, canned_responses.c.shortcut == shortcut
+                )
+            ).first()
         return _row(row) if row else None
 
     def _check(self, shortcut: str, title: str, texts: dict) -> None:
@@ -85,7 +95,7 @@ class CannedStore:
         if not title.strip():
             raise CannedError("the title is empty")
         if not texts or not all(isinstance(v, str) and v.strip() for v in texts.values()):
-            raise CannedError("give at least one text, e.g. {\"sv\": \"...\"}")
+            raise CannedError('give at least one text, e.g. {"sv": "..."}')
         if any(not re.match(r"^[a-z]{2,3}$", k) for k in texts):
             raise CannedError("texts are keyed by language code (ISO 639-1, e.g. sv, en, ar)")
 
@@ -93,9 +103,16 @@ class CannedStore:
         self._check(shortcut, title, texts)
         try:
             with self.engine.begin() as conn:
-                new_id = conn.execute(insert(canned_responses).values(
-                    municipality=municipality, shortcut=shortcut, title=title.strip(), texts=texts,
-                    updated_at=time.time(), updated_by=actor)).inserted_primary_key[0]
+                new_id = conn.execute(
+                    insert(canned_responses).values(
+                        municipality=municipality,
+                        shortcut=shortcut,
+                        title=title.strip(),
+                        texts=texts,
+                        updated_at=time.time(),
+                        updated_by=actor,
+                    )
+                ).inserted_primary_key[0]
         except IntegrityError:
             raise CannedError(f"'{municipality}' has a canned response /{shortcut} already") from None
         return self.get(new_id)
@@ -109,8 +126,13 @@ class CannedStore:
         self._check(shortcut, title, texts)
         try:
             with self.engine.begin() as conn:
-                conn.execute(update(canned_responses).where(canned_responses.c.id == item_id).values(
-                    shortcut=shortcut, title=title.strip(), texts=texts, updated_at=time.time(), updated_by=actor))
+                conn.execute(
+                    update(canned_responses)
+                    .where(canned_responses.c.id == item_id)
+                    .values(
+                        shortcut=shortcut, title=title.strip(), texts=texts, updated_at=time.time(), updated_by=actor
+                    )
+                )
         except IntegrityError:
             raise CannedError(f"another canned response has the shortcut /{shortcut}") from None
         return self.get(item_id)

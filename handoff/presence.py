@@ -61,7 +61,8 @@ def closed(engine: Engine, connection_id: str) -> None:
     """The socket closed: the time is kept, as the start of the grace period."""
     with engine.begin() as conn:
         conn.execute(
-            update(agent_connections).where(agent_connections.c.id == connection_id)
+            update(agent_connections)
+            .where(agent_connections.c.id == connection_id)
             .values(closed=True, last_seen=time.time())
         )
 
@@ -71,9 +72,7 @@ def heartbeat(engine: Engine, connection_ids: list[str]) -> None:
         return
     now = time.time()
     with engine.begin() as conn:
-        conn.execute(
-            update(agent_connections).where(agent_connections.c.id.in_(connection_ids)).values(last_seen=now)
-        )
+        conn.execute(update(agent_connections).where(agent_connections.c.id.in_(connection_ids)).values(last_seen=now))
         # Old history is not needed once past any grace period.
         conn.execute(delete(agent_connections).where(agent_connections.c.last_seen < now - 24 * 3600))
 
@@ -82,9 +81,9 @@ def online_user_ids(engine: Engine, now: float | None = None) -> set[int]:
     now = now or time.time()
     with engine.connect() as conn:
         rows = conn.execute(
-            select(agent_connections.c.user_id).where(
-                and_(agent_connections.c.closed.is_(False), agent_connections.c.last_seen > now - FRESH_SECONDS)
-            ).distinct()
+            select(agent_connections.c.user_id)
+            .where(and_(agent_connections.c.closed.is_(False), agent_connections.c.last_seen > now - FRESH_SECONDS))
+            .distinct()
         )
         return {r.user_id for r in rows}
 

@@ -22,59 +22,117 @@ DEFAULT = "sv"
 
 _WORD = re.compile(r"[^\W\d_]+")
 
+
 def _w(text: str) -> set[str]:
     return set(text.split())
 
 
 # Function words and very common chat words (lower-case, with diacritics).
 STOPWORDS: dict[str, set[str]] = {
-    "sv": _w("och att det är jag du vi ni hur var vad när vem vilken vilka kan får måste ska min mitt mina "
-              "en ett den de på för med till från om inte har hej hejsan tack ja nej också eller mig man "
-              "vart varför behöver söka ansöka finns kostar mycket barn kommunen"),
-    "en": _w("the a an and is are i you we how where what when who which can may must should my to from "
-              "for with in on of not have hi hello thanks thank yes no or me do does need apply much "
-              "cost child please"),
-    "da": _w("og at det er jeg du vi hvordan hvor hvad hvornår hvem kan må skal min mit mine en et den "
-              "på for med til fra om ikke har hej tak ja nej også eller mig hvad jeg ikke søge koster "
-              "meget børn kommunen af"),
-    "no": _w("og at det er jeg du vi hvordan hvor hva når hvem kan må skal min mitt mine en et den på "
-              "for med til fra om ikke har hei takk ja nei også eller meg søke koster mye barn kommunen "
-              "av ikkje eg"),
-    "de": _w("und ist ich du wir wie wo was wann wer kann muss soll mein meine ein eine der die das "
-              "auf für mit zu von nicht habe hallo danke ja nein auch oder mich kostet viel kinder "
-              "gemeinde bitte"),
-    "fi": _w("ja on minä sinä me miten missä mitä milloin kuka voi voin voinko pitää minun mun ei "
-              "kiitos kyllä hei moi tai myös kun kuinka paljon maksaa lapsi lapsen hakea haen "
-              "kunta kunnan onko mistä"),
-    "so": _w("iyo waa ma maxaa sidee halkee goorma yaa waxaan waxaad kara karaa rabaa ku ka u la "
-              "aan ah haa maya mahadsanid salaan ii sida intee lacag canug carruurta degmada"),
-    "tr": _w("ve bir bu ne nasıl nerede ne zaman kim ben sen biz için ile mi mı mu mü değil var yok "
-              "merhaba teşekkür evet hayır çocuk başvuru ücret kadar nereden"),
-    "pl": _w("i jest nie jak gdzie co kiedy kto ja ty my mogę czy można dla z na do od w się mam "
-              "dzień dobry dziękuję tak dziecko ile kosztuje gminy proszę"),
-    "es": _w("y es yo tú cómo como dónde donde qué que cuándo quién puedo puede para con en de del la el "
-              "los las no tengo hola gracias sí también niño cuánto cuesta solicitar por"),
-    "fr": _w("et est je tu nous comment où quoi quand qui peux peut pour avec dans de du la le les "
-              "pas ai bonjour merci oui non aussi enfant combien coûte demander une un"),
-    "ku": _w("û e ez tu em çawa li ku çi kengî kî dikarim dixwazim ji bo bi de ne heye tune silav "
-              "spas erê na zarok çend kirê serlêdan min"),
-    "nl": _w("en is ik jij wij hoe waar wat wanneer wie kan moet mijn een het de op voor met naar "
-              "van niet heb hallo dank ja nee ook kind"),
-    "it": _w("e è io tu come dove cosa quando chi posso può per con in di il la non ho ciao grazie "
-              "sì anche bambino quanto costa"),
-    "pt": _w("e é eu você como onde que quando quem posso pode para com em de do da não tenho olá "
-              "obrigado sim também criança quanto custa"),
+    "sv": _w(
+        "och att det är jag du vi ni hur var vad när vem vilken vilka kan får måste ska min mitt mina "
+        "en ett den de på för med till från om inte har hej hejsan tack ja nej också eller mig man "
+        "vart varför behöver söka ansöka finns kostar mycket barn kommunen"
+    ),
+    "en": _w(
+        "the a an and is are i you we how where what when who which can may must should my to from "
+        "for with in on of not have hi hello thanks thank yes no or me do does need apply much "
+        "cost child please"
+    ),
+    "da": _w(
+        "og at det er jeg du vi hvordan hvor hvad hvornår hvem kan må skal min mit mine en et den "
+        "på for med til fra om ikke har hej tak ja nej også eller mig hvad jeg ikke søge koster "
+        "meget børn kommunen af"
+    ),
+    "no": _w(
+        "og at det er jeg du vi hvordan hvor hva når hvem kan må skal min mitt mine en et den på "
+        "for med til fra om ikke har hei takk ja nei også eller meg søke koster mye barn kommunen "
+        "av ikkje eg"
+    ),
+    "de": _w(
+        "und ist ich du wir wie wo was wann wer kann muss soll mein meine ein eine der die das "
+        "auf für mit zu von nicht habe hallo danke ja nein auch oder mich kostet viel kinder "
+        "gemeinde bitte"
+    ),
+    "fi": _w(
+        "ja on minä sinä me miten missä mitä milloin kuka voi voin voinko pitää minun mun ei "
+        "kiitos kyllä hei moi tai myös kun kuinka paljon maksaa lapsi lapsen hakea haen "
+        "kunta kunnan onko mistä"
+    ),
+    "so": _w(
+        "iyo waa ma maxaa sidee halkee goorma yaa waxaan waxaad kara karaa rabaa ku ka u la "
+        "aan ah haa maya mahadsanid salaan ii sida intee lacag canug carruurta degmada"
+    ),
+    "tr": _w(
+        "ve bir bu ne nasıl nerede ne zaman kim ben sen biz için ile mi mı mu mü değil var yok "
+        "merhaba teşekkür evet hayır çocuk başvuru ücret kadar nereden"
+    ),
+    "pl": _w(
+        "i jest nie jak gdzie co kiedy kto ja ty my mogę czy można dla z na do od w się mam "
+        "dzień dobry dziękuję tak dziecko ile kosztuje gminy proszę"
+    ),
+    "es": _w(
+        "y es yo tú cómo como dónde donde qué que cuándo quién puedo puede para con en de del la el "
+        "los las no tengo hola gracias sí también niño cuánto cuesta solicitar por"
+    ),
+    "fr": _w(
+        "et est je tu nous comment où quoi quand qui peux peut pour avec dans de du la le les "
+        "pas ai bonjour merci oui non aussi enfant combien coûte demander une un"
+    ),
+    "ku": _w(
+        "û e ez tu em çawa li ku çi kengî kî dikarim dixwazim ji bo bi de ne heye tune silav "
+        "spas erê na zarok çend kirê serlêdan min"
+    ),
+    "nl": _w(
+        "en is ik jij wij hoe waar wat wanneer wie kan moet mijn een het de op voor met naar "
+        "van niet heb hallo dank ja nee ook kind"
+    ),
+    "it": _w(
+        "e è io tu come dove cosa quando chi posso può per con in di il la non ho ciao grazie "
+        "sì anche bambino quanto costa"
+    ),
+    "pt": _w(
+        "e é eu você como onde que quando quem posso pode para com em de do da não tenho olá "
+        "obrigado sim também criança quanto custa"
+    ),
 }
 
 # Letters that point at few languages (Latin script).
 LETTERS: dict[str, tuple[str, ...]] = {
-    "å": ("sv", "no", "da", "fi"), "ä": ("sv", "fi", "de"), "ö": ("sv", "fi", "de", "tr"),
-    "æ": ("da", "no"), "ø": ("da", "no"), "ü": ("de", "tr"), "ß": ("de",), "ş": ("tr", "ku"),
-    "ğ": ("tr",), "ı": ("tr",), "ç": ("tr", "fr", "ku", "pt"), "ê": ("ku", "fr", "pt"), "î": ("ku", "fr"),
-    "û": ("ku", "fr"), "ł": ("pl",), "ą": ("pl",), "ę": ("pl",), "ś": ("pl",), "ź": ("pl",), "ż": ("pl",),
-    "ć": ("pl",), "ń": ("pl",), "ñ": ("es",), "¿": ("es",), "¡": ("es",), "á": ("es", "pt"),
-    "í": ("es", "pt"), "ó": ("es", "pl", "pt"), "ú": ("es", "pt"), "è": ("fr", "it"), "à": ("fr", "it", "pt"),
-    "ã": ("pt",), "õ": ("pt",), "ë": ("fr", "nl"),
+    "å": ("sv", "no", "da", "fi"),
+    "ä": ("sv", "fi", "de"),
+    "ö": ("sv", "fi", "de", "tr"),
+    "æ": ("da", "no"),
+    "ø": ("da", "no"),
+    "ü": ("de", "tr"),
+    "ß": ("de",),
+    "ş": ("tr", "ku"),
+    "ğ": ("tr",),
+    "ı": ("tr",),
+    "ç": ("tr", "fr", "ku", "pt"),
+    "ê": ("ku", "fr", "pt"),
+    "î": ("ku", "fr"),
+    "û": ("ku", "fr"),
+    "ł": ("pl",),
+    "ą": ("pl",),
+    "ę": ("pl",),
+    "ś": ("pl",),
+    "ź": ("pl",),
+    "ż": ("pl",),
+    "ć": ("pl",),
+    "ń": ("pl",),
+    "ñ": ("es",),
+    "¿": ("es",),
+    "¡": ("es",),
+    "á": ("es", "pt"),
+    "í": ("es", "pt"),
+    "ó": ("es", "pl", "pt"),
+    "ú": ("es", "pt"),
+    "è": ("fr", "it"),
+    "à": ("fr", "it", "pt"),
+    "ã": ("pt",),
+    "õ": ("pt",),
+    "ë": ("fr", "nl"),
 }
 
 # Arabic script: letters used by one language only (or clearly more by it).
@@ -98,8 +156,9 @@ def _detector_factory(languages: tuple[str, ...]) -> DetectorFactory:
     loaded language per n-gram, and the 14 we weigh for Latin script are a quarter of its 55."""
     folder = Path(detector_factory.PROFILES_DIRECTORY)
     factory = DetectorFactory()
-    factory.load_json_profile([(folder / lang).read_text(encoding="utf-8") for lang in languages
-                               if (folder / lang).exists()])
+    factory.load_json_profile(
+        [(folder / lang).read_text(encoding="utf-8") for lang in languages if (folder / lang).exists()]
+    )
     factory.set_seed(0)
     return factory
 
@@ -122,17 +181,44 @@ def _script(text: str) -> dict[str, int]:
             continue
         name = unicodedata.name(ch, "")
         script = name.split(" ", 1)[0] if name else "UNKNOWN"
-        if script in ("LATIN", "ARABIC", "CYRILLIC", "ETHIOPIC", "GREEK", "HEBREW", "DEVANAGARI", "THAI",
-                      "HANGUL", "HIRAGANA", "KATAKANA", "CJK", "GEORGIAN", "ARMENIAN", "BENGALI", "TAMIL"):
+        if script in (
+            "LATIN",
+            "ARABIC",
+            "CYRILLIC",
+            "ETHIOPIC",
+            "GREEK",
+            "HEBREW",
+            "DEVANAGARI",
+            "THAI",
+            "HANGUL",
+            "HIRAGANA",
+            "KATAKANA",
+            "CJK",
+            "GEORGIAN",
+            "ARMENIAN",
+            "BENGALI",
+            "TAMIL",
+        ):
             counts[script] = counts.get(script, 0) + 1
         else:
             counts["OTHER"] = counts.get("OTHER", 0) + 1
     return counts
 
 
-_SIMPLE_SCRIPTS = {"GREEK": "el", "HEBREW": "he", "DEVANAGARI": "hi", "THAI": "th", "HANGUL": "ko",
-                   "HIRAGANA": "ja", "KATAKANA": "ja", "CJK": "zh", "GEORGIAN": "ka", "ARMENIAN": "hy",
-                   "BENGALI": "bn", "TAMIL": "ta"}
+_SIMPLE_SCRIPTS = {
+    "GREEK": "el",
+    "HEBREW": "he",
+    "DEVANAGARI": "hi",
+    "THAI": "th",
+    "HANGUL": "ko",
+    "HIRAGANA": "ja",
+    "KATAKANA": "ja",
+    "CJK": "zh",
+    "GEORGIAN": "ka",
+    "ARMENIAN": "hy",
+    "BENGALI": "bn",
+    "TAMIL": "ta",
+}
 
 
 def _arabic_script(text: str, prior: str | None) -> tuple[str, float]:
@@ -232,8 +318,9 @@ def _decisive(evidence: dict[str, float]) -> bool:
     return first >= DECISIVE_EVIDENCE and first - second >= DECISIVE_MARGIN
 
 
-def detect_language(text: str, prior: str | None = None,
-                    vocabulary: Mapping[str, set[str]] | None = None) -> tuple[str, float]:
+def detect_language(
+    text: str, prior: str | None = None, vocabulary: Mapping[str, set[str]] | None = None
+) -> tuple[str, float]:
     """(ISO 639-1 code, confidence 0..1) of `text`; `prior` is the session's language."""
     counts = _script(text)
     if not counts:

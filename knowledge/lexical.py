@@ -20,8 +20,9 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
 N_FEATURES = 1 << 20
-_SPECIAL = str.maketrans({"ß": "ss", "ø": "o", "æ": "ae", "ı": "i", "ł": "l", "đ": "d", "ي": "ی", "ى": "ی",
-                          "ك": "ک", "ة": "ه", "ـ": ""})
+_SPECIAL = str.maketrans(
+    {"ß": "ss", "ø": "o", "æ": "ae", "ı": "i", "ł": "l", "đ": "d", "ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ـ": ""}
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -58,7 +59,7 @@ def _analyzer(ngram_min: int, ngram_max: int):
                 grams.append(padded)
                 continue
             for n in range(ngram_min, ngram_max + 1):
-                grams.extend(padded[i:i + n] for i in range(len(padded) - n + 1))
+                grams.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
         return grams
 
     return analyze
@@ -68,8 +69,13 @@ class Featurizer:
     """Text -> sparse sublinear term frequencies of hashed character n-grams."""
 
     def __init__(self, ngram_min: int = 3, ngram_max: int = 5):
-        self._vec = HashingVectorizer(analyzer=_analyzer(ngram_min, ngram_max), n_features=N_FEATURES,
-                                      alternate_sign=False, norm=None, dtype=np.float32)
+        self._vec = HashingVectorizer(
+            analyzer=_analyzer(ngram_min, ngram_max),
+            n_features=N_FEATURES,
+            alternate_sign=False,
+            norm=None,
+            dtype=np.float32,
+        )
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
         x = self._vec.transform(texts).tocsr()
@@ -108,8 +114,9 @@ class LexicalIndex:
     recently appended tail, so an upsert never rebuilds the whole index.
     """
 
-    def __init__(self, featurizer: Featurizer, max_df_ratio: float = 0.15, tail_limit: int = 4096,
-                 max_query_features: int = 64):
+    def __init__(
+        self, featurizer: Featurizer, max_df_ratio: float = 0.15, tail_limit: int = 4096, max_query_features: int = 64
+    ):
         self.featurizer = featurizer
         self.max_df_ratio = max_df_ratio
         self.max_query_features = max_query_features
@@ -324,8 +331,15 @@ class SpellCorrector:
     A compound found nowhere may have its typo in either part ("servcieinsatser"). Capitals are kept.
     """
 
-    def __init__(self, min_len: int = 5, long_len: int = 9, very_long_len: int = 12, cache_size: int = 20_000,
-                 lexicon: frozenset[str] = frozenset(), general: bool = True):
+    def __init__(
+        self,
+        min_len: int = 5,
+        long_len: int = 9,
+        very_long_len: int = 12,
+        cache_size: int = 20_000,
+        lexicon: frozenset[str] = frozenset(),
+        general: bool = True,
+    ):
         self.min_len, self.long_len, self.very_long_len = min_len, long_len, very_long_len
         self.cache_size = cache_size
         self.lexicon = lexicon  # words known to be spelt right though not in the knowledge base
@@ -368,10 +382,14 @@ class SpellCorrector:
                 return True
             if word + suffix in self.surface:
                 return True
-        return any(self._compound_part(word[:i], general, first=True)
-                   and (self._compound_part(word[i:], general)
-                        or (word[i] == "s" and self._compound_part(word[i + 1:], general)))
-                   for i in range(2, len(word) - 2))
+        return any(
+            self._compound_part(word[:i], general, first=True)
+            and (
+                self._compound_part(word[i:], general)
+                or (word[i] == "s" and self._compound_part(word[i + 1 :], general))
+            )
+            for i in range(2, len(word) - 2)
+        )
 
     def _compound_part(self, part: str, general: GeneralDictionary, first: bool = False) -> bool:
         """A knowledge-base word, or a common general word of 4+ letters: rare short words would
@@ -392,8 +410,9 @@ class SpellCorrector:
             self._pools[language] = pool
         return pool
 
-    def _nearest(self, folded: str, language: str | None, max_d: int,
-                 kb_only: bool = False, typed: str | None = None) -> tuple[int, float, str] | None:
+    def _nearest(
+        self, folded: str, language: str | None, max_d: int, kb_only: bool = False, typed: str | None = None
+    ) -> tuple[int, float, str] | None:
         """(edits, likelihood, folded word) of the likeliest word near `folded`, or None; `typed`, the
         word as written when it has diacritics, breaks ties in edits."""
         from rapidfuzz import process
@@ -433,8 +452,7 @@ class SpellCorrector:
             return max(forms, key=lambda form: (general.exact.get(form, 0.0), forms[form]))
         return general.folded[folded][0]
 
-    def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool,
-                typed: str | None) -> str | None:
+    def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool, typed: str | None) -> str | None:
         """The word (surface form) a folded unknown word most likely meant, or None."""
         best = self._nearest(folded, language, max_d, kb_only, typed)
         if best:
@@ -454,7 +472,7 @@ class SpellCorrector:
             head = folded[:i]
             head_known = self._compound_part(head, general, first=True)
             for link in ("", "s"):
-                tail = folded[i + len(link):]
+                tail = folded[i + len(link) :]
                 if (link and folded[i] != "s") or len(tail) < 4:
                     continue
                 if head_known == self._compound_part(tail, general):
@@ -525,7 +543,7 @@ class SpellCorrector:
 
         def swap(m: re.Match) -> str:
             word = m.group(0)
-            name = m.start() > 0 and word[0].isupper() and text[:m.start()].rstrip()[-1:] not in ".!?"
+            name = m.start() > 0 and word[0].isupper() and text[: m.start()].rstrip()[-1:] not in ".!?"
             new = self.correct_word(word, language, name=name)
             if new is None:
                 return word

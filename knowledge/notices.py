@@ -57,7 +57,6 @@ class NoticeError(ValueError):
         super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
 
 
-
 def _words(text: str) -> list[str]:
     return [w for w in _WORD.findall(fold(text)) if len(w) >= 3]
 
@@ -163,8 +162,9 @@ class NoticeStore:
         now = time.time()
         with self.engine.begin() as conn:
             new_id = conn.execute(
-                insert(notices).values(municipality=municipality, created_by=actor, created_at=now, updated_at=now,
-                                       **values)
+                insert(notices).values(
+                    municipality=municipality, created_by=actor, created_at=now, updated_at=now, **values
+                )
             ).inserted_primary_key[0]
         return self.get(municipality, new_id)
 
@@ -202,8 +202,9 @@ class NoticeStore:
             rows = conn.execute(query.order_by(notices.c.valid_from.desc()))
             return [public(dict(r._mapping), language) for r in rows]
 
-    def match(self, text: str, municipality: str, language: str | None = None,
-              by_meaning: bool = True) -> tuple[dict, str] | None:
+    def match(
+        self, text: str, municipality: str, language: str | None = None, by_meaning: bool = True
+    ) -> tuple[dict, str] | None:
         """The valid notice a question is about, and why (area, keyword or meaning), or None."""
         active = self.active(municipality, language)
         if not active:

@@ -61,8 +61,9 @@ async def test_restart_in_the_middle_loses_nothing(database, kill, tmp_path, mod
 
         # The agent comes back within the grace period: the same chats, with every message.
         agent = await Socket.agent(svc, token)
-        back = {e["conversation"]["id"]: e["conversation"]
-                for e in await agent.wait_count(lambda e: e["type"] == "chat", 3)}
+        back = {
+            e["conversation"]["id"]: e["conversation"] for e in await agent.wait_count(lambda e: e["type"] == "chat", 3)
+        }
         assert set(back) == set(chats)
         for cid, (sid, text) in sent_by_citizen.items():
             assert sum(m["text"] == text and m["sender"] == "citizen" for m in back[sid]["messages"]) == 1, cid

@@ -37,7 +37,9 @@ def test_round_trip(fmt):
 
 
 def test_problems_name_line_entry_and_field():
-    text = GOOD + """\
+    text = (
+        GOOD
+        + """\
 - id: broken
   url: not-a-url
   answer: {sv: ""}
@@ -45,6 +47,7 @@ def test_problems_name_line_entry_and_field():
   answer: {sv: "ok"}
   colour: blue
 """
+    )
     with pytest.raises(KbFileError) as caught:
         parse_text(text)
     messages = [str(p) for p in caught.value.problems]
@@ -69,7 +72,7 @@ def test_jsonl_reports_the_line():
 
 def test_broken_utf8_is_reported_not_crashed():
     with pytest.raises(KbFileError, match="line 2.*not UTF-8"):
-        parse_bytes(b"- id: a\n  answer: {sv: \"\xff\xfe\"}\n", "kb.yml")
+        parse_bytes(b'- id: a\n  answer: {sv: "\xff\xfe"}\n', "kb.yml")
 
 
 def test_seed_knowledge_base_is_valid():

@@ -27,8 +27,10 @@ def test_two_instances_side_by_side(tmp_path):
         two = stack.enter_context(running_service(tmp_path / "two"))
         assert one.service_port != two.service_port
         editor = webmaster(one.service_url, tmp_path / "one")
-        entry = {"questions": {"sv": ["Får man bada i Ekbysjön på vintern?"]},
-                 "answer": {"sv": "Vinterbad i Ekbysjön är tillåtet vid bryggan vid Sjöparken."}}
+        entry = {
+            "questions": {"sv": ["Får man bada i Ekbysjön på vintern?"]},
+            "answer": {"sv": "Vinterbad i Ekbysjön är tillåtet vid bryggan vid Sjöparken."},
+        }
         assert editor.put("/api/v1/knowledge/entries/winter-swimming", json=entry).status_code == 200
         other = editor.put("/api/v1/knowledge/entries/winter-swimming?municipality=elsewhere", json=entry)
         assert other.status_code == 403  # a webmaster edits only their own municipality

@@ -22,36 +22,42 @@ def speller() -> SpellCorrector:
     return s
 
 
-@pytest.mark.parametrize(("typed", "meant"), [
-    ("forskoleplats", "förskoleplats"),  # diacritics back (knowledge-base word)
-    ("förskolplats", "förskoleplats"),  # one letter missing
-    ("bygglv", "bygglov"),
-    ("jounalinfrmationen", "journalinformationen"),  # two edits in a long word
-    ("kjag", "jag"),  # a short word, into a very common one
-    ("overklagande", "överklagande"),  # a general word written without diacritics
-    ("kmsorg", "omsorg"),  # looks like a compound ("km" + "sorg") but is one typo from a KB word
-    ("iag", "jag"),  # a rare dictionary word one edit from a far commoner one
-    ("md", "med"),  # ... also of two letters
-    ("vårdnadasövegrflyttinng", "vårdnadsöverflyttning"),  # three edits in a very long word
-    ("tolkhjlp", "tolkhjälp"),  # a typo in the second part of a compound of known words
-    ("servcieinsatser", "serviceinsatser"),  # ... in the first part; the compound is in no dictionary
-    ("dokmurentationsregler", "dokumentationsregler"),  # two edits in a long first part, joined by an s
-    ("vråd", "vård"),  # diacritics as typed break a tie in edits ("vad" is commoner)
-    ("stöv", "stöd"),  # ... "stor" too
-])
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("forskoleplats", "förskoleplats"),  # diacritics back (knowledge-base word)
+        ("förskolplats", "förskoleplats"),  # one letter missing
+        ("bygglv", "bygglov"),
+        ("jounalinfrmationen", "journalinformationen"),  # two edits in a long word
+        ("kjag", "jag"),  # a short word, into a very common one
+        ("overklagande", "överklagande"),  # a general word written without diacritics
+        ("kmsorg", "omsorg"),  # looks like a compound ("km" + "sorg") but is one typo from a KB word
+        ("iag", "jag"),  # a rare dictionary word one edit from a far commoner one
+        ("md", "med"),  # ... also of two letters
+        ("vårdnadasövegrflyttinng", "vårdnadsöverflyttning"),  # three edits in a very long word
+        ("tolkhjlp", "tolkhjälp"),  # a typo in the second part of a compound of known words
+        ("servcieinsatser", "serviceinsatser"),  # ... in the first part; the compound is in no dictionary
+        ("dokmurentationsregler", "dokumentationsregler"),  # two edits in a long first part, joined by an s
+        ("vråd", "vård"),  # diacritics as typed break a tie in edits ("vad" is commoner)
+        ("stöv", "stöd"),  # ... "stor" too
+    ],
+)
 def test_misspellings_are_corrected(speller, typed, meant):
     assert speller.correct(f"hej {typed} tack", "sv")[0] == f"hej {meant} tack"
 
 
-@pytest.mark.parametrize("word", [
-    "gåvor",  # a real word the knowledge base does not use (was "gator")
-    "sot",  # soot, spelt as meant (was "söt")
-    "anställds",  # an inflection of a known word
-    "sopbilen",  # a compound of known words
-    "köplats",  # a compound starting with a short common word (was "kopplats")
-    "tv",  # a common two-letter word
-    "pm",  # ... and a less common one, still too common to be a typo
-])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "gåvor",  # a real word the knowledge base does not use (was "gator")
+        "sot",  # soot, spelt as meant (was "söt")
+        "anställds",  # an inflection of a known word
+        "sopbilen",  # a compound of known words
+        "köplats",  # a compound starting with a short common word (was "kopplats")
+        "tv",  # a common two-letter word
+        "pm",  # ... and a less common one, still too common to be a typo
+    ],
+)
 def test_real_words_are_kept(speller, word):
     assert speller.correct(f"om {word} idag", "sv") == (f"om {word} idag", [])
 

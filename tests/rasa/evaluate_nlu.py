@@ -25,8 +25,12 @@ TARGET = 0.95
 
 def latest_model() -> str:
     """The newest model in the usual output folders."""
-    folders = [os.environ.get("RASA_MODEL_DIR", ""), "/tmp/rasa-models",
-               os.path.join(os.environ.get("KOMMUNCHATT_DATA_DIR", "var"), "rasa-models"), "models"]
+    folders = [
+        os.environ.get("RASA_MODEL_DIR", ""),
+        "/tmp/rasa-models",
+        os.path.join(os.environ.get("KOMMUNCHATT_DATA_DIR", "var"), "rasa-models"),
+        "models",
+    ]
     models = [m for folder in folders if folder for m in glob.glob(os.path.join(folder, "*.tar.gz"))]
     if not models:
         sys.exit("no trained model found; pass --model")
