@@ -37,6 +37,7 @@ from bench.retrieval import BENCH_DATA, CACHE, ROOT, load_embedder, load_seed, r
 from knowledge.decision import SIGNALS, decide, probability, signals
 from knowledge.entries import Entry
 from knowledge.language import detect_language
+from knowledge.lexical import reads_as_words
 from knowledge.retrieval import Retriever, entry_rows
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
 
@@ -149,7 +150,7 @@ def outcome(retriever: Retriever, entries: list[Entry], messages: list[dict], se
     for d in messages:
         lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
         cands = retriever.search(d["text"], language=lang, top_k=10)
-        dec = decide(cands, lang, settings)
+        dec = decide(cands, lang, settings, words=reads_as_words(d["text"], lang, retriever.vocabulary))
         ids = [x.entry.id for x in cands]
         best = ids[0] if ids else None
         gold = d.get("expected")

@@ -23,6 +23,7 @@ import numpy as np
 
 from knowledge.decision import decide
 from knowledge.entries import Entry
+from knowledge.lexical import reads_as_words
 from knowledge.retrieval import Retriever, entry_rows
 from knowledge.settings import load_retrieval_settings
 
@@ -171,7 +172,7 @@ def multilingual(retriever: Retriever, dev: list[dict], settings) -> dict:
     kinds: dict[str, list[int]] = {}
     for d, lang, cands in searched(retriever, dev):
         lang_ok += lang == d.get("language")
-        dec = decide(cands, lang, settings)
+        dec = decide(cands, lang, settings, words=reads_as_words(d["text"], lang, retriever.vocabulary))
         decisions[dec.decision] = decisions.get(dec.decision, 0) + 1
         best = cands[0].entry.id if cands else None
         if d.get("expected"):

@@ -125,14 +125,17 @@ def probability(values: dict[str, float], settings: RetrievalSettings, prefix: s
     return float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
 
 
-def decide(candidates: list[Candidate], language: str, settings: RetrievalSettings) -> Decision:
+def decide(candidates: list[Candidate], language: str, settings: RetrievalSettings, words: bool = True) -> Decision:
     """Three bands: answer when the best candidate is probably right; else "did you mean" with up
-    to three candidates when the right one is probably among them; else hand over. `explain`
-    records the band, the signals and the rule that fired."""
+    to three candidates when the right one is probably among them; else hand over. `words` is
+    False for a message of no known word (`lexical.reads_as_words`): the nearest entries of a
+    keyboard mash stand out by chance, so it is handed over. `explain` records the band, the
+    signals and the rule that fired."""
     s = settings
-    if not candidates:
+    if not candidates or not words:
+        rule = "no entry matched at all" if not candidates else "no word of the message is a known word"
         return Decision("handoff", 1.0, language, language, [], None,
-                        {"band": "handoff", "rule": "no entry matched at all", "candidates": []})
+                        {"band": "handoff", "rule": rule, "candidates": [c.signals() for c in candidates[:5]]})
     values = signals(candidates, language)
     p_score, p_standout = probability(values, s, "answer"), probability(values, s, "standout")
     p_offer = probability(values, s, "offer")

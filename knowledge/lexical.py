@@ -14,6 +14,7 @@ import math
 import re
 import threading
 import unicodedata
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -310,6 +311,26 @@ def general_dictionary(language: str) -> GeneralDictionary:
         return GeneralDictionary()
     top = heapq.nlargest(GENERAL_WORDS, ((f, w) for w, f in freqs.items() if w.isalpha()))
     return GeneralDictionary([(w, math.log10(f * 1e9)) for f, w in top])  # Zipf: log10 per billion words
+
+
+# wordfreq's code where it differs from ours (Norwegian: Bokmål).
+WORDFREQ_CODES = {"no": "nb"}
+
+
+def reads_as_words(text: str, language: str, vocabulary: Mapping[str, set[str]]) -> bool:
+    """False for a keyboard mash ("asdkjh qwe zzxq"): a Latin-script message none of whose words the
+    knowledge base uses or a dictionary of its detected language, Swedish or English knows. Such a
+    message gets no "did you mean": its nearest entries are noise. Languages without a dictionary
+    here (Somali, Kurdish, ...) and other scripts are always taken as words."""
+    tokens = [w for w in words(text) if w.isalpha()]
+    if not tokens or not all(w.isascii() for w in tokens):
+        return True
+    code = WORDFREQ_CODES.get(language, language)
+    dictionaries = [general_dictionary(code)] + [general_dictionary(lang) for lang in GENERAL_LANGUAGES]
+    if not dictionaries[0]:
+        return True
+    return any(any(w in known for known in vocabulary.values()) or any(d.zipf(w) > 0 for d in dictionaries)
+               for w in tokens)
 
 
 class SpellCorrector:

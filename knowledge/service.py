@@ -30,6 +30,7 @@ from knowledge.embedding import Embedder
 from knowledge.entries import Entry
 from knowledge.index_status import HEARTBEAT_S, IndexWorkers, live_state
 from knowledge.language import detect_language
+from knowledge.lexical import reads_as_words
 from knowledge.notices import NoticeStore
 from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
@@ -244,7 +245,8 @@ class KnowledgeService:
         detected, lang_conf = self.detect_language(text, prior=prior or language)
         lang = language or detected
         candidates = self.retriever.search(text, municipality=municipality, language=lang, top_k=max(top_k, 5))
-        decision = decide(candidates, lang, self.settings)
+        words = reads_as_words(text, lang, self.retriever.vocabulary)
+        decision = decide(candidates, lang, self.settings, words=words)
         result = decision.to_dict(top_k=top_k, explain=explain)
         result["language"] = lang
         result["language_confidence"] = 1.0 if language else lang_conf

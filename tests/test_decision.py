@@ -11,6 +11,7 @@ import pytest
 
 from knowledge.decision import decide, signals
 from knowledge.entries import Entry
+from knowledge.lexical import reads_as_words
 from knowledge.retrieval import Candidate, Retriever
 from knowledge.settings import load_retrieval_settings
 
@@ -80,7 +81,9 @@ def answers_only(embedder, settings, tmp_path_factory):
 
 
 def ask(retriever, settings, text: str, language: str = "sv"):
-    return decide(retriever.search(text, language=language, top_k=5), language, settings)
+    """As the knowledge service decides (knowledge/service.py `answer`)."""
+    words = reads_as_words(text, language, retriever.vocabulary)
+    return decide(retriever.search(text, language=language, top_k=5), language, settings, words=words)
 
 
 def test_close_paraphrase_is_answered(one_question, settings):
@@ -108,7 +111,22 @@ def test_nonsense_is_never_answered(one_question, answers_only, settings, text):
         d = ask(retriever, settings, text)
         assert d.decision != "answer", d.explain
         if d.decision == "handoff":
-            assert d.candidates == [] and "nothing plausible" in d.explain["rule"]
+            assert d.candidates == [] and ("nothing plausible" in d.explain["rule"] or "no word" in d.explain["rule"])
+
+
+@pytest.mark.parametrize("text", ["asdkjh qwe zzxq", "qwfp zxcvb", "hjkl asdasd"])
+def test_a_keyboard_mash_is_handed_over_not_offered(one_question, answers_only, settings, text):
+    """Its nearest entries stand out by chance (seed: "asdkjh qwe zzxq" was offered at P 0.73)."""
+    for retriever in (one_question, answers_only):
+        d = ask(retriever, settings, text)
+        assert d.decision == "handoff" and d.candidates == [], d.explain
+        assert d.explain["rule"] == "no word of the message is a known word"
+
+
+@pytest.mark.parametrize("text,language", [("förskola", "sv"), ("bygglov altan", "sv"), ("ok", "sv"),
+                                           ("Biyo ma lihin guriga", "so"), ("garbage truck", "en")])
+def test_real_words_are_never_taken_for_a_mash(one_question, text, language):
+    assert reads_as_words(text, language, one_question.vocabulary)
 
 
 def test_answers_only_entries_are_answered_or_offered(answers_only, settings):
