@@ -224,22 +224,35 @@ async def import_file(
     return {"ok": True, "dry_run": False, "entries": len(entries), "counts": counts, "audit_id": audit_id}
 
 
+def attachment(name: str) -> str:
+    """A Content-Disposition for a download named `name` (RFC 6266): an ASCII fallback `filename` and the
+    real name percent-encoded in `filename*`. Control characters are dropped from both (a header cannot
+    carry them: the server closes the connection without an answer), quotes and backslashes and anything
+    outside printable ASCII become "_" in the fallback."""
+    name = "".join(ch for ch in name if ch.isprintable()) or "download"
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 @router.get("/export")
 async def export_file(
     municipality: WebmasterMunicipality,
     knowledge: Knowledge,
+    engine: DbEngine,
     format: str = "yaml",
     user=Depends(webmaster),
 ) -> Response:
     if format not in FORMATS:
         raise HTTPException(422, "format must be yaml, jsonl or csv")
+    # A global admin passes the scope check with any id: an unknown municipality is a 404 here, before
+    # its id goes into a file name (an id with control characters cannot exist, and NUL would make
+    # PostgreSQL refuse the query: not asked).
+    if not municipality.isprintable() or await run_in_threadpool(municipalities.settings, engine, municipality) is None:
+        raise HTTPException(404, f"no municipality with id {municipality!r}")
     media, ext = FORMATS[format]
     body = dump(knowledge.store.all(municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
-    # RFC 6266: an ASCII fallback name and the real one percent-encoded (a header must be latin-1).
-    fallback = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
-    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
-    return Response(body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": disposition})
+    return Response(body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": attachment(name)})
 
 
 def _audit_rows(knowledge, municipality: str, entry_id: str | None, limit: int) -> list[dict]:
