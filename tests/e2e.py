@@ -42,13 +42,18 @@ def domain_responses(name: str, language: str) -> list[str]:
     return texts
 
 
-def staff_login(base_url: str, engine_url: str, role: str = "agent") -> httpx.Client:
+def staff_login(
+    base_url: str, engine_url: str, role: str = "agent", municipalities: list[str] | None = None
+) -> httpx.Client:
+    """A logged-in staff client; `municipalities` None: the default one ("*" makes an admin global)."""
     from core.db import make_engine
     from core.users import UserStore
 
     engine = make_engine(engine_url)
     name = f"{role}-{os.urandom(3).hex()}"
-    UserStore(engine).create(name, "a long password", role=role, languages=["sv", "ar", "en"])
+    UserStore(engine).create(
+        name, "a long password", role=role, languages=["sv", "ar", "en"], municipalities=municipalities
+    )
     engine.dispose()
     client = httpx.Client(base_url=base_url, timeout=30)
     client.post("/api/v1/auth/login", json={"username": name, "password": "a long password"}).raise_for_status()

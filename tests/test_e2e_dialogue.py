@@ -135,7 +135,9 @@ def agent(system) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def admin(system) -> httpx.Client:
-    return staff_login(system.service_url, system.engine_url, role="admin")
+    # A global admin ("*"): it configures the second municipality 'natt' too (an admin acts only on the
+    # municipalities listed on it otherwise, core.deps.MunicipalityScope).
+    return staff_login(system.service_url, system.engine_url, role="admin", municipalities=["*"])
 
 
 @pytest.fixture(scope="module")
