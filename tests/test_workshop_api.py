@@ -338,11 +338,11 @@ def test_every_language_file_has_every_string():
     files = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (ROOT / "web" / "i18n").glob("*.json")}
     assert set(files) == {"sv", "en", "ar", "so", "fa", "fi", "ku", "tr", "pl", "uk", "da", "no"}
     keys = set(files["sv"])
-    # Plural forms beyond Swedish's one/other (Intl.PluralRules in web/widget.js): Arabic's "two",
-    # Ukrainian's "few" ... may be added to a language, nothing else.
-    plural_forms = {f"wait_{category}" for category in ("zero", "two", "few", "many")}
+    # The wait's plural forms follow each language's categories (Intl.PluralRules in web/widget.js, which
+    # falls back to "other"): Arabic adds "two" and "few", Persian and Turkish need no "one".
+    plural_forms = {f"wait_{category}" for category in ("zero", "one", "two", "few", "many")}
     for lang, strings in files.items():
-        assert keys <= set(strings), (lang, keys - set(strings))
+        assert keys - plural_forms <= set(strings), (lang, keys - plural_forms - set(strings))
         assert set(strings) - keys <= plural_forms, (lang, set(strings) - keys)
         assert all(v.strip() for v in strings.values()), lang
         for key in ("queue_position", "queue_wait", "valid_until", "too_long", "rating_score"):
