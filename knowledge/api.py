@@ -11,7 +11,7 @@ from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge, summary
 from core.metrics import record_decision
 from core.text import clean_message
 from knowledge.deps import Knowledge
-from knowledge.kbfile import KbFileError, parse_entry
+from knowledge.kbfile import LANG_RE, KbFileError, parse_entry
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"], responses=ERROR_RESPONSES)
 
@@ -33,7 +33,9 @@ class EntrySaved(BaseModel):
 
 class AnswerRequest(BaseModel):
     text: str = Field(..., description="The citizen's question, in any language")
-    language: str | None = Field(None, description="Force the answer language (ISO 639-1); detected if absent")
+    language: str | None = Field(
+        None, pattern=LANG_RE.pattern, description="Force the answer language (ISO 639-1); detected if absent"
+    )
     municipality: str = "default"
     top_k: int = Field(3, ge=1, le=20)
     session_id: str | None = None

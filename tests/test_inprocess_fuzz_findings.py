@@ -1,9 +1,13 @@
-"""Fast layer: the workshop export's download name (Content-Disposition) and its municipality.
+"""Fast layer: what schemathesis (tests/test_api_fuzz.py) found, each case checked in this process.
 
-schemathesis found `GET /api/v1/admin/export?municipality=%1F` as a global admin (who passes the scope
-check with any id) answered with a closed connection: the id went into the header's file name, and a
-header cannot carry a control character. An unknown municipality is a 404 before any header is built,
-and the name in the header never carries control characters."""
+The workshop export's download name (Content-Disposition) and its municipality: schemathesis found
+`GET /api/v1/admin/export?municipality=%1F` as a global admin (who passes the scope check with any id)
+answered with a closed connection: the id went into the header's file name, and a header cannot carry
+a control character. An unknown municipality is a 404 before any header is built, and the name in the
+header never carries control characters.
+
+The answer API's forced language: `{"language": "G ."}` (or non-ASCII) reached the general dictionary
+lookup and answered 500; a language that is not a language code is a 422."""
 
 from __future__ import annotations
 
@@ -51,3 +55,17 @@ def test_attachment_never_carries_control_characters(name):
     assert disposition.isprintable() and disposition.isascii()
     fallback = disposition.split('filename="', 1)[1].split('";', 1)[0]
     assert '"' not in fallback and "\\" not in fallback and fallback
+
+
+@pytest.mark.parametrize("language", ["G .", "la\u00e9", "", "sv sv", "x" * 40])
+def test_answer_refuses_a_language_that_is_no_language_code(app, language):
+    client, _ = app
+    response = client.post("/api/v1/answer", json={"text": "q>o on", "language": language})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"].endswith("language")
+
+
+def test_answer_takes_a_language_code(app):
+    client, _ = app
+    response = client.post("/api/v1/answer", json={"text": "asdkjh qwe zzxq", "language": "en"})
+    assert response.status_code == 200, response.text
