@@ -28,7 +28,7 @@ from core.config import internal_token
 from core.db import make_engine
 from core.municipalities import municipalities
 from knowledge.kbfile import load_path
-from kommunchatt.runner import RASA_BIN, free_port
+from kommunchatt.runner import free_port
 from tests.conftest import ROOT
 from tests.e2e import Citizen, running_system, staff_login
 
@@ -461,22 +461,20 @@ def test_markup_is_stored_and_returned_verbatim(system):
 
 @contextlib.contextmanager
 def actions_without_service(system):
-    """Restart the action server with SERVICE_URL on a closed port, then restore it."""
-    log_dir = system.data_dir / "logs"
+    """Restart the action server with SERVICE_URL on a closed port, then restore it.
+
+    The action server is the runner's supervised child (kommunchatt/runner.py, its own command line:
+    bot.action_server); it is replaced in place, so the system's stop() still ends it. The supervisor's
+    loop does not run in these tests, so nothing restarts it behind the test's back."""
+    child = system.supervisor.children["actions"]
 
     def restart(env: dict[str, str]) -> None:
-        old = system.processes["actions"]
-        os.killpg(old.pid, signal.SIGTERM)
-        old.wait(timeout=15)
-        out = open(log_dir / "actions.log", "ab")  # noqa: SIM115 - the child keeps it open
-        system.processes["actions"] = subprocess.Popen(
-            [str(RASA_BIN), "run", "actions", "--actions", "actions", "--port", str(system.actions_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        os.killpg(child.proc.pid, signal.SIGTERM)
+        child.proc.wait(timeout=15)
+        with open(child.log_path, "ab") as out:  # the child has its own copy of the descriptor
+            child.proc = subprocess.Popen(
+                child.command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
