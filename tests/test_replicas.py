@@ -5,6 +5,10 @@ the kill, and the agents' consoles reconnect by themselves.
 
 The citizens behave as the widget does: a message keeps its client id when it is resent after an
 error, with the widget's back-off (1, 2, 4 s). Slow (about 3-5 minutes); `-m replicas` selects it.
+
+It cannot hang: every loop has a deadline (a citizen gives up on a turn GIVE_UP_AFTER_S after the load
+ends, a console stops listening when its time is up even if the socket stays quiet), and the whole
+scenario fails after SCENARIO_TIMEOUT_S with the list of what was still waiting.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ KILL_AFTER_S = 20.0
 RUN_AFTER_KILL_S = 25.0
 ANSWER_WITHIN_S = 5.0
 AGENTS = 4
+GIVE_UP_AFTER_S = 90.0  # after the load ends, a citizen stops resending an unanswered turn (it is then reported)
+SCENARIO_TIMEOUT_S = 8 * 60.0  # the whole load, kill included; normally about a minute
 # Questions the seed answers (or greets) in one turn; the cycle keeps every conversation with the bot.
 QUESTIONS = [
     "Hej!",
@@ -58,6 +64,13 @@ class Turn:
     attempts: int = 0
     replies: list[dict] = field(default_factory=list)
     state: str = ""
+    last_error: str = ""  # the last failed attempt: a status code or an exception's name
+
+
+def failure(response: httpx.Response | None, exc: Exception | None = None) -> str:
+    if exc is not None:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return f"HTTP {response.status_code}: {response.text[:120]}"
 
 
 @pytest.fixture(scope="module")
@@ -90,24 +103,43 @@ def replica_set(tmp_path_factory):
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
-async def citizen(http: httpx.AsyncClient, turns: list[Turn], stop_at: float, start_delay: float) -> None:
+async def pause(seconds: float, until: float) -> None:
+    """Sleep, but never past `until`."""
+    await asyncio.sleep(max(0.0, min(seconds, until - time.monotonic())))
+
+
+async def citizen(
+    http: httpx.AsyncClient, turns: list[Turn], stop_at: float, start_delay: float, waiting: dict[str, str], name: str
+) -> None:
+    """Opens a session and asks until `stop_at`; resends an unanswered turn until GIVE_UP_AFTER_S after it
+    (then leaves it unanswered, which the test reports). `waiting[name]` says what it is waiting for."""
+    give_up_at = stop_at + GIVE_UP_AFTER_S
     await asyncio.sleep(start_delay)
-    session = None
-    while session is None:  # the widget retries opening its session too
+    session, attempts, last = None, 0, ""
+    while session is None and time.monotonic() < give_up_at:  # the widget retries opening its session too
+        attempts += 1
+        waiting[name] = f"opening its session (attempt {attempts}, last: {last or '-'})"
         try:
             response = await http.post("/api/v1/chat/sessions", json={"language": "sv"})
             session = response.json()["session_id"] if response.status_code == 201 else None
-        except (httpx.HTTPError, ValueError):
-            pass
+            last = "" if session else failure(response)
+        except (httpx.HTTPError, ValueError) as exc:
+            last = failure(None, exc)
         if session is None:
-            await asyncio.sleep(1)
+            await pause(1, give_up_at)
+    if session is None:
+        waiting[name] = f"gave up opening its session after {attempts} attempts (last: {last})"
+        return
     i = 0
     while time.monotonic() < stop_at:
         turn = Turn(session, uuid.uuid4().hex, QUESTIONS[i % len(QUESTIONS)], time.monotonic())
         turns.append(turn)
         delay = 1.0
-        while turn.answered_at is None:
+        while turn.answered_at is None and time.monotonic() < give_up_at:
             turn.attempts += 1
+            waiting[name] = (
+                f"an answer to {turn.text!r} in {session} (attempt {turn.attempts}, last: {turn.last_error or '-'})"
+            )
             try:
                 r = await http.post(
                     f"/api/v1/chat/sessions/{session}/messages", json={"text": turn.text, "client_id": turn.client_id}
@@ -116,12 +148,18 @@ async def citizen(http: httpx.AsyncClient, turns: list[Turn], stop_at: float, st
                     body = r.json()
                     turn.replies, turn.state, turn.answered_at = body["messages"], body["state"], time.monotonic()
                     break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(delay)  # the widget's back-off, same client id
+                turn.last_error = failure(r)
+            except httpx.HTTPError as exc:
+                turn.last_error = failure(None, exc)
+            await pause(delay, give_up_at)  # the widget's back-off, same client id
             delay = min(delay * 2, 15)
+        if turn.answered_at is None:
+            waiting[name] = f"gave up on {turn.text!r} in {session} after {turn.attempts} attempts"
+            return
         i += 1
-        await asyncio.sleep(random.uniform(*PAUSE_S))
+        waiting[name] = f"reading (conversation {session})"
+        await pause(random.uniform(*PAUSE_S), stop_at)
+    waiting.pop(name, None)
 
 
 @dataclass
@@ -133,45 +171,80 @@ class AgentConsole:
     connected: bool = False
     drops: list[float] = field(default_factory=list)
     reconnects: list[float] = field(default_factory=list)
+    frames: int = 0
+    quiet_at_end: bool = False  # its time ran out while the socket said nothing (no frame to wake it)
+
+    def waiting_for(self) -> str:
+        state = "connected, listening" if self.connected else "reconnecting"
+        return f"{state} ({self.frames} frames, {len(self.drops)} drops, {len(self.reconnects)} reconnects)"
 
     async def run(self, stop_at: float) -> None:
+        """Listens until `stop_at`, whether frames come or not: a console's socket is quiet while nothing
+        happens (no queue, no chats), so waiting for the next frame to notice the time could wait forever."""
         delay = 0.5
-        while time.monotonic() < stop_at:
+        while (left := stop_at - time.monotonic()) > 0:
             try:
                 async with websockets.connect(
-                    self.url, additional_headers={"authorization": f"Bearer {self.token}"}, open_timeout=10
+                    self.url,
+                    additional_headers={"authorization": f"Bearer {self.token}"},
+                    open_timeout=min(10.0, left),
+                    close_timeout=5,
                 ) as ws:
-                    async for raw in ws:
+                    while (left := stop_at - time.monotonic()) > 0:
+                        try:
+                            raw = await asyncio.wait_for(ws.recv(), timeout=left)
+                        except TimeoutError:
+                            self.quiet_at_end = True
+                            return
+                        self.frames += 1
                         if json.loads(raw).get("type") == "hello":
                             if self.drops and len(self.reconnects) < len(self.drops):
                                 self.reconnects.append(time.monotonic())
                             self.connected, delay = True, 0.5
-                        if time.monotonic() >= stop_at:
-                            return
+                    return
             except (OSError, TimeoutError, websockets.WebSocketException):
                 pass
             if self.connected:
                 self.drops.append(time.monotonic())
             self.connected = False
-            await asyncio.sleep(delay)
+            await pause(delay, stop_at)
             delay = min(delay * 2, 5)
 
 
 async def load(replicas: ReplicaSet, agents: list[AgentConsole]) -> tuple[list[Turn], float]:
     turns: list[Turn] = []
-    stop_at = time.monotonic() + KILL_AFTER_S + RUN_AFTER_KILL_S
+    waiting: dict[str, str] = {}  # citizen -> what it waits for, while it runs
+    started = time.monotonic()
+    stop_at = started + KILL_AFTER_S + RUN_AFTER_KILL_S
     limits = httpx.Limits(max_connections=CONVERSATIONS + 10)
     async with httpx.AsyncClient(base_url=replicas.url, timeout=30, limits=limits) as http:
-        tasks = [
-            asyncio.create_task(citizen(http, turns, stop_at, random.uniform(0, PAUSE_S[1])))
-            for _ in range(CONVERSATIONS)
-        ]
-        tasks += [asyncio.create_task(a.run(stop_at + 10)) for a in agents]
-        await asyncio.sleep(KILL_AFTER_S)
-        killed_at = time.monotonic()
-        for name, replica in (("service", replicas.replicas[0]), ("rasa", replicas.replicas[1])):
-            os.killpg(replica.supervisor.children[name].proc.pid, signal.SIGKILL)
-        await asyncio.gather(*tasks)
+        citizens = {
+            f"citizen {n + 1}": asyncio.create_task(
+                citizen(http, turns, stop_at, random.uniform(0, PAUSE_S[1]), waiting, f"citizen {n + 1}")
+            )
+            for n in range(CONVERSATIONS)
+        }
+        consoles = {f"agent {n + 1}": (a, asyncio.create_task(a.run(stop_at + 10))) for n, a in enumerate(agents)}
+        killed_at = None
+        try:
+            async with asyncio.timeout(SCENARIO_TIMEOUT_S):
+                await asyncio.sleep(KILL_AFTER_S)
+                killed_at = time.monotonic()
+                for name, replica in (("service", replicas.replicas[0]), ("rasa", replicas.replicas[1])):
+                    os.killpg(replica.supervisor.children[name].proc.pid, signal.SIGKILL)
+                await asyncio.gather(*citizens.values(), *(task for _, task in consoles.values()))
+        except TimeoutError:
+            still = [f"{name}: {waiting.get(name, 'not started')}" for name, t in citizens.items() if not t.done()]
+            still += [f"{name}: {a.waiting_for()}" for name, (a, t) in consoles.items() if not t.done()]
+            pytest.fail(
+                f"the scenario did not finish within {SCENARIO_TIMEOUT_S:.0f} s (kill "
+                f"{'at ' + format(killed_at - started, '.0f') + ' s' if killed_at else 'not reached'}); "
+                f"{len(still)} still waiting:\n  " + "\n  ".join(still),
+                pytrace=False,
+            )
+        finally:
+            for task in [*citizens.values(), *(t for _, t in consoles.values())]:
+                task.cancel()
     return turns, killed_at
 
 
@@ -185,7 +258,10 @@ def test_killing_a_service_and_a_rasa_replica_under_load(replica_set):
 
     # Every turn answered by the bot, within 5 s of the kill for those the kill touched.
     unanswered = [t for t in turns if t.answered_at is None]
-    assert not unanswered, f"{len(unanswered)} turns never answered"
+    assert not unanswered, f"{len(unanswered)} turns never answered: " + "; ".join(
+        f"{t.text!r} in {t.conversation} after {t.attempts} attempts (last: {t.last_error or '-'})"
+        for t in unanswered[:10]
+    )
     after_kill = [t for t in turns if t.answered_at >= killed_at]  # each waited from max(sent, kill) for its answer
     late = [t for t in after_kill if t.answered_at - max(t.sent_at, killed_at) > ANSWER_WITHIN_S]
     touched = [t for t in turns if t.sent_at <= killed_at + ANSWER_WITHIN_S and t.answered_at >= killed_at]
@@ -218,7 +294,8 @@ def test_killing_a_service_and_a_rasa_replica_under_load(replica_set):
     reconnect_times = [r - d for a in agents for d, r in zip(a.drops, a.reconnects, strict=True)]
     print(
         f"agents dropped {sum(len(a.drops) for a in agents)} times, reconnected after "
-        f"{max(reconnect_times, default=0):.2f} s at most"
+        f"{max(reconnect_times, default=0):.2f} s at most; {sum(a.quiet_at_end for a in agents)} of {len(agents)} "
+        f"consoles were quiet when their time ran out"
     )
 
     assert not silent and not apologies
