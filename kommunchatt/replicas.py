@@ -48,6 +48,12 @@ defaults
     timeout server 30s
     timeout tunnel 1h
     timeout http-keep-alive 30s
+    # A killed replica refuses the check's connection at once (down within a second: fall 2, inter 500ms),
+    # however long a check may wait; a busy one may take seconds to answer it. Without `timeout check` the
+    # check had to answer within `inter`: the one Rasa left after a kill, serving every turn, missed it
+    # and was marked down, and HAProxy answered every turn with 503 (no server available) until it
+    # answered a check in time again (69 apologies in tests/test_replicas.py; with 3 s still 22).
+    timeout check 10s
     default-server check inter 500ms fall 2 rise 2
 
 frontend service
