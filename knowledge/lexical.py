@@ -307,7 +307,7 @@ def general_dictionary(language: str) -> GeneralDictionary:
         import wordfreq
 
         freqs = wordfreq.get_frequency_dict(language)
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, ValueError):  # ValueError: not a language tag ("G .")
         return GeneralDictionary()
     top = heapq.nlargest(GENERAL_WORDS, ((f, w) for w, f in freqs.items() if w.isalpha()))
     return GeneralDictionary([(w, math.log10(f * 1e9)) for f, w in top])  # Zipf: log10 per billion words
