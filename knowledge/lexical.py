@@ -325,12 +325,13 @@ def reads_as_words(text: str, language: str, vocabulary: Mapping[str, set[str]])
     tokens = [w for w in words(text) if w.isalpha()]
     if not tokens or not all(w.isascii() for w in tokens):
         return True
-    code = WORDFREQ_CODES.get(language, language)
-    dictionaries = [general_dictionary(code)] + [general_dictionary(lang) for lang in GENERAL_LANGUAGES]
-    if not dictionaries[0]:
+    # The knowledge base's words and the dictionaries spelling already loaded first: the detected
+    # language's dictionary is loaded (once) only for a message none of them knows.
+    loaded = [general_dictionary(lang) for lang in GENERAL_LANGUAGES]
+    if any(any(w in known for known in vocabulary.values()) or any(d.zipf(w) > 0 for d in loaded) for w in tokens):
         return True
-    return any(any(w in known for known in vocabulary.values()) or any(d.zipf(w) > 0 for d in dictionaries)
-               for w in tokens)
+    own = general_dictionary(WORDFREQ_CODES.get(language, language))
+    return not own or any(own.zipf(w) > 0 for w in tokens)
 
 
 class SpellCorrector:
