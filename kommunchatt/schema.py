@@ -25,6 +25,7 @@ import insights.dismissals
 import knowledge.index_status
 import knowledge.notices
 import knowledge.store
+import learning.suggestions
 from core.db import metadata
 
 TABLE_MODULES = (
@@ -40,6 +41,7 @@ TABLE_MODULES = (
     handoff.presence,
     handoff.canned,
     handoff.tickets,
+    learning.suggestions,
     insights.dismissals,
 )
 
