@@ -4,8 +4,10 @@ with the keyboard, checked with axe-core, in Swedish and English, each page phot
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -17,6 +19,12 @@ from tests.test_workshop_helpers import axe_violations, chromium
 
 pytestmark = pytest.mark.browser
 SHOTS = ROOT / "docs" / "screenshots"
+REPORT_ZONE = ZoneInfo("Europe/Stockholm")  # the reports API's default `tz`, which the page does not set
+
+
+def report_day() -> str:
+    """Today as the reports count days (a chat is counted on the day it was queued, in REPORT_ZONE)."""
+    return dt.datetime.now(REPORT_ZONE).date().isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,9 @@ def browser():
 def history(svc):
     """A closed chat with an agent's reply, the same citizen's second chat, and one waiting."""
     anna = svc.staff(svc.agent("anna", languages="sv,en"))
+    queued_from = report_day()
     first = svc.citizen("sv", text="Hur sorterar jag batterier?")
+    queued_to = report_day()  # the day it was queued is one of these two, whenever the run crosses midnight
     anna.post(f"/api/v1/handoff/conversations/{first}/claim").raise_for_status()
     anna.post(
         f"/api/v1/handoff/conversations/{first}/messages", json={"text": "Batterier lämnar du i batteriholken."}
@@ -52,7 +62,7 @@ def history(svc):
             headers={"X-Internal-Token": svc.token},
             json={"name": "Åsa", "phone": "070-123 45 67", "message": "Ring mig", "consent": True},
         ).raise_for_status()
-    return {"first": first, "second": second}
+    return {"first": first, "second": second, "queued_from": queued_from, "queued_to": queued_to}
 
 
 @pytest.fixture
@@ -140,6 +150,10 @@ def test_supervisor_sees_the_queue_and_agents_change_live(svc, admin, browser, h
 
 def test_reports_page_shows_times_outcomes_and_agents(admin, history):
     open_page(admin, "Rapporter")
+    # The period of the closed chat's day, set as a user would: the page's default ends on the browser's
+    # UTC day, which is not the reports' day when the data and the page fall on either side of midnight.
+    admin.get_by_label("Från och med").fill(history["queued_from"])
+    admin.get_by_label("Till och med").fill(history["queued_to"])
     admin.get_by_label("Dela upp per").select_option("municipality")
     admin.get_by_role("button", name="Visa").click()
     summary = admin.get_by_role("table", name="Samtal som gått till handläggare")
