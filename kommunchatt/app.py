@@ -231,6 +231,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(PublicCORS)  # the widget runs on the municipality's own site (another origin)
     app.include_router(privacy_router)  # retention, erasure, export, access log (issue 15)
     app.include_router(privacy_public_router)
+    from learning.suggestions_api import router as suggestions_router
+
+    app.include_router(suggestions_router)  # the workshop's suggestions from real traffic (issue 19)
     app.state.limits = RateLimits.from_env(settings.redis_url)  # core/ratelimit.py: 429 with Retry-After
     app.add_middleware(OriginCheck)  # cookie-authenticated writes and WebSockets only from our own pages
     app.add_middleware(BodyLimit, larger={"/api/v1/admin/import": MAX_IMPORT_BYTES})  # 413 before reading
