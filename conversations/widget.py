@@ -19,12 +19,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, select
-from starlette.requests import HTTPConnection
 
 from conversations.store import conversations, messages
 from core import municipalities
 from core.db import run_db
-from core.deps import DbEngine, check_municipality, require_role
+from core.deps import DbEngine, check_municipality, component, require_role
 from knowledge.deps import Knowledge
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -159,15 +158,8 @@ def _topic(entry, language: str) -> dict:
     }
 
 
-def _topics(connection: HTTPConnection, engine: DbEngine, knowledge: Knowledge) -> Topics:
-    """The app's one cache of top topics, made on first use (it needs the engine and the knowledge store)."""
-    parts = connection.app.state.c
-    if getattr(parts, "topics", None) is None:
-        parts.topics = Topics(engine, knowledge.store)
-    return parts.topics
-
-
-WidgetTopics = Annotated[Topics, Depends(_topics)]
+# The app's one cache of top topics (built with the other parts, kommunchatt/app.py).
+WidgetTopics = Annotated[Topics, Depends(component("topics"))]
 
 
 def _municipality(engine: Engine, municipality: str) -> dict:

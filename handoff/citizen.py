@@ -9,15 +9,23 @@ the chat API: the session id is the citizen's key.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import Engine
 
+from conversations.deps import Chat, Conversations
 from conversations.rasa_client import RasaUnavailable
-from conversations.store import Conflict
+from conversations.service import ChatService
+from conversations.store import Conflict, ConversationStore
 from core.db import run_db
+from core.deps import DbEngine
 from core.i18n import say
+from handoff.deps import Agents, QueueDep
+from handoff.queue import Queue
+from handoff.service import AgentService
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +37,25 @@ class CitizenState(BaseModel):
     queue: dict[str, Any] = Field(description="its place in the queue: state, position, estimated wait")
 
 
-async def leave_queue(c, conversation_id: str) -> dict:
+@dataclass(frozen=True)
+class Parts:
+    """What a citizen's move touches: the chat, its store, the agents' side and the queue."""
+
+    engine: Engine
+    conversations: ConversationStore
+    chat: ChatService
+    agents: AgentService
+    queue: Queue
+
+
+def parts(engine: DbEngine, conversations: Conversations, chat: Chat, agents: Agents, queue: QueueDep) -> Parts:
+    return Parts(engine, conversations, chat, agents, queue)
+
+
+MoveParts = Annotated[Parts, Depends(parts)]
+
+
+async def leave_queue(c: Parts, conversation_id: str) -> dict:
     """Queued -> bot; the bot listens again (the handoff had paused it)."""
     conv = await run_db(c.engine, c.conversations.get, conversation_id)
     if conv["state"] != "queued":
@@ -52,7 +78,7 @@ async def leave_queue(c, conversation_id: str) -> dict:
     return await _state(c, conversation_id)
 
 
-async def end_chat(c, conversation_id: str) -> dict:
+async def end_chat(c: Parts, conversation_id: str) -> dict:
     """Queued or with an agent -> closed (outcome `abandoned`); after an agent, the citizen may rate."""
     conv = await run_db(c.engine, c.conversations.get, conversation_id)
     if conv["state"] not in ("queued", "agent"):
@@ -76,24 +102,24 @@ async def end_chat(c, conversation_id: str) -> dict:
     return await _state(c, conversation_id)
 
 
-async def _state(c, conversation_id: str) -> dict:
+async def _state(c: Parts, conversation_id: str) -> dict:
     position = await run_db(c.engine, c.queue.position, conversation_id)
     return {"state": position["state"], "queue": position}
 
 
 @router.post("/{session_id}/leave-queue", response_model=CitizenState)
-async def leave_queue_route(request: Request, session_id: str) -> dict:
+async def leave_queue_route(c: MoveParts, session_id: str) -> dict:
     """The citizen stops waiting for a person; the bot answers again."""
     try:
-        return await leave_queue(request.app.state.c, session_id)
+        return await leave_queue(c, session_id)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None
 
 
 @router.post("/{session_id}/end", response_model=CitizenState)
-async def end_route(request: Request, session_id: str) -> dict:
+async def end_route(c: MoveParts, session_id: str) -> dict:
     """The citizen ends a chat that waits for or is with a person; the agent sees it at once."""
     try:
-        return await end_chat(request.app.state.c, session_id)
+        return await end_chat(c, session_id)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None

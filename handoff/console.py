@@ -19,9 +19,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conversations.store import UnknownConversation
 from core.db import run_db
-from core.deps import MunicipalityScope, session_token
+from core.deps import DbEngine, MunicipalityScope, Users, session_token
 from handoff import presence
 from handoff.assignment import OUTCOMES, Conflict
+from handoff.deps import LiveDep
 from handoff.service import STATUSES
 
 log = logging.getLogger(__name__)
@@ -222,13 +223,12 @@ COMMANDS = {
 
 
 @router.websocket("/agent/ws")
-async def agent_socket(websocket: WebSocket) -> None:
+async def agent_socket(websocket: WebSocket, engine: DbEngine, users: Users, live: LiveDep) -> None:
     """The console's live connection; the staff session comes from the cookie, a bearer header or ?token=."""
-    c = websocket.app.state.c
     token = session_token(websocket)
-    user = await run_db(c.engine, c.users.by_token, token) if token else None
+    user = await run_db(engine, users.by_token, token) if token else None
     if not user or user["role"] not in ("agent", "admin"):
         await websocket.close(code=4401)
         return
     await websocket.accept()
-    await AgentConnection(websocket.app.state.live, websocket, user, token).run()
+    await AgentConnection(live, websocket, user, token).run()

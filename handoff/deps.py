@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from core.deps import component
+from handoff.live import Live
 from handoff.queue import Queue
 from handoff.service import AgentService
 
@@ -15,9 +16,9 @@ Agents = Annotated[AgentService, Depends(component("agents"))]
 QueueDep = Annotated[Queue, Depends(component("queue"))]
 
 
-def live(connection: HTTPConnection) -> Any:
+def live(connection: HTTPConnection) -> Live:
     """This process's `handoff.live.Live` (consoles, assignment passes), started with the app."""
     return connection.app.state.live
 
 
-LiveDep = Annotated[Any, Depends(live)]
+LiveDep = Annotated[Live, Depends(live)]

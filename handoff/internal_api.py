@@ -15,7 +15,7 @@ from core.privacy import EMAIL, PHONE, PLACEHOLDERS
 from core.ratelimit import check_queue_entry
 from handoff import tickets
 from handoff.deps import QueueDep
-from handoff.models import LanguageChanged, QueueEntry, TicketCreated
+from handoff.models import LanguageChanged, QueueEntry, Recorded, TicketCreated
 
 # What the masked text says where the citizen wrote a phone number or e-mail address (core/privacy.py).
 PLACEHOLDER_KINDS = {PLACEHOLDERS[PHONE]: PHONE, PLACEHOLDERS[EMAIL]: EMAIL}
@@ -76,7 +76,7 @@ async def change_language(session_id: str, body: LanguageChange, store: Conversa
     return {"language": body.language}
 
 
-@router.post("/{session_id}/feedback", response_model=dict[str, str])
+@router.post("/{session_id}/feedback", response_model=Recorded)
 async def feedback(session_id: str, body: Feedback, store: Conversations, engine: DbEngine) -> dict:
     await run_db(engine, _store_feedback, store, session_id, body)
     return {}

@@ -149,3 +149,7 @@ class TicketCreated(Open):
 
 class LanguageChanged(Open):
     language: str
+
+
+class Recorded(Open):
+    """Stored; nothing to tell (the action server's feedback call answers `{}`)."""

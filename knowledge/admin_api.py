@@ -30,6 +30,7 @@ from core.languages_api import Languages
 from core.text import clean_message
 from knowledge.deps import Knowledge
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
+from knowledge.models import AuditRow, EntryDetail, EntryList, EntrySaved, ImportReport, Notice, UndoCounts
 from knowledge.notices import NoticeError
 from knowledge.store import kb_entries
 from knowledge.translations import stale_translations
@@ -42,6 +43,13 @@ LANGUAGES = NAMES
 I18N = Path(__file__).resolve().parent.parent / "web" / "i18n"
 MAX_IMPORT_BYTES = 5_000_000
 FORMATS = {"yaml": ("application/yaml", "yml"), "jsonl": ("application/x-ndjson", "jsonl"), "csv": ("text/csv", "csv")}
+# The export is a file, not JSON: OpenAPI says so (its media types) instead of a response model.
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the knowledge base as a file to download (Content-Disposition: attachment)",
+        "content": {media: {"schema": {"type": "string"}} for media, _ in FORMATS.values()},
+    }
+}
 
 webmaster = require_role("webmaster")
 # Helpful / not helpful per entry, from the conversations: the app plugs in insights' reader (knowledge is
@@ -70,7 +78,7 @@ async def languages() -> dict:
     return {"languages": public_languages()}
 
 
-@router.get("/entries")
+@router.get("/entries", response_model=EntryList)
 async def list_entries(
     municipality: WebmasterMunicipality,
     knowledge: Knowledge,
@@ -127,7 +135,7 @@ async def list_entries(
     return {"entries": rows, "required_languages": required, "languages": list(LANGUAGES)}
 
 
-@router.get("/entries/{entry_id}")
+@router.get("/entries/{entry_id}", response_model=EntryDetail, response_model_exclude_unset=True)
 async def entry_detail(
     municipality: WebmasterMunicipality,
     knowledge: Knowledge,
@@ -135,7 +143,7 @@ async def entry_detail(
     feedback: EntryFeedback,
     entry_id: str,
     user=Depends(webmaster),
-):
+) -> dict:
     entry = knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
@@ -160,10 +168,10 @@ class Variant(BaseModel):
     text: str = Field(..., min_length=1, max_length=500)
 
 
-@router.post("/variants")
+@router.post("/variants", response_model=EntrySaved)
 async def add_variant(
     municipality: WebmasterMunicipality, knowledge: Knowledge, body: Variant, user=Depends(webmaster)
-):
+) -> dict:
     """Add a citizen's wording as a question variant of an entry (one click from the gaps list)."""
     entry = knowledge.store.get(municipality, body.entry_id)
     if not entry:
@@ -179,7 +187,7 @@ async def add_variant(
 # ---------------------------------------------------------------- import / export / audit
 
 
-@router.post("/import")
+@router.post("/import", response_model=ImportReport, response_model_exclude_unset=True)
 async def import_file(
     request: Request,
     municipality: WebmasterMunicipality,
@@ -188,7 +196,7 @@ async def import_file(
     replace: bool = False,
     dry_run: bool = False,
     user=Depends(webmaster),
-):
+) -> dict:
     """The file is the request body. Nothing is imported unless the whole file is valid; the report
     names each problem's line, entry and field."""
     raw = await request.body()
@@ -234,7 +242,7 @@ def attachment(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-@router.get("/export")
+@router.get("/export", response_class=Response, responses=EXPORT_RESPONSES)
 async def export_file(
     municipality: WebmasterMunicipality,
     knowledge: Knowledge,
@@ -264,7 +272,7 @@ def _audit_rows(knowledge, municipality: str, entry_id: str | None, limit: int) 
     return rows
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[AuditRow])
 async def audit(
     municipality: WebmasterMunicipality,
     knowledge: Knowledge,
@@ -280,7 +288,7 @@ class Undo(BaseModel):
     since_id: int = Field(..., ge=1, le=2**63 - 1, description="the audit id of the first change to undo")
 
 
-@router.post("/audit/undo")
+@router.post("/audit/undo", response_model=UndoCounts)
 async def audit_undo(
     municipality: WebmasterMunicipality, knowledge: Knowledge, body: Undo, user=Depends(webmaster)
 ) -> dict:
@@ -292,29 +300,31 @@ async def audit_undo(
 # ---------------------------------------------------------------- notices
 
 
-@router.get("/notices")
+@router.get("/notices", response_model=list[Notice])
 async def list_notices(
     municipality: WebmasterMunicipality, knowledge: Knowledge, user=Depends(webmaster)
 ) -> list[dict]:
     return knowledge.notices.list(municipality)
 
 
-@router.post("/notices", status_code=201)
-async def create_notice(municipality: WebmasterMunicipality, knowledge: Knowledge, body: dict, user=Depends(webmaster)):
+@router.post("/notices", status_code=201, response_model=Notice)
+async def create_notice(
+    municipality: WebmasterMunicipality, knowledge: Knowledge, body: dict, user=Depends(webmaster)
+) -> dict:
     try:
         return knowledge.notices.create(municipality, body, actor=user["username"])
     except NoticeError as exc:
         raise HTTPException(422, exc.problems) from None
 
 
-@router.put("/notices/{notice_id}")
+@router.put("/notices/{notice_id}", response_model=Notice)
 async def update_notice(
     municipality: WebmasterMunicipality,
     knowledge: Knowledge,
     notice_id: int,
     body: dict,
     user=Depends(webmaster),
-):
+) -> dict:
     try:
         notice = knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
     except NoticeError as exc:

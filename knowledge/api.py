@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from core.deps import AppSettings, Scope, Webmaster, WebmasterMunicipality
 from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge, summary
@@ -12,23 +12,9 @@ from core.metrics import record_decision
 from core.text import clean_message
 from knowledge.deps import Knowledge
 from knowledge.kbfile import LANG_RE, KbFileError, parse_entry
+from knowledge.models import EntryOut, EntrySaved, IndexStatus
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"], responses=ERROR_RESPONSES)
-
-
-class EntryOut(BaseModel):
-    """An entry in the file format (knowledge/kbfile.py); extra fields pass through."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    answer: dict[str, str]
-    questions: dict[str, list[str]] = {}
-
-
-class EntrySaved(BaseModel):
-    id: str
-    action: str = Field(description="create | update | unchanged")
 
 
 class AnswerRequest(BaseModel):
@@ -111,7 +97,7 @@ async def delete_entry(entry_id: str, municipality: WebmasterMunicipality, user:
         raise NotFound(f"no entry with id '{entry_id}'")
 
 
-@router.get("/knowledge/status")
+@router.get("/knowledge/status", response_model=IndexStatus)
 async def index_status(_user: Webmaster, scope: Scope, knowledge: Knowledge) -> dict:
     """How far the search index is behind the knowledge base: per municipality the entries stored,
     indexed (by the worker answering), pending and the oldest pending change's age (`lag_s`);

@@ -4,6 +4,8 @@ A notice has a text per language, an area and a validity period. While valid it 
 in the widget, and a question that matches it (names its area or one of its keywords, or is close in
 meaning to its text) is answered with the notice first: the citizen asking about the water on a
 street with a burst pipe should hear about the pipe, not the general FAQ about water.
+The notices table and its store live here; the routes are in knowledge/notices_api.py (public) and
+knowledge/admin_api.py (the workshop).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import threading
 import time
 
 import numpy as np
-from fastapi import APIRouter, Request
 from rapidfuzz import fuzz
 from sqlalchemy import JSON, Column, Engine, Float, Index, Integer, String, Table, and_, delete, insert, select, update
 
@@ -38,8 +39,6 @@ notices = Table(
     Column("updated_at", Float, nullable=False, default=time.time),
     Index("ix_notices_validity", "municipality", "valid_until"),
 )
-
-public_router = APIRouter(prefix="/api/v1", tags=["notices"])
 
 # Cosine of e5 query/passage vectors (a narrow high band): "vattnet är borta" vs a leak notice 0.84-0.86,
 # unrelated questions 0.76-0.81 on a small hand check. A match by meaning alone only wins when the
@@ -271,10 +270,3 @@ class NoticeStore:
     def _key(municipality: str, notice_id: int):
         return and_(notices.c.municipality == municipality, notices.c.id == notice_id)
 
-
-@public_router.get("/notices")
-async def active_notices(request: Request, municipality: str = "default", language: str | None = None) -> list[dict]:
-    """Valid disruption notices for the widget's banner (public; no staff details)."""
-    found = request.app.state.c.knowledge.notices.active(municipality, language)
-    fields = ("id", "area", "text", "language", "url", "valid_from", "valid_until")
-    return [{k: n[k] for k in fields} for n in found]

@@ -19,6 +19,7 @@ from conversations.personal_data import PersonalData, privacy_key
 from conversations.rasa_client import RasaClient
 from conversations.service import ChatService
 from conversations.store import Conflict, ConversationStore, UnknownConversation
+from conversations.widget import Topics
 from core import errors, faults
 from core.config import Settings, load_settings
 from core.db import WalCheckpointer, close_executor, make_engine
@@ -54,6 +55,7 @@ class Components:
     rasa: RasaClient
     chat: ChatService
     agents: AgentService
+    topics: Topics  # the widget's top topics, cached per municipality and language (conversations/widget.py)
     entry_feedback: Callable[[str], dict[str, dict[str, int]]]  # entry id -> helpful counts (insights)
     personal: PersonalData | None = None  # masking and the citizen's own texts (conversations/personal_data.py)
 
@@ -72,8 +74,9 @@ def build_components(settings: Settings) -> Components:
     users = UserStore(engine)
     agents = AgentService(chat, users, events, knowledge, max_message_chars=settings.max_message_chars)
     entry_feedback = functools.partial(unanswered.feedback_counts, engine)
+    topics = Topics(engine, knowledge.store)
     return Components(
-        settings, engine, knowledge, conversations, queue, users, events, rasa, chat, agents, entry_feedback,
+        settings, engine, knowledge, conversations, queue, users, events, rasa, chat, agents, topics, entry_feedback,
         personal=personal,
     )
 
@@ -204,7 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from knowledge.admin_api import router as workshop_router
     from knowledge.admin_api import widget_router
-    from knowledge.notices import public_router as notices_router
+    from knowledge.notices_api import public_router as notices_router
 
     app.include_router(workshop_router)
     app.include_router(insights_router)

@@ -17,11 +17,10 @@ import time
 import uuid
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from core.metrics import ERRORS, NAMESPACE
 
@@ -136,7 +135,7 @@ def prepare_multiprocess_metrics(directory: Path) -> None:
     os.environ[MULTIPROC_ENV] = str(directory)
 
 
-def _registry() -> CollectorRegistry:
+def registry() -> CollectorRegistry:
     """This process's metrics, or every worker's when uvicorn runs several (multi-process files)."""
     if not os.environ.get(MULTIPROC_ENV):
         return REGISTRY
@@ -145,31 +144,6 @@ def _registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return registry
-
-
-class _Families:
-    def __init__(self, families: list):
-        self.families = families
-
-    def collect(self):
-        return self.families
-
-
-def _live_families(c) -> list:
-    """Queue length per municipality and agents online, from the database: the same on every replica."""
-    from handoff.presence import online_user_ids
-
-    queue = GaugeMetricFamily(
-        f"{NAMESPACE}_queue_length", "Conversations waiting for a person", labels=["municipality"]
-    )
-    counts: dict[str, int] = {}
-    for conv in c.queue.waiting():
-        counts[conv["municipality"]] = counts.get(conv["municipality"], 0) + 1
-    for municipality, n in sorted(counts.items()):
-        queue.add_metric([municipality], n)
-    agents = GaugeMetricFamily(f"{NAMESPACE}_agents_online", "Staff with a live console connection")
-    agents.add_metric([], len(online_user_ids(c.engine)))
-    return [queue, agents]
 
 
 def _install_metrics(app: FastAPI) -> None:
@@ -183,14 +157,9 @@ def _install_metrics(app: FastAPI) -> None:
         latency_lowr_buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     )
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        from core.db import run_db
+    from kommunchatt.metrics_api import router  # the app's parts, imported with the app (not by the CLI)
 
-        c = request.app.state.c
-        live = CollectorRegistry(auto_describe=False)
-        live.register(_Families(await run_db(c.engine, _live_families, c)))
-        return Response(generate_latest(_registry()) + generate_latest(live), media_type=CONTENT_TYPE_LATEST)
+    app.include_router(router)
 
 
 def _install_docs(app: FastAPI) -> None:
