@@ -25,7 +25,11 @@ import insights.dismissals
 import knowledge.index_status
 import knowledge.notices
 import knowledge.store
+import learning.claims
+import learning.links
+import learning.owners
 import learning.suggestions
+import learning.worklist
 from core.db import metadata
 
 TABLE_MODULES = (
@@ -42,6 +46,10 @@ TABLE_MODULES = (
     handoff.canned,
     handoff.tickets,
     learning.suggestions,
+    learning.claims,
+    learning.owners,
+    learning.worklist,
+    learning.links,
     insights.dismissals,
 )
 

@@ -1,0 +1,221 @@
+"""What citizens and the calendar tell an owner: read from the conversation and knowledge tables.
+
+- negative feedback: a system message `custom = {"kind": "feedback", "entry_id", "helpful": false}`
+  (handoff/internal_api.py), about the question the answer was given to;
+- unanswered: a question the bot had no answer for (decision no_match, a handoff the citizen did not ask
+  for, or "none of these" after a clarify);
+- low rating: a closed chat rated 1 or 2 with a comment;
+- overdue review: an entry whose review date has passed.
+
+Each signal has a source key that names its source once (a message, a conversation, an entry's review
+date), so routing it twice is a no-op. Texts are masked (core/privacy.py) before anyone sees them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, and_, or_, select
+
+from conversations.store import conversations, messages
+from core import municipalities as municipality_settings
+from core.privacy import mask
+from knowledge.store import KnowledgeStore
+
+LOW_RATING = 2  # a score at or below this, with a comment, goes to the owner
+# Handoffs that say the knowledge base had no answer; "requested" (the citizen asked for a person),
+# "negative_feedback" (its own item), "service_error" and "abuse" do not.
+GAP_HANDOFFS = ("low_confidence", "failed_turns")
+NONE_OF_THESE = "/none_of_these"
+
+
+@dataclass
+class Signal:
+    """One thing an owner should look at, before it is routed to a department."""
+
+    municipality: str
+    source_key: str
+    kind: str  # negative_feedback | low_rating | unanswered | overdue_review | broken_link
+    occurred_at: float
+    text: str  # masked
+    entry_id: str | None = None
+    conversation_id: str | None = None
+    topic: str | None = None  # the conversation's topic: routes when there is no entry
+    detail: dict = field(default_factory=dict)
+
+
+def _custom(data: dict | None) -> dict:
+    return (data or {}).get("custom") or {}
+
+
+def masked(text: str | None, limit: int = 2000) -> str:
+    return mask(text or "")[:limit]
+
+
+def _trigger(row) -> str | None:
+    """Which kind of signal a message is, if any."""
+    custom = _custom(row.data)
+    if row.sender == "system" and custom.get("kind") == "feedback" and custom.get("helpful") is False:
+        return "negative_feedback"
+    if row.sender == "citizen" and row.text.strip() == NONE_OF_THESE:
+        return "unanswered"
+    if row.sender == "bot" and custom.get("kind") == "decision" and custom.get("decision") == "no_match":
+        return "unanswered"
+    reason = custom.get("reason") or row.handoff_reason
+    if row.sender == "bot" and custom.get("kind") == "handoff" and reason in GAP_HANDOFFS:
+        return "unanswered"
+    return None
+
+
+def message_signals(conn: Connection, after_id: int, since: float, known: set[str] | None = None) -> tuple[list, int]:
+    """Negative feedback and unanswered questions in messages after `after_id` (and not older than `since`);
+    returns the signals and the highest message id seen. Keys in `known` are skipped before any lookup."""
+    query = (
+        select(
+            messages.c.id,
+            messages.c.conversation_id,
+            messages.c.sender,
+            messages.c.text,
+            messages.c.data,
+            messages.c.created_at,
+            conversations.c.municipality,
+            conversations.c.topic,
+            conversations.c.handoff_reason,
+        )
+        .join(conversations, conversations.c.id == messages.c.conversation_id)
+        .where(
+            messages.c.id > after_id,
+            messages.c.created_at >= since,
+            or_(
+                and_(messages.c.sender == "system", messages.c.text == "feedback"),
+                messages.c.sender == "bot",
+                and_(messages.c.sender == "citizen", messages.c.text == NONE_OF_THESE),
+            ),
+        )
+        .order_by(messages.c.id)
+    )
+    signals, last_id, seen = [], after_id, set(known or ())
+    for row in conn.execute(query):
+        last_id = max(last_id, row.id)
+        kind = _trigger(row)
+        if kind is None or f"feedback:{row.id}" in seen:
+            continue
+        question = _question_before(conn, row.conversation_id, row.id)
+        if question is None:
+            continue
+        key = _message_key(kind, row, question)
+        if key in seen:
+            continue
+        seen.add(key)
+        signals.append(_from_message(kind, key, row, question))
+    return signals, last_id
+
+
+def _message_key(kind: str, row, question) -> str:
+    if kind == "negative_feedback":
+        return f"feedback:{row.id}"
+    # One unanswered item per question: a no-match and the handoff after it are the same gap.
+    return f"unanswered:{question.id}"
+
+
+def _from_message(kind: str, key: str, row, question) -> Signal:
+    custom = _custom(row.data)
+    detail = {"question_id": question.id}
+    entry_id = None
+    if kind == "negative_feedback":
+        entry_id = custom.get("entry_id") or None
+    else:
+        detail["reason"] = custom.get("decision") or custom.get("reason") or "none_of_these"
+    return Signal(
+        municipality=row.municipality,
+        source_key=key,
+        kind=kind,
+        occurred_at=row.created_at,
+        text=masked(question.text),
+        entry_id=entry_id,
+        conversation_id=row.conversation_id,
+        topic=row.topic,
+        detail=detail,
+    )
+
+
+def _question_before(conn: Connection, conversation_id: str, message_id: int):
+    """The citizen's last real question (not a button payload) before a message."""
+    return conn.execute(
+        select(messages.c.id, messages.c.text)
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.id < message_id,
+            messages.c.sender == "citizen",
+            ~messages.c.text.startswith("/"),
+        )
+        .order_by(messages.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def rating_signals(conn: Connection, since: float) -> list[Signal]:
+    """Chats rated LOW_RATING or lower with a comment, changed since `since`."""
+    rows = conn.execute(
+        select(conversations).where(
+            conversations.c.csat_score <= LOW_RATING,
+            conversations.c.csat_comment.is_not(None),
+            conversations.c.updated_at >= since,
+        )
+    )
+    out = []
+    for conv in rows:
+        if not (conv.csat_comment or "").strip():
+            continue
+        out.append(
+            Signal(
+                municipality=conv.municipality,
+                source_key=f"rating:{conv.id}",
+                kind="low_rating",
+                occurred_at=conv.closed_at or conv.updated_at,
+                text=masked(conv.csat_comment),
+                entry_id=_last_answer(conn, conv.id),
+                conversation_id=conv.id,
+                topic=conv.topic,
+                detail={"score": conv.csat_score},
+            )
+        )
+    return out
+
+
+def _last_answer(conn: Connection, conversation_id: str) -> str | None:
+    """The last entry the bot answered with in a conversation (it decides the owner of a rating)."""
+    rows = conn.execute(
+        select(messages.c.data)
+        .where(messages.c.conversation_id == conversation_id, messages.c.sender == "bot")
+        .order_by(messages.c.id.desc())
+    )
+    for (data,) in rows:
+        custom = _custom(data)
+        if custom.get("kind") == "answer" and custom.get("entry_id"):
+            return custom["entry_id"]
+    return None
+
+
+def review_signals(engine, municipality: str, today: dt.date | None = None) -> list[Signal]:
+    """Entries whose review date has passed (in the municipality's time zone); a new date makes a new item."""
+    if today is None:
+        tz = municipality_settings.timezone(municipality_settings.settings(engine, municipality))
+        today = dt.datetime.now(tz).date()
+    out = []
+    for entry in KnowledgeStore(engine).all(municipality):
+        if entry.review_by and entry.review_by < today:
+            at = dt.datetime.combine(entry.review_by, dt.time()).timestamp()
+            out.append(
+                Signal(
+                    municipality=municipality,
+                    source_key=f"review:{entry.id}:{entry.review_by.isoformat()}",
+                    kind="overdue_review",
+                    occurred_at=at,
+                    text=masked(entry.first_question("sv")),
+                    entry_id=entry.id,
+                    detail={"review_by": entry.review_by.isoformat(), "days_overdue": (today - entry.review_by).days},
+                )
+            )
+    return out
