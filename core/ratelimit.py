@@ -14,8 +14,9 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -128,7 +129,12 @@ def too_many(what: str, retry_after: int) -> HTTPException:
 
 
 def limits_of(request: Request) -> RateLimits:
+    """The app's limiter (put on `app.state` by create_app, before any request): the dependencies here
+    and `Limits` are the only readers."""
     return request.app.state.limits
+
+
+Limits = Annotated[RateLimits, Depends(limits_of)]
 
 
 def limit_new_sessions() -> Callable:

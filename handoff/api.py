@@ -28,7 +28,7 @@ from core.deps import (
     session_token,
 )
 from core.errors import ERROR_RESPONSES, Forbidden, Invalid, NotFound, NotLoggedIn
-from core.ratelimit import client_address, limits_of
+from core.ratelimit import Limits, client_address
 from core.security import cookie_secure
 from core.text import clean_message
 from core.users import ROLES, UserError
@@ -67,10 +67,10 @@ class Login(BaseModel):
 
 
 @router.post("/auth/login", response_model=LoggedIn)
-async def login(request: Request, body: Login, response: Response, users: Users) -> dict:
+async def login(request: Request, body: Login, response: Response, users: Users, limits: Limits) -> dict:
     """A session (cookie and token). Failed logins slow down from the third and lock the user (and the
     address) out for a while at the limit: 429 with Retry-After (core/ratelimit.py)."""
-    limits, address = limits_of(request), client_address(request)
+    address = client_address(request)
     await limits.before_login(body.username, address)
     # bcrypt takes a quarter of a second on purpose: not on the event loop, nor on the database thread.
     result = await asyncio.to_thread(users.login, body.username, body.password)
