@@ -162,7 +162,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.live.start()
         tracker = RasaTracker.for_install(components.engine, settings.data_dir)
         purger = asyncio.create_task(retention.run_periodically(components.engine, tracker))  # retention
+        from learning import jobs as learning_jobs
+
+        learning_tasks = learning_jobs.start(components.engine)  # routing to owners, link check, weekly digest
         yield
+        for task in learning_tasks:
+            task.cancel()
         purger.cancel()
         await app.state.live.stop()
         syncer.cancel()
@@ -237,6 +242,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from learning.suggestions_api import router as suggestions_router
 
     app.include_router(suggestions_router)  # the workshop's suggestions from real traffic (issue 19)
+    from learning.api import admin as owners_router
+    from learning.api import router as worklist_router
+
+    app.include_router(owners_router)  # departments, owners, link check, digest mail (issue 19)
+    app.include_router(worklist_router)  # the owners' work list and weekly digest, read by the contact centre
     app.state.limits = RateLimits.from_env(settings.redis_url)  # core/ratelimit.py: 429 with Retry-After
     app.add_middleware(OriginCheck)  # cookie-authenticated writes and WebSockets only from our own pages
     app.add_middleware(BodyLimit, larger={"/api/v1/admin/import": MAX_IMPORT_BYTES})  # 413 before reading

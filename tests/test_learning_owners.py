@@ -466,3 +466,33 @@ async def test_the_weekly_mail_goes_once_on_monday_morning(sqlite_engine, smtp_s
     again = await jobs.digest_if_due(sqlite_engine, "default", settings, now=monday + dt.timedelta(hours=1))
     assert first["week"] == digest.week_of(today - dt.timedelta(days=7)) and len(first["sent"]) == 1
     assert again is None and len(smtp_server.mailbox.messages) == 1
+
+
+def test_in_the_running_service_feedback_reaches_the_agents_view_of_the_list_within_a_minute(tmp_path, model_path):
+    """The real app (tests/inprocess.py): the action server's feedback call, the service's own routing loop
+    (kommunchatt/app.py lifespan), and the contact centre reading the item's status."""
+    from tests.inprocess import running_app, staff
+
+    with running_app(tmp_path, model_path) as (client, c):
+        _entries(c.engine)
+        session = client.post("/api/v1/chat/sessions", json={"language": "sv"}).json()["session_id"]
+        client.post(f"/api/v1/chat/sessions/{session}/messages", json={"text": f"Sopor? Ring mig på {PHONE}"})
+        stored = time.monotonic()
+        given = client.post(
+            f"/api/v1/internal/sessions/{session}/feedback",
+            json={"entry_id": "sophamtning", "helpful": False},
+            headers={"x-internal-token": "in-process"},
+        )
+        assert given.status_code == 200, given.text
+        agent = staff(client, c, "agent-anna")
+        while not (found := client.get("/api/v1/worklist", headers=agent).json()):
+            assert time.monotonic() - stored < 60, "no item on any list within a minute"
+            time.sleep(0.5)
+        (item,) = found
+        assert (item["kind"], item["conversation_id"], item["department"]) == (
+            "negative_feedback",
+            session,
+            "Kontaktcenter",
+        )
+        assert PHONE not in item["text"] and "[telefonnummer]" in item["text"]
+        print(f"on the list after {time.monotonic() - stored:.1f} s")
