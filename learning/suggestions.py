@@ -203,7 +203,8 @@ def harvest(convs: dict[str, dict], by_conv: dict[str, list], answers: dict[str,
 
 
 def _answer_texts(entries: list[Entry]) -> dict[str, list[str]]:
-    return {e.id: [" ".join(fold(t).split()) for t in e.answer.values()] for e in entries}
+    """Each entry's answers as an agent's masked reply would show them (masking may touch an answer's phone)."""
+    return {e.id: [" ".join(fold(mask(t)).split()) for t in e.answer.values()] for e in entries}
 
 
 def _known_wordings(entries: list[Entry]) -> dict[str, set[str]]:
