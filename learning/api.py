@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -20,13 +21,14 @@ from sqlalchemy import Engine
 from core import municipalities as municipality_settings
 from core.db import run_db
 from core.deps import CurrentUser, DbEngine, municipality_of
-from core.errors import ERROR_RESPONSES, NotFound
+from core.errors import ERROR_RESPONSES, Conflicting, NotFound
 from knowledge.admin_api import attachment
 from learning import digest, links, owners, worklist
 
 Kind = Literal["negative_feedback", "low_rating", "unanswered", "overdue_review", "broken_link"]
 Status = Literal["new", "in_progress", "done", "wont_do"]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+log = logging.getLogger(__name__)
 
 
 def _existing(role_check):
@@ -147,6 +149,12 @@ class SmtpSettings(BaseModel):
     sender: str = Field(..., pattern=EMAIL, max_length=254)
     starttls: bool = False
     username: str | None = Field(None, max_length=200)
+
+
+class SmtpState(BaseModel):
+    configured: bool
+    settings: SmtpSettings | None
+    password_in_environment: bool
 
 
 class MailSent(BaseModel):
@@ -290,7 +298,7 @@ async def digest_report(
     return await run_db(engine, digest.digest, engine, municipality, week)
 
 
-@router.get("/digest.csv", response_class=Response)
+@router.get("/digest.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 async def digest_export(
     municipality: Reader, engine: DbEngine, week: Annotated[str | None, Query(description="2026-W49")] = None
 ) -> Response:
@@ -329,10 +337,17 @@ async def digest_send(
     return await asyncio.to_thread(digest.send, engine, municipality, week)
 
 
-@admin.get("/digest/smtp", response_model=SmtpSettings | None)
-async def smtp_get(municipality: AdminOf, engine: DbEngine) -> dict | None:
+@admin.get("/digest/smtp", response_model=SmtpState)
+async def smtp_get(municipality: AdminOf, engine: DbEngine) -> dict:
+    """The mail server the digest goes through, and whether a password for it is in the environment."""
     settings = await run_db(engine, municipality_settings.settings, engine, municipality)
-    return (settings or {}).get("smtp")
+    smtp = (settings or {}).get("smtp")
+    configured = await run_db(engine, digest.smtp_settings, engine, municipality)
+    return {
+        "configured": configured is not None,
+        "settings": smtp,
+        "password_in_environment": bool(configured and configured.get("password")),
+    }
 
 
 @admin.put("/digest/smtp", response_model=SmtpSettings)
@@ -352,12 +367,21 @@ async def link_statuses(municipality: Editor, engine: DbEngine) -> list[dict]:
 _running: set[asyncio.Task] = set()
 
 
+async def _check_in_background(engine: Engine, municipality: str) -> None:
+    try:
+        await links.check_municipality(engine, municipality)
+    except Exception:  # noqa: BLE001 - nobody awaits this task: say what went wrong in the log
+        log.exception("link check of %s failed", municipality)
+
+
 @admin.post("/links/check", response_model=LinkReport)
 async def link_check_now(municipality: Editor, engine: DbEngine, wait: bool = False) -> dict:
     """Check the municipality's own links now; `wait=false` starts the check and answers at once."""
+    if links.checking(municipality):
+        raise Conflicting(f"the links of '{municipality}' are being checked already")
     if wait:
         return await links.check_municipality(engine, municipality)
-    task = asyncio.create_task(links.check_municipality(engine, municipality))
+    task = asyncio.create_task(_check_in_background(engine, municipality))
     _running.add(task)
     task.add_done_callback(_running.discard)
     return {"municipality": municipality, "started": True, "at": dt.datetime.now(dt.UTC).isoformat()}

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from sqlalchemy import Engine, func, select
 
 from core import municipalities as municipality_settings
-from core.errors import Invalid, NotFound
+from core.errors import Conflicting, Invalid, NotFound
 from learning import worklist
 from learning.owners import list_departments
 from learning.worklist import KINDS, STATUSES, work_items
@@ -177,21 +177,30 @@ def smtp_settings(engine: Engine, municipality: str) -> dict | None:
     return smtp
 
 
-def send(engine: Engine, municipality: str, week: str | None = None, only_with_items: bool = True) -> dict:
-    """Mail each department's digest to its contacts' e-mail addresses; returns who got one."""
+def send(engine: Engine, municipality: str, week: str | None = None) -> dict:
+    """Mail each department with work its digest, to its contacts' e-mail addresses; returns who got one."""
     smtp = smtp_settings(engine, municipality)
     if smtp is None:
         raise Invalid(f"'{municipality}' has no SMTP server configured (settings 'smtp': host and sender)")
     report = digest(engine, municipality, week)
+    try:
+        return _deliver(report, smtp)
+    except (smtplib.SMTPException, OSError) as exc:  # refused, unreachable, a name that does not resolve
+        raise Conflicting(
+            f"the mail server {smtp['host']}:{smtp.get('port') or 25} did not take the digest: {exc}"
+        ) from exc
+
+
+def _deliver(report: dict, smtp: dict) -> dict:
     sent = []
-    with smtplib.SMTP(smtp["host"], int(smtp.get("port") or 25), timeout=float(smtp.get("timeout_s") or 20)) as server:
+    with smtplib.SMTP(smtp["host"], int(smtp.get("port") or 25), timeout=float(smtp.get("timeout_s") or 10)) as server:
         if smtp.get("starttls"):
             server.starttls()
         if smtp.get("username") and smtp.get("password"):
             server.login(smtp["username"], smtp["password"])
         for section in report["departments"]:
             to = [c["email"] for c in section["contacts"] if c.get("email")]
-            if not to or (only_with_items and not section["total"] and not section["open_before"]):
+            if not to or (not section["total"] and not section["open_before"]):
                 continue
             message = EmailMessage()
             message["Subject"] = f"Kommunchatt: veckosammanställning {report['week']} – {section['department']}"

@@ -24,7 +24,7 @@ from sqlalchemy import Column, Engine, Float, Integer, String, Table, Text, sele
 
 from core import municipalities as municipality_settings
 from core.db import metadata, run_db
-from core.errors import NotFound
+from core.errors import Conflicting, NotFound
 from knowledge.store import KnowledgeStore
 from learning import signals, worklist
 from learning.claims import insert_ignore
@@ -207,8 +207,25 @@ def _signals(municipality: str, wanted: dict[str, list[str]], rows: dict[str, di
     return found
 
 
+_checking: set[str] = set()  # this process's checks under way: one per municipality at a time
+
+
+def checking(municipality: str) -> bool:
+    return municipality in _checking
+
+
 async def check_municipality(engine: Engine, municipality: str, client: httpx.AsyncClient | None = None) -> dict:
     """Check the municipality's own links once, record the results and flag the ones broken twice in a row."""
+    if municipality in _checking:
+        raise Conflicting(f"the links of '{municipality}' are being checked already")
+    _checking.add(municipality)
+    try:
+        return await _check(engine, municipality, client)
+    finally:
+        _checking.discard(municipality)
+
+
+async def _check(engine: Engine, municipality: str, client: httpx.AsyncClient | None) -> dict:
     config = await run_db(engine, municipality_settings.settings, engine, municipality)
     if config is None:
         raise NotFound(f"no municipality with id '{municipality}'")

@@ -6,7 +6,8 @@ the items, ignoring a source key that is already on a list. The unique (municipa
 a second pass, or another process's pass at the same moment, a no-op: a signal lands on one list once.
 
 Statuses: new -> in_progress -> done | wont_do (any change allowed; who and when are kept). The contact
-centre (agents) reads them, webmasters and admins change them.
+centre (agents) reads them, webmasters and admins change them. An item with a conversation goes when the
+conversation does (kommunchatt/retention.py purges and erases every table with a conversation_id).
 """
 
 from __future__ import annotations
@@ -252,11 +253,3 @@ def counts(engine: Engine, municipality: str) -> dict[str, dict[str, int]]:
             out[name][status] = n
     return dict(out)
 
-
-def forget_conversations(conn, conversation_ids: list[str]) -> int:
-    """Erase the citizen's words from items of erased or purged conversations (the item stays, its text goes)."""
-    if not conversation_ids:
-        return 0
-    return conn.execute(
-        update(work_items).where(work_items.c.conversation_id.in_(conversation_ids)).values(text="")
-    ).rowcount

@@ -434,6 +434,12 @@ def test_the_digest_is_mailed_to_each_department_through_the_municipalitys_smtp(
     smtp = {"host": "127.0.0.1", "port": smtp_server.port, "sender": "chatt@ekby.se"}
     assert client.put("/api/v1/admin/digest/smtp", json=smtp, headers=web).status_code == 403  # admins only
     assert client.put("/api/v1/admin/digest/smtp", json=smtp, headers=admin).status_code == 200
+    state = client.get("/api/v1/admin/digest/smtp", headers=admin).json()
+    assert state == {
+        "configured": True,
+        "settings": {**smtp, "starttls": False, "username": None},
+        "password_in_environment": False,
+    }
     sent = client.post("/api/v1/admin/digest/send", headers=web)
     assert sent.status_code == 200, sent.text
     assert sent.json()["sent"] == [{"department": "Avfall", "to": ["ada@ekby.se"]}]  # only departments with work
@@ -446,6 +452,13 @@ def test_the_digest_is_mailed_to_each_department_through_the_municipalitys_smtp(
     assert EMAIL not in body and "[e-post]" in body
     (attached,) = list(mail.iter_attachments())
     assert attached.get_filename().endswith(".csv") and "sophamtning" in attached.get_content()
+
+    with socket.socket() as closed:  # a port nobody listens on: the mail server is down
+        closed.bind(("127.0.0.1", 0))
+        down = {**smtp, "port": closed.getsockname()[1]}
+    client.put("/api/v1/admin/digest/smtp", json=down, headers=admin)
+    refused = client.post("/api/v1/admin/digest/send", headers=web)
+    assert refused.status_code == 409 and "did not take the digest" in refused.json()["detail"]
 
 
 @pytest.mark.asyncio
