@@ -137,6 +137,27 @@ class ConversationStore:
             raise UnknownConversation(conversation_id)
         return dict(row._mapping)
 
+    @staticmethod
+    def find_in(conn: Connection, conversation_id: str) -> dict | None:
+        """The conversation read on `conn` (the caller's transaction), or None if there is none."""
+        row = conn.execute(_GET, {"cid": conversation_id}).first()
+        return dict(row._mapping) if row else None
+
+    @staticmethod
+    def change_in(conn: Connection, seen: dict, **values) -> bool:
+        """Change the conversation on `conn` (the caller's transaction) only if its state and holder are
+        still what `seen` says: one conditional UPDATE (`WHERE state = ... AND assigned_to = ...`), so of
+        two processes taking or releasing the same chat at once exactly one succeeds. Returns whether
+        this one did; the caller gives up (or rolls back) otherwise. handoff's assignments take, move and
+        release chats through this."""
+        holder = conversations.c.assigned_to
+        where = and_(
+            conversations.c.id == seen["id"],
+            conversations.c.state == seen["state"],
+            holder.is_(None) if seen["assigned_to"] is None else holder == seen["assigned_to"],
+        )
+        return conn.execute(update(conversations).where(where).values(**values)).rowcount > 0
+
     def update(self, conversation_id: str, **values) -> None:
         values["updated_at"] = time.time()
         with self.engine.begin() as conn:

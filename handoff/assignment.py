@@ -1,7 +1,9 @@
 """Who has which conversation: automatic assignment, claiming, transfer, release, and their history.
 
-Every change is a conditional UPDATE (`WHERE state = ...`), so two service processes can never both
-take the same conversation; the `assignments` rows are the history the reports are computed from.
+Every change of a conversation is a conditional UPDATE (`WHERE state = ... AND assigned_to = ...`) done by
+its owner, `ConversationStore.change_in`, inside the transaction that also writes the `assignments` rows,
+so two service processes can never both take the same conversation; the `assignments` rows are the
+history the reports are computed from.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sqlalchemy import (
     update,
 )
 
-from conversations.store import Conflict, conversations
+from conversations.store import Conflict, ConversationStore, conversations
 from core.db import metadata
 from core.deps import MunicipalityScope
 from core.metrics import QUEUE_WAIT_SECONDS
@@ -265,50 +267,46 @@ class Assignments:
     def _take(
         self, conversation_id: str, user: dict, kind: str, from_states: tuple[str, ...], from_user_id: int | None = None
     ) -> Taken | None:
+        """Give the chat to `user` if it is in one of `from_states` (and held by `from_user_id`, if given):
+        the conversation changes through `ConversationStore.change_in` (a conditional UPDATE, so two
+        processes never both take it) in the same transaction as the assignment rows."""
         now = time.time()
         with self.engine.begin() as conn:
-            conv = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
-            if not conv or conv.state not in from_states:
+            conv = ConversationStore.find_in(conn, conversation_id)
+            if not conv or conv["state"] not in from_states:
                 return None
-            if not MunicipalityScope.of(user).allows(conv.municipality):
+            if not MunicipalityScope.of(user).allows(conv["municipality"]):
                 return None  # an agent only ever gets chats of the municipalities they work for
-            if from_user_id is not None and conv.assigned_to != from_user_id:
+            if from_user_id is not None and conv["assigned_to"] != from_user_id:
                 return None
-            where = and_(conversations.c.id == conversation_id, conversations.c.state == conv.state)
-            if conv.assigned_to is None:
-                where = and_(where, conversations.c.assigned_to.is_(None))
-            else:
-                where = and_(where, conversations.c.assigned_to == conv.assigned_to)
-            changed = conn.execute(
-                update(conversations)
-                .where(where)
-                .values(state="agent", assigned_to=user["id"], assigned_at=now, updated_at=now)
-            ).rowcount
-            if not changed:
+            if not ConversationStore.change_in(
+                conn, conv, state="agent", assigned_to=user["id"], assigned_at=now, updated_at=now
+            ):
                 return None
-            if conv.assigned_to is not None:
+            if conv["assigned_to"] is not None:
                 self._end(conn, conversation_id, "transfer", now)
             waited = None
-            if conv.state == "queued" and conv.queued_at:
+            if conv["state"] == "queued" and conv["queued_at"]:
                 earlier = conn.execute(
                     select(func.count())
                     .select_from(assignments)
-                    .where(assignments.c.conversation_id == conversation_id, assignments.c.started_at >= conv.queued_at)
+                    .where(assignments.c.conversation_id == conversation_id,
+                           assignments.c.started_at >= conv["queued_at"])
                 ).scalar()
-                waited = None if earlier else now - conv.queued_at
+                waited = None if earlier else now - conv["queued_at"]
             conn.execute(
                 insert(assignments).values(
                     conversation_id=conversation_id,
                     user_id=user["id"],
                     kind=kind,
-                    queued_at=conv.queued_at,
+                    queued_at=conv["queued_at"],
                     wait_seconds=waited,
                     started_at=now,
                 )
             )
         if waited is not None:
             QUEUE_WAIT_SECONDS.observe(waited)
-        return Taken(conversation_id, user["id"], user.get("display_name") or user["username"], conv.assigned_to)
+        return Taken(conversation_id, user["id"], user.get("display_name") or user["username"], conv["assigned_to"])
 
     # --- letting go ---------------------------------------------------------------------------------
 
@@ -316,23 +314,23 @@ class Assignments:
         """End the current assignment and move the conversation to `state` (queued, bot or closed).
 
         `user_id`: only if that agent has it (None: whoever has it, e.g. an admin or the grace sweep).
-        Returns the conversation as it was.
+        Returns the conversation as it was. The change is conditional (`ConversationStore.change_in`): if
+        another process moved the chat meanwhile (state or holder), nothing changes and this is a Conflict.
         """
         now = time.time()
         with self.engine.begin() as conn:
-            conv = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
-            if not conv or conv.state not in ("agent", "queued"):
+            conv = ConversationStore.find_in(conn, conversation_id)
+            if not conv or conv["state"] not in ("agent", "queued"):
                 raise Conflict("the conversation is not with a person")
-            if user_id is not None and conv.assigned_to != user_id:
+            if user_id is not None and conv["assigned_to"] != user_id:
                 raise Conflict("the conversation is not yours")
-            where = and_(conversations.c.id == conversation_id, conversations.c.state == conv.state)
             changes = {"state": state, "assigned_to": None, "updated_at": now, **values}
             if state == "closed":
                 changes["closed_at"] = now
-            if not conn.execute(update(conversations).where(where).values(**changes)).rowcount:
+            if not ConversationStore.change_in(conn, conv, **changes):
                 raise Conflict("the conversation changed meanwhile")
             self._end(conn, conversation_id, reason, now)
-            return dict(conv._mapping)
+            return conv
 
     def requeue_agents(self, user_ids: set[int]) -> list[dict]:
         """The grace period is over for these agents: their chats go back to the front of the queue.
@@ -367,26 +365,6 @@ class Assignments:
         with self.engine.connect() as conn:
             rows = conn.execute(select(conversations.c.assigned_to).where(conversations.c.state == "agent").distinct())
             return {r.assigned_to for r in rows if r.assigned_to is not None}
-
-    def first_response(self, conversation_id: str, user_id: int) -> None:
-        """Record the first reply of the current assignment (and of the conversation)."""
-        now = time.time()
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(assignments)
-                .where(
-                    assignments.c.conversation_id == conversation_id,
-                    assignments.c.user_id == user_id,
-                    assignments.c.ended_at.is_(None),
-                    assignments.c.first_response_at.is_(None),
-                )
-                .values(first_response_at=now)
-            )
-            conn.execute(
-                update(conversations)
-                .where(conversations.c.id == conversation_id, conversations.c.first_response_at.is_(None))
-                .values(first_response_at=now)
-            )
 
     def first_response_in(self, conn: Connection, conv: dict, user_id: int, at: float) -> dict | None:
         """Inside the reply's own transaction: the assignment's first reply (once per assignment, remembered
