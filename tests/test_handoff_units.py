@@ -97,6 +97,32 @@ def test_grace_period_requeues_to_the_front(engine, monkeypatch):
     assert [c["id"] for c in queue.waiting()] == [first, later]
 
 
+def test_a_chat_changes_only_if_nobody_moved_it_since_it_was_read(engine):
+    """ConversationStore.change_in, the conditional UPDATE assignments take and release chats through."""
+    convs, users = ConversationStore(engine), UserStore(engine)
+    queue, assign = Queue(engine, convs), Assignments(engine)
+    anna, bo = _agent(users, engine, "anna", ["sv"]), _agent(users, engine, "bo", ["sv"])
+    cid = convs.create("default", "sv")["id"]
+    queue.enqueue(cid, "requested")
+    with engine.connect() as conn:
+        seen = ConversationStore.find_in(conn, cid)
+    assign.claim(cid, anna)  # another process got there between the read and the write
+    with engine.begin() as conn:
+        assert ConversationStore.change_in(conn, seen, state="agent", assigned_to=bo["id"]) is False
+    assert convs.get(cid)["assigned_to"] == anna["id"]
+    transferred = assign.transfer(cid, anna, bo)  # with a fresh read it goes through
+    assert transferred.previous_user_id == anna["id"] and convs.get(cid)["assigned_to"] == bo["id"]
+    with engine.begin() as conn:  # the holder changed (anna -> bo): a change based on anna's chat loses
+        assert ConversationStore.change_in(conn, {**seen, "state": "agent", "assigned_to": anna["id"]},
+                                           state="queued", assigned_to=None) is False
+    with pytest.raises(Conflict):
+        assign.release(cid, "queued", "requeued", user_id=anna["id"])  # not hers any more
+    before = assign.release(cid, "queued", "requeued", user_id=bo["id"])
+    assert before["assigned_to"] == bo["id"] and convs.get(cid)["state"] == "queued"
+    with engine.connect() as conn:
+        assert ConversationStore.find_in(conn, "no-such-chat") is None
+
+
 def test_canned_search_and_language_variant(engine):
     store = CannedStore(engine)
     store.create("default", "oppet", "Öppettider", {"sv": "Vi har öppet 8–16.", "en": "We are open 8–16."})
