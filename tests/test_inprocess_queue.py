@@ -90,3 +90,18 @@ def test_unknown_ids_are_404_with_the_error_shape(app):
                                   staff(client, c, f"web-{method}", role="webmaster"))
         assert response.status_code == 404, (path, response.text)
         assert set(response.json()) == {"detail", "errors"}
+
+
+def test_metrics_count_the_queue_per_municipality_from_the_database(app):
+    client, _ = app
+
+    def waiting(municipality: str) -> float:
+        text = client.get("/metrics").text
+        line = next((x for x in text.splitlines()
+                     if x.startswith(f'kommunchatt_queue_length{{municipality="{municipality}"}}')), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = waiting("norrvik")
+    queued(client, "norrvik")
+    assert waiting("norrvik") == before + 1
+    assert "kommunchatt_agents_online " in client.get("/metrics").text
