@@ -400,6 +400,17 @@ def new_entry_id(question: str) -> str:
     return f"{slug}-{digest}" if slug else f"suggestion-{digest}"
 
 
+def _new_wordings(texts: list[str], existing: list[str]) -> list[str]:
+    """`texts` that `existing` does not word already (nor an earlier one of `texts`), in order."""
+    seen = {key(v) for v in existing}
+    out = []
+    for text in texts:
+        if text and key(text) not in seen:
+            seen.add(key(text))
+            out.append(text)
+    return out
+
+
 def accept(
     knowledge: KnowledgeLike,
     engine: Engine,
@@ -408,21 +419,32 @@ def accept(
     actor: str,
     question: str | None = None,
     answer: str | None = None,
+    wordings: list[str] | None = None,
 ) -> dict:
     """Apply the proposal through the knowledge service (audited as `actor`, answerable when this returns),
-    with the webmaster's edited question (and, for a new entry, answer) if given."""
+    with the webmaster's edited question (and, for a new entry, answer) if given. `wordings`: other citizens'
+    wordings from the proposal's evidence the webmaster ticked, added as further questions (no others)."""
     row = _pending(engine, municipality, suggestion_id)
     text = clean_message(question or row["question"])
     language = row["language"] or "sv"
     if not text:
         raise Invalid("the question is empty", [{"field": "question", "message": "write the question"}])
+    shown = {e["text"] for e in row["evidence"] or []}
+    unknown = [w for w in wordings or [] if w not in shown]
+    if unknown:
+        raise Invalid(
+            "only wordings from the suggestion's evidence can be added",
+            [{"field": "wordings", "message": f"not in the evidence: {w[:80]}"} for w in unknown],
+        )
+    texts = list(dict.fromkeys([text, *(clean_message(w) for w in wordings or [])]))
     if row["kind"] == VARIANT:
         entry = knowledge.store.get(municipality, row["entry_id"])
         if entry is None:
             raise Conflicting(f"the entry '{row['entry_id']}' no longer exists: dismiss the suggestion")
         variants = entry.questions.setdefault(language, [])
-        if key(text) not in {key(v) for v in variants}:
-            variants.append(text)
+        added = _new_wordings(texts, variants)
+        variants.extend(added)
+        if added:
             knowledge.upsert(entry, actor=actor)
         return _decide(engine, row, ACCEPTED, actor, question=text)
     reply = clean_message(answer or row["answer"] or "")
@@ -432,6 +454,9 @@ def accept(
     entry_id = new_entry_id(text)
     while knowledge.store.get(municipality, entry_id) is not None:
         entry_id = new_entry_id(entry_id + text)
-    entry = Entry(id=entry_id, answer={reply_language: reply}, questions={language: [text]}, municipality=municipality)
+    questions = _new_wordings(texts, [])
+    entry = Entry(
+        id=entry_id, answer={reply_language: reply}, questions={language: questions}, municipality=municipality
+    )
     knowledge.upsert(entry, actor=actor)
     return _decide(engine, row, ACCEPTED, actor, question=text, answer=reply, entry_id=entry_id)

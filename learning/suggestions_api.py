@@ -53,6 +53,9 @@ class SuggestionList(BaseModel):
 class Decision(BaseModel):
     question: str | None = Field(None, max_length=500, description="the question as edited by the webmaster")
     answer: str | None = Field(None, max_length=10000, description="a new entry's answer as edited")
+    wordings: list[str] = Field(
+        [], max_length=20, description="other wordings from the evidence to add as questions too (ticked ones)"
+    )
 
 
 def _shown(row: dict, knowledge) -> dict:
@@ -95,10 +98,19 @@ async def accept_suggestion(
     user: Webmaster,
     body: Decision | None = None,
 ) -> dict:
-    """Apply the proposal (with the edited question, and answer for a new entry, if given)."""
+    """Apply the proposal (with the edited question, and answer for a new entry, if given), and the ticked
+    wordings of its evidence as further questions."""
     body = body or Decision()
     row = await run_in_threadpool(
-        suggestions.accept, knowledge, engine, municipality, suggestion_id, user["username"], body.question, body.answer
+        suggestions.accept,
+        knowledge,
+        engine,
+        municipality,
+        suggestion_id,
+        user["username"],
+        body.question,
+        body.answer,
+        body.wordings,
     )
     return _shown(row, knowledge)
 

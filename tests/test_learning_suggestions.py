@@ -165,6 +165,21 @@ def test_clarify_choices_and_helpful_answers_become_grouped_variants(app, webmas
     assert {s["id"] for s in again} == {s["id"] for s in items}
 
 
+def test_accepting_a_variant_adds_the_ticked_wordings_of_its_evidence_and_no_others(app, webmaster):
+    client, c = app
+    home = find(listed(client, webmaster), kind="variant", entry_id="home-care-apply", language="sv")[0]
+    other = next(e["text"] for e in home["evidence"] if e["text"] != home["question"])
+    url = f"/api/v1/admin/suggestions/{home['id']}/accept"
+    refused = client.post(url, json={"wordings": ["Något som ingen medborgare skrev"]}, headers=webmaster)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "wordings"
+    assert home["question"] not in c.knowledge.store.get("default", "home-care-apply").questions["sv"]
+    accepted = client.post(url, json={"wordings": [other]}, headers=webmaster)
+    assert accepted.status_code == 200, accepted.text
+    questions = c.knowledge.store.get("default", "home-care-apply").questions["sv"]
+    assert home["question"] in questions and other in questions
+    assert client.post(url, headers=webmaster).status_code == 409
+
+
 def test_an_agents_answer_becomes_a_new_entry_with_masked_evidence_and_accepting_answers_it(app, webmaster):
     client, c = app
     agent = staff(client, c, "agnes", role="agent")
