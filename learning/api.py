@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
@@ -29,6 +29,10 @@ Kind = Literal["negative_feedback", "low_rating", "unanswered", "overdue_review"
 Status = Literal["new", "in_progress", "done", "wont_do"]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 log = logging.getLogger(__name__)
+# Ids as the databases store them (a larger number would overflow SQLite's integer: a 500, not a 404).
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+PathId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+HOST = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 
 
 def _existing(role_check):
@@ -83,7 +87,7 @@ class Removed(BaseModel):
 
 
 class OwnerChoice(BaseModel):
-    department_id: int
+    department_id: Id
 
 
 class OwnerSet(BaseModel):
@@ -131,7 +135,7 @@ class WorkItem(BaseModel):
 
 class ItemChange(BaseModel):
     status: Status | None = None
-    department_id: int | None = Field(None, description="hand the item to another department")
+    department_id: Id | None = Field(None, description="hand the item to another department")
 
 
 class Digest(BaseModel):
@@ -144,7 +148,7 @@ class Digest(BaseModel):
 
 
 class SmtpSettings(BaseModel):
-    host: str = Field(..., min_length=1, max_length=255)
+    host: str = Field(..., pattern=HOST, description="the server's name or address")
     port: int = Field(25, ge=1, le=65535)
     sender: str = Field(..., pattern=EMAIL, max_length=254)
     starttls: bool = False
@@ -205,18 +209,20 @@ def _one_department(engine: Engine, municipality: str, department_id: int) -> di
 
 
 @admin.get("/departments/{department_id}", response_model=Department)
-async def department_get(department_id: int, municipality: Reader, engine: DbEngine) -> dict:
+async def department_get(department_id: PathId, municipality: Reader, engine: DbEngine) -> dict:
     return await run_db(engine, _one_department, engine, municipality, department_id)
 
 
 @admin.patch("/departments/{department_id}", response_model=Department)
-async def department_change(department_id: int, body: DepartmentChange, municipality: Editor, engine: DbEngine) -> dict:
+async def department_change(
+    department_id: PathId, body: DepartmentChange, municipality: Editor, engine: DbEngine
+) -> dict:
     contacts = None if body.contacts is None else [c.model_dump() for c in body.contacts]
     return await run_db(engine, owners.update_department, engine, municipality, department_id, body.name, contacts)
 
 
 @admin.delete("/departments/{department_id}", response_model=Removed)
-async def department_delete(department_id: int, municipality: Editor, engine: DbEngine) -> dict:
+async def department_delete(department_id: PathId, municipality: Editor, engine: DbEngine) -> dict:
     """Remove a department: its ownerships fall back, its work items go to the default department."""
     return {"moved_items": await run_db(engine, owners.delete_department, engine, municipality, department_id)}
 
@@ -278,11 +284,11 @@ async def topic_owner_clear(topic: str, municipality: Editor, engine: DbEngine) 
 async def item_list(
     municipality: Reader,
     engine: DbEngine,
-    department_id: int | None = None,
+    department_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: Status | None = None,
     kind: Kind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> list[dict]:
     """The owners' list, newest first; agents see the statuses (what happened to a citizen's feedback)."""
     return await run_db(
@@ -312,13 +318,13 @@ async def digest_export(
 
 
 @router.get("/{item_id}", response_model=WorkItem)
-async def item_get(item_id: int, municipality: Reader, engine: DbEngine) -> dict:
+async def item_get(item_id: PathId, municipality: Reader, engine: DbEngine) -> dict:
     return await run_db(engine, worklist.get, engine, municipality, item_id)
 
 
 @router.patch("/{item_id}", response_model=WorkItem)
 async def item_change(
-    item_id: int, body: ItemChange, municipality: Editor, engine: DbEngine, user: CurrentUser
+    item_id: PathId, body: ItemChange, municipality: Editor, engine: DbEngine, user: CurrentUser
 ) -> dict:
     """Set the status (new, in_progress, done, wont_do) or hand the item to another department."""
     return await run_db(

@@ -185,7 +185,7 @@ def send(engine: Engine, municipality: str, week: str | None = None) -> dict:
     report = digest(engine, municipality, week)
     try:
         return _deliver(report, smtp)
-    except (smtplib.SMTPException, OSError) as exc:  # refused, unreachable, a name that does not resolve
+    except (smtplib.SMTPException, OSError, ValueError) as exc:  # refused, unreachable, a name that is no name
         raise Conflicting(
             f"the mail server {smtp['host']}:{smtp.get('port') or 25} did not take the digest: {exc}"
         ) from exc
