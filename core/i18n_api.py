@@ -17,9 +17,13 @@ class StaffTexts(BaseModel):
     strings: dict[str, str] = Field(description="the staff pages' texts by key")
 
 
+PREFIX = r"^(staff|workshop)_[a-z_]*$"  # the staff pages and console (staff_), the webmaster workshop (workshop_)
+
+
 @router.get("/{language}", response_model=StaffTexts)
-async def staff_texts(language: str, prefix: str = Query("staff_", pattern=r"^staff_[a-z_]*$")) -> JSONResponse:
-    """The staff pages' texts in Swedish or English (`prefix` narrows them to one page's keys)."""
+async def staff_texts(language: str, prefix: str = Query("staff_", pattern=PREFIX)) -> JSONResponse:
+    """The staff pages' texts in Swedish or English (`prefix` narrows them to one page's keys; `workshop_` is the
+    webmaster workshop's)."""
     if language not in STAFF_LANGUAGES:
         raise HTTPException(404, f"the staff pages are in {' and '.join(STAFF_LANGUAGES)}, not '{language}'")
     return JSONResponse(

@@ -1,7 +1,11 @@
 /*
  * The webmaster's workshop (no build step). Views are chosen by the URL hash; every text that comes
- * from the knowledge base or from citizens is inserted with textContent, never as HTML.
+ * from the knowledge base or from citizens is inserted with textContent, never as HTML. Its own words are
+ * the `workshop_*` keys of the server's string table (core/service_texts.yml), in Swedish or English as the
+ * staff pages choose (web/agent/texts.js: the staff member's choice, else the browser's, else Swedish).
  */
+import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t, translatePage } from "../agent/texts.js";
+
 (function () {
   "use strict";
 
@@ -12,7 +16,23 @@
   };
   var RTL = { ar: true, fa: true };
   var SOURCE = "sv"; // the language translations are made from
-  var REASONS = { clarify: "fick motfråga", handoff: "lämnades till handläggare", not_helpful: "svaret hjälpte inte" };
+  /** A code from the server (a reason, a decision) in words: the table's `workshop_<prefix><code>`, else the code. */
+  function said(prefix, code) {
+    var key = "workshop_" + prefix + code;
+    var text = t(key);
+    return text === key ? String(code).replace(/_/g, " ") : text;
+  }
+  /** A language's name in the staff member's language ("Arabiska", "Arabic"): Swedish from the server's table. */
+  function langName(code) {
+    if (language() === "sv") return NAMES[code] || code;
+    try {
+      var name = new Intl.DisplayNames([language()], { type: "language" }).of(code);
+      if (name && name !== code) return name.charAt(0).toLocaleUpperCase(language()) + name.slice(1);
+    } catch (e) { /* an unknown code */ }
+    return code;
+  }
+  /** A language's name inside a sentence ("Saknar arabiska", "Missing Arabic"). */
+  function langInSentence(code) { return language() === "sv" ? langName(code).toLowerCase() : langName(code); }
   var me = null;
   var view = document.getElementById("view");
 
@@ -61,7 +81,7 @@
     toast.timer = setTimeout(function () { $("toast").textContent = ""; }, 6000);
   }
   function when(seconds) {
-    return seconds ? new Date(seconds * 1000).toLocaleString("sv-SE", { dateStyle: "short", timeStyle: "short" }) : "–";
+    return seconds ? new Date(seconds * 1000).toLocaleString(language() === "sv" ? "sv-SE" : "en-GB", { dateStyle: "short", timeStyle: "short" }) : "–";
   }
   function table(caption, headers, rows) {
     return h("div", { "class": "table-wrap" }, [h("table", {}, [
@@ -77,8 +97,8 @@
     return h("div", {}, [h("label", { "for": id, text: label }), input]);
   }
   function langSelect(id, withAuto) {
-    var options = (withAuto ? [h("option", { value: "", text: "Upptäck automatiskt" })] : [])
-      .concat(LANGS.map(function (l) { return h("option", { value: l, text: NAMES[l] + " (" + l + ")" }); }));
+    var options = (withAuto ? [h("option", { value: "", text: t("workshop_detect_automatically") })] : [])
+      .concat(LANGS.map(function (l) { return h("option", { value: l, text: langName(l) + " (" + l + ")" }); }));
     return h("select", { id: id }, options);
   }
   function page(title, children) {
@@ -97,7 +117,7 @@
     e.preventDefault();
     $("login-error").textContent = "";
     api("POST", "/auth/login", { username: $("login-username").value, password: $("login-password").value })
-      .then(start).catch(function (err) { $("login-error").textContent = err.status === 401 ? "Fel användarnamn eller lösenord." : err.message; });
+      .then(start).catch(function (err) { $("login-error").textContent = err.status === 401 ? t("workshop_wrong_login") : err.message; });
   });
   $("logout").addEventListener("click", function () { api("POST", "/auth/logout").then(showLogin, showLogin); });
   $("municipality").addEventListener("change", route);
@@ -116,7 +136,7 @@
     return loadLanguages().then(function () { return api("GET", "/auth/me"); }).then(function (user) {
       if (user.role !== "webmaster" && user.role !== "admin") {
         showLogin();
-        $("login-error").textContent = "Verktyget kräver rollen webbredaktör (du är inloggad som " + user.role + ").";
+        $("login-error").textContent = t("workshop_needs_webmaster", { role: user.role });
         return;
       }
       me = user;
@@ -141,24 +161,25 @@
       unanswered: unanswered, console: testConsole, notices: notices, dashboard: dashboard, audit: audit };
     (views[name] || entries)(arg);
   }
-  function focusTitle() { var t = $("page-title"); if (t) t.focus(); }
+  function focusTitle() { var title = $("page-title"); if (title) title.focus(); }
 
   // ------------------------------------------------------------------ entries
   function entries() {
     var search = h("input", { type: "search", id: "entry-search" });
-    var missing = h("select", { id: "entry-missing" }, [h("option", { value: "", text: "Alla" })].concat(
-      LANGS.map(function (l) { return h("option", { value: l, text: "Saknar " + NAMES[l].toLowerCase() }); })));
+    var missing = h("select", { id: "entry-missing" }, [h("option", { value: "", text: t("workshop_all") })].concat(
+      LANGS.map(function (l) { return h("option", { value: l, text: t("workshop_missing_language", { language: langInSentence(l) }) }); })));
     var list = h("div", { id: "entry-list" });
-    page("Kunskapsbank", [
+    page(t("workshop_nav_entries"), [
       h("div", { "class": "toolbar", role: "search" }, [
-        field("entry-search", "Sök i frågor, svar och taggar", search),
-        field("entry-missing", "Översättning", missing),
-        h("div", {}, [h("a", { "class": "button", href: "#new", text: "Ny post" })])
+        field("entry-search", t("workshop_search_label"), search),
+        field("entry-missing", t("workshop_translation"), missing),
+        h("div", {}, [h("a", { "class": "button", href: "#new", text: t("workshop_new_entry") })])
       ]), list]);
     var timer;
     function load() {
       api("GET", "/admin/entries" + q({ q: search.value, missing: missing.value })).then(function (data) {
-        list.replaceChildren(table(data.entries.length + " poster", ["Post", "Fråga", "Språk", "Saknas", "Inaktuella", "Granskas senast", "Ändrad"],
+        list.replaceChildren(table(t("workshop_entries_count", { n: data.entries.length }), ["workshop_col_entry", "workshop_col_question",
+          "workshop_col_languages", "workshop_col_missing", "workshop_col_stale", "workshop_col_review_by", "workshop_col_changed"].map(function (k) { return t(k); }),
           data.entries.map(function (e) {
             return [
               h("a", { href: "#edit/" + encodeURIComponent(e.id), text: e.id }),
@@ -188,7 +209,7 @@
   function editEntry(id) {
     api("GET", "/admin/entries/" + encodeURIComponent(id) + q()).then(function (data) {
       renderEditor(data.entry, false, data);
-    }).catch(function (err) { page("Posten finns inte", [h("p", { "class": "error", text: err.message })]); });
+    }).catch(function (err) { page(t("workshop_entry_not_found"), [h("p", { "class": "error", text: err.message })]); });
   }
   function renderEditor(entry, isNew, detail, reference) {
     reference = reference || [];
@@ -209,11 +230,11 @@
       if (lang === SOURCE) ans.addEventListener("input", markOutdated);
       var since = stale[lang];
       return h("fieldset", { "data-lang": lang }, [
-        h("legend", {}, [NAMES[lang] + " (" + lang + ")",
-          since ? h("span", { "class": "tag bad stale", "data-lang": lang, text: "inaktuell – svenskan ändrades " + when(since) }) : null,
-          lang !== SOURCE ? h("span", { "class": "tag missing will-be-stale", hidden: true, text: "blir inaktuell när du sparar" }) : null]),
-        field("q-" + lang, "Frågor – en variant per rad", qs),
-        field("a-" + lang, "Svar", ans)
+        h("legend", {}, [langName(lang) + " (" + lang + ")",
+          since ? h("span", { "class": "tag bad stale", "data-lang": lang, text: t("workshop_stale_since", { when: when(since) }) }) : null,
+          lang !== SOURCE ? h("span", { "class": "tag missing will-be-stale", hidden: true, text: t("workshop_will_be_stale") }) : null]),
+        field("q-" + lang, t("workshop_questions_label"), qs),
+        field("a-" + lang, t("workshop_answer"), ans)
       ]);
     }
     var stale = (detail && detail.stale) || {};
@@ -230,8 +251,8 @@
     shown.forEach(function (l) { columns.appendChild(column(l)); });
     var add = h("select", { id: "add-lang" });
     function refreshAdd() {
-      add.replaceChildren(h("option", { value: "", text: "Välj språk" }), ...LANGS.filter(function (l) { return shown.indexOf(l) < 0; })
-        .map(function (l) { return h("option", { value: l, text: NAMES[l] }); }));
+      add.replaceChildren(h("option", { value: "", text: t("workshop_choose_language") }), ...LANGS.filter(function (l) { return shown.indexOf(l) < 0; })
+        .map(function (l) { return h("option", { value: l, text: langName(l) }); }));
     }
     refreshAdd();
     function updateMissing() {
@@ -240,8 +261,8 @@
         return a && a.value.trim();
       });
       var lacking = LANGS.filter(function (l) { return have.indexOf(l) < 0; });
-      missingBox.replaceChildren(h("strong", { text: "Översättningar som saknas: " }),
-        ...(lacking.length ? lacking.map(function (l) { return h("span", { "class": "tag missing", text: NAMES[l] }); }) : [h("span", { text: "inga" })]));
+      missingBox.replaceChildren(h("strong", { text: t("workshop_missing_translations") + " " }),
+        ...(lacking.length ? lacking.map(function (l) { return h("span", { "class": "tag missing", text: langName(l) }); }) : [h("span", { text: t("workshop_none") })]));
     }
     updateMissing();
     function collect() {
@@ -265,37 +286,37 @@
       e.preventDefault();
       problems.textContent = "";
       var data = collect();
-      if (!data.id) { problems.textContent = "Fältet id krävs."; id.focus(); return; }
+      if (!data.id) { problems.textContent = t("workshop_id_required"); id.focus(); return; }
       var started = performance.now();
       api("PUT", "/knowledge/entries/" + encodeURIComponent(data.id) + q(), data).then(function (res) {
-        toast("Sparat (" + (res.action === "create" ? "ny post" : res.action === "update" ? "ändrad" : "oförändrad") +
-          ") – besvaras direkt. " + Math.round(performance.now() - started) + " ms");
+        toast(t("workshop_saved", { action: t(res.action === "create" ? "workshop_saved_create" : res.action === "update" ? "workshop_saved_update" : "workshop_saved_unchanged"),
+          ms: Math.round(performance.now() - started) }));
         location.hash = "#edit/" + encodeURIComponent(data.id);
         if (!isNew) editEntry(data.id);
       }).catch(function (err) {
         var list = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ field: "", message: err.message }];
-        problems.replaceChildren(h("p", { text: "Posten sparades inte:" }), h("ul", {}, list.map(function (p) {
-          return h("li", { text: (p.field ? "fält " + p.field + ": " : "") + p.message });
+        problems.replaceChildren(h("p", { text: t("workshop_not_saved") }), h("ul", {}, list.map(function (p) {
+          return h("li", { text: p.field ? t("workshop_field_problem", { field: p.field, message: p.message }) : p.message });
         })));
       });
     }
     var children = [
       h("form", { id: "entry-form", onsubmit: saveEntry }, [
         h("div", { "class": "card grid2" }, [
-          h("div", {}, [h("label", { "for": "entry-id", text: "Id" }), Object.assign(id, { id: "entry-id" }),
-            h("p", { id: "id-help", "class": "muted", text: "Bokstäver, siffror, punkt, bindestreck, t.ex. sophamtning-schema" })]),
-          field("entry-tags", "Taggar (kommaseparerade)", tags),
-          field("entry-url", "Länk till mer information", url),
-          field("entry-review", "Granskas senast", review)
+          h("div", {}, [h("label", { "for": "entry-id", text: t("workshop_id") }), Object.assign(id, { id: "entry-id" }),
+            h("p", { id: "id-help", "class": "muted", text: t("workshop_id_help") })]),
+          field("entry-tags", t("workshop_tags"), tags),
+          field("entry-url", t("workshop_more_info_link"), url),
+          field("entry-review", t("workshop_review_by"), review)
         ]),
         missingBox,
-        Object.keys(stale).length ? h("p", { "class": "stale-summary" }, [h("strong", { text: "Inaktuella översättningar: " })].concat(
-          Object.keys(stale).map(function (l) { return h("span", { "class": "tag bad", text: NAMES[l] || l }); }),
-          [h("span", { text: " – svenskan har ändrats sedan de skrevs. Uppdatera dem." })])) : null,
-        reference.length ? h("div", { "class": "card reference" }, [h("h2", { text: "Handläggarnas svar (underlag, inte infogat)" })].concat(
+        Object.keys(stale).length ? h("p", { "class": "stale-summary" }, [h("strong", { text: t("workshop_stale_translations") + " " })].concat(
+          Object.keys(stale).map(function (l) { return h("span", { "class": "tag bad", text: langName(l) }); }),
+          [h("span", { text: " " + t("workshop_stale_explain") })])) : null,
+        reference.length ? h("div", { "class": "card reference" }, [h("h2", { text: t("workshop_agents_reference") })].concat(
           reference.map(function (d) { return h("blockquote", { dir: "auto", text: d }); }))) : null,
-        h("div", { "class": "toolbar" }, [field("add-lang", "Visa språk", add),
-          h("div", {}, [h("button", { type: "button", "class": "secondary", text: "Lägg till språkkolumn", onclick: function () {
+        h("div", { "class": "toolbar" }, [field("add-lang", t("workshop_show_language"), add),
+          h("div", {}, [h("button", { type: "button", "class": "secondary", text: t("workshop_add_language_column"), onclick: function () {
             if (!add.value) return;
             shown.push(add.value);
             var col = column(add.value);
@@ -305,23 +326,23 @@
           } })])]),
         columns,
         problems,
-        h("div", { "class": "toolbar" }, [h("button", { type: "submit", text: "Spara" }),
-          !isNew && h("button", { type: "button", "class": "danger", text: "Ta bort", onclick: function () {
-            if (!window.confirm("Ta bort posten " + entry.id + "?")) return;
+        h("div", { "class": "toolbar" }, [h("button", { type: "submit", text: t("workshop_save") }),
+          !isNew && h("button", { type: "button", "class": "danger", text: t("workshop_delete"), onclick: function () {
+            if (!window.confirm(t("workshop_confirm_delete_entry", { id: entry.id }))) return;
             api("DELETE", "/knowledge/entries/" + encodeURIComponent(entry.id) + q()).then(function () {
-              toast("Posten " + entry.id + " togs bort."); location.hash = "#entries";
+              toast(t("workshop_entry_deleted", { id: entry.id })); location.hash = "#entries";
             });
           } }),
-          h("a", { href: "#entries", text: "Tillbaka till listan" })])
+          h("a", { href: "#entries", text: t("workshop_back_to_list") })])
       ])
     ];
     if (detail) {
-      children.push(h("p", {}, [h("strong", { text: "Återkoppling: " }),
-        h("span", { "class": "tag good", text: detail.feedback.helpful + " hjälpte" }),
-        h("span", { "class": "tag bad", text: detail.feedback.not_helpful + " hjälpte inte" })]));
-      children.push(h("h2", { text: "Ändringar" }), auditTable(detail.audit, false));
+      children.push(h("p", {}, [h("strong", { text: t("workshop_feedback") + " " }),
+        h("span", { "class": "tag good", text: t("workshop_helpful_count", { n: detail.feedback.helpful }) }),
+        h("span", { "class": "tag bad", text: t("workshop_not_helpful_count", { n: detail.feedback.not_helpful }) })]));
+      children.push(h("h2", { text: t("workshop_changes") }), auditTable(detail.audit, false));
     }
-    page(isNew ? "Ny post" : "Post " + entry.id, children);
+    page(isNew ? t("workshop_new_entry") : t("workshop_entry_title", { id: entry.id }), children);
     focusTitle();
   }
 
@@ -330,35 +351,35 @@
     var file = h("input", { type: "file", accept: ".yml,.yaml,.jsonl,.ndjson,.csv" });
     var replace = h("input", { type: "checkbox", id: "import-replace" });
     var dry = h("input", { type: "checkbox", id: "import-dry" });
-    var report = h("div", { id: "import-report", role: "region", "aria-live": "polite", "aria-label": "Importrapport" });
-    page("Import och export", [
+    var report = h("div", { id: "import-report", role: "region", "aria-live": "polite", "aria-label": t("workshop_import_report") });
+    page(t("workshop_nav_import"), [
       h("form", { "class": "card", id: "import-form", onsubmit: function (e) {
         e.preventDefault();
         var f = file.files[0];
-        if (!f) { report.replaceChildren(h("p", { "class": "error", text: "Välj en fil först." })); return; }
+        if (!f) { report.replaceChildren(h("p", { "class": "error", text: t("workshop_choose_file_first") })); return; }
         f.arrayBuffer().then(function (buf) {
           return api("POST", "/admin/import" + q({ filename: f.name, replace: replace.checked, dry_run: dry.checked }), undefined, buf);
         }).then(function (res) {
           var c = res.counts;
-          report.replaceChildren(h("p", { "class": "tag good", text: (res.dry_run ? "Filen är giltig (inget importerat): " : "Importerat: ") +
-            res.entries + " poster – " + c.create + " nya, " + c.update + " ändrade, " + c.unchanged + " oförändrade, " + c.delete + " borttagna." }));
+          report.replaceChildren(h("p", { "class": "tag good", text: t(res.dry_run ? "workshop_import_valid" : "workshop_imported", { counts: t("workshop_import_counts",
+            { entries: res.entries, create: c.create, update: c.update, unchanged: c.unchanged, "delete": c.delete }) }) }));
           if (!res.dry_run) { watchIndexing(report, res.audit_id); }
         }).catch(function (err) {
           var problems = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ line: null, entry: "-", field: null, message: err.message }];
-          report.replaceChildren(h("p", { "class": "error", text: "Filen importerades inte: " + problems.length + " problem. Rätta dem och försök igen." }),
-            table("Valideringsrapport", ["Rad", "Post", "Fält", "Problem"], problems.map(function (p) {
+          report.replaceChildren(h("p", { "class": "error", text: t("workshop_import_failed", { n: problems.length }) }),
+            table(t("workshop_validation_report"), [t("workshop_col_line"), t("workshop_col_entry"), t("workshop_col_field"), t("workshop_col_problem")], problems.map(function (p) {
               return [String(p.line == null ? "–" : p.line), p.entry || "–", p.field || "–", p.message];
             })));
         });
       } }, [
-        h("h2", { text: "Importera" }),
-        field("import-file", "Fil (YAML, JSON Lines eller CSV)", file),
-        h("p", {}, [replace, " ", h("label", { "for": "import-replace", style: "display:inline", text: "Ersätt hela kunskapsbanken (poster som inte finns i filen tas bort)" })]),
-        h("p", {}, [dry, " ", h("label", { "for": "import-dry", style: "display:inline", text: "Kontrollera bara, importera inte" })]),
-        h("button", { type: "submit", text: "Importera" })
+        h("h2", { text: t("workshop_import_heading") }),
+        field("import-file", t("workshop_import_file"), file),
+        h("p", {}, [replace, " ", h("label", { "for": "import-replace", style: "display:inline", text: t("workshop_import_replace") })]),
+        h("p", {}, [dry, " ", h("label", { "for": "import-dry", style: "display:inline", text: t("workshop_import_dry_run") })]),
+        h("button", { type: "submit", text: t("workshop_import_button") })
       ]),
       report,
-      h("div", { "class": "card" }, [h("h2", { text: "Exportera" }), h("p", {}, ["yaml", "jsonl", "csv"].map(function (f) {
+      h("div", { "class": "card" }, [h("h2", { text: t("workshop_export_heading") }), h("p", {}, ["yaml", "jsonl", "csv"].map(function (f) {
         return h("a", { "class": "button secondary", href: "/api/v1/admin/export" + q({ format: f }), download: "", style: "margin-inline-end:8px",
           text: { yaml: "YAML", jsonl: "JSON Lines", csv: "CSV" }[f] });
       }))])
@@ -368,17 +389,17 @@
 
   // Polls the index status after an import: "Indexerar n av m" until every worker answers with it, then "Live".
   function watchIndexing(report, auditId) {
-    var line = h("p", { id: "import-live", "class": "tag", text: "Indexerar …" });
+    var line = h("p", { id: "import-live", "class": "tag", text: t("workshop_indexing") });
     report.appendChild(line);
     function poll() {
       api("GET", "/knowledge/status").then(function (s) {
         if (s.live && s.audit_id >= auditId) {
           line.className = "tag good";
-          line.textContent = "Live: alla poster går att fråga om nu.";
+          line.textContent = t("workshop_index_live");
           return;
         }
-        if (!s.workers) { line.textContent = "Sparat. Ingen tjänst körs: posterna går att fråga om när den startar."; return; }
-        line.textContent = s.total ? "Indexerar " + s.done + " av " + s.total + " …" : "Indexerar …";
+        if (!s.workers) { line.textContent = t("workshop_index_no_service"); return; }
+        line.textContent = s.total ? t("workshop_indexing_progress", { done: s.done, total: s.total }) : t("workshop_indexing");
         setTimeout(poll, 1000);
       }).catch(function () { setTimeout(poll, 3000); });
     }
@@ -386,37 +407,38 @@
   }
 
   // ------------------------------------------------------------------ audit
-  var ACTIONS = { create: "skapade", update: "ändrade", "delete": "tog bort" };
   function auditTable(rows, withEntry) {
-    var headers = ["Tid", "Vem", "Åtgärd", "Ändrade fält", "Före och efter"];
-    if (withEntry) headers.splice(2, 0, "Post");
-    return table(rows.length + " ändringar", headers, rows.map(function (r) {
-      var cells = [when(r.at), r.actor || "–", ACTIONS[r.action] || r.action, (r.changed || []).join(", ") || "–",
-        h("details", {}, [h("summary", { text: "Visa" }), h("pre", { text: "Före:\n" + JSON.stringify(r.before, null, 2) + "\n\nEfter:\n" + JSON.stringify(r.after, null, 2) })])];
+    var headers = [t("workshop_col_time"), t("workshop_col_who"), t("workshop_col_action"), t("workshop_col_changed_fields"), t("workshop_col_before_after")];
+    if (withEntry) headers.splice(2, 0, t("workshop_col_entry"));
+    return table(t("workshop_changes_count", { n: rows.length }), headers, rows.map(function (r) {
+      var cells = [when(r.at), r.actor || "–", said("action_", r.action), (r.changed || []).join(", ") || "–",
+        h("details", {}, [h("summary", { text: t("workshop_show") }), h("pre", { text: t("workshop_before") + ":\n" + JSON.stringify(r.before, null, 2) +
+          "\n\n" + t("workshop_after") + ":\n" + JSON.stringify(r.after, null, 2) })])];
       if (withEntry) cells.splice(2, 0, h("a", { href: "#edit/" + encodeURIComponent(r.entry_id), text: r.entry_id }));
       return cells;
     }));
   }
   function audit() {
     api("GET", "/admin/audit" + q({ limit: 200 })).then(function (rows) {
-      page("Ändringslogg", [h("p", { "class": "muted", text: "Varje ändring i kunskapsbanken: vem, när och vad." }), auditTable(rows, true)]);
+      page(t("workshop_nav_audit"), [h("p", { "class": "muted", text: t("workshop_audit_intro") }), auditTable(rows, true)]);
       focusTitle();
     });
   }
 
   // ------------------------------------------------------------------ freshness
   function reasonText(r) {
-    if (r.kind === "overdue") return "granskning försenad " + r.days + " dagar";
-    if (r.kind === "due_soon") return "ska granskas om " + r.days + " dagar";
-    if (r.kind === "no_review_date") return "saknar granskningsdatum";
-    if (r.kind === "unhelpful") return r.not_helpful + " av " + (r.helpful + r.not_helpful) + " tyckte att svaret inte hjälpte";
+    if (r.kind === "overdue") return t("workshop_review_overdue", { days: r.days });
+    if (r.kind === "due_soon") return t("workshop_review_due_soon", { days: r.days });
+    if (r.kind === "no_review_date") return t("workshop_no_review_date");
+    if (r.kind === "unhelpful") return t("workshop_unhelpful_share", { n: r.not_helpful, total: r.helpful + r.not_helpful });
     return r.kind;
   }
   function freshness() {
     api("GET", "/admin/freshness" + q()).then(function (data) {
-      page("Aktualitet", [
-        h("p", { "class": "muted", text: "Poster som passerat sitt granskningsdatum eller som medborgare markerat som inte hjälpsamma, viktigast först." }),
-        table(data.items.length + " poster att se över", ["Post", "Fråga", "Granskas senast", "Varför"], data.items.map(function (i) {
+      page(t("workshop_nav_freshness"), [
+        h("p", { "class": "muted", text: t("workshop_freshness_intro") }),
+        table(t("workshop_freshness_count", { n: data.items.length }), [t("workshop_col_entry"), t("workshop_col_question"),
+          t("workshop_col_review_by"), t("workshop_col_why")], data.items.map(function (i) {
           return [h("a", { href: "#edit/" + encodeURIComponent(i.id), text: i.id }), h("span", { dir: "auto", text: i.question }),
             i.review_by || "–", h("span", {}, i.reasons.map(function (r) {
               return h("span", { "class": "tag " + (r.kind === "overdue" || r.kind === "unhelpful" ? "bad" : "missing"), text: reasonText(r) });
@@ -428,17 +450,17 @@
 
   // ------------------------------------------------------------------ unanswered questions
   function unanswered() {
-    var days = h("select", { id: "gap-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: d + " dagar", selected: d === 30 }); }));
-    var list = h("div", { id: "gap-list" }, [h("p", { text: "Laddar …" })]);
-    page("Obesvarade frågor", [
-      h("p", { "class": "muted", text: "Frågor som slutade i en motfråga, hos en handläggare eller med ”hjälpte inte”, grupperade efter innebörd och språk." }),
-      h("div", { "class": "toolbar" }, [field("gap-days", "Period", days)]), list]);
+    var days = h("select", { id: "gap-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: t("workshop_days", { n: d }), selected: d === 30 }); }));
+    var list = h("div", { id: "gap-list" }, [h("p", { text: t("workshop_loading") })]);
+    page(t("workshop_nav_unanswered"), [
+      h("p", { "class": "muted", text: t("workshop_unanswered_intro") }),
+      h("div", { "class": "toolbar" }, [field("gap-days", t("workshop_period"), days)]), list]);
     var allEntries = [];
     function load() {
       Promise.all([api("GET", "/admin/unanswered" + q({ days: days.value })), api("GET", "/admin/entries" + q())]).then(function (res) {
         allEntries = res[1].entries;
         var groups = res[0].groups;
-        if (!groups.length) { list.replaceChildren(h("p", { text: "Inga obesvarade frågor under perioden." })); return; }
+        if (!groups.length) { list.replaceChildren(h("p", { text: t("workshop_no_unanswered") })); return; }
         list.replaceChildren(...groups.map(groupCard));
       });
     }
@@ -446,42 +468,43 @@
       // With no suggestion there is no sensible default: the webmaster must choose (one click must
       // never attach a junk question to the first entry of the list).
       var target = h("select", { id: "variant-" + index, required: true }, [
-        g.suggestions.length ? null : h("option", { value: "", text: "Välj post …", selected: true, disabled: true }),
-        g.suggestions.length ? h("optgroup", { label: "Förslag" }, g.suggestions.map(function (s) {
+        g.suggestions.length ? null : h("option", { value: "", text: t("workshop_choose_entry"), selected: true, disabled: true }),
+        g.suggestions.length ? h("optgroup", { label: t("workshop_suggestions") }, g.suggestions.map(function (s) {
           return h("option", { value: s.id, text: s.id + " – " + s.question + " (" + s.score.toFixed(2) + ")" });
         })) : null,
-        h("optgroup", { label: "Alla poster" }, allEntries.map(function (e) { return h("option", { value: e.id, text: e.id }); }))
+        h("optgroup", { label: t("workshop_all_entries") }, allEntries.map(function (e) { return h("option", { value: e.id, text: e.id }); }))
       ]);
+      var quoted = t("workshop_quoted", { text: g.representative });
       return h("article", { "class": "card group", "aria-labelledby": "gap-title-" + index }, [
-        h("h2", { id: "gap-title-" + index }, [h("span", { dir: "auto", lang: g.language, text: "”" + g.representative + "”" }),
-          " – " + g.count + (g.count === 1 ? " gång" : " gånger") + " · " + (NAMES[g.language] || g.language)]),
-        h("p", {}, Object.keys(g.reasons).map(function (r) { return h("span", { "class": "tag missing", text: (REASONS[r] || r) + ": " + g.reasons[r] }); })),
-        h("details", {}, [h("summary", { text: "Formuleringar (" + g.texts.length + ")" }),
+        h("h2", { id: "gap-title-" + index }, [h("span", { dir: "auto", lang: g.language, text: quoted }),
+          " – " + t(g.count === 1 ? "workshop_times_one" : "workshop_times", { n: g.count }) + " · " + langName(g.language)]),
+        h("p", {}, Object.keys(g.reasons).map(function (r) { return h("span", { "class": "tag missing", text: said("reason_", r) + ": " + g.reasons[r] }); })),
+        h("details", {}, [h("summary", { text: t("workshop_wordings", { n: g.texts.length }) }),
           h("ul", {}, g.texts.map(function (t) { return h("li", { dir: "auto", text: t.text + (t.count > 1 ? " (" + t.count + ")" : "") }); }))]),
-        g.drafts.length ? h("div", {}, [h("h3", { text: "Handläggarnas svar (utkast)" })].concat(g.drafts.map(function (d) { return h("blockquote", { dir: "auto", text: d }); }))) : null,
+        g.drafts.length ? h("div", {}, [h("h3", { text: t("workshop_agents_drafts") })].concat(g.drafts.map(function (d) { return h("blockquote", { dir: "auto", text: d }); }))) : null,
         h("div", { "class": "toolbar" }, [
-          h("div", {}, [h("button", { type: "button", text: "Skapa ny post av gruppen", onclick: function () {
+          h("div", {}, [h("button", { type: "button", text: t("workshop_new_entry_from_group"), onclick: function () {
             var questions = {}; questions[g.language] = g.texts.map(function (t) { return t.text; });
             var answer = {}; answer[g.language] = "";
             newEntry.draft = { id: "", questions: questions, answer: answer };
             newEntry.reference = g.drafts; // shown beside the editor; an agent's reply is rarely an answer as it stands
             location.hash = "#new";
           } })]),
-          field("variant-" + index, "eller lägg till som frågevariant av", target),
-          h("div", {}, [h("button", { type: "button", "class": "secondary", text: "Lägg till variant", onclick: function () {
-            if (!target.value) { toast("Välj först vilken post frågan hör till."); target.focus(); return; }
+          field("variant-" + index, t("workshop_or_add_variant_of"), target),
+          h("div", {}, [h("button", { type: "button", "class": "secondary", text: t("workshop_add_variant"), onclick: function () {
+            if (!target.value) { toast(t("workshop_choose_entry_first")); target.focus(); return; }
             api("POST", "/admin/variants" + q(), { entry_id: target.value, language: g.language, text: g.representative }).then(function (res) {
-              toast("”" + g.representative + "” är nu en variant av " + res.id + ".");
+              toast(t("workshop_variant_added", { text: quoted, id: res.id }));
               load();
-            }).catch(function (err) { toast("Kunde inte lägga till: " + err.message); });
+            }).catch(function (err) { toast(t("workshop_could_not_add", { message: err.message })); });
           } })]),
-          h("div", {}, [h("button", { type: "button", "class": "danger", text: "Avfärda som skräp",
-            "aria-label": "Avfärda som skräp: ”" + g.representative + "”", onclick: function () {
+          h("div", {}, [h("button", { type: "button", "class": "danger", text: t("workshop_dismiss_junk"),
+            "aria-label": t("workshop_dismiss_junk_label", { text: quoted }), onclick: function () {
               var texts = g.texts.map(function (t) { return t.text; });
               api("POST", "/admin/unanswered/dismiss" + q(), { texts: texts, language: g.language }).then(function () {
-                toast("”" + g.representative + "” är avfärdad och visas inte igen.");
+                toast(t("workshop_dismissed", { text: quoted }));
                 load();
-              }).catch(function (err) { toast("Kunde inte avfärda: " + err.message); });
+              }).catch(function (err) { toast(t("workshop_could_not_dismiss", { message: err.message })); });
             } })])
         ])
       ]);
@@ -496,7 +519,7 @@
     var text = h("textarea", { rows: "3", dir: "auto" });
     var lang = langSelect("console-lang", true);
     var out = h("div", { id: "console-result", "aria-live": "polite" });
-    page("Testkonsol", [
+    page(t("workshop_nav_console"), [
       h("form", { "class": "card", onsubmit: function (e) {
         e.preventDefault();
         if (!text.value.trim()) return;
@@ -504,31 +527,30 @@
         if (lang.value) body.language = lang.value;
         api("POST", "/answer?explain=true", body).then(function (r) { out.replaceChildren(...renderAnswer(r)); })
           .catch(function (err) { out.replaceChildren(h("p", { "class": "error", text: err.message })); });
-      } }, [field("console-text", "Fråga (på valfritt språk)", text), field("console-lang", "Språk", lang),
-        h("p", {}, [h("button", { type: "submit", text: "Testa" })])]),
+      } }, [field("console-text", t("workshop_console_question"), text), field("console-lang", t("workshop_language"), lang),
+        h("p", {}, [h("button", { type: "submit", text: t("workshop_console_try") })])]),
       out]);
     focusTitle();
   }
-  var DECISIONS = { answer: "Svarar", clarify: "Motfråga", handoff: "Lämnar till handläggare" };
   function renderAnswer(r) {
     var parts = [h("div", { "class": "card" }, [
-      h("p", { "class": "decision", text: "Beslut: " + (DECISIONS[r.decision] || r.decision) + " (" + r.decision + ")" }),
-      h("p", { text: "Språk: " + (NAMES[r.language] || r.language) + " (säkerhet " + Number(r.language_confidence).toFixed(2) +
-        ") · Säkerhet i svaret: " + Number(r.confidence).toFixed(3) }),
-      r.notice ? h("p", { text: "Notis: " + r.notice }) : null,
+      h("p", { "class": "decision", text: t("workshop_decision", { decision: said("decision_", r.decision), code: r.decision }) }),
+      h("p", { text: t("workshop_console_language", { language: langName(r.language), confidence: Number(r.language_confidence).toFixed(2),
+        score: Number(r.confidence).toFixed(3) }) }),
+      r.notice ? h("p", { text: t("workshop_console_notice", { notice: r.notice }) }) : null,
       whyText(r)
     ])];
-    parts.push(table("Rangordnade kandidater", ["#", "Post", "Poäng", "Fråga", "Svar"], (r.answers || []).map(function (a, i) {
+    parts.push(table(t("workshop_ranked_candidates"), ["#", t("workshop_col_entry"), t("workshop_col_score"), t("workshop_col_question"), t("workshop_col_answer")], (r.answers || []).map(function (a, i) {
       return [String(i + 1), a.id.indexOf("notice-") === 0 ? h("span", { text: a.id }) : h("a", { href: "#edit/" + encodeURIComponent(a.id), text: a.id }),
         Number(a.score).toFixed(3), h("span", { dir: "auto", text: a.question }), h("span", { dir: "auto", text: (a.text || "").slice(0, 220) })];
     })));
-    if (r.explain) parts.push(h("details", { "class": "card" }, [h("summary", { text: "Varför – alla detaljer" }), h("pre", { text: JSON.stringify(r.explain, null, 2) })]));
+    if (r.explain) parts.push(h("details", { "class": "card" }, [h("summary", { text: t("workshop_why_details") }), h("pre", { text: JSON.stringify(r.explain, null, 2) })]));
     return parts;
   }
   function whyText(r) {
     var e = r.explain || {};
-    var reason = e.reason || e.why || e.rule || (e.notice && e.notice.why && "störningsinformation: " + e.notice.why);
-    return reason ? h("p", {}, [h("strong", { text: "Varför: " }), h("span", { text: typeof reason === "string" ? reason : JSON.stringify(reason) })]) : null;
+    var reason = e.reason || e.why || e.rule || (e.notice && e.notice.why && t("workshop_why_notice", { why: e.notice.why }));
+    return reason ? h("p", {}, [h("strong", { text: t("workshop_why") + " " }), h("span", { text: typeof reason === "string" ? reason : JSON.stringify(reason) })]) : null;
   }
 
   // ------------------------------------------------------------------ notices
@@ -540,7 +562,7 @@
   function notices() {
     var list = h("div", {});
     var form = h("form", { "class": "card", id: "notice-form" });
-    page("Störningsinformation", [h("p", { "class": "muted", text: "Visas som banderoll i chatten medan den gäller, och besvaras först när en fråga handlar om den (nämner området, ett nyckelord eller liknar texten)." }), form, list]);
+    page(t("workshop_notices_title"), [h("p", { "class": "muted", text: t("workshop_notices_intro") }), form, list]);
     function edit(n) {
       n = n || { texts: {}, area: "", keywords: [], url: "", valid_from: Date.now() / 1000, valid_until: Date.now() / 1000 + 86400 };
       var area = h("input", { value: n.area || "" });
@@ -551,25 +573,25 @@
       var texts = LANGS.map(function (l) {
         var ta = h("textarea", { rows: "3", lang: l, dir: RTL[l] ? "rtl" : "ltr", "data-lang": l });
         ta.value = (n.texts || {})[l] || "";
-        return field("notice-" + l, NAMES[l] + " (" + l + ")", ta);
+        return field("notice-" + l, langName(l) + " (" + l + ")", ta);
       });
       var problems = h("div", { role: "alert", "class": "error" });
       form.replaceChildren(
-        h("h2", { text: n.id ? "Ändra störning " + n.id : "Ny störning" }),
-        h("div", { "class": "grid2" }, [field("notice-area", "Område (gata, skola, stadsdel)", area),
-          field("notice-keywords", "Nyckelord (kommaseparerade)", keywords), field("notice-url", "Länk", url),
-          field("notice-from", "Gäller från", from), field("notice-until", "Gäller till", until)]),
+        h("h2", { text: n.id ? t("workshop_edit_notice", { id: n.id }) : t("workshop_new_notice") }),
+        h("div", { "class": "grid2" }, [field("notice-area", t("workshop_notice_area"), area),
+          field("notice-keywords", t("workshop_notice_keywords"), keywords), field("notice-url", t("workshop_notice_link"), url),
+          field("notice-from", t("workshop_valid_from"), from), field("notice-until", t("workshop_valid_until"), until)]),
         h("div", { "class": "grid2" }, texts.slice(0, 2)),
-        h("details", {}, [h("summary", { text: "Fler språk" }), h("div", { "class": "grid2" }, texts.slice(2))]),
+        h("details", {}, [h("summary", { text: t("workshop_more_languages") }), h("div", { "class": "grid2" }, texts.slice(2))]),
         problems,
-        h("div", { "class": "toolbar" }, [h("button", { type: "submit", text: n.id ? "Spara ändringen" : "Publicera" }),
-          n.id ? h("button", { type: "button", "class": "secondary", text: "Avbryt", onclick: function () { edit(null); } }) : null]));
+        h("div", { "class": "toolbar" }, [h("button", { type: "submit", text: n.id ? t("workshop_save_change") : t("workshop_publish") }),
+          n.id ? h("button", { type: "button", "class": "secondary", text: t("workshop_cancel"), onclick: function () { edit(null); } }) : null]));
       form.onsubmit = function (e) {
         e.preventDefault();
         var body = { area: area.value, keywords: keywords.value, url: url.value, valid_from: from.value, valid_until: until.value, texts: {} };
         form.querySelectorAll("textarea[data-lang]").forEach(function (ta) { if (ta.value.trim()) body.texts[ta.getAttribute("data-lang")] = ta.value.trim(); });
         (n.id ? api("PUT", "/admin/notices/" + n.id + q(), body) : api("POST", "/admin/notices" + q(), body)).then(function () {
-          toast("Störningen är sparad och visas i chatten under giltighetstiden.");
+          toast(t("workshop_notice_saved"));
           edit(null); load();
         }).catch(function (err) {
           var ps = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ field: "", message: err.message }];
@@ -580,13 +602,14 @@
     function load() {
       api("GET", "/admin/notices" + q()).then(function (rows) {
         var now = Date.now() / 1000;
-        list.replaceChildren(table(rows.length + " störningar", ["Område", "Text", "Gäller", "Status", ""], rows.map(function (n) {
-          var status = n.valid_until <= now ? "utgången" : n.valid_from > now ? "kommande" : "aktiv";
-          return [n.area || "hela kommunen", h("span", { dir: "auto", text: n.text }), when(n.valid_from) + " – " + when(n.valid_until),
-            h("span", { "class": "tag " + (status === "aktiv" ? "good" : "missing"), text: status }),
-            h("span", {}, [h("button", { type: "button", "class": "secondary", text: "Ändra", "aria-label": "Ändra störning " + n.id, onclick: function () { edit(n); form.querySelector("input").focus(); } }), " ",
-              h("button", { type: "button", "class": "danger", text: "Ta bort", "aria-label": "Ta bort störning " + n.id, onclick: function () {
-                if (window.confirm("Ta bort störningen?")) api("DELETE", "/admin/notices/" + n.id + q()).then(load);
+        list.replaceChildren(table(t("workshop_notices_count", { n: rows.length }), [t("workshop_col_area"), t("workshop_col_text"),
+          t("workshop_col_valid"), t("workshop_col_status"), ""], rows.map(function (n) {
+          var status = n.valid_until <= now ? "expired" : n.valid_from > now ? "upcoming" : "active";
+          return [n.area || t("workshop_whole_municipality"), h("span", { dir: "auto", text: n.text }), when(n.valid_from) + " – " + when(n.valid_until),
+            h("span", { "class": "tag " + (status === "active" ? "good" : "missing"), text: t("workshop_status_" + status) }),
+            h("span", {}, [h("button", { type: "button", "class": "secondary", text: t("workshop_edit"), "aria-label": t("workshop_edit_notice", { id: n.id }), onclick: function () { edit(n); form.querySelector("input").focus(); } }), " ",
+              h("button", { type: "button", "class": "danger", text: t("workshop_delete"), "aria-label": t("workshop_delete_notice", { id: n.id }), onclick: function () {
+                if (window.confirm(t("workshop_confirm_delete_notice"))) api("DELETE", "/admin/notices/" + n.id + q()).then(load);
               } })])];
         })));
       });
@@ -652,59 +675,56 @@
   function figure(title, chart, headers, rows) {
     var holder = h("div", { "class": "chart" });
     var node = h("figure", { "class": "card" }, [h("figcaption", { text: title }), holder,
-      h("details", {}, [h("summary", { text: "Visa som tabell" }), table(title, headers, rows.map(function (r) { return r.map(String); }))])]);
+      h("details", {}, [h("summary", { text: t("workshop_show_as_table") }), table(title, headers, rows.map(function (r) { return r.map(String); }))])]);
     node.draw = function () { holder.replaceChildren(chart(Math.max(200, Math.floor(holder.clientWidth)))); };
     return node;
   }
   function drawCharts(container) {
     container.querySelectorAll("figure").forEach(function (f) { if (f.draw) f.draw(); });
   }
-  var REASON_LABELS = { requested: "Bad om en person", low_confidence: "Osäkert svar", negative_feedback: "Missnöjd med svaret",
-    failed_turns: "Fastnade i dialogen", service_error: "Tekniskt fel", abuse: "Olämpligt språk", no_match: "Inget svar fanns",
-    unknown: "Okänt skäl" };
   function answeredTitle(x) {
-    if (x.kind === "notice") return "Störning: " + (x.question || "utan område");
-    if (x.kind === "deleted") return "Borttagen post";
+    if (x.kind === "notice") return t("workshop_notice_answered", { area: x.question || t("workshop_no_area") });
+    if (x.kind === "deleted") return t("workshop_deleted_entry");
     return x.question;
   }
-  function reasonLabel(code) { return REASON_LABELS[code] || code.replace(/_/g, " "); }
+  function reasonLabel(code) { return said("handoff_reason_", code); }
   function dashboard() {
-    var days = h("select", { id: "dash-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: d + " dagar", selected: d === 30 }); }));
+    var days = h("select", { id: "dash-days" }, [7, 30, 90, 365].map(function (d) { return h("option", { value: d, text: t("workshop_days", { n: d }), selected: d === 30 }); }));
     var body = h("div", {});
     var settings = h("form", { "class": "card", id: "cost-form" });
-    page("Statistik", [h("div", { "class": "toolbar" }, [field("dash-days", "Period", days)]), body, settings]);
+    page(t("workshop_nav_dashboard"), [h("div", { "class": "toolbar" }, [field("dash-days", t("workshop_period"), days)]), body, settings]);
     function load() {
       api("GET", "/admin/dashboard" + q({ days: days.value })).then(function (d) {
         var pct = d.deflection_rate == null ? "–" : Math.round(d.deflection_rate * 100) + " %";
-        var sat = d.satisfaction.average == null ? "–" : d.satisfaction.average.toFixed(1) + " av 5";
-        var money = new Intl.NumberFormat("sv-SE", { maximumFractionDigits: 0 }).format(d.saving.amount) + " " + d.saving.currency;
+        var sat = d.satisfaction.average == null ? "–" : t("workshop_out_of_five", { value: d.satisfaction.average.toFixed(1) });
+        var money = new Intl.NumberFormat(language() === "sv" ? "sv-SE" : "en-GB", { maximumFractionDigits: 0 }).format(d.saving.amount) + " " + d.saving.currency;
         var hoursLabels = d.busiest_hours.map(function (_, i) { return String(i); });
-        var langs = Object.keys(d.languages).map(function (l) { return [(NAMES[l] || l), d.languages[l]]; });
+        var langs = Object.keys(d.languages).map(function (l) { return [langName(l), d.languages[l]]; });
         var dist = ["1", "2", "3", "4", "5"].map(function (k) { return d.satisfaction.distribution[k] || 0; });
         body.replaceChildren(
           h("div", { "class": "kpis" }, [
-            kpi("Samtal", d.conversations), kpi("Besvarade utan handläggare", pct + " (" + d.deflected + ")"),
-            kpi("Lämnade till handläggare", d.handed_over), kpi("Nöjdhet", sat + " (" + d.satisfaction.responses + " svar)"),
-            kpi("Uppskattad besparing mot telefon", money)]),
-          h("p", { "class": "muted", text: "Besparing = " + d.saving.formula.replace("deflected", "besvarade av boten").replace("handed over", "lämnade till handläggare")
-            .replace("cost per call", d.saving.cost_per_call + " " + d.saving.currency + " per samtal").replace("cost per call", d.saving.cost_per_call + " " + d.saving.currency)
-            .replace("cost per chat", d.saving.cost_per_chat + " " + d.saving.currency + " per chatt") }),
+            kpi(t("workshop_kpi_conversations"), d.conversations), kpi(t("workshop_kpi_deflected"), pct + " (" + d.deflected + ")"),
+            kpi(t("workshop_kpi_handed_over"), d.handed_over), kpi(t("workshop_kpi_satisfaction"), t("workshop_kpi_responses", { value: sat, n: d.satisfaction.responses })),
+            kpi(t("workshop_kpi_saving"), money)]),
+          // The server's formula (insights/unanswered.py) in words: deflected × cost per call + handed over × (cost per call − cost per chat).
+          h("p", { "class": "muted", text: t("workshop_saving_formula", { call: d.saving.cost_per_call + " " + d.saving.currency,
+            chat: d.saving.cost_per_chat + " " + d.saving.currency }) }),
           h("div", { "class": "charts" }, [
-            figure("Samtal per dag", barChart("Samtal per dag", d.per_day.map(function (x) { return x.day.slice(5); }),
+            figure(t("workshop_chart_per_day"), barChart(t("workshop_chart_per_day"), d.per_day.map(function (x) { return x.day.slice(5); }),
               [d.per_day.map(function (x) { return x.bot; }), d.per_day.map(function (x) { return x.handed_over; })], ["#0b4f8a", "#c05600"],
-              d.conversations + " samtal, varav " + d.handed_over + " till handläggare (orange)"),
-              ["Dag", "Boten", "Handläggare"], d.per_day.map(function (x) { return [x.day, x.bot, x.handed_over]; })),
-            figure("Mest trafik per timme", barChart("Meddelanden per timme", hoursLabels, [d.busiest_hours], ["#0b4f8a"],
-              "flest meddelanden klockan " + d.busiest_hours.indexOf(Math.max.apply(null, d.busiest_hours))),
-              ["Timme", "Meddelanden"], d.busiest_hours.map(function (v, i) { return [i + ":00", v]; })),
-            figure("Språk", hbars("Samtal per språk", langs, "#2e6b31"), ["Språk", "Samtal"], langs),
-            figure("Nöjdhet (1–5)", barChart("Nöjdhetsbetyg", ["1", "2", "3", "4", "5"], [dist], ["#6a3d9a"],
-              d.satisfaction.responses + " svar; hjälpte " + d.satisfaction.helpful + ", hjälpte inte " + d.satisfaction.not_helpful),
-              ["Betyg", "Antal"], dist.map(function (v, i) { return [i + 1, v]; })),
-            figure("Vanligaste frågorna", hbars("Vanligaste frågorna", d.top_questions.map(function (x) { return [answeredTitle(x), x.count]; }), "#0b4f8a"),
-              ["Fråga", "Antal"], d.top_questions.map(function (x) { return [answeredTitle(x), x.count]; })),
-            figure("Skäl till överlämning", hbars("Skäl till överlämning", Object.keys(d.handoff_reasons).map(function (k) { return [reasonLabel(k), d.handoff_reasons[k]]; }), "#c05600"),
-              ["Skäl", "Antal"], Object.keys(d.handoff_reasons).map(function (k) { return [reasonLabel(k), d.handoff_reasons[k]]; }))
+              t("workshop_chart_per_day_summary", { n: d.conversations, m: d.handed_over })),
+              [t("workshop_col_day"), t("workshop_col_bot"), t("workshop_col_agent")], d.per_day.map(function (x) { return [x.day, x.bot, x.handed_over]; })),
+            figure(t("workshop_chart_busiest"), barChart(t("workshop_chart_messages_per_hour"), hoursLabels, [d.busiest_hours], ["#0b4f8a"],
+              t("workshop_chart_busiest_summary", { hour: d.busiest_hours.indexOf(Math.max.apply(null, d.busiest_hours)) })),
+              [t("workshop_col_hour"), t("workshop_col_messages")], d.busiest_hours.map(function (v, i) { return [i + ":00", v]; })),
+            figure(t("workshop_chart_languages"), hbars(t("workshop_chart_per_language"), langs, "#2e6b31"), [t("workshop_col_language"), t("workshop_col_conversations")], langs),
+            figure(t("workshop_chart_satisfaction"), barChart(t("workshop_chart_ratings"), ["1", "2", "3", "4", "5"], [dist], ["#6a3d9a"],
+              t("workshop_chart_ratings_summary", { n: d.satisfaction.responses, helpful: d.satisfaction.helpful, not_helpful: d.satisfaction.not_helpful })),
+              [t("workshop_col_rating"), t("workshop_col_count")], dist.map(function (v, i) { return [i + 1, v]; })),
+            figure(t("workshop_chart_top_questions"), hbars(t("workshop_chart_top_questions"), d.top_questions.map(function (x) { return [answeredTitle(x), x.count]; }), "#0b4f8a"),
+              [t("workshop_col_question"), t("workshop_col_count")], d.top_questions.map(function (x) { return [answeredTitle(x), x.count]; })),
+            figure(t("workshop_chart_reasons"), hbars(t("workshop_chart_reasons"), Object.keys(d.handoff_reasons).map(function (k) { return [reasonLabel(k), d.handoff_reasons[k]]; }), "#c05600"),
+              [t("workshop_col_reason"), t("workshop_col_count")], Object.keys(d.handoff_reasons).map(function (k) { return [reasonLabel(k), d.handoff_reasons[k]]; }))
           ]));
         drawCharts(body);
       });
@@ -714,13 +734,14 @@
       var call = h("input", { type: "number", min: "0", step: "0.5", value: st.cost_per_call });
       var chat = h("input", { type: "number", min: "0", step: "0.5", value: st.cost_per_chat });
       var cur = h("input", { value: st.currency, maxlength: "8" });
-      settings.replaceChildren(h("h2", { text: "Kostnader för besparingen" }),
-        h("div", { "class": "grid2" }, [field("cost-call", "Kostnad per telefonsamtal", call), field("cost-chat", "Kostnad per chatt med handläggare", chat), field("cost-currency", "Valuta", cur)]),
-        h("p", {}, [h("button", { type: "submit", text: "Spara kostnader" })]));
+      settings.replaceChildren(h("h2", { text: t("workshop_costs_heading") }),
+        h("div", { "class": "grid2" }, [field("cost-call", t("workshop_cost_per_call"), call), field("cost-chat", t("workshop_cost_per_chat"), chat),
+          field("cost-currency", t("workshop_currency"), cur)]),
+        h("p", {}, [h("button", { type: "submit", text: t("workshop_save_costs") })]));
       settings.onsubmit = function (e) {
         e.preventDefault();
         api("PUT", "/admin/settings" + q(), { cost_per_call: Number(call.value), cost_per_chat: Number(chat.value), currency: cur.value, required_languages: st.required_languages })
-          .then(function () { toast("Kostnaderna är sparade."); load(); }).catch(function (err) { toast(err.message); });
+          .then(function () { toast(t("workshop_costs_saved")); load(); }).catch(function (err) { toast(err.message); });
       };
     });
     days.addEventListener("change", load);
@@ -736,5 +757,18 @@
     focusTitle();
   }
 
-  start();
+  // The words first (the login form needs them too), then the language switch, then who is logged in.
+  function init() {
+    return loadTexts(staffLanguage(), "workshop_").catch(function () { /* the keys stay visible: a test catches it */ })
+      .then(function () {
+        translatePage();
+        var select = $("staff-lang");
+        select.replaceChildren(...Object.keys(STAFF_LANGUAGES).map(function (code) {
+          return h("option", { value: code, text: STAFF_LANGUAGES[code], selected: code === language() });
+        }));
+        select.addEventListener("change", function () { chooseLanguage(select.value); location.reload(); });
+        return start();
+      });
+  }
+  init();
 })();

@@ -18,8 +18,9 @@ export function chooseLanguage(language) {
   localStorage.setItem(STORAGE_KEY, language);
 }
 
-export async function loadTexts(language = staffLanguage()) {
-  const response = await fetch(`/api/v1/i18n/${encodeURIComponent(language)}?prefix=staff_`,
+/** `prefix`: whose keys (`staff_` for the staff pages and the console, `workshop_` for the workshop). */
+export async function loadTexts(language = staffLanguage(), prefix = 'staff_') {
+  const response = await fetch(`/api/v1/i18n/${encodeURIComponent(language)}?prefix=${encodeURIComponent(prefix)}`,
     { credentials: 'same-origin' });
   if (!response.ok) throw new Error(`the staff texts did not load (HTTP ${response.status})`);
   const body = await response.json();
