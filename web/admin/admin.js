@@ -158,7 +158,7 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
       if (a.getAttribute("href") === "#" + name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
     var views = { entries: entries, edit: editEntry, "new": newEntry, "import": importView, freshness: freshness,
-      unanswered: unanswered, console: testConsole, notices: notices, dashboard: dashboard, audit: audit };
+      unanswered: unanswered, suggestions: suggestionsView, console: testConsole, notices: notices, dashboard: dashboard, audit: audit };
     (views[name] || entries)(arg);
   }
   function focusTitle() { var title = $("page-title"); if (title) title.focus(); }
@@ -510,6 +510,64 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
       ]);
     }
     days.addEventListener("change", load);
+    load();
+    focusTitle();
+  }
+
+  // ------------------------------------------------------------------ suggestions from real traffic
+  // Question variants and new entries proposed from clarify choices, "yes, that helped" and agents' answers
+  // (learning/suggestions.py). Nothing is applied until the webmaster accepts; a dismissed one never returns.
+  function suggestionsView() {
+    var list = h("div", { id: "suggestion-list" }, [h("p", { text: t("workshop_loading") })]);
+    page(t("workshop_nav_suggestions"), [h("p", { "class": "muted", text: t("workshop_suggestions_intro") }), list]);
+    function load() {
+      api("GET", "/admin/suggestions" + q()).then(function (data) {
+        if (!data.suggestions.length) { list.replaceChildren(h("p", { text: t("workshop_no_suggestions") })); return; }
+        list.replaceChildren(...data.suggestions.map(card));
+      }).catch(function (err) { list.replaceChildren(h("p", { "class": "error", text: err.message })); });
+    }
+    function card(s) {
+      var id = "suggestion-" + s.id;
+      var quoted = t("workshop_quoted", { text: s.question });
+      var question = h("input", { id: id + "-question", dir: "auto", lang: s.language || "", value: s.question });
+      var answer = s.kind === "entry" ? h("textarea", { id: id + "-answer", rows: "4", dir: "auto" }) : null;
+      if (answer) answer.value = s.answer || "";
+      var others = s.evidence.filter(function (e, i, all) {
+        return e.text !== s.question && all.findIndex(function (x) { return x.text === e.text; }) === i;
+      });
+      var ticks = others.map(function (e, i) {
+        var box = h("input", { type: "checkbox", id: id + "-w" + i, value: e.text });
+        return h("li", {}, [box, " ", h("label", { "for": id + "-w" + i, dir: "auto", text: e.text }),
+          h("span", { "class": "muted", text: " · " + said("suggestion_source_", e.source) + " · " + when(e.at) })]);
+      });
+      var title = s.kind === "entry" ? t("workshop_suggestion_new_entry")
+        : t("workshop_suggestion_variant", { id: s.entry_id, question: s.entry_question || "" });
+      return h("article", { "class": "card group", "aria-labelledby": id + "-title" }, [
+        h("h2", { id: id + "-title", text: title + " – " + t(s.count === 1 ? "workshop_times_one" : "workshop_times", { n: s.count })
+          + " · " + langName(s.language || "sv") }),
+        h("p", {}, Object.keys(s.sources).map(function (k) { return h("span", { "class": "tag", text: said("suggestion_source_", k) + ": " + s.sources[k] }); })),
+        field(id + "-question", t("workshop_suggestion_question"), question),
+        answer ? field(id + "-answer", t("workshop_suggestion_answer"), answer) : null,
+        ticks.length ? h("details", {}, [h("summary", { text: t("workshop_suggestion_more_wordings", { n: ticks.length }) }), h("ul", {}, ticks)]) : null,
+        h("div", { "class": "toolbar" }, [
+          h("div", {}, [h("button", { type: "button", text: t("workshop_accept"), "aria-label": t("workshop_accept_label", { text: quoted }), onclick: function () {
+            var body = { question: question.value, wordings: ticks.map(function (li) { return li.querySelector("input"); })
+              .filter(function (b) { return b.checked; }).map(function (b) { return b.value; }) };
+            if (answer) body.answer = answer.value;
+            api("POST", "/admin/suggestions/" + s.id + "/accept" + q(), body).then(function (res) {
+              toast(t("workshop_suggestion_accepted", { text: t("workshop_quoted", { text: res.question }), id: res.entry_id }));
+              load();
+            }).catch(function (err) { toast(t("workshop_could_not_accept", { message: err.message })); });
+          } })]),
+          h("div", {}, [h("button", { type: "button", "class": "danger", text: t("workshop_dismiss"), "aria-label": t("workshop_dismiss_label", { text: quoted }), onclick: function () {
+            api("POST", "/admin/suggestions/" + s.id + "/dismiss" + q()).then(function () {
+              toast(t("workshop_suggestion_dismissed"));
+              load();
+            }).catch(function (err) { toast(t("workshop_could_not_dismiss", { message: err.message })); });
+          } })])
+        ])
+      ]);
+    }
     load();
     focusTitle();
   }
