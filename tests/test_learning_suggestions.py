@@ -268,3 +268,66 @@ def test_other_municipalities_suggestions_are_out_of_reach(app, webmaster):
     assert client.post("/api/v1/admin/suggestions/999999/dismiss", headers=webmaster).status_code == 404
     agent = staff(client, c, "arvid", role="agent")
     assert client.get("/api/v1/admin/suggestions", headers=agent).status_code == 403
+
+
+# ----------------------------------------------------------------------------- storage, on both databases
+
+
+def _stored(engine, turns: list[tuple[str, str, dict | None]], municipality: str = "default") -> str:
+    """A conversation written as the chat service stores it: each Rasa output is one bot message whose data
+    holds its buttons and custom payload (conversations.service.store_bot_output)."""
+    from conversations.store import ConversationStore
+
+    store = ConversationStore(engine)
+    cid = store.create(municipality, "sv")["id"]
+    for sender, text, data in turns:
+        store.add_message(cid, sender, text, data)
+    return cid
+
+
+def _bot(outputs: list[dict]) -> list[tuple[str, str, dict]]:
+    return [("bot", o.get("text") or "", {k: o[k] for k in ("buttons", "custom") if o.get(k)}) for o in outputs]
+
+
+def test_mining_accepting_and_dismissing_on_sqlite_and_postgresql(engine, model_path, tmp_path):
+    import threading
+
+    from knowledge.service import KnowledgeService
+    from knowledge.store import KnowledgeStore
+    from learning import suggestions
+
+    knowledge = KnowledgeService(KnowledgeStore(engine), model_path, tmp_path / "index")
+    try:
+        seed = [e for e in load_path(ROOT / "data" / "knowledge" / "care.yml") if e.id in SEED_IDS]
+        knowledge.import_entries("default", seed)
+        asked = "Hur ordnar jag hemtjänst åt min mamma?"
+        _stored(engine, [("citizen", asked, None), *_bot(clarify_outputs(["home-care-apply", "home-care-services"])),
+                         ("citizen", '/choose_entry{"entry_id":"home-care-apply"}', None),
+                         *_bot(answer_outputs("home-care-apply", "clarify_choice"))])
+        handed = [("citizen", "Får jag ha en kanin på balkongen? Nå mig på 070-123 45 67", None), *_bot(NO_MATCH),
+                  ("citizen", "/request_human", None),
+                  ("bot", "Du är nummer 1 i kön.", {"custom": {"kind": "handoff", "state": "queued"}}),
+                  ("agent", "Ja, kaniner får man ha på balkongen om de inte stör grannarna.", {"author": "Agnes"})]
+        _stored(engine, handed)
+
+        threads = [threading.Thread(target=suggestions.refresh, args=(knowledge, engine, "default")) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        found = suggestions.listing(engine, "default")
+        assert sorted((s["kind"], s["entry_id"]) for s in found) == [("entry", ""), ("variant", "home-care-apply")]
+        new = next(s for s in found if s["kind"] == "entry")
+        assert "070-123 45 67" not in json.dumps(new, ensure_ascii=False) and "[telefonnummer]" in new["question"]
+        assert asked not in knowledge.store.get("default", "home-care-apply").questions["sv"]
+
+        variant = next(s for s in found if s["kind"] == "variant")
+        suggestions.accept(knowledge, engine, "default", variant["id"], "wanda")
+        assert asked in knowledge.store.get("default", "home-care-apply").questions["sv"]
+        suggestions.dismiss(engine, "default", new["id"], "wanda")
+        _stored(engine, handed)  # the same question handed over again next week
+        assert suggestions.refresh(knowledge, engine, "default") == []
+        decided = {s["status"] for s in suggestions.listing(engine, "default", None)}
+        assert decided == {"accepted", "dismissed"}
+    finally:
+        knowledge.close()
