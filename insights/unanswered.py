@@ -27,8 +27,8 @@ from core import municipalities
 from core.municipalities import timezone
 from insights import dismissals
 from knowledge.lexical import fold
+from learning.meaning import GROUP_THRESHOLD, cluster, conversation_rows, normalise
 
-GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)
 # A Swedish municipality's defaults (each municipality sets its own on the dashboard or the municipalities page).
 DEFAULT_COSTS = {"cost_per_call": 60.0, "cost_per_chat": 16.0, "currency": "SEK"}
 GAP_REASONS = ("clarify", "handoff", "not_helpful")
@@ -52,33 +52,9 @@ def _custom(row) -> dict:
     return ((row.data or {}).get("custom") or {}) if row.data else {}
 
 
-def _conversation_rows(engine: Engine, municipality: str, since: float, until: float | None = None):
-    """Conversations started in the period and all their messages (notes excluded), in order."""
-    query = select(conversations).where(
-        conversations.c.municipality == municipality, conversations.c.created_at >= since
-    )
-    if until:
-        query = query.where(conversations.c.created_at < until)
-    with engine.connect() as conn:
-        convs = {r.id: dict(r._mapping) for r in conn.execute(query)}
-        if not convs:
-            return convs, {}
-        by_conv: dict[str, list] = defaultdict(list)
-        ids = list(convs)
-        for start in range(0, len(ids), 500):
-            rows = conn.execute(
-                select(messages)
-                .where(messages.c.conversation_id.in_(ids[start : start + 500]), messages.c.sender != "note")
-                .order_by(messages.c.id)
-            )
-            for row in rows:
-                by_conv[row.conversation_id].append(row)
-    return convs, by_conv
-
-
 def find_gaps(engine: Engine, municipality: str, since: float) -> list[Gap]:
     """Walk each conversation: a question followed by clarify/handoff, or an answer marked unhelpful."""
-    convs, by_conv = _conversation_rows(engine, municipality, since)
+    convs, by_conv = conversation_rows(engine, municipality, since)
     gaps: dict[int, Gap] = {}
     for conv_id, rows in by_conv.items():
         _walk(convs[conv_id], rows, gaps)
@@ -138,11 +114,6 @@ def _known_questions(knowledge, municipality: str) -> set[str]:
     return {fold(q).strip() for e in knowledge.store.all(municipality) for qs in e.questions.values() for q in qs}
 
 
-def _normalise(vectors) -> np.ndarray:
-    array = np.asarray(vectors, dtype=np.float32)
-    return array / (np.linalg.norm(array, axis=1, keepdims=True) + 1e-9)
-
-
 def group_gaps(
     gaps: list[Gap], knowledge, municipality: str, threshold: float = GROUP_THRESHOLD, limit: int = 50
 ) -> list[dict]:
@@ -156,20 +127,8 @@ def group_gaps(
     groups: list[dict] = []
     for lang, items in by_language.items():
         texts = [g.text for g, _ in items]
-        vectors = _normalise(knowledge.embedder.encode_queries(texts))
-        centroids: list[np.ndarray] = []
-        members: list[list[int]] = []
-        order = sorted(range(len(items)), key=lambda i: items[i][0].at)
-        for i in order:
-            vec = vectors[i]
-            scores = [float(np.dot(c / (np.linalg.norm(c) + 1e-9), vec)) for c in centroids]
-            best = int(np.argmax(scores)) if scores else -1
-            if best >= 0 and scores[best] >= threshold:
-                members[best].append(i)
-                centroids[best] = centroids[best] + vec
-            else:
-                centroids.append(vec.copy())
-                members.append([i])
+        vectors = normalise(knowledge.embedder.encode_queries(texts))
+        members, centroids = cluster(vectors, sorted(range(len(items)), key=lambda i: items[i][0].at), threshold)
         for idx, group in enumerate(members):
             groups.append(_describe([items[i][0] for i in group], lang, vectors[group], centroids[idx]))
     groups.sort(key=lambda g: (-g["count"], -g["last_at"]))
@@ -333,7 +292,7 @@ def dashboard(knowledge, engine: Engine, municipality: str, days: int = 30, now:
     since = now - days * 86400
     settings = municipalities.settings(engine, municipality) or {}
     tz = timezone(settings)
-    convs, by_conv = _conversation_rows(engine, municipality, since, now)
+    convs, by_conv = conversation_rows(engine, municipality, since, now)
     start_day = dt.datetime.fromtimestamp(since, tz).date()
     tally = _Tally(
         per_day={(start_day + dt.timedelta(days=n)).isoformat(): {"bot": 0, "handed_over": 0} for n in range(days + 1)}
