@@ -95,6 +95,7 @@ class OwnerSet(BaseModel):
     key: str
     department_id: int
     set_by: str | None
+    moved_items: int = Field(description="new items that went to their new owner")
 
 
 class Ownership(BaseModel):
@@ -120,7 +121,7 @@ class WorkItem(BaseModel):
     municipality: str
     department_id: int
     department: str
-    routed_via: str
+    routed_via: Literal["entry", "topic", "default", "manual"]
     kind: Kind
     entry_id: str | None
     conversation_id: str | None
@@ -242,7 +243,8 @@ async def entry_owner(entry_id: str, municipality: Reader, engine: DbEngine) -> 
 
 
 async def _set(engine: Engine, municipality: str, kind: str, key: str, body: OwnerChoice, user: dict) -> dict:
-    return await run_db(engine, owners.set_owner, engine, municipality, kind, key, body.department_id, user["username"])
+    done = await run_db(engine, owners.set_owner, engine, municipality, kind, key, body.department_id, user["username"])
+    return {**done, "moved_items": await run_db(engine, worklist.reroute, engine, municipality)}
 
 
 @admin.put("/owners/entries/{entry_id}", response_model=OwnerSet)
@@ -268,12 +270,14 @@ async def default_owner_set(body: OwnerChoice, municipality: Editor, engine: DbE
 @admin.delete("/owners/entries/{entry_id}", status_code=204)
 async def entry_owner_clear(entry_id: str, municipality: Editor, engine: DbEngine) -> Response:
     await run_db(engine, owners.clear_owner, engine, municipality, "entry", entry_id)
+    await run_db(engine, worklist.reroute, engine, municipality)
     return Response(status_code=204)
 
 
 @admin.delete("/owners/topics/{topic}", status_code=204)
 async def topic_owner_clear(topic: str, municipality: Editor, engine: DbEngine) -> Response:
     await run_db(engine, owners.clear_owner, engine, municipality, "topic", topic)
+    await run_db(engine, worklist.reroute, engine, municipality)
     return Response(status_code=204)
 
 

@@ -58,7 +58,7 @@ work_items = Table(
     Column("municipality", String(64), nullable=False),
     Column("source_key", String(200), nullable=False),  # feedback:<message id>, rating:<conversation>, ...
     Column("department_id", Integer, ForeignKey("departments.id"), nullable=False),
-    Column("routed_via", String(8), nullable=False),  # entry | topic | default: why this department
+    Column("routed_via", String(8), nullable=False),  # entry | topic | default | manual: why this department
     Column("kind", String(24), nullable=False),
     Column("entry_id", String(128)),
     Column("conversation_id", String(64)),
@@ -98,7 +98,7 @@ def add(engine: Engine, found: list[signals.Signal], now: float | None = None) -
                         "entry_id": s.entry_id,
                         "conversation_id": s.conversation_id,
                         "text": s.text,
-                        "detail": s.detail,
+                        "detail": {**s.detail, "topic": s.topic} if s.topic else s.detail,
                         "status": "new",
                         "occurred_at": s.occurred_at,
                         "created_at": now,
@@ -151,6 +151,31 @@ class Router:
     def _municipalities(self) -> list[str]:
         with self.engine.connect() as conn:
             return [r.id for r in conn.execute(select(municipalities.c.id))]
+
+
+def reroute(engine: Engine, municipality: str) -> int:
+    """After an ownership change: new items (nobody has started on them) go to their owner as it is now;
+    items a person handed to a department ("manual") stay. Returns how many moved."""
+    with engine.begin() as conn:
+        resolver = Resolver(conn, municipality)
+        rows = conn.execute(
+            select(work_items.c.id, work_items.c.entry_id, work_items.c.detail, work_items.c.department_id).where(
+                work_items.c.municipality == municipality,
+                work_items.c.status == "new",
+                work_items.c.routed_via != "manual",
+            )
+        ).all()
+        moved = 0
+        for row in rows:
+            owner = resolver.owner(row.entry_id, (row.detail or {}).get("topic"))
+            if owner.department_id != row.department_id:
+                conn.execute(
+                    update(work_items)
+                    .where(work_items.c.id == row.id)
+                    .values(department_id=owner.department_id, routed_via=owner.via, updated_at=time.time())
+                )
+                moved += 1
+        return moved
 
 
 def _item(row) -> dict:
@@ -235,6 +260,7 @@ def change(
         if department_id is not None:
             get_department(conn, municipality, department_id)
             values["department_id"] = department_id
+            values["routed_via"] = "manual"  # a person's choice: ownership changes no longer move it
         conn.execute(update(work_items).where(work_items.c.id == item_id).values(**values))
     return get(engine, municipality, item_id)
 
@@ -252,4 +278,3 @@ def counts(engine: Engine, municipality: str) -> dict[str, dict[str, int]]:
         for name, status, n in conn.execute(query):
             out[name][status] = n
     return dict(out)
-

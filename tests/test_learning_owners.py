@@ -509,3 +509,28 @@ def test_in_the_running_service_feedback_reaches_the_agents_view_of_the_list_wit
         )
         assert PHONE not in item["text"] and "[telefonnummer]" in item["text"]
         print(f"on the list after {time.monotonic() - stored:.1f} s")
+
+
+def test_new_items_follow_an_ownership_change_started_and_handed_ones_stay(client, sqlite_engine):
+    _entries(sqlite_engine)
+    web = _login(sqlite_engine, client, "webb", "webmaster")
+    for question in ("Parkera?", "Parkera igen?", "Parkera en tredje gång?"):
+        _answered(sqlite_engine, question, "parkering")  # tag trafik: nobody owns it yet
+    Router(sqlite_engine).run_once(reviews=False)
+    started, handed, waiting = sorted(_items(sqlite_engine), key=lambda i: i["id"])
+    gata = client.post("/api/v1/admin/departments", json={"name": "Gata"}, headers=web).json()
+    park = client.post("/api/v1/admin/departments", json={"name": "Park"}, headers=web).json()
+    client.patch(f"/api/v1/worklist/{started['id']}", json={"status": "in_progress"}, headers=web)
+    moved = client.patch(f"/api/v1/worklist/{handed['id']}", json={"department_id": park["id"]}, headers=web).json()
+    assert (moved["department"], moved["routed_via"], moved["status"]) == ("Park", "manual", "new")
+
+    put = client.put("/api/v1/admin/owners/topics/trafik", json={"department_id": gata["id"]}, headers=web)
+    assert put.json()["moved_items"] == 1
+    now = {i["id"]: (i["department"], i["routed_via"]) for i in _items(sqlite_engine)}
+    assert now == {
+        started["id"]: ("Kontaktcenter", "default"),  # someone works on it where it is
+        handed["id"]: ("Park", "manual"),  # a person's choice
+        waiting["id"]: ("Gata", "topic"),
+    }
+    assert client.delete("/api/v1/admin/owners/topics/trafik", headers=web).status_code == 204
+    assert _items(sqlite_engine, department_id=gata["id"]) == []  # back to the default

@@ -10,6 +10,7 @@ import { municipalitiesPage } from './pages/municipalities.js';
 import { reportsPage } from './pages/reports.js';
 import { supervisorPage } from './pages/supervisor.js';
 import { usersPage } from './pages/users.js';
+import { worklistPage } from './pages/worklist.js';
 import { api, el } from './ui.js';
 
 const PAGES = [
@@ -17,6 +18,7 @@ const PAGES = [
   { id: 'supervisor', title: 'staff_nav_supervisor', roles: ['admin'], render: supervisorPage },
   { id: 'reports', title: 'staff_nav_reports', roles: ['admin'], render: reportsPage },
   { id: 'canned', title: 'staff_nav_canned', roles: ['webmaster', 'admin'], render: cannedPage },
+  { id: 'worklist', title: 'staff_nav_worklist', roles: ['agent', 'webmaster', 'admin'], render: worklistPage },
   { id: 'users', title: 'staff_nav_users', roles: ['admin'], render: usersPage },
   { id: 'hours', title: 'staff_nav_hours', roles: ['admin'], render: hoursPage },
   { id: 'municipalities', title: 'staff_nav_municipalities', roles: ['admin'], render: municipalitiesPage },

@@ -1,0 +1,117 @@
+"""The owners' work list on the staff pages (/staff#worklist, issue 19) in real Chromium against the real
+service: a citizen's "no, that did not help" reaches the department that owns the topic, the contact
+centre (an agent) sees it masked and read-only, a webmaster changes its status with the keyboard, and the
+agent sees the new status; checked with axe-core and photographed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ROOT
+from tests.test_handoff_support import PASSWORD, Service
+from tests.test_workshop_helpers import axe_violations, chromium
+
+pytestmark = pytest.mark.browser
+SHOTS = ROOT / "docs" / "screenshots"
+PHONE = "070-123 45 67"
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, model_path):
+    service = Service(
+        tmp_path_factory.mktemp("worklist"), model_path, kb=ROOT / "data" / "knowledge" / "waste.yml"
+    ).start(timeout=900)
+    service.agent("chef", role="admin", municipalities="*")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
+
+
+def logged_in(browser, svc, name: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="sv-SE", bypass_csp=True)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(f"{svc.url}/staff#worklist")
+    expect(page.get_by_label("Användarnamn")).to_be_visible()  # the form shows once the page knows nobody is in
+    page.get_by_label("Användarnamn").focus()
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#login-error")).to_have_text("")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Arbetslista")
+    return page
+
+
+def show_feedback_only(page) -> None:
+    """The filter: only answers that did not help (the seed also has an entry past its review date)."""
+    kind = page.get_by_label("Typ")
+    expect(kind.locator("option")).to_have_count(6)
+    kind.focus()
+    kind.select_option(label="Svaret hjälpte inte")  # a filter shows its list at once
+
+
+def no_serious(page) -> None:
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, indent=1, ensure_ascii=False)
+
+
+def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_centre(svc, browser):
+    web = svc.staff(svc.agent("webb", role="webmaster"))
+    svc.agent("anna", role="agent")
+    department = web.post("/api/v1/admin/departments", json={"name": "Avfall och återvinning"}).json()
+    web.put("/api/v1/admin/owners/topics/avfall", json={"department_id": department["id"]}).raise_for_status()
+    sid = svc.citizen("sv", text=f"När töms soptunnan? Ring mig på {PHONE}")
+    httpx.post(
+        f"{svc.url}/api/v1/internal/sessions/{sid}/feedback",
+        headers={"X-Internal-Token": svc.token},
+        json={"entry_id": "waste-collection-schedule", "helpful": False},
+    ).raise_for_status()
+    given = time.monotonic()
+    while not (items := web.get("/api/v1/worklist?kind=negative_feedback").json()):
+        assert time.monotonic() - given < 60, "the feedback did not reach a list within a minute"
+        time.sleep(0.5)
+    (item,) = items
+
+    agent = logged_in(browser, svc, "anna")
+    show_feedback_only(agent)
+    rows = agent.get_by_role("table", name="Ärenden: 1")
+    expect(rows).to_contain_text("Svaret hjälpte inte")
+    expect(rows).to_contain_text("Avfall och återvinning")
+    expect(rows).to_contain_text("[telefonnummer]")
+    expect(rows).not_to_contain_text(PHONE)
+    expect(rows).to_contain_text("Ny")
+    expect(agent.get_by_label(f"Status för ärende {item['id']}")).to_have_count(0)  # agents read, not change
+    week = web.get("/api/v1/worklist/digest").json()["week"]
+    expect(agent.get_by_role("heading", name=f"Veckans sammanställning {week}")).to_be_visible()
+    expect(agent.get_by_role("table", name="Per avdelning och typ")).to_contain_text("Avfall och återvinning")
+    no_serious(agent)
+
+    webmaster = logged_in(browser, svc, "webb")
+    show_feedback_only(webmaster)
+    status = webmaster.get_by_label(f"Status för ärende {item['id']}")
+    status.focus()
+    status.select_option("done")
+    expect(webmaster.get_by_role("status")).to_have_text("Statusen är sparad.")
+    expect(webmaster.get_by_role("table", name="Ärenden: 1")).to_contain_text("webb")  # who changed it
+    no_serious(webmaster)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    webmaster.screenshot(path=str(SHOTS / "staff-worklist.png"), full_page=True)
+    assert web.get(f"/api/v1/worklist/{item['id']}").json()["changed_by"] == "webb"
+
+    agent.reload()
+    show_feedback_only(agent)
+    expect(agent.get_by_role("table", name="Ärenden: 1")).to_contain_text("Klar")
+    csv = agent.get_by_role("link", name="Ladda ner veckan som CSV")
+    exported = svc.staff(svc.login("anna")).get(csv.get_attribute("href"))
+    assert exported.status_code == 200 and ",done," in exported.text and PHONE not in exported.text
