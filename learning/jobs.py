@@ -17,6 +17,7 @@ import logging
 from sqlalchemy import Engine, select
 
 from core import municipalities as municipality_settings
+from core.db import is_locked
 from core.municipalities import municipalities
 from learning import digest, links
 from learning.claims import claim, finish, release
@@ -33,8 +34,11 @@ async def route_periodically(engine: Engine, every: float = ROUTE_EVERY_S) -> No
             added = await asyncio.to_thread(router.run_once)
             if added:
                 log.info("routing: %d new work items", added)
-        except Exception:  # noqa: BLE001 - a locked database or a hiccup: the next pass tries again
-            log.exception("routing pass failed")
+        except Exception as exc:  # noqa: BLE001 - a locked database or a hiccup: the next pass tries again
+            if is_locked(exc):  # another writer held the database the whole wait: no error, next pass
+                log.warning("routing pass deferred: the database is locked")
+            else:
+                log.exception("routing pass failed")
         await asyncio.sleep(every)
 
 
