@@ -1,11 +1,13 @@
 """The owners' work list on the staff pages (/staff#worklist, issue 19) in real Chromium against the real
-service: a citizen's "no, that did not help" reaches the department that owns the topic, the contact
-centre (an agent) sees it masked and read-only, a webmaster changes its status with the keyboard, and the
-agent sees the new status; checked with axe-core and photographed."""
+service: a webmaster sets a department as owner of a topic (/staff#owners), a citizen's "no, that did not
+help" reaches that department, the contact centre (an agent) sees it masked and read-only, a webmaster
+changes its status with the keyboard, and the agent sees the new status; checked with axe-core and
+photographed."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import httpx
@@ -66,11 +68,36 @@ def no_serious(page) -> None:
     assert violations == [], json.dumps(violations, indent=1, ensure_ascii=False)
 
 
+def owners_set_on_the_page(webmaster) -> None:
+    """A webmaster adds a department with a contact and gives it the topic "avfall", on /staff#owners."""
+    link = webmaster.get_by_role("navigation").get_by_role("link", name="Ägare")
+    link.focus()
+    webmaster.keyboard.press("Enter")
+    expect(webmaster.get_by_role("heading", level=1)).to_have_text("Ägare")
+    webmaster.get_by_label("Namn", exact=True).fill("Avfall och återvinning")
+    webmaster.get_by_label("Kontakter").fill("Ada Berg, ada@ekby.se")
+    webmaster.get_by_role("button", name="Spara").press("Enter")
+    departments = webmaster.get_by_role("table", name="Avdelningar")
+    expect(departments).to_contain_text("ada@ekby.se")
+    expect(departments).to_contain_text("Kontaktcenter (standard)")
+    topic = webmaster.get_by_label("Ägare av avfall")
+    topic.focus()
+    topic.select_option(label="Avfall och återvinning")
+    expect(webmaster.get_by_role("status")).to_contain_text("Sparat")
+    expect(webmaster.get_by_label("Ägare av avfall")).to_have_value(re.compile(r"^\d+$"))
+    no_serious(webmaster)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    webmaster.screenshot(path=str(SHOTS / "staff-owners.png"), full_page=True)
+
+
 def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_centre(svc, browser):
     web = svc.staff(svc.agent("webb", role="webmaster"))
     svc.agent("anna", role="agent")
-    department = web.post("/api/v1/admin/departments", json={"name": "Avfall och återvinning"}).json()
-    web.put("/api/v1/admin/owners/topics/avfall", json={"department_id": department["id"]}).raise_for_status()
+    webmaster = logged_in(browser, svc, "webb")
+    owners_set_on_the_page(webmaster)
+    (department,) = [d for d in web.get("/api/v1/admin/departments").json() if d["name"] == "Avfall och återvinning"]
+    assert department["contacts"] == [{"name": "Ada Berg", "email": "ada@ekby.se"}]
+    assert web.get("/api/v1/admin/owners/entries/waste-collection-schedule").json()["via"] == "topic"
     sid = svc.citizen("sv", text=f"När töms soptunnan? Ring mig på {PHONE}")
     httpx.post(
         f"{svc.url}/api/v1/internal/sessions/{sid}/feedback",
@@ -97,7 +124,8 @@ def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_cen
     expect(agent.get_by_role("table", name="Per avdelning och typ")).to_contain_text("Avfall och återvinning")
     no_serious(agent)
 
-    webmaster = logged_in(browser, svc, "webb")
+    webmaster.goto(f"{svc.url}/staff#worklist")
+    expect(webmaster.get_by_role("heading", level=1)).to_have_text("Arbetslista")
     show_feedback_only(webmaster)
     status = webmaster.get_by_label(f"Status för ärende {item['id']}")
     status.focus()

@@ -7,6 +7,7 @@ import { cannedPage } from './pages/canned.js';
 import { historyPage } from './pages/history.js';
 import { hoursPage } from './pages/hours.js';
 import { municipalitiesPage } from './pages/municipalities.js';
+import { ownersPage } from './pages/owners.js';
 import { reportsPage } from './pages/reports.js';
 import { supervisorPage } from './pages/supervisor.js';
 import { usersPage } from './pages/users.js';
@@ -19,6 +20,7 @@ const PAGES = [
   { id: 'reports', title: 'staff_nav_reports', roles: ['admin'], render: reportsPage },
   { id: 'canned', title: 'staff_nav_canned', roles: ['webmaster', 'admin'], render: cannedPage },
   { id: 'worklist', title: 'staff_nav_worklist', roles: ['agent', 'webmaster', 'admin'], render: worklistPage },
+  { id: 'owners', title: 'staff_nav_owners', roles: ['webmaster', 'admin'], render: ownersPage },
   { id: 'users', title: 'staff_nav_users', roles: ['admin'], render: usersPage },
   { id: 'hours', title: 'staff_nav_hours', roles: ['admin'], render: hoursPage },
   { id: 'municipalities', title: 'staff_nav_municipalities', roles: ['admin'], render: municipalitiesPage },
