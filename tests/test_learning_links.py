@@ -1,6 +1,7 @@
 """The link check (issue 19, point 3) against local HTTP servers: good, missing (404), slow (timeout) and
 HEAD-refusing (405) pages; only the municipality's own hosts; bounded and polite; a link broken twice in a
-row is on its entry owner's list, a good one never."""
+row is on its entry owner's list, a good one never; the daily schedule claimed by one process. Each test
+runs on SQLite and PostgreSQL (tests/conftest.py `engine`)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,12 @@ from fastapi.testclient import TestClient
 
 from core import errors
 from core.config import Settings
-from core.config import database_url as resolve_url
-from core.db import make_engine
 from core.municipalities import update_settings
 from core.users import UserStore
 from knowledge.entries import Entry
 from knowledge.store import KnowledgeStore
-from kommunchatt.schema import init_db
-from learning import api, links, owners, worklist
+from learning import api, jobs, links, owners, worklist
+from learning.claims import learning_jobs
 
 
 class _Log:
@@ -97,14 +96,6 @@ def sites():
     for server in servers:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def engine(tmp_path):
-    engine = make_engine(resolve_url(tmp_path))
-    init_db(engine)
-    yield engine
-    engine.dispose()
 
 
 def _entry(engine, entry_id: str, url: str | None, answer: str, tags=("avfall",)) -> None:
@@ -205,3 +196,26 @@ def test_run_the_check_now_over_rest(engine, sites, tmp_path):
         statuses = client.get("/api/v1/admin/links", headers=web).json()
         assert {s["url"]: s["status"] for s in statuses} == {f"{own}/ok": 200, f"{own}/missing": 404}
         assert client.post("/api/v1/admin/links/check?wait=true&municipality=nej", headers=web).status_code == 403
+
+
+def test_the_scheduled_check_runs_once_per_period_across_processes(engine, sites):
+    _entry(engine, "a", f"{sites.base[0]}/ok", "Svar.")
+    _settings(engine, every_hours=1)
+    settings = municipality_settings(engine)
+    first = asyncio.run(jobs.link_check_if_due(engine, "default", settings))
+    assert first["checked"] == 1
+    assert asyncio.run(jobs.link_check_if_due(engine, "default", settings)) is None  # claimed for the hour
+    with engine.begin() as conn:  # an hour later
+        conn.execute(learning_jobs.update().values(started_at=learning_jobs.c.started_at - 3601))
+    assert asyncio.run(jobs.link_check_if_due(engine, "default", settings))["checked"] == 1
+    off = {**settings, "link_check": {**settings["link_check"], "enabled": False}}
+    with engine.begin() as conn:
+        conn.execute(learning_jobs.update().values(started_at=0))
+    assert asyncio.run(jobs.link_check_if_due(engine, "default", off)) is None
+    assert len([r for r in sites.log.requests if r[2] == "/ok"]) == 2
+
+
+def municipality_settings(engine) -> dict:
+    from core.municipalities import settings
+
+    return settings(engine, "default")
