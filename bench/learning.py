@@ -24,7 +24,7 @@ the seed reduced so; `norrvik`: its knowledge base reduced the same way) is inde
 5. ceiling: every answerable dev message added to its right entry (what a perfect miner and webmaster
    could learn from this month), then the test messages: how much of the possible gain was had.
 
-Columns (of answerable test messages unless said): answered right, right among the clarify buttons
+Columns (of answerable test messages unless said): ranking top-1, answered right, right among the clarify buttons
 ("offered"), handed off, confident wrong (of all test messages), unanswerable answered (of those).
 """
 
@@ -244,7 +244,7 @@ def webmaster(knowledge: BenchKnowledge, engine, dev: list[dict]) -> Counter:
 
 
 HEADER = (
-    f"{'protocol':9s} {'when':7s} {'n':>4s} {'ans':>4s} | {'right':>6s} {'offered':>7s} {'handoff':>7s} "
+    f"{'protocol':9s} {'when':7s} {'n':>4s} {'ans':>4s} {'top-1':>6s} | {'right':>6s} {'offered':>7s} {'handoff':>7s} "
     f"{'wrong':>6s} {'unans':>6s}"
 )
 
@@ -254,8 +254,8 @@ def row(name: str, when: str, m: dict) -> str:
         return f"{100 * x:5.1f}%"
 
     return (
-        f"{name:9s} {when:7s} {m['n']:4d} {m['answerable']:4d} | {pct(m['right']):>6s} {pct(m['clarify']):>7s} "
-        f"{pct(m['handoff']):>7s} {pct(m['wrong']):>6s} {pct(m['unans_answered']):>6s}"
+        f"{name:9s} {when:7s} {m['n']:4d} {m['answerable']:4d} {m['top1']:6.3f} | {pct(m['right']):>6s} "
+        f"{pct(m['clarify']):>7s} {pct(m['handoff']):>7s} {pct(m['wrong']):>6s} {pct(m['unans_answered']):>6s}"
     )
 
 
@@ -334,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=19, help="the citizens' random choices")
     args = ap.parse_args(argv)
     embedder = load_embedder()
-    print("columns (test messages): answered right, right among the clarify buttons, handed off (of answerable);")
+    print(
+        "columns (test messages): top-1, answered right, right among the clarify buttons, handed off (of answerable);"
+    )
     print("confident wrong (of all); unanswerable answered (of unanswerable)")
     print(HEADER)
     for name, entries, dev, test in protocols(set(args.only.split(","))):
