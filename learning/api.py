@@ -169,6 +169,29 @@ class MailSent(BaseModel):
     sent: list[dict[str, Any]]
 
 
+class LinkCheckSettings(BaseModel):
+    """The link check of one municipality as stored (learning/links.py CheckSettings)."""
+
+    enabled: bool = True
+    hosts: list[str] = Field(
+        default_factory=list, description="the sites checked; empty: the hosts of the entries' urls"
+    )
+    every_hours: float = 24.0
+    concurrency: int = 4
+    per_host_delay_s: float = 1.0
+    timeout_s: float = 10.0
+
+
+class LinkCheckChange(LinkCheckSettings):
+    """What a webmaster may set: bounded, so the municipality's own site is never hammered."""
+
+    hosts: list[Annotated[str, Field(pattern=HOST)]] = Field(default_factory=list, max_length=50)
+    every_hours: float = Field(24.0, ge=1, le=24 * 31)
+    concurrency: int = Field(4, ge=1, le=16)
+    per_host_delay_s: float = Field(1.0, ge=0.2, le=60)
+    timeout_s: float = Field(10.0, ge=1, le=60)
+
+
 class LinkStatus(BaseModel):
     url: str
     status: int | None
@@ -367,6 +390,22 @@ async def smtp_set(body: SmtpSettings, municipality: AdminOf, engine: DbEngine) 
     smtp = body.model_dump()
     await run_db(engine, municipality_settings.update_settings, engine, municipality, {"smtp": smtp})
     return smtp
+
+
+@admin.get("/links/settings", response_model=LinkCheckSettings)
+async def link_settings(municipality: Editor, engine: DbEngine) -> dict:
+    settings = await run_db(engine, municipality_settings.settings, engine, municipality)
+    config = links.CheckSettings.of(settings)
+    return {**config.__dict__, "hosts": list(config.hosts)}
+
+
+@admin.put("/links/settings", response_model=LinkCheckSettings)
+async def link_settings_set(body: LinkCheckChange, municipality: Editor, engine: DbEngine) -> dict:
+    """Which sites are checked, how often and how gently (a delay of at least 0.2 s per host)."""
+    config = body.model_dump()
+    config["hosts"] = [h.lower() for h in config["hosts"]]
+    await run_db(engine, municipality_settings.update_settings, engine, municipality, {"link_check": config})
+    return config
 
 
 @admin.get("/links", response_model=list[LinkStatus])

@@ -197,6 +197,22 @@ def test_run_the_check_now_over_rest(engine, sites, tmp_path):
         assert {s["url"]: s["status"] for s in statuses} == {f"{own}/ok": 200, f"{own}/missing": 404}
         assert client.post("/api/v1/admin/links/check?wait=true&municipality=nej", headers=web).status_code == 403
 
+        default = client.get("/api/v1/admin/links/settings", headers=web).json()
+        assert default["every_hours"] == 24 and default["per_host_delay_s"] == 0.05  # what _settings stored
+        bad = client.put("/api/v1/admin/links/settings", json={"per_host_delay_s": 0}, headers=web)
+        assert bad.status_code == 422  # no hammering of the municipality's site
+        put = client.put(
+            "/api/v1/admin/links/settings", json={"hosts": ["WWW.Ekby.se"], "every_hours": 12}, headers=web
+        )
+        assert put.status_code == 200 and put.json()["hosts"] == ["www.ekby.se"]
+        assert client.put("/api/v1/admin/links/settings", json={}, headers=agent).status_code == 403
+        deadline = time.monotonic() + 10
+        while links.checking("default"):  # the check started above without waiting
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        report = client.post("/api/v1/admin/links/check?wait=true", headers=web).json()
+        assert report["checked"] == 0 and len(report["skipped"]) == 2  # 127.0.0.1 is no longer the site
+
 
 def test_the_scheduled_check_runs_once_per_period_across_processes(engine, sites):
     _entry(engine, "a", f"{sites.base[0]}/ok", "Svar.")
