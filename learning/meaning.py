@@ -7,7 +7,8 @@ wrote with the service's embedder (greedy clustering on e5 query vectors, one ba
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,10 @@ from sqlalchemy import Engine, select
 from conversations.store import conversations, messages
 
 GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)
+CACHED_VECTORS = 20_000  # ~30 MB: a municipality's wordings of a quarter, so listing again encodes only new ones
+
+_cache: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def conversation_rows(engine: Engine, municipality: str, since: float, until: float | None = None):
@@ -45,6 +50,26 @@ def conversation_rows(engine: Engine, municipality: str, since: float, until: fl
 def normalise(vectors) -> np.ndarray:
     array = np.asarray(vectors, dtype=np.float32)
     return array / (np.linalg.norm(array, axis=1, keepdims=True) + 1e-9)
+
+
+def encode(embedder, texts: list[str]) -> np.ndarray:
+    """Unit query vectors of `texts`, each encoded once per process (the embedder is slow on a small machine:
+    the new texts go in one batch)."""
+    with _cache_lock:
+        missing = list(dict.fromkeys(t for t in texts if (id(embedder), t) not in _cache))
+    if missing:
+        fresh = normalise(embedder.encode_queries(missing))
+        with _cache_lock:
+            for text, vector in zip(missing, fresh, strict=True):
+                _cache[(id(embedder), text)] = vector
+            while len(_cache) > CACHED_VECTORS:
+                _cache.popitem(last=False)
+    with _cache_lock:
+        found = {t: _cache.get((id(embedder), t)) for t in texts}
+    missing = [t for t, v in found.items() if v is None]  # evicted meanwhile by a very large batch
+    if missing:
+        found.update(zip(missing, normalise(embedder.encode_queries(missing)), strict=True))
+    return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
 
 def cluster(vectors: np.ndarray, order: Sequence[int], threshold: float = GROUP_THRESHOLD):

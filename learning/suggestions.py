@@ -47,7 +47,7 @@ from core.text import clean_message
 from handoff.questions import is_payload, questions
 from knowledge.entries import Entry
 from knowledge.lexical import fold
-from learning.meaning import GROUP_THRESHOLD, cluster, conversation_rows, normalise
+from learning.meaning import GROUP_THRESHOLD, cluster, conversation_rows, encode
 
 kb_suggestions = Table(
     "kb_suggestions",
@@ -265,7 +265,7 @@ def propose(
     texts = sorted({i.text for items in buckets.values() for i in items})
     if not texts:
         return []
-    vectors = dict(zip(texts, normalise(knowledge.embedder.encode_queries(texts)), strict=True))
+    vectors = dict(zip(texts, encode(knowledge.embedder, texts), strict=True))
     out = []
     for (kind, entry_id, language), items in sorted(buckets.items()):
         items.sort(key=lambda i: (i.at, i.message_id))
