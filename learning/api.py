@@ -248,7 +248,9 @@ async def department_change(
 @admin.delete("/departments/{department_id}", response_model=Removed)
 async def department_delete(department_id: PathId, municipality: Editor, engine: DbEngine) -> dict:
     """Remove a department: its ownerships fall back, its work items go to the default department."""
-    return {"moved_items": await run_db(engine, owners.delete_department, engine, municipality, department_id)}
+    moved = await run_db(engine, owners.delete_department, engine, municipality, department_id)
+    await run_db(engine, worklist.reroute, engine, municipality)  # the default, or a topic's owner now
+    return {"moved_items": moved}
 
 
 # ------------------------------------------------------------------ ownership
