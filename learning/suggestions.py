@@ -357,7 +357,12 @@ def listing(engine: Engine, municipality: str, status: str | None = PROPOSED) ->
     return rows
 
 
+MAX_ID = 2_147_483_647  # what both databases hold in an integer column: a larger id is unknown, not an overflow
+
+
 def get(engine: Engine, municipality: str, suggestion_id: int) -> dict:
+    if not 1 <= suggestion_id <= MAX_ID:
+        raise NotFound(f"no suggestion with id {suggestion_id}")
     with engine.connect() as conn:
         row = conn.execute(
             select(kb_suggestions).where(

@@ -117,7 +117,11 @@ async def accept_suggestion(
 
 @router.post("/{suggestion_id}/dismiss", response_model=Suggestion)
 async def dismiss_suggestion(
-    suggestion_id: int, municipality: WebmasterMunicipality, knowledge: Knowledge, engine: DbEngine, user: Webmaster
+    suggestion_id: int,
+    municipality: WebmasterMunicipality,
+    knowledge: Knowledge,
+    engine: DbEngine,
+    user: Webmaster,
 ) -> dict:
     """Dismiss the proposal: its wordings are not proposed for the same target again."""
     row = await run_in_threadpool(suggestions.dismiss, engine, municipality, suggestion_id, user["username"])

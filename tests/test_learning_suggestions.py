@@ -265,7 +265,8 @@ def test_other_municipalities_suggestions_are_out_of_reach(app, webmaster):
     for action in ("accept", "dismiss"):
         response = client.post(f"/api/v1/admin/suggestions/{theirs[0]['id']}/{action}", headers=webmaster)
         assert response.status_code == 404 and isinstance(response.json()["detail"], str)
-    assert client.post("/api/v1/admin/suggestions/999999/dismiss", headers=webmaster).status_code == 404
+    for unknown in (999999, 2**63, -1):
+        assert client.post(f"/api/v1/admin/suggestions/{unknown}/dismiss", headers=webmaster).status_code == 404
     agent = staff(client, c, "arvid", role="agent")
     assert client.get("/api/v1/admin/suggestions", headers=agent).status_code == 403
 
