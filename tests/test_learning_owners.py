@@ -534,3 +534,17 @@ def test_new_items_follow_an_ownership_change_started_and_handed_ones_stay(clien
     }
     assert client.delete("/api/v1/admin/owners/topics/trafik", headers=web).status_code == 204
     assert _items(sqlite_engine, department_id=gata["id"]) == []  # back to the default
+
+
+def test_an_erased_conversation_leaves_no_item_behind(engine):
+    """Erasure (art. 17) and retention remove every row with the conversation's id: its items too."""
+    from kommunchatt.retention import RasaTracker, erase
+
+    _entries(engine)
+    erased = _answered(engine, "Sopor? Jag heter Åsa Ek", "sophamtning")
+    kept = _answered(engine, "Altan?", "altan")
+    Router(engine).run_once(reviews=False)
+    result = erase(engine, RasaTracker(None), [erased], None)
+    assert result["rows"]["work_items"] == 1
+    assert [i["conversation_id"] for i in _items(engine)] == [kept]
+    assert Router(engine).run_once(reviews=False) == 0  # nothing to bring it back
