@@ -143,3 +143,15 @@ def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_cen
     csv = agent.get_by_role("link", name="Ladda ner veckan som CSV")
     exported = svc.staff(svc.login("anna")).get(csv.get_attribute("href"))
     assert exported.status_code == 200 and ",done," in exported.text and PHONE not in exported.text
+
+    agent.get_by_label("Språk").select_option("en")  # the staff member's own language
+    expect(agent.get_by_role("heading", level=1)).to_have_text("Work list")
+    agent.get_by_label("Kind").select_option(label="The answer did not help")
+    expect(agent.get_by_role("table", name="Items: 1")).to_contain_text("Done")
+    missing = agent.evaluate(
+        "() => [...document.querySelectorAll('body *')].filter(n => n.children.length === 0"
+        " && /\\bstaff_[a-z_]+/.test(n.textContent)).map(n => n.textContent)"
+    )
+    assert missing == []  # every word came from the table
+    no_serious(agent)
+    agent.get_by_label("Language").select_option("sv")
