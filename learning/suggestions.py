@@ -375,7 +375,11 @@ def get(engine: Engine, municipality: str, suggestion_id: int) -> dict:
 
 
 def _decide(engine: Engine, row: dict, status: str, actor: str, **values) -> dict:
-    """Record the webmaster's decision, once: a second decision on the same proposal is a conflict."""
+    """Record the webmaster's decision, once: a second decision on the same proposal is a conflict. The decided
+    proposal keeps its (masked) wordings, so they are not proposed again, but no longer says which
+    conversations they came from: retention and erasure of those conversations need not look here."""
+    unlinked = [{**e, "conversation_id": None} for e in row["evidence"] or []]
+    values.setdefault("evidence", unlinked)
     with engine.begin() as conn:
         done = conn.execute(
             update(kb_suggestions)

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/admin/suggestions", tags=["workshop"], respon
 
 
 class EvidenceItem(BaseModel):
-    conversation_id: str
+    conversation_id: str | None = Field(description="while proposed; a decided suggestion keeps no link")
     text: str = Field(description="the citizen's message, personal data masked")
     source: str = Field(description="clarify, feedback or agent (joined with + when several)")
     at: float

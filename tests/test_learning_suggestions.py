@@ -247,7 +247,10 @@ def test_a_dismissed_suggestion_does_not_come_back(app, webmaster):
     assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
     Citizen(app).picks("Kan jag få hjälp med städning hemma?", ["home-care-services"], "home-care-services")
     assert not find(listed(client, webmaster), entry_id="home-care-services")  # re-mined, more evidence: gone
-    assert [s["id"] for s in listed(client, webmaster, status="dismissed")] == [proposal[0]["id"]]
+    assert all(e["conversation_id"] for e in proposal[0]["evidence"])
+    dismissed = listed(client, webmaster, status="dismissed")
+    assert [s["id"] for s in dismissed] == [proposal[0]["id"]]
+    assert dismissed[0]["evidence"] and not any(e["conversation_id"] for e in dismissed[0]["evidence"])
     assert "Kan jag få hjälp med städning hemma?" not in c.knowledge.store.get(
         "default", "home-care-services").questions["sv"]
 
