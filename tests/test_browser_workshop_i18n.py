@@ -185,6 +185,7 @@ def test_the_workshop_in_english_and_switched_to_swedish(service, browser):
     # An English browser gets the workshop in English, from the login form on.
     expect(page.get_by_role("heading", name=EN["workshop_log_in"])).to_be_visible()
     assert page.evaluate("document.documentElement.lang") == "en"
+    expect(page.locator("#who")).to_be_hidden()  # no municipality or log-out before logging in
     assert left_over(page, SWEDISH) == []
     page.get_by_label(EN["workshop_username"]).fill(name)
     page.get_by_label(EN["workshop_password"]).fill(password)

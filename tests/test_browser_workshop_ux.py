@@ -112,6 +112,7 @@ def test_editing_the_swedish_answer_marks_each_translation_out_of_date(webmaster
     page.goto(page.url.split("#")[0] + "#edit/home-care-apply")
     expect(page.get_by_role("heading", name="Post home-care-apply")).to_be_visible()
     expect(page.locator("legend .stale")).to_have_count(0)
+    expect(page.locator("fieldset[data-lang=en] .will-be-stale")).to_be_hidden()  # nothing changed yet
     answer = page.locator("#a-sv")
     answer.fill(answer.input_value() + " Du kan också ringa kontaktcenter.")
     expect(page.locator("fieldset[data-lang=en] .will-be-stale")).to_be_visible()  # said before saving
