@@ -3,7 +3,7 @@
 - negative feedback: a system message `custom = {"kind": "feedback", "entry_id", "helpful": false}`
   (handoff/internal_api.py), about the question the answer was given to;
 - unanswered: a question the bot had no answer for (decision no_match, a handoff the citizen did not ask
-  for, or "none of these" after a clarify);
+  for, or "none of these" after a clarify), one item per wording and week;
 - low rating: a closed chat rated 1 or 2 with a comment;
 - overdue review: an entry whose review date has passed.
 
@@ -14,6 +14,7 @@ date), so routing it twice is a no-op. Texts are masked (core/privacy.py) before
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, or_, select
@@ -21,6 +22,7 @@ from sqlalchemy import Connection, and_, or_, select
 from conversations.store import conversations, messages
 from core import municipalities as municipality_settings
 from core.privacy import mask
+from knowledge.lexical import fold
 from knowledge.store import KnowledgeStore
 
 LOW_RATING = 2  # a score at or below this, with a comment, goes to the owner
@@ -115,8 +117,11 @@ def message_signals(conn: Connection, after_id: int, since: float, known: set[st
 def _message_key(kind: str, row, question) -> str:
     if kind == "negative_feedback":
         return f"feedback:{row.id}"
-    # One unanswered item per question: a no-match and the handoff after it are the same gap.
-    return f"unanswered:{question.id}"
+    # One unanswered item per wording and week: a no-match and the handoff after it are the same gap, and
+    # the same question asked again that week is no new work (the workshop's groups count them).
+    year, week, _ = dt.datetime.fromtimestamp(row.created_at, dt.UTC).isocalendar()
+    wording = hashlib.sha1(" ".join(fold(question.text).split()).strip(" ?!.").encode()).hexdigest()[:16]
+    return f"unanswered:{year}-W{week:02d}:{wording}"
 
 
 def _from_message(kind: str, key: str, row, question) -> Signal:
