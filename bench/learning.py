@@ -39,12 +39,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.generalisation import DATA, cache_dir, outcome, seed_first_question
+from bench.generalisation import DATA, cache_dir, fit_decision, outcome, seed_first_question
 from bench.retrieval import load_embedder, read_jsonl
 from conversations.store import ConversationStore, conversations
 from core.db import make_engine
 from core.privacy import mask
-from knowledge.decision import decide
+from knowledge.decision import decide, signals
 from knowledge.entries import Entry
 from knowledge.kbfile import load_path
 from knowledge.language import detect_language
@@ -53,6 +53,7 @@ from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
 from learning import suggestions
+from learning.meaning import conversation_rows
 
 MUNICIPALITY = "default"
 HELPED, NOT_HELPED = '/affirm{"feedback":"yes"}', '/deny{"feedback":"no"}'
@@ -289,6 +290,10 @@ def run_protocol(name: str, entries: list[Entry], dev: list[dict], test: list[di
         retriever.rebuild(learnt)
         after = outcome(retriever, learnt, test, settings)
         print(row(name, "after", after), flush=True)
+        if args.refit:
+            refitted = refit(knowledge, entries, month_labels(knowledge, engine), settings)
+            retriever.rebuild(learnt)
+            print(row(name, "+refit", outcome(retriever, learnt, test, refitted)), flush=True)
         added = sum(len(qs) for e in learnt for qs in e.questions.values()) - sum(
             len(qs) for e in entries for qs in e.questions.values()
         )
@@ -302,6 +307,52 @@ def run_protocol(name: str, entries: list[Entry], dev: list[dict], test: list[di
     ceiling = oracle(retriever, entries, dev, test, settings)
     print(row(name, "ceiling", ceiling), flush=True)
     return {"before": before, "after": after, "ceiling": ceiling}
+
+
+def month_labels(knowledge: BenchKnowledge, engine) -> list[tuple[str, str | None]]:
+    """(citizen's message, the entry their behaviour points at) from the stored month, no gold: the entry
+    chosen, marked helpful or sent by the agent; None for a question an agent answered with their own reply."""
+    entries = knowledge.store.all(MUNICIPALITY)
+    convs, by_conv = conversation_rows(engine, MUNICIPALITY, 0.0)
+    labels: dict[int, tuple[str, str | None]] = {}
+    for item in suggestions.harvest(convs, by_conv, suggestions.answer_texts(entries)):
+        labels.setdefault(item.message_id, (item.text, item.entry_id or None))
+    return [labels[k] for k in sorted(labels)]
+
+
+def refit(knowledge: BenchKnowledge, entries: list[Entry], labelled: list[tuple[str, str | None]], settings):
+    """The decision refitted on the month's own labelled messages (bench/generalisation.py `fit_decision`),
+    cross-fitted: each half's signals come from the knowledge base plus the OTHER half's labelled wordings,
+    so no message is scored against itself. Returns the refitted settings."""
+    retriever = knowledge.retriever
+    halves = [labelled[0::2], labelled[1::2]]
+    by_kb = {}
+    for i, half in enumerate(halves):
+        kb = {
+            e.id: Entry(
+                id=e.id,
+                answer=dict(e.answer),
+                questions={k: list(v) for k, v in e.questions.items()},
+                tags=e.tags,
+                url=e.url,
+            )
+            for e in entries
+        }
+        for text, label in halves[1 - i]:
+            if label in kb:
+                kb[label].questions.setdefault(knowledge.detect_language(text)[0], []).append(text)
+        retriever.rebuild(list(kb.values()))
+        rows = []
+        for text, label in half:
+            lang, _ = detect_language(text, vocabulary=retriever.vocabulary)
+            cands = retriever.search(text, language=lang, top_k=10)
+            if cands:
+                ids = [c.entry.id for c in cands]
+                rows.append(
+                    (signals(cands, lang), bool(label) and ids[0] == label, bool(label) and label in ids[:3], not label)
+                )
+        by_kb[f"half {i}"] = rows
+    return settings.replace(**fit_decision(by_kb, max_wrong=0.015, max_unanswered=0.07))
 
 
 def oracle(retriever: Retriever, entries: list[Entry], dev: list[dict], test: list[dict], settings) -> dict:
@@ -332,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="seed-q1,norrvik")
     ap.add_argument("--helpful", type=float, default=0.5, help="probability that a citizen presses a thumb")
     ap.add_argument("--seed", type=int, default=19, help="the citizens' random choices")
+    ap.add_argument("--refit", action="store_true", help="also: the decision refitted on the month's labelled traffic")
     args = ap.parse_args(argv)
     embedder = load_embedder()
     print(

@@ -202,7 +202,7 @@ def harvest(convs: dict[str, dict], by_conv: dict[str, list], answers: dict[str,
     return found
 
 
-def _answer_texts(entries: list[Entry]) -> dict[str, list[str]]:
+def answer_texts(entries: list[Entry]) -> dict[str, list[str]]:
     """Each entry's answers as an agent's masked reply would show them (masking may touch an answer's phone)."""
     return {e.id: [" ".join(fold(mask(t)).split()) for t in e.answer.values()] for e in entries}
 
@@ -298,7 +298,7 @@ def mine(knowledge: KnowledgeLike, engine: Engine, municipality: str, since: flo
     """The proposals the traffic since `since` supports now (nothing is stored or applied)."""
     entries = knowledge.store.all(municipality)
     convs, by_conv = conversation_rows(engine, municipality, since)
-    evidence = harvest(convs, by_conv, _answer_texts(entries))
+    evidence = harvest(convs, by_conv, answer_texts(entries))
     return propose(evidence, knowledge, entries, _decided(engine, municipality))
 
 
