@@ -1,6 +1,6 @@
 """A first month of traffic, learnt from (issue 19): does accepting the suggestions make the bot answer more?
 
-    .venv/bin/python -m bench.learning [--only seed-q1,norrvik] [--helpful 0.5] [--seed 19]
+    .venv/bin/python -m bench.learning [--only seed-q1,norrvik] [--helpful 0.5] [--seed 19] [--refit]
 
 Per protocol, a knowledge base with ONE Swedish question per entry (bench/generalisation.py's `seed-q1`:
 the seed reduced so; `norrvik`: its knowledge base reduced the same way) is indexed, and:
