@@ -310,6 +310,15 @@ def test_network_policies_select_pods_that_exist():
         assert all(selects(peer["podSelector"]) for peer in peers if "podSelector" in peer), name
 
 
+def paths(routes) -> set[str]:
+    """Every route's path, those of included routers too (FastAPI keeps an included router as one entry)."""
+    found = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        found |= paths(included.routes) if included is not None else {getattr(route, "path", None)}
+    return found
+
+
 def test_service_probes_use_routes_the_app_has():
     from kommunchatt.app import create_app
 
@@ -317,7 +326,7 @@ def test_service_probes_use_routes_the_app_has():
     probed = {container[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probed == {"/health/live", "/health/ready"}
     app = create_app()
-    routes = set(app.openapi()["paths"]) | {getattr(route, "path", None) for route in app.routes}
+    routes = set(app.openapi()["paths"]) | paths(app.routes)
     assert probed | {"/metrics"} <= routes
     annotations = by_kind("Deployment")["kommunchatt-service"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] in routes
