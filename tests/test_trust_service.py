@@ -45,11 +45,13 @@ def _free_port() -> int:
 
 def _seed(c) -> dict:
     """Municipality A (ekby) and B (vby), each with knowledge entries, a queued chat holding a personnummer,
-    a chat to erase, a call-back ticket, a canned response and a notice."""
+    a chat to erase, a call-back ticket, a canned response, a notice, and (issue 19) a workshop suggestion,
+    a department and a work item."""
     from core.municipalities import municipalities
     from handoff import tickets
     from handoff.canned import CannedStore
     from knowledge.kbfile import parse_entry
+    from learning import owners, signals, suggestions, worklist
 
     ids: dict[str, dict] = {}
     with c.engine.begin() as conn:
@@ -58,8 +60,8 @@ def _seed(c) -> dict:
     for side, m, pnr, name, shortcut, notice in (("own", "ekby", PNR_A, "Anna Ekman", "ekbyhej", "Ekby vägarbete"),
                                                  ("other", "vby", PNR_B, "Bertil Vbysson", "vbyhemlig",
                                                   "Vby vägarbete")):
-        entries = [parse_entry({"id": e, "questions": {"sv": [f"Fråga {e} i {m}?"]}, "answer": {"sv": f"Svar {e}."}},
-                               m) for e in ("e1", "e2")]
+        entries = [parse_entry({"id": e, "questions": {"sv": [f"Fråga {e} i {m}?"]}, "answer": {"sv": f"Svar {e}."},
+                                "tags": [f"{shortcut}-ämne"]}, m) for e in ("e1", "e2")]
         c.knowledge.import_entries(m, entries, replace=False, actor="seed")
         conv = asyncio.run(_chat(c, m, f"Mitt personnummer är {pnr}, ring 070-123 45 67"))
         c.conversations.update(conv, state="queued", queued_at=time.time(), handoff_reason="requested")
@@ -68,8 +70,22 @@ def _seed(c) -> dict:
         canned = CannedStore(c.engine).create(m, shortcut, "Hälsning", {"sv": "Hej!"}, actor="seed")
         notice_id = c.knowledge.notices.create(m, {"texts": {"sv": notice}, "valid_from": "2026-01-01T00:00",
                                                    "valid_until": "2030-01-01T00:00"}, actor="seed")["id"]
+        now = time.time()
+        question = f"Hur söker jag {shortcut}?"
+        suggestions._store(c.engine, m, [{
+            "kind": "variant", "entry_id": "e2", "text_key": suggestions.key(question), "question": question,
+            "answer": None, "language": "sv", "count": 1, "sources": {"clarify": 1},
+            "evidence": [{"conversation_id": conv, "text": question, "source": "clarify", "at": now}]}], now)
+        suggestion_id = suggestions.listing(c.engine, m)[0]["id"]
+        department = owners.create_department(c.engine, m, f"{notice} avdelning",
+                                              [{"name": name, "email": f"{shortcut}@example.org"}])
+        worklist.add(c.engine, [signals.Signal(municipality=m, source_key=f"test:{side}", kind="negative_feedback",
+                                               occurred_at=now, text=f"{notice} är dåligt", entry_id="e2")])
+        work_item_id = worklist.items(c.engine, m)[0]["id"]
         ids[side] = {"municipality": m, "conversation_id": conv, "erase": erase, "ticket_id": ticket,
-                     "item_id": canned["id"], "notice_id": notice_id, "entry_id": "e1", "pnr": pnr}
+                     "item_id": canned["id"], "notice_id": notice_id, "entry_id": "e1", "pnr": pnr,
+                     "suggestion_id": suggestion_id, "department_id": department["id"], "topic": f"{shortcut}-ämne",
+                     "work_item_id": work_item_id}
     return ids
 
 
@@ -183,17 +199,39 @@ BODIES = {
     ("POST", "/api/v1/admin/audit/undo"): lambda M, ID: {"since_id": 10**9},
     ("POST", "/api/v1/handoff/conversations/{conversation_id}/claim"): lambda M, ID: None,
     ("POST", "/api/v1/handoff/conversations/{conversation_id}/handback"): lambda M, ID: None,
+    ("POST", "/api/v1/admin/suggestions/{suggestion_id}/accept"): lambda M, ID: {},
+    ("POST", "/api/v1/admin/suggestions/{suggestion_id}/dismiss"): lambda M, ID: None,
+    ("POST", "/api/v1/admin/departments"): lambda M, ID: {"name": f"Avd {uuid.uuid4().hex[:6]}", "contacts": []},
+    ("PATCH", "/api/v1/admin/departments/{department_id}"): lambda M, ID: {"contacts": []},
+    ("PUT", "/api/v1/admin/owners/entries/{entry_id}"): lambda M, ID: {"department_id": ID.get("department_id", 1)},
+    ("PUT", "/api/v1/admin/owners/topics/{topic}"): lambda M, ID: {"department_id": ID.get("department_id", 1)},
+    ("PUT", "/api/v1/admin/owners/default"): lambda M, ID: {"department_id": ID.get("department_id", 1)},
+    ("POST", "/api/v1/admin/digest/send"): lambda M, ID: None,
+    ("PUT", "/api/v1/admin/digest/smtp"): lambda M, ID: {"host": "127.0.0.1", "port": 9,
+                                                         "sender": "chatt@example.org"},
+    ("PUT", "/api/v1/admin/links/settings"): lambda M, ID: {"enabled": False, "hosts": ["127.0.0.1"]},
+    ("POST", "/api/v1/admin/links/check"): lambda M, ID: None,
+    ("PATCH", "/api/v1/worklist/{item_id}"): lambda M, ID: {"status": "in_progress"},
 }
 RAW_BODIES = {("POST", "/api/v1/admin/import"): "dry_run"}
 GLOBAL_ONLY = {("POST", "/api/v1/admin/privacy/purge"), ("POST", "/api/v1/admin/municipalities")}
-TARGETING_PARAMS = {"conversation_id", "ticket_id", "item_id", "notice_id", "entry_id", "user_id", "municipality"}
+TARGETING_PARAMS = {"conversation_id", "ticket_id", "item_id", "notice_id", "entry_id", "user_id", "municipality",
+                    "suggestion_id", "department_id", "topic"}
+# A parameter name that means another kind of object under some prefix: prefix -> {parameter: key in `ids`}.
+ID_BY_PREFIX = {"/api/v1/worklist/": {"item_id": "work_item_id"}}
+
+
+def _param_names(dependant) -> set[str]:
+    """Path and query parameter names of a dependant and, at any depth, of its dependencies."""
+    names = {p.name for p in dependant.path_params} | {p.name for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _param_names(sub)
+    return names
 
 
 def _targets(route: APIRoute, method: str, path: str) -> bool:
     """Whether the request names a municipality's thing (its path, a `municipality` parameter or body)."""
-    names = {p.name for p in route.dependant.path_params} | {p.name for p in route.dependant.query_params}
-    for sub in route.dependant.dependencies:
-        names |= {p.name for p in sub.path_params} | {p.name for p in sub.query_params}
+    names = _param_names(route.dependant)
     body = BODIES.get((method, path))
     return bool(names & TARGETING_PARAMS) or (method, path) in RAW_BODIES or (
         body is not None and any(k in (body("x", {"conversation_id": "x", "erase": "x"}) or {})
@@ -202,7 +240,11 @@ def _targets(route: APIRoute, method: str, path: str) -> bool:
 
 def _call(svc, role: str, method: str, path: str, side: str) -> httpx.Response:
     ids = svc["ids"][side]
-    url = path.format(**{k: ids[k] for k in TARGETING_PARAMS - {"municipality"}}, municipality=ids["municipality"])
+    values = {k: ids[k] for k in TARGETING_PARAMS - {"municipality"}}
+    for prefix, keys in ID_BY_PREFIX.items():
+        if path.startswith(prefix):
+            values.update({k: ids[v] for k, v in keys.items()})
+    url = path.format(**values, municipality=ids["municipality"])
     params = {"municipality": ids["municipality"]}
     if path.endswith("/privacy/conversations"):
         params["identifier"] = ids["pnr"]
