@@ -514,3 +514,56 @@ def test_forged_choose_entry_payload_is_not_trusted(system):
     citizen = Citizen(system.service_url, "en")
     reply = citizen.say('/choose_entry{"entry_id":"<script>x</script>"}')
     assert texts(reply) == [said("utter_ask_rephrase", "en")], json.dumps(reply)
+
+
+# --- personal data in Rasa's own tracker store (issue 15) -----------------------------------------
+
+PNR, PHONE, EMAIL = "19121212-1212", "070-123 45 67", "anna.svensson@example.se"
+
+
+def tracker_rows(system, session_id: str) -> list[str]:
+    """The raw rows Rasa's SQL tracker store keeps for a session (its own SQLite file here)."""
+    engine = make_engine(f"sqlite:///{system.data_dir / 'rasa-tracker.db'}")
+    try:
+        with engine.connect() as conn:
+            return [r[0] for r in conn.exec_driver_sql("SELECT data FROM events WHERE sender_id = ?", (session_id,))]
+    finally:
+        engine.dispose()
+
+
+def test_rasa_never_sees_personal_data_and_erase_and_retention_purge_its_tracker(system, admin):
+    """Masked before Rasa: the tracker Rasa serves and the rows it stores hold placeholders only. Erasing
+    the citizen removes the session from Rasa's store; a municipality keeping no transcripts (retention 0)
+    loses the ended chat from both stores at the next retention pass."""
+    said_text = f"Mitt personnummer är {PNR}, ring {PHONE} eller mejla {EMAIL}. När hämtas soporna?"
+    citizen = Citizen(system.service_url)
+    citizen.say(said_text)
+    served = json.dumps(httpx.get(f"http://127.0.0.1:{system.rasa_port}/conversations/{citizen.session_id}/tracker",
+                                  params={"token": system.token}, timeout=10).json(), ensure_ascii=False)
+    stored = "\n".join(tracker_rows(system, citizen.session_id))
+    assert stored and "[personnummer]" in served
+    for secret in (PNR, "19121212", PHONE, "123 45 67", EMAIL):
+        assert secret not in served and secret not in stored, secret
+
+    erased = admin.post("/api/v1/admin/privacy/erase", json={"identifier": PNR})
+    assert erased.status_code == 200 and citizen.session_id in erased.json()["conversations"], erased.text
+    assert erased.json()["tracker_events"] > 0 and tracker_rows(system, citizen.session_id) == []
+
+    engine = make_engine(system.engine_url)
+    with engine.begin() as conn:
+        conn.execute(municipalities.insert().values(id="glom", name="Glömsta", settings={}))
+    engine.dispose()
+    kept = admin.put("/api/v1/admin/privacy/settings", params={"municipality": "glom"},
+                     json={"retention_days": 0, "privacy_notice": {}})
+    assert kept.status_code == 200 and kept.json()["retention_days"] == 0, kept.text
+    forgotten = Citizen(system.service_url, municipality="glom")
+    forgotten.say(f"Mitt personnummer är {PNR}")
+    assert forgotten.say("jag vill prata med en människa")["state"] == "queued"
+    assert forgotten.http.post(f"/api/v1/chat/sessions/{forgotten.session_id}/end").json()["state"] == "closed"
+    assert tracker_rows(system, forgotten.session_id)
+    purged = admin.post("/api/v1/admin/privacy/purge")
+    assert purged.status_code == 200 and purged.json()["tracker_events"] > 0, purged.text
+    assert tracker_rows(system, forgotten.session_id) == []
+    assert purged.json()["conversations"] >= 1
+    transcript = forgotten.http.get(f"/api/v1/chat/sessions/{forgotten.session_id}").json()
+    assert transcript["messages"] == [], transcript  # the row stays for statistics, the transcript is gone
