@@ -306,6 +306,65 @@ def test_isolation_matrix(svc, role):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("role", ["webmaster", "admin"])
+def test_learning_ids_of_another_municipality_are_unknown(svc, role):
+    """Issue 19: in one's own municipality, B's suggestion, department, topic or work item (in the path, or a
+    department in the body) is unknown (404) for every method, and B's objects stay as they were."""
+    from learning import owners, signals, suggestions, worklist
+
+    c, now = svc["c"], time.time()
+    question = f"Vbyhemlig fråga {uuid.uuid4().hex[:6]}?"
+    suggestions._store(c.engine, "vby", [{
+        "kind": "variant", "entry_id": "e2", "text_key": suggestions.key(question), "question": question,
+        "answer": None, "language": "sv", "count": 1, "sources": {"clarify": 1},
+        "evidence": [{"conversation_id": None, "text": question, "source": "clarify", "at": now}]}], now)
+    suggestion = next(r for r in suggestions.listing(c.engine, "vby") if r["question"] == question)
+    department = owners.create_department(c.engine, "vby", f"Vby vägarbete {uuid.uuid4().hex[:6]}", [])
+    source = f"cross:{uuid.uuid4().hex}"
+    worklist.add(c.engine, [signals.Signal(municipality="vby", source_key=source, kind="negative_feedback",
+                                           occurred_at=now, text="Vby vägarbete är dåligt", entry_id="e2")])
+    item = next(i for i in worklist.items(c.engine, "vby", limit=1000)
+                if i["text"] == "Vby vägarbete är dåligt" and i["created_at"] >= now)
+    own_item = worklist.items(c.engine, "ekby", limit=1)[0]
+    foreign = {"suggestion_id": suggestion["id"], "department_id": department["id"], "topic": "vbyhemlig-ämne",
+               "item_id": item["id"]}
+    own_department = owners.create_department(c.engine, "ekby", f"Egen {uuid.uuid4().hex[:6]}", [])["id"]
+    problems, checked = [], 0
+    for method, path, _ in staff_routes(svc["app"]):
+        names = {n for n in foreign if "{" + n + "}" in path}
+        if not names or (names == {"item_id"} and not path.startswith("/api/v1/worklist/")):
+            continue
+        kwargs: dict = {"params": {"municipality": "ekby"}, "headers": auth(svc, role), "timeout": 30}
+        body = BODIES.get((method, path))
+        if body is not None and body("ekby", {"department_id": own_department}) is not None:
+            kwargs["json"] = body("ekby", {"department_id": own_department})
+        response = httpx.request(method, svc["url"] + path.format(**foreign), **kwargs)
+        checked += 1
+        shown = response.text.replace(foreign["topic"], "")  # the caller's own path, echoed: no leak
+        if response.status_code != 404 or any(x in shown for x in SECRETS_B):
+            problems.append(f"{method} {path} -> {response.status_code} {response.text[:160]}")
+    for department_id in (department["id"],):  # B's department as the new owner of A's own things
+        for path in ("/api/v1/admin/owners/default", "/api/v1/admin/owners/entries/e1"):
+            response = httpx.put(svc["url"] + path, params={"municipality": "ekby"}, headers=auth(svc, role),
+                                 json={"department_id": department_id}, timeout=30)
+            checked += 1
+            if response.status_code != 404:
+                problems.append(f"PUT {path} with B's department -> {response.status_code} {response.text[:160]}")
+        response = httpx.patch(f"{svc['url']}/api/v1/worklist/{own_item['id']}", params={"municipality": "ekby"},
+                               headers=auth(svc, role), json={"department_id": department_id}, timeout=30)
+        checked += 1
+        if response.status_code != 404:
+            problems.append(f"PATCH own work item to B's department -> {response.status_code} {response.text[:160]}")
+    assert checked >= 12, checked
+    assert not problems, "\n".join(problems)
+    assert suggestions.get(c.engine, "vby", suggestion["id"])["status"] == "proposed"
+    with c.engine.connect() as conn:
+        assert owners.get_department(conn, "vby", department["id"])["name"] == department["name"]
+    after = worklist.get(c.engine, "vby", item["id"])
+    assert (after["status"], after["department_id"]) == (item["status"], item["department_id"])
+    assert worklist.get(c.engine, "ekby", own_item["id"])["department_id"] == own_item["department_id"]
+
+
 def _frames(ws_url: str, token: str, frames: list[dict], wait: float = 1.5) -> list[dict]:
     async def run():
         got = []
