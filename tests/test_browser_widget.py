@@ -230,7 +230,7 @@ def test_handover_agent_reply_reload_and_dropped_connections(context, site, syst
 
 def test_an_entry_made_in_the_workshop_is_answered_by_the_widget_at_once(context, browser, site, system):
     name, password = make_user(system.engine_url, "webmaster")
-    workshop = browser.new_context(viewport={"width": 1280, "height": 900})
+    workshop = browser.new_context(viewport={"width": 1280, "height": 900}, locale="sv-SE")  # a Swedish webmaster
     admin = workshop.new_page()
     admin.goto(f"{system.service_url}/admin")
     admin.get_by_label("Användarnamn").fill(name)
