@@ -51,7 +51,7 @@ def _seed(c) -> dict:
     from handoff import tickets
     from handoff.canned import CannedStore
     from knowledge.kbfile import parse_entry
-    from learning import owners, signals, suggestions, worklist
+    from learning import owners, signals, worklist
 
     ids: dict[str, dict] = {}
     with c.engine.begin() as conn:
@@ -71,12 +71,7 @@ def _seed(c) -> dict:
         notice_id = c.knowledge.notices.create(m, {"texts": {"sv": notice}, "valid_from": "2026-01-01T00:00",
                                                    "valid_until": "2030-01-01T00:00"}, actor="seed")["id"]
         now = time.time()
-        question = f"Hur söker jag {shortcut}?"
-        suggestions._store(c.engine, m, [{
-            "kind": "variant", "entry_id": "e2", "text_key": suggestions.key(question), "question": question,
-            "answer": None, "language": "sv", "count": 1, "sources": {"clarify": 1},
-            "evidence": [{"conversation_id": conv, "text": question, "source": "clarify", "at": now}]}], now)
-        suggestion_id = suggestions.listing(c.engine, m)[0]["id"]
+        suggestion_id = _new_suggestion(c, m, f"Hur söker jag {shortcut}?")
         department = owners.create_department(c.engine, m, f"{notice} avdelning",
                                               [{"name": name, "email": f"{shortcut}@example.org"}])
         worklist.add(c.engine, [signals.Signal(municipality=m, source_key=f"test:{side}", kind="negative_feedback",
@@ -87,6 +82,24 @@ def _seed(c) -> dict:
                      "suggestion_id": suggestion_id, "department_id": department["id"], "topic": f"{shortcut}-ämne",
                      "work_item_id": work_item_id}
     return ids
+
+
+def _new_suggestion(c, municipality: str, question: str) -> int:
+    """A proposed question variant of entry e2 (as the workshop's miner stores one); its id."""
+    from learning import suggestions
+
+    now = time.time()
+    suggestions._store(c.engine, municipality, [{
+        "kind": "variant", "entry_id": "e2", "text_key": suggestions.key(question), "question": question,
+        "answer": None, "language": "sv", "count": 1, "sources": {"clarify": 1},
+        "evidence": [{"conversation_id": None, "text": question, "source": "clarify", "at": now}]}], now)
+    return next(r["id"] for r in suggestions.listing(c.engine, municipality) if r["question"] == question)
+
+
+def _new_department(c, municipality: str) -> int:
+    from learning import owners
+
+    return owners.create_department(c.engine, municipality, f"Avd {uuid.uuid4().hex[:8]}", [])["id"]
 
 
 async def _chat(c, municipality: str, text: str) -> str:
@@ -219,6 +232,15 @@ TARGETING_PARAMS = {"conversation_id", "ticket_id", "item_id", "notice_id", "ent
                     "suggestion_id", "department_id", "topic"}
 # A parameter name that means another kind of object under some prefix: prefix -> {parameter: key in `ids`}.
 ID_BY_PREFIX = {"/api/v1/worklist/": {"item_id": "work_item_id"}}
+# Calls that use their object up (listing suggestions re-mines them from traffic, dropping the seeded ones; a
+# removed department is gone for the owner calls after it): each such call gets a fresh object of its side.
+FRESH = {
+    ("POST", "/api/v1/admin/suggestions/{suggestion_id}/accept"):
+        lambda c, m: {"suggestion_id": _new_suggestion(c, m, f"Fråga {uuid.uuid4().hex[:8]}?")},
+    ("POST", "/api/v1/admin/suggestions/{suggestion_id}/dismiss"):
+        lambda c, m: {"suggestion_id": _new_suggestion(c, m, f"Fråga {uuid.uuid4().hex[:8]}?")},
+    ("DELETE", "/api/v1/admin/departments/{department_id}"): lambda c, m: {"department_id": _new_department(c, m)},
+}
 
 
 def _param_names(dependant) -> set[str]:
@@ -244,6 +266,8 @@ def _call(svc, role: str, method: str, path: str, side: str) -> httpx.Response:
     for prefix, keys in ID_BY_PREFIX.items():
         if path.startswith(prefix):
             values.update({k: ids[v] for k, v in keys.items()})
+    if (method, path) in FRESH:
+        values.update(FRESH[(method, path)](svc["c"], ids["municipality"]))
     url = path.format(**values, municipality=ids["municipality"])
     params = {"municipality": ids["municipality"]}
     if path.endswith("/privacy/conversations"):
