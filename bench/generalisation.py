@@ -54,13 +54,17 @@ class Protocol:
 # ----------------------------------------------------------------------------- knowledge bases
 
 
-def seed_first_question() -> list[Entry]:
+def first_swedish_question(entries: list[Entry]) -> list[Entry]:
     """Swedish only, the first Swedish question per entry: what a municipality starts with."""
     return [
         Entry(id=e.id, answer={"sv": e.answer["sv"]}, questions={"sv": e.questions["sv"][:1]}, tags=e.tags, url=e.url)
-        for e in load_seed()
+        for e in entries
         if "sv" in e.answer and e.questions.get("sv")
     ]
+
+
+def seed_first_question() -> list[Entry]:
+    return first_swedish_question(load_seed())
 
 
 def seed_answers_only() -> list[Entry]:

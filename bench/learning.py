@@ -39,12 +39,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.generalisation import DATA, cache_dir, fit_decision, outcome, seed_first_question
+from bench.generalisation import (
+    DATA,
+    cache_dir,
+    decision_rows,
+    first_swedish_question,
+    fit_decision,
+    outcome,
+    seed_first_question,
+)
 from bench.retrieval import load_embedder, read_jsonl
 from conversations.store import ConversationStore, conversations
 from core.db import make_engine
 from core.privacy import mask
-from knowledge.decision import decide, signals
+from knowledge.decision import decide
 from knowledge.entries import Entry
 from knowledge.kbfile import load_path
 from knowledge.language import detect_language
@@ -61,12 +69,13 @@ MAX_CANDIDATES = 3  # actions/common.py: the "did you mean" buttons
 OWN_REPLY = "Det har vi tyvärr ingen information om här. Ring kommunens kontaktcenter så hjälper de dig vidare."
 
 
-def first_swedish_question(entries: list[Entry]) -> list[Entry]:
-    return [
-        Entry(id=e.id, answer={"sv": e.answer["sv"]}, questions={"sv": e.questions["sv"][:1]}, tags=e.tags, url=e.url)
+def copied(entries: list[Entry]) -> dict[str, Entry]:
+    """The entries by id, with question lists of their own to add a month's wordings to."""
+    return {
+        e.id: Entry(id=e.id, answer=dict(e.answer), questions={k: list(v) for k, v in e.questions.items()},
+                    tags=e.tags, url=e.url)
         for e in entries
-        if "sv" in e.answer and e.questions.get("sv")
-    ]
+    }
 
 
 def protocols(only: set[str]) -> list[tuple[str, list[Entry], list[dict], list[dict]]]:
@@ -328,46 +337,19 @@ def refit(knowledge: BenchKnowledge, entries: list[Entry], labelled: list[tuple[
     halves = [labelled[0::2], labelled[1::2]]
     by_kb = {}
     for i, half in enumerate(halves):
-        kb = {
-            e.id: Entry(
-                id=e.id,
-                answer=dict(e.answer),
-                questions={k: list(v) for k, v in e.questions.items()},
-                tags=e.tags,
-                url=e.url,
-            )
-            for e in entries
-        }
+        kb = copied(entries)
         for text, label in halves[1 - i]:
             if label in kb:
                 kb[label].questions.setdefault(knowledge.detect_language(text)[0], []).append(text)
         retriever.rebuild(list(kb.values()))
-        rows = []
-        for text, label in half:
-            lang, _ = detect_language(text, vocabulary=retriever.vocabulary)
-            cands = retriever.search(text, language=lang, top_k=10)
-            if cands:
-                ids = [c.entry.id for c in cands]
-                rows.append(
-                    (signals(cands, lang), bool(label) and ids[0] == label, bool(label) and label in ids[:3], not label)
-                )
-        by_kb[f"half {i}"] = rows
+        by_kb[f"half {i}"] = decision_rows(retriever, [{"text": t, "expected": label} for t, label in half])
     return settings.replace(**fit_decision(by_kb, max_wrong=0.015, max_unanswered=0.07))
 
 
 def oracle(retriever: Retriever, entries: list[Entry], dev: list[dict], test: list[dict], settings) -> dict:
     """The ceiling of learning from this month: EVERY answerable dev message added to its right entry in
     its detected language (no miner, no webmaster), then the test messages asked."""
-    by_id = {
-        e.id: Entry(
-            id=e.id,
-            answer=dict(e.answer),
-            questions={k: list(v) for k, v in e.questions.items()},
-            tags=e.tags,
-            url=e.url,
-        )
-        for e in entries
-    }
+    by_id = copied(entries)
     retriever.rebuild(entries)
     for d in dev:
         if d.get("expected") in by_id:
