@@ -26,6 +26,7 @@ import knowledge.index_status
 import knowledge.notices
 import knowledge.store
 import learning.claims
+import learning.item_history
 import learning.links
 import learning.owners
 import learning.suggestions
@@ -49,6 +50,7 @@ TABLE_MODULES = (
     learning.claims,
     learning.owners,
     learning.worklist,
+    learning.item_history,
     learning.links,
     insights.dismissals,
 )

@@ -23,9 +23,9 @@ from core.db import run_db
 from core.deps import CurrentUser, DbEngine, municipality_of
 from core.errors import ERROR_RESPONSES, Conflicting, NotFound
 from knowledge.admin_api import attachment
-from learning import digest, links, owners, worklist
+from learning import digest, links, owners, signals, worklist
 
-Kind = Literal["negative_feedback", "low_rating", "unanswered", "overdue_review", "broken_link"]
+Kind = Literal["negative_feedback", "low_rating", "unanswered", "overdue_review", "review_due", "broken_link"]
 Status = Literal["new", "in_progress", "done", "wont_do"]
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 log = logging.getLogger(__name__)
@@ -134,6 +134,26 @@ class WorkItem(BaseModel):
     changed_by: str | None
 
 
+class StatusChange(BaseModel):
+    """One change a person made to an item: statuses, department ids, a staff username and a time only."""
+
+    previous_status: Status
+    status: Status
+    previous_department_id: int | None = Field(description="set when the item was handed to another department")
+    department_id: int | None
+    department: str | None = Field(description="the department it was handed to, if it still exists")
+    changed_by: str
+    changed_at: float
+
+
+class WorkItemWithHistory(WorkItem):
+    history: list[StatusChange] = Field(description="every change of status or department, oldest first")
+
+
+class ListedWorkItem(WorkItem):
+    history: list[StatusChange] | None = Field(None, description="with ?history=true: as on one item")
+
+
 class ItemChange(BaseModel):
     status: Status | None = None
     department_id: Id | None = Field(None, description="hand the item to another department")
@@ -167,6 +187,21 @@ class MailSent(BaseModel):
 
     week: str
     sent: list[dict[str, Any]]
+
+
+class ReviewSettings(BaseModel):
+    """How early owners hear of a coming review date (learning/signals.py)."""
+
+    notice_days: int = Field(
+        signals.REVIEW_NOTICE_DAYS,
+        ge=0,
+        le=signals.MAX_NOTICE_DAYS,
+        description="days before an entry's review date that a 'review due' item goes to its owner; 0: none",
+    )
+
+
+class ReviewsRouted(ReviewSettings):
+    added_items: int = Field(description="review items that went to their owners now")
 
 
 class LinkCheckSettings(BaseModel):
@@ -309,7 +344,7 @@ async def topic_owner_clear(topic: str, municipality: Editor, engine: DbEngine) 
 # ------------------------------------------------------------------ the work list
 
 
-@router.get("", response_model=list[WorkItem])
+@router.get("", response_model=list[ListedWorkItem], response_model_exclude_unset=True)
 async def item_list(
     municipality: Reader,
     engine: DbEngine,
@@ -318,11 +353,13 @@ async def item_list(
     kind: Kind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    history: Annotated[bool, Query(description="each item with its changes (who, when)")] = False,
 ) -> list[dict]:
     """The owners' list, newest first; agents see the statuses (what happened to a citizen's feedback)."""
-    return await run_db(
+    found = await run_db(
         engine, worklist.items, engine, municipality, department_id, status, kind, limit=limit, offset=offset
     )
+    return await run_db(engine, worklist.with_history, engine, municipality, found) if history else found
 
 
 @router.get("/digest", response_model=Digest)
@@ -346,19 +383,23 @@ async def digest_export(
     )
 
 
-@router.get("/{item_id}", response_model=WorkItem)
+@router.get("/{item_id}", response_model=WorkItemWithHistory)
 async def item_get(item_id: PathId, municipality: Reader, engine: DbEngine) -> dict:
-    return await run_db(engine, worklist.get, engine, municipality, item_id)
+    """One item with its history: each change of status or department, who made it and when."""
+    item = await run_db(engine, worklist.get, engine, municipality, item_id)
+    return (await run_db(engine, worklist.with_history, engine, municipality, [item]))[0]
 
 
-@router.patch("/{item_id}", response_model=WorkItem)
+@router.patch("/{item_id}", response_model=WorkItemWithHistory)
 async def item_change(
     item_id: PathId, body: ItemChange, municipality: Editor, engine: DbEngine, user: CurrentUser
 ) -> dict:
-    """Set the status (new, in_progress, done, wont_do) or hand the item to another department."""
-    return await run_db(
+    """Set the status (new, in_progress, done, wont_do) or hand the item to another department; the change
+    joins the item's history."""
+    item = await run_db(
         engine, worklist.change, engine, municipality, item_id, user["username"], body.status, body.department_id
     )
+    return (await run_db(engine, worklist.with_history, engine, municipality, [item]))[0]
 
 
 # ------------------------------------------------------------------ mail and links
@@ -392,6 +433,21 @@ async def smtp_set(body: SmtpSettings, municipality: AdminOf, engine: DbEngine) 
     smtp = body.model_dump()
     await run_db(engine, municipality_settings.update_settings, engine, municipality, {"smtp": smtp})
     return smtp
+
+
+@admin.get("/reviews/settings", response_model=ReviewSettings)
+async def review_settings(municipality: Reader, engine: DbEngine) -> dict:
+    settings = await run_db(engine, municipality_settings.settings, engine, municipality)
+    return {"notice_days": signals.review_notice_days(settings)}
+
+
+@admin.put("/reviews/settings", response_model=ReviewsRouted)
+async def review_settings_set(body: ReviewSettings, municipality: Editor, engine: DbEngine) -> dict:
+    """The notice period; entries that now fall inside it go to their owners at once, not at the next pass."""
+    await run_db(engine, municipality_settings.update_settings, engine, municipality, {"reviews": body.model_dump()})
+    found = await run_db(engine, signals.review_signals, engine, municipality)
+    added = await run_db(engine, worklist.add, engine, found) if found else 0
+    return {**body.model_dump(), "added_items": added}
 
 
 @admin.get("/links/settings", response_model=LinkCheckSettings)

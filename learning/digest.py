@@ -32,6 +32,7 @@ KIND_WORDS = {
     "low_rating": "Lågt betyg med kommentar",
     "unanswered": "Obesvarade frågor",
     "overdue_review": "Passerat granskningsdatum",
+    "review_due": "Granskningsdatum närmar sig",
     "broken_link": "Trasiga länkar",
 }
 STATUS_WORDS = {"new": "ny", "in_progress": "pågår", "done": "klar", "wont_do": "åtgärdas inte"}
@@ -160,6 +161,8 @@ def mail_text(report: dict, section: dict) -> str:
     lines += ["", "Ärenden:"]
     for item in section["items"][:50]:
         ref = item["entry_id"] or item["conversation_id"] or ""
+        if item["detail"].get("review_by"):
+            ref += f" (granskas senast {item['detail']['review_by']})"
         lines.append(f"- [{STATUS_WORDS[item['status']]}] {KIND_WORDS[item['kind']]} {ref}: {item['text'][:200]}")
     if len(section["items"]) > 50:
         lines.append(f"... och {len(section['items']) - 50} till i arbetslistan.")

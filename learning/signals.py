@@ -5,7 +5,9 @@
 - unanswered: a question the bot had no answer for (decision no_match, a handoff the citizen did not ask
   for, or "none of these" after a clarify), one item per wording and week;
 - low rating: a closed chat rated 1 or 2 with a comment;
-- overdue review: an entry whose review date has passed.
+- overdue review: an entry whose review date has passed;
+- review due: an entry whose review date comes within the municipality's notice period (settings
+  "reviews": {"notice_days": 14}; 0 turns it off), so the owner hears of it before it passes.
 
 Each signal has a source key that names its source once (a message, a conversation, an entry's review
 date), so routing it twice is a no-op. Texts are masked (core/privacy.py) before anyone sees them.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, or_, select
@@ -30,6 +33,8 @@ LOW_RATING = 2  # a score at or below this, with a comment, goes to the owner
 # "negative_feedback" (its own item), "service_error" and "abuse" do not.
 GAP_HANDOFFS = ("low_confidence", "failed_turns")
 NONE_OF_THESE = "/none_of_these"
+REVIEW_NOTICE_DAYS = 14  # default notice before a review date: two weeks leaves time to schedule the work
+MAX_NOTICE_DAYS = 365
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Signal:
 
     municipality: str
     source_key: str
-    kind: str  # negative_feedback | low_rating | unanswered | overdue_review | broken_link
+    kind: str  # negative_feedback | low_rating | unanswered | overdue_review | review_due | broken_link
     occurred_at: float
     text: str  # masked
     entry_id: str | None = None
@@ -203,24 +208,47 @@ def _last_answer(conn: Connection, conversation_id: str) -> str | None:
     return None
 
 
+def _midnight(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time()).timestamp()
+
+
+def review_notice_days(settings: dict | None) -> int:
+    """How many days before its review date an entry's owner is told (0: not before it passes)."""
+    value = ((settings or {}).get("reviews") or {}).get("notice_days", REVIEW_NOTICE_DAYS)
+    try:
+        return max(0, min(MAX_NOTICE_DAYS, int(value)))
+    except (TypeError, ValueError):
+        return REVIEW_NOTICE_DAYS
+
+
 def review_signals(engine, municipality: str, today: dt.date | None = None) -> list[Signal]:
-    """Entries whose review date has passed (in the municipality's time zone); a new date makes a new item."""
+    """Entries whose review date has passed (in the municipality's time zone), and those whose date comes
+    within the notice period; a new date makes new items, and a date that passes after its notice gives the
+    overdue item as well (another source key)."""
+    settings = municipality_settings.settings(engine, municipality)
     if today is None:
-        tz = municipality_settings.timezone(municipality_settings.settings(engine, municipality))
-        today = dt.datetime.now(tz).date()
+        today = dt.datetime.now(municipality_settings.timezone(settings)).date()
+    notice = review_notice_days(settings)
     out = []
     for entry in KnowledgeStore(engine).all(municipality):
-        if entry.review_by and entry.review_by < today:
-            at = dt.datetime.combine(entry.review_by, dt.time()).timestamp()
-            out.append(
-                Signal(
-                    municipality=municipality,
-                    source_key=f"review:{entry.id}:{entry.review_by.isoformat()}",
-                    kind="overdue_review",
-                    occurred_at=at,
-                    text=masked(entry.first_question("sv")),
-                    entry_id=entry.id,
-                    detail={"review_by": entry.review_by.isoformat(), "days_overdue": (today - entry.review_by).days},
-                )
+        if not entry.review_by:
+            continue
+        days = (entry.review_by - today).days
+        if days < 0:  # when the calendar said it: the date itself, or (notice) this pass
+            kind, key, at, extra = "overdue_review", "review", _midnight(entry.review_by), {"days_overdue": -days}
+        elif days <= notice and notice > 0:
+            kind, key, at, extra = "review_due", "review_due", time.time(), {"days_left": days}
+        else:
+            continue
+        out.append(
+            Signal(
+                municipality=municipality,
+                source_key=f"{key}:{entry.id}:{entry.review_by.isoformat()}",
+                kind=kind,
+                occurred_at=at,
+                text=masked(entry.first_question("sv")),
+                entry_id=entry.id,
+                detail={"review_by": entry.review_by.isoformat(), **extra},
             )
+        )
     return out

@@ -5,9 +5,10 @@ reads what happened since its last pass, resolves each signal's owner (learning/
 the items, ignoring a source key that is already on a list. The unique (municipality, source_key) makes
 a second pass, or another process's pass at the same moment, a no-op: a signal lands on one list once.
 
-Statuses: new -> in_progress -> done | wont_do (any change allowed; who and when are kept). The contact
-centre (agents) reads them, webmasters and admins change them. An item with a conversation goes when the
-conversation does (kommunchatt/retention.py purges and erases every table with a conversation_id).
+Statuses: new -> in_progress -> done | wont_do (any change allowed; who and when are kept, each change in the
+item's history, learning/item_history.py). The contact centre (agents) reads them, webmasters and admins
+change them. An item with a conversation goes when the conversation does (kommunchatt/retention.py purges
+and erases every table with a conversation_id).
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from sqlalchemy import (
 from core.db import metadata
 from core.errors import NotFound
 from core.municipalities import municipalities
-from learning import signals
+from learning import item_history, signals
 from learning.claims import insert_ignore
 from learning.owners import Resolver, departments, get_department
 
 log = logging.getLogger(__name__)
 
-KINDS = ("negative_feedback", "low_rating", "unanswered", "overdue_review", "broken_link")
+KINDS = ("negative_feedback", "low_rating", "unanswered", "overdue_review", "review_due", "broken_link")
 STATUSES = ("new", "in_progress", "done", "wont_do")
 ROUTE_EVERY_S = 15.0  # a negative feedback is on a list within a minute with margin
 REVIEW_EVERY_S = 600.0  # review dates change rarely: every 10 minutes is soon enough
@@ -251,18 +252,39 @@ def change(
     status: str | None = None,
     department_id: int | None = None,
 ) -> dict:
-    """Set an item's status or hand it to another department (a misrouted item); who and when are kept."""
-    get(engine, municipality, item_id)
-    values: dict = {"updated_at": time.time(), "changed_by": actor}
+    """Set an item's status or hand it to another department (a misrouted item); who and when are kept on the
+    item (the last change) and in its history (every change, learning/item_history.py)."""
+    now = time.time()
+    values: dict = {"updated_at": now, "changed_by": actor}
     if status is not None:
         values["status"] = status
     with engine.begin() as conn:
+        before = conn.execute(
+            select(work_items)
+            .where(work_items.c.id == item_id, work_items.c.municipality == municipality)
+            .with_for_update()  # PostgreSQL: two changes at once are recorded one after the other
+        ).first()
+        if before is None:
+            raise NotFound(f"no work item with id {item_id} in '{municipality}'")
         if department_id is not None:
             get_department(conn, municipality, department_id)
             values["department_id"] = department_id
             values["routed_via"] = "manual"  # a person's choice: ownership changes no longer move it
         conn.execute(update(work_items).where(work_items.c.id == item_id).values(**values))
+        item_history.record(conn, before, status, department_id, actor, now)
     return get(engine, municipality, item_id)
+
+
+def history(engine: Engine, municipality: str, item_ids: list[int]) -> dict[int, list[dict]]:
+    """The items' changes, oldest first (see learning/item_history.py)."""
+    with engine.connect() as conn:
+        return item_history.of_items(conn, municipality, item_ids)
+
+
+def with_history(engine: Engine, municipality: str, found: list[dict]) -> list[dict]:
+    """`found` items, each with its history."""
+    changes = history(engine, municipality, [i["id"] for i in found])
+    return [{**i, "history": changes[i["id"]]} for i in found]
 
 
 def counts(engine: Engine, municipality: str) -> dict[str, dict[str, int]]:

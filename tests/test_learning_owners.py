@@ -9,6 +9,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import json
 import socket
 import threading
 import time
@@ -555,3 +556,137 @@ def test_an_erased_conversation_leaves_no_item_behind(engine):
     assert result["rows"]["work_items"] == 1
     assert [i["conversation_id"] for i in _items(engine)] == [kept]
     assert Router(engine).run_once(reviews=False) == 0  # nothing to bring it back
+
+
+# ------------------------------------------------------------------ reviews due soon, status history
+
+
+def _review_by(engine, **days: int) -> None:
+    store = KnowledgeStore(engine)
+    for entry_id, offset in days.items():
+        entry = store.get("default", entry_id)
+        entry.review_by = dt.date.today() + dt.timedelta(days=offset)
+        store.upsert(entry)
+
+
+def test_a_review_date_coming_within_the_notice_nags_the_owner_once_before_it_passes(engine):
+    _entries(engine)
+    dept = _departments(engine)
+    _review_by(engine, sophamtning=5, altan=30, parkering=-1)
+
+    router = Router(engine)
+    assert router.run_once() == 2
+    assert router.run_once(reviews=True) == 0  # idempotent: one item per entry and date
+    assert Router(engine).run_once(reviews=True) == 0  # another process's first pass too
+    (due,) = _items(engine, kind="review_due")
+    assert (due["entry_id"], due["department_id"], due["routed_via"]) == ("sophamtning", dept["Avfall"], "entry")
+    assert due["detail"]["days_left"] == 5 and due["detail"]["review_by"] == (
+        dt.date.today() + dt.timedelta(days=5)
+    ).isoformat()
+    assert [i["entry_id"] for i in _items(engine, kind="overdue_review")] == ["parkering"]
+
+    update_settings(engine, "default", {"reviews": {"notice_days": 30}})  # a longer notice: altan's date is near
+    assert router.run_once(reviews=True) == 1
+    assert {i["entry_id"] for i in _items(engine, kind="review_due")} == {"sophamtning", "altan"}
+    _review_by(engine, sophamtning=-1)  # the date passed unreviewed: now it is overdue as well
+    assert router.run_once(reviews=True) == 1
+    assert {i["entry_id"] for i in _items(engine, kind="overdue_review")} == {"parkering", "sophamtning"}
+
+    update_settings(engine, "default", {"reviews": {"notice_days": 0}})  # off: only passed dates
+    _review_by(engine, altan=3)
+    assert router.run_once(reviews=True) == 0
+
+    report = digest.digest(engine, "default")
+    sections = {s["department"]: s for s in report["departments"]}
+    assert sum(sections["Avfall"]["counts"]["review_due"].values()) == 1
+    assert sum(sections["Bygg"]["counts"]["review_due"].values()) == 1  # altan's owner by its topic
+    text = digest.mail_text(report, sections["Avfall"])
+    assert "Granskningsdatum närmar sig: 1 (ny 1)" in text and "granskas senast" in text
+
+
+def test_the_notice_period_over_rest_routes_at_once(client, sqlite_engine):
+    _entries(sqlite_engine)
+    _review_by(sqlite_engine, altan=20)
+    web = _login(sqlite_engine, client, "webb", "webmaster")
+    agent = _login(sqlite_engine, client, "agent", "agent")
+    other = _login(sqlite_engine, client, "annan", "webmaster", ("annanstad",))
+
+    assert client.get("/api/v1/admin/reviews/settings", headers=agent).json() == {"notice_days": 14}
+    assert client.put("/api/v1/admin/reviews/settings", json={"notice_days": 30}, headers=agent).status_code == 403
+    assert client.put("/api/v1/admin/reviews/settings", json={"notice_days": 30}, headers=other).status_code == 403
+    assert client.put("/api/v1/admin/reviews/settings", json={"notice_days": -1}, headers=web).status_code == 422
+    assert client.put("/api/v1/admin/reviews/settings", json={"notice_days": 400}, headers=web).status_code == 422
+    put = client.put("/api/v1/admin/reviews/settings", json={"notice_days": 30}, headers=web)
+    assert put.status_code == 200 and put.json() == {"notice_days": 30, "added_items": 1}
+    again = client.put("/api/v1/admin/reviews/settings", json={"notice_days": 30}, headers=web)
+    assert again.json()["added_items"] == 0
+    (item,) = client.get("/api/v1/worklist?kind=review_due", headers=agent).json()
+    assert item["entry_id"] == "altan" and item["detail"]["days_left"] == 20
+
+
+def test_each_status_change_is_in_the_items_history_with_who_and_when(engine):
+    """Both databases: the history is kept in the change's transaction, read oldest first, and leaves with
+    its item when the conversation is erased."""
+    from kommunchatt.retention import RasaTracker, erase
+
+    _entries(engine)
+    dept = _departments(engine)
+    conv = _answered(engine, "När hämtas soporna?", "sophamtning")
+    Router(engine).run_once(reviews=False)
+    (item,) = _items(engine)
+    assert worklist.history(engine, "default", [item["id"]]) == {item["id"]: []}  # routed: no change yet
+
+    before = time.time()
+    worklist.change(engine, "default", item["id"], "webb", status="in_progress")
+    worklist.change(engine, "default", item["id"], "webb", status="in_progress")  # no change: not recorded
+    worklist.change(engine, "default", item["id"], "bo", department_id=dept["Bygg"])
+    worklist.change(engine, "default", item["id"], "bo", status="done")
+    changes = worklist.history(engine, "default", [item["id"]])[item["id"]]
+    assert [(c["previous_status"], c["status"], c["changed_by"]) for c in changes] == [
+        ("new", "in_progress", "webb"),
+        ("in_progress", "in_progress", "bo"),
+        ("in_progress", "done", "bo"),
+    ]
+    moved = changes[1]
+    assert (moved["previous_department_id"], moved["department_id"], moved["department"]) == (
+        dept["Avfall"],
+        dept["Bygg"],
+        "Bygg",
+    )
+    assert changes[0]["department_id"] is None and changes[2]["department_id"] is None
+    assert before <= changes[0]["changed_at"] <= changes[1]["changed_at"] <= changes[2]["changed_at"] <= time.time()
+    assert worklist.history(engine, "annanstad", [item["id"]]) == {item["id"]: []}  # another municipality's view
+    with pytest.raises(errors.NotFound):
+        worklist.change(engine, "annanstad", item["id"], "x", status="done")
+
+    result = erase(engine, RasaTracker(None), [conv], None)
+    assert result["rows"]["work_items"] == 1 and result["rows"]["work_item_history"] == 3
+    assert worklist.history(engine, "default", [item["id"]]) == {item["id"]: []}
+
+
+def test_the_contact_centre_reads_an_items_history_over_rest(client, sqlite_engine):
+    _entries(sqlite_engine)
+    _answered(sqlite_engine, f"När hämtas soporna? Ring {PHONE}", "sophamtning")
+    _answered(sqlite_engine, "Altan?", "altan")
+    Router(sqlite_engine).run_once(reviews=False)
+    web = _login(sqlite_engine, client, "webb", "webmaster")
+    agent = _login(sqlite_engine, client, "agent", "agent")
+    first, second = sorted(client.get("/api/v1/worklist", headers=agent).json(), key=lambda i: i["id"])
+    assert "history" not in first  # the plain list stays as it was
+
+    started = client.patch(f"/api/v1/worklist/{first['id']}", json={"status": "in_progress"}, headers=web).json()
+    assert [(c["previous_status"], c["status"], c["changed_by"]) for c in started["history"]] == [
+        ("new", "in_progress", "webb")
+    ]
+    client.patch(f"/api/v1/worklist/{first['id']}", json={"status": "wont_do"}, headers=web)
+    seen = client.get(f"/api/v1/worklist/{first['id']}", headers=agent).json()
+    assert [c["status"] for c in seen["history"]] == ["in_progress", "wont_do"]
+    assert set(seen["history"][0]) == {
+        "previous_status", "status", "previous_department_id", "department_id", "department", "changed_by",
+        "changed_at",
+    }  # statuses, departments, a staff name and a time: nothing a citizen wrote
+    listed = {i["id"]: i for i in client.get("/api/v1/worklist?history=true", headers=agent).json()}
+    assert listed[first["id"]]["history"] == seen["history"] and listed[second["id"]]["history"] == []
+    assert PHONE not in json.dumps(listed)
+    elsewhere = _login(sqlite_engine, client, "annan", "agent", ("annanstad",))
+    assert client.get(f"/api/v1/worklist/{first['id']}", headers=elsewhere).status_code == 403

@@ -223,6 +223,7 @@ BODIES = {
     ("PUT", "/api/v1/admin/digest/smtp"): lambda M, ID: {"host": "127.0.0.1", "port": 9,
                                                          "sender": "chatt@example.org"},
     ("PUT", "/api/v1/admin/links/settings"): lambda M, ID: {"enabled": False, "hosts": ["127.0.0.1"]},
+    ("PUT", "/api/v1/admin/reviews/settings"): lambda M, ID: {"notice_days": 14},
     ("POST", "/api/v1/admin/links/check"): lambda M, ID: None,
     ("PATCH", "/api/v1/worklist/{item_id}"): lambda M, ID: {"status": "in_progress"},
 }
