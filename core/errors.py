@@ -1,8 +1,10 @@
 """One error shape for every endpoint: `{"detail": "<one readable sentence>", "errors": [{"field", "message"}]}`.
 
-`detail` is always a string a person can read (the widget and the staff pages show it as it is);
+`detail` is always a string a person can read, in English (stable: API clients and tests match on it);
 `errors` lists what was wrong per field (empty when the error is not about fields; an import adds
-`line` and `entry`). Raise an `ApiError` subclass from any layer; `install(app)` turns it, FastAPI's
+`line` and `entry`). A request that sends Accept-Language also gets `message`: the same error in
+Swedish when it prefers Swedish, else English (core/error_texts.py, from the string table), which the
+staff pages show. Raise an `ApiError` subclass from any layer; `install(app)` turns it, FastAPI's
 validation errors, `HTTPException`s and unexpected failures into this shape, and `ERROR_RESPONSES`
 documents it in OpenAPI so generated clients know it.
 """
@@ -15,8 +17,11 @@ from collections.abc import Iterable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+
+from core.error_texts import localised, preferred_language
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +38,13 @@ class FieldError(BaseModel):
 class ErrorBody(BaseModel):
     """What every error response carries."""
 
-    detail: str
+    detail: str = Field(description="one readable sentence in English (stable: clients may match on it)")
     errors: list[FieldError] = []
+    message: str | None = Field(
+        None,
+        description="the error in the language the request's Accept-Language prefers (Swedish or English); "
+        "only when the request sends Accept-Language (the response then says Content-Language)",
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {
@@ -93,8 +103,22 @@ def body(detail: str, errors: Iterable[dict] = ()) -> dict:
     return {"detail": detail, "errors": list(errors)}
 
 
-def error_response(status: int, detail: str, errors: Iterable[dict] = (), headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(body(detail, errors), status_code=status, headers=headers)
+def error_response(
+    status: int,
+    detail: str,
+    errors: Iterable[dict] = (),
+    headers: dict | None = None,
+    request: HTTPConnection | None = None,
+) -> JSONResponse:
+    """The one error shape; with the `request`, `message` in the language its Accept-Language prefers."""
+    content = body(detail, errors)
+    language = preferred_language(request.headers.get("accept-language")) if request is not None else None
+    if language:
+        problems = content["errors"]
+        from_fields = bool(problems) and detail == summary(problems)
+        content["message"] = localised(status, detail, problems, language, from_fields)
+        headers = {**(headers or {}), "Content-Language": language, "Vary": "Accept-Language"}
+    return JSONResponse(content, status_code=status, headers=headers)
 
 
 def field_errors(exc: RequestValidationError) -> list[dict]:
@@ -117,11 +141,11 @@ def summary(errors: list[dict]) -> str:
     )
 
 
-def _from_http_exception(exc: StarletteHTTPException) -> JSONResponse:
-    detail = exc.detail
+def _from_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail, headers = exc.detail, getattr(exc, "headers", None)
     if isinstance(detail, list):  # older code raised a list of field errors as the detail
-        return error_response(exc.status_code, summary(detail), detail, getattr(exc, "headers", None))
-    return error_response(exc.status_code, str(detail), (), getattr(exc, "headers", None))
+        return error_response(exc.status_code, summary(detail), detail, headers, request)
+    return error_response(exc.status_code, str(detail), (), headers, request)
 
 
 def install(app: FastAPI, statuses: dict[type[Exception], int] | None = None) -> None:
@@ -129,29 +153,29 @@ def install(app: FastAPI, statuses: dict[type[Exception], int] | None = None) ->
     not exist) to a status, their message becoming `detail`."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.detail, exc.errors)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.detail, exc.errors, request=request)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = field_errors(exc)
-        return error_response(422, summary(errors), errors)
+        return error_response(422, summary(errors), errors, request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _from_http_exception(exc)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _from_http_exception(request, exc)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:  # still logged by the server
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # still logged by the server
         log.error("unhandled error", exc_info=exc)
-        return error_response(500, "internal error: the service could not complete the request")
+        return error_response(500, "internal error: the service could not complete the request", request=request)
 
     for kind, status in (statuses or {}).items():
         app.add_exception_handler(kind, _status_handler(status))
 
 
 def _status_handler(status: int):
-    async def handler(_request: Request, exc: Exception) -> JSONResponse:
-        return error_response(status, str(exc.args[0] if exc.args else exc))
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(status, str(exc.args[0] if exc.args else exc), request=request)
 
     return handler

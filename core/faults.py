@@ -19,20 +19,20 @@ RETRY_AFTER_S = 2
 
 
 def install(app: FastAPI) -> None:
-    async def database_busy(_request: Request, exc: Exception) -> JSONResponse:
+    async def database_busy(request: Request, exc: Exception) -> JSONResponse:
         if not is_locked(exc):
             log.error("database error", exc_info=exc)
-            return error_response(500, "internal error: the service could not complete the request")
+            return error_response(500, "internal error: the service could not complete the request", request=request)
         log.warning("database busy: %s", type(exc).__name__)
         return error_response(503, "the database is busy right now; try again in a moment",
-                              headers={"Retry-After": str(RETRY_AFTER_S)})
+                              headers={"Retry-After": str(RETRY_AFTER_S)}, request=request)
 
-    async def out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+    async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, StatementError) and not isinstance(exc.orig, (OverflowError, ValueError)) \
                 and not isinstance(exc, DataError):
             log.error("database error", exc_info=exc)
-            return error_response(500, "internal error: the service could not complete the request")
-        return error_response(422, "a value is out of range for the database (a number too large?)")
+            return error_response(500, "internal error: the service could not complete the request", request=request)
+        return error_response(422, "a value is out of range for the database (a number too large?)", request=request)
 
     app.add_exception_handler(OperationalError, database_busy)
     app.add_exception_handler(SqlTimeout, database_busy)

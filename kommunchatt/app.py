@@ -189,8 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @app.exception_handler(UnknownConversation)
-    async def _unknown_conversation(_request: Request, exc: UnknownConversation):
-        return errors.error_response(404, f"no chat session with id '{exc.args[0]}'")
+    async def _unknown_conversation(request: Request, exc: UnknownConversation):
+        return errors.error_response(404, f"no chat session with id '{exc.args[0]}'", request=request)
 
     errors.install(app, {Conflict: 409})  # one error shape: {"detail": str, "errors": [{"field", "message"}]}
 

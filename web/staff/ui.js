@@ -9,6 +9,7 @@ export class ApiError extends Error {
 }
 
 function detailText(data) {
+  if (data && typeof data.message === 'string' && data.message) return data.message; // in the page's language
   if (!data || !data.detail) return '';
   if (typeof data.detail === 'string') return data.detail;
   if (Array.isArray(data.detail)) return data.detail.map((p) => (p.field ? `${p.field}: ` : '') + (p.message || p.msg)).join('; ');
@@ -16,7 +17,8 @@ function detailText(data) {
 }
 
 export async function api(method, path, body) {
-  const options = { method, credentials: 'same-origin', headers: {} };
+  // The server's error texts come in the page's language (the `message` of the error shape).
+  const options = { method, credentials: 'same-origin', headers: { 'accept-language': language() } };
   if (body !== undefined) { options.body = JSON.stringify(body); options.headers['content-type'] = 'application/json'; }
   const response = await fetch(`/api/v1${path}`, options);
   const data = response.status === 204 ? null : await response.json().catch(() => null);

@@ -1,0 +1,142 @@
+"""Error texts in the staff's language (issue 16): the one error shape keeps its English `detail` for API
+clients and adds `message`, in Swedish when the request's Accept-Language prefers Swedish, from the
+string table's `error_*` keys (core/error_texts.py). In process: a small app with the real handlers, then
+the real app."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
+
+from core import errors
+from core.error_texts import preferred_language
+from tests.conftest import ROOT
+from tests.inprocess import running_app
+
+TABLE = yaml.safe_load((ROOT / "core" / "service_texts.yml").read_text(encoding="utf-8"))
+ERRORS = {key: texts for key, texts in TABLE.items() if key.startswith("error_")}
+SWEDISH = {"accept-language": "sv-SE,sv;q=0.9,en-US;q=0.8,en;q=0.7"}
+ENGLISH = {"accept-language": "en-GB,en;q=0.9,sv;q=0.5"}
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+class Body(BaseModel):
+    text: str = Field(min_length=1)
+    count: int = Field(ge=1)
+
+
+def small_app() -> TestClient:
+    app = FastAPI()
+    errors.install(app, {LookupError: 409})
+
+    @app.get("/municipalities/{mid}")
+    async def municipality(mid: str) -> dict:
+        raise errors.NotFound(f"no municipality with id '{mid}'")
+
+    @app.get("/odd")
+    async def odd() -> dict:
+        raise errors.Forbidden("a rule nobody wrote words for")
+
+    @app.get("/crash")
+    async def crash() -> dict:
+        raise RuntimeError("boom")
+
+    @app.get("/taken")
+    async def taken() -> dict:
+        raise LookupError("the conversation is not yours")
+
+    @app.post("/things")
+    async def things(body: Body) -> dict:
+        return {}
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_every_error_text_has_swedish_and_english_with_the_same_placeholders():
+    assert len(ERRORS) > 40
+    for key, texts in ERRORS.items():
+        assert set(texts) == {"sv", "en"}, key
+        assert texts["sv"].strip() and texts["en"].strip() and texts["sv"] != texts["en"], key
+        assert placeholders(texts["sv"]) == placeholders(texts["en"]), key
+    statuses = {key for key in ERRORS if key.startswith("error_status_")}
+    assert all(ERRORS[key]["en"] == "{detail}" for key in statuses)
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("sv-SE,sv;q=0.9,en;q=0.8", "sv"),
+        ("en-US,en;q=0.9,sv;q=0.8", "en"),
+        ("fi, sv;q=0.5, en;q=0.4", "sv"),  # Finnish first, but of the offered two Swedish ranks higher
+        ("sv;q=0.2, en;q=0.7", "en"),
+        ("ar", "en"),  # a language the staff texts lack: the English detail
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_request_language_is_the_offered_one_ranked_highest(header, language):
+    assert preferred_language(header) == language
+
+
+def test_swedish_is_given_when_swedish_is_preferred_and_detail_stays_english():
+    client = small_app()
+    plain = client.get("/municipalities/norrvik")
+    assert plain.status_code == 404
+    assert plain.json() == {"detail": "no municipality with id 'norrvik'", "errors": []}  # API clients: unchanged
+    swedish = client.get("/municipalities/norrvik", headers=SWEDISH)
+    assert swedish.json() == {
+        "detail": "no municipality with id 'norrvik'",
+        "errors": [],
+        "message": "det finns ingen kommun med id 'norrvik'",
+    }
+    assert swedish.headers["content-language"] == "sv" and "accept-language" in swedish.headers["vary"].lower()
+    english = client.get("/municipalities/norrvik", headers=ENGLISH)
+    assert english.json()["message"] == "no municipality with id 'norrvik'"
+    assert english.headers["content-language"] == "en"
+
+
+def test_validation_errors_unknown_details_crashes_and_other_layers_errors_get_swedish_too():
+    client = small_app()
+    invalid = client.post("/things", json={"text": "", "count": 0}, headers=SWEDISH).json()
+    assert invalid["detail"] == (
+        "text: String should have at least 1 character; count: Input should be greater than or equal to 1"
+    )
+    assert invalid["message"] == "text: får inte vara tomt; count: måste vara minst 1"
+    assert [e["message"] for e in invalid["errors"]] == [  # per field: English as before
+        "String should have at least 1 character", "Input should be greater than or equal to 1"]
+    missing = client.post("/things", json={}, headers=SWEDISH).json()
+    assert missing["message"] == "text: måste anges; count: måste anges"
+    odd = client.get("/odd", headers=SWEDISH).json()  # no key of its own: the status's Swedish lead-in
+    assert odd["message"] == "inte tillåtet: a rule nobody wrote words for"
+    crash = client.get("/crash", headers=SWEDISH)
+    assert crash.status_code == 500 and crash.json()["message"] == "internt fel: tjänsten kunde inte slutföra begäran"
+    taken = client.get("/taken", headers=SWEDISH)
+    assert taken.status_code == 409 and taken.json()["message"] == "samtalet är inte ditt"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, model_path):
+    with running_app(tmp_path_factory.mktemp("inprocess-error-language"), model_path) as running:
+        yield running
+
+
+def test_the_real_app_answers_staff_in_swedish(app):
+    client, _ = app
+    me = client.get("/api/v1/auth/me", headers=SWEDISH)
+    assert me.status_code == 401
+    assert me.json()["detail"] == "log in first (the session is missing or has expired)"
+    assert me.json()["message"] == "logga in först (sessionen saknas eller har gått ut)"
+    login = client.post("/api/v1/auth/login", json={"username": "nobody", "password": "not-a-password"},
+                        headers=SWEDISH)
+    assert login.status_code == 401 and login.json()["message"] == "fel användarnamn eller lösenord"
+    chat = client.get("/api/v1/chat/sessions/no-such-session", headers=SWEDISH)
+    assert chat.status_code == 404 and chat.json()["message"] == "det finns ingen chatt med id 'no-such-session'"
+    assert "message" not in client.get("/api/v1/auth/me").json()  # no Accept-Language: the shape as before
