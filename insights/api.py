@@ -85,11 +85,12 @@ async def report_summary(
     date_to: str | None = None,
     group_by: str = "day",
     municipality: str | None = None,
-    tz: str = "Europe/Stockholm",
+    tz: str | None = None,
 ) -> dict:
     """Waiting, first response and handling times, outcomes and satisfaction per day, language or
-    municipality. Dates are YYYY-MM-DD (default: the last 7 days). An admin of some municipalities names
-    one of them (with only one, it is the default); a global admin may leave it out for all."""
+    municipality. Dates are YYYY-MM-DD days in `tz` (default: the municipality's time zone; the default
+    period: the last 7 days up to its today). An admin of some municipalities names one of them (with only
+    one, it is the default); a global admin may leave it out for all."""
     if municipality is None and scope.ids is not None:
         if len(scope.ids) != 1:
             raise Invalid("name the municipality (you work for several)",
@@ -98,7 +99,8 @@ async def report_summary(
     if municipality is not None:
         scope.check(municipality)
     try:
-        return await asyncio.to_thread(reports.summary, engine, date_from, date_to, group_by, tz, municipality)
+        zone = tz or await run_db(engine, reports.zone_name, engine, municipality)
+        return await asyncio.to_thread(reports.summary, engine, date_from, date_to, group_by, zone, municipality)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
 
@@ -110,11 +112,14 @@ async def report_agents(
     _user: Admin,
     date_from: str | None = None,
     date_to: str | None = None,
-    tz: str = "Europe/Stockholm",
+    tz: str | None = None,
 ) -> dict:
     """Per agent: chats, handling and first response times, most and mean concurrent chats, satisfaction
-    (over the chats of the admin's municipalities)."""
+    (over the chats of the admin's municipalities). Days as in the summary: by default in the time zone of
+    the admin's one municipality (of the default municipality for an admin of several)."""
+    only = next(iter(scope.ids)) if scope.ids is not None and len(scope.ids) == 1 else None
     try:
-        return await asyncio.to_thread(reports.agents, engine, date_from, date_to, tz, scope.ids)
+        zone = tz or await run_db(engine, reports.zone_name, engine, only)
+        return await asyncio.to_thread(reports.agents, engine, date_from, date_to, zone, scope.ids)
     except ValueError as exc:
         raise Invalid(str(exc)) from None

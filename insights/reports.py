@@ -1,7 +1,7 @@
 """Reports for the contact centre, computed from conversations and the assignment history.
 
-Per day (in the municipality's time zone), language or municipality: waiting time, first response
-time, handling time, outcomes and satisfaction; per agent: chats, handling and concurrent chats.
+Per day (in the municipality's time zone, `zone_name`), language or municipality: waiting time, first
+response time, handling time, outcomes and satisfaction; per agent: chats, handling and concurrent chats.
 Computed in Python from the rows of the period: the same on SQLite and PostgreSQL.
 """
 
@@ -16,10 +16,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Engine, and_, select, true
 
 from conversations.store import conversations
+from core import municipalities as municipality_settings
 from core.users import users
 from handoff.assignment import assignments
 
 GROUPS = ("day", "language", "municipality")
+clock = time.time  # "today" and "now" of the reports (the tests fix it around midnight)
+
+
+def zone_name(engine: Engine, municipality: str | None) -> str:
+    """The time zone a report counts days in: the municipality's (its opening hours', else its own setting),
+    for a report over all municipalities the default municipality's, else Stockholm."""
+    settings = municipality_settings.settings(engine, municipality or "default")
+    try:
+        return municipality_settings.timezone(settings).key
+    except (ZoneInfoNotFoundError, ValueError):  # a setting written by hand that names no zone
+        return municipality_settings.DEFAULT_TIMEZONE
 
 
 def zone_of(tz: str) -> ZoneInfo:
@@ -31,9 +43,9 @@ def zone_of(tz: str) -> ZoneInfo:
 
 
 def period(date_from: str | None, date_to: str | None, tz: str) -> tuple[float, float]:
-    """[from 00:00, to 24:00) in the time zone; the last 7 days by default."""
+    """[from 00:00, to 24:00) in the time zone; by default the last 7 days, today being the zone's today."""
     zone = zone_of(tz)
-    today = dt.datetime.now(zone).date()
+    today = dt.datetime.fromtimestamp(clock(), zone).date()
     start = dt.date.fromisoformat(date_from) if date_from else today - dt.timedelta(days=6)
     end = dt.date.fromisoformat(date_to) if date_to else today
     if end < start:
@@ -87,7 +99,7 @@ def summary(
     zone = zone_of(tz)
     begin, finish = period(date_from, date_to, tz)
     convs, history = _conversations_with_history(engine, begin, finish, municipality)
-    now = time.time()
+    now = clock()
     groups: dict[str, list[dict]] = defaultdict(list)
     for conv in convs:
         key = _day(conv["queued_at"], zone) if group_by == "day" else conv[group_by]
@@ -189,7 +201,7 @@ def agents(
     """Per agent, over the chats of `municipalities` (None: all)."""
     zone = zone_of(tz)
     begin, finish = period(date_from, date_to, tz)
-    now = time.time()
+    now = clock()
     with engine.connect() as conn:
         rows = [
             dict(r._mapping)

@@ -1,14 +1,14 @@
 // Reports as a page: waiting, first response and handling times, outcomes and satisfaction per day,
 // language or municipality, and per agent (the same figures as /api/v1/reports/*).
+// Days are the municipality's (its time zone, Europe/Stockholm by default), never the browser's: the
+// first load sends no dates, and the server's default period (the last 7 days up to the municipality's
+// today) fills the date fields, so a chat at 00:30 Swedish time is on the day a Swede expects.
 import { label, t } from '../../agent/texts.js';
 import { api, el, field, languageName, page, query, seconds, table } from '../ui.js';
 
-const isoDay = (d) => d.toISOString().slice(0, 10);
-
 export function reportsPage(view) {
-  const today = new Date();
-  const from = el('input', { type: 'date', value: isoDay(new Date(today.getTime() - 6 * 86400000)) });
-  const to = el('input', { type: 'date', value: isoDay(today) });
+  const from = el('input', { type: 'date' });
+  const to = el('input', { type: 'date' });
   const group = el('select', {}, ['day', 'language', 'municipality'].map((g) => el('option', { value: g, text: t(`staff_group_${g}`) })));
   const summary = el('section', { 'aria-live': 'polite' });
   const agents = el('section', {});
@@ -22,12 +22,17 @@ export function reportsPage(view) {
   const stat = (s) => (s.count ? `${seconds(s.median)} / ${seconds(s.p90)}` : '–');
   const satisfaction = (s) => (s.count ? `${s.mean.toFixed(1)} (${s.count})` : '–');
 
+  let latest = 0; // only the newest request fills the page
   async function load() {
-    const params = { date_from: from.value, date_to: to.value };
+    const mine = ++latest;
+    const asked = [from.value, to.value];
     try {
-      const [sum, per] = await Promise.all([
-        api('GET', `/reports/summary${query({ ...params, group_by: group.value })}`),
-        api('GET', `/reports/agents${query(params)}`)]);
+      const sum = await api('GET', `/reports/summary${query({ date_from: asked[0], date_to: asked[1], group_by: group.value })}`);
+      if (mine !== latest) return;
+      if (from.value === asked[0]) from.value = sum.from; // an empty field: the server's default period
+      if (to.value === asked[1]) to.value = sum.to; // (not over what the user typed meanwhile)
+      const per = await api('GET', `/reports/agents${query({ date_from: sum.from, date_to: sum.to, tz: sum.timezone })}`);
+      if (mine !== latest) return;
       summary.replaceChildren(el('h2', { text: t('staff_reports_summary') }),
         table(t('staff_reports_summary'), [t(`staff_group_${group.value}`), t('staff_reports_conversations'),
           t('staff_reports_answered'), t('staff_reports_wait'), t('staff_reports_first_response'),
@@ -35,7 +40,8 @@ export function reportsPage(view) {
         sum.rows.map((r) => [groupLabel(r[group.value]), String(r.conversations), String(r.answered), stat(r.waiting_seconds),
           stat(r.first_response_seconds), stat(r.handling_seconds), outcomes(r.outcomes), satisfaction(r.satisfaction)]),
         [1, 2]),
-        el('p', { class: 'muted', text: t('staff_reports_median_p90') }));
+        el('p', { class: 'muted', text: t('staff_reports_median_p90') }),
+        el('p', { class: 'muted', id: 'report-zone', text: t('staff_reports_days_in_zone', { zone: sum.timezone }) }));
       agents.replaceChildren(el('h2', { text: t('staff_reports_agents') }),
         table(t('staff_reports_agents'), [t('staff_name'), t('staff_reports_chats'), t('staff_reports_closed'),
           t('staff_reports_first_response'), t('staff_reports_handling'), t('staff_reports_concurrent'), t('staff_rating')],
