@@ -69,7 +69,7 @@ test: setup browser haproxy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/lint-imports --no-cache >/dev/null || $(VENV)/bin/lint-imports --no-cache
 	@$(MAKE) -s test-rasa
-	@$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+	@$(VENV)/bin/python -m pytest -q -ra --durations=25 $(PYTEST_ARGS)
 
 # The Rasa side in its own environment: conversation tests and the held-out NLU evaluation.
 test-rasa:

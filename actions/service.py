@@ -10,13 +10,30 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = float(os.environ.get("KOMMUNCHATT_ACTION_TIMEOUT", "5"))
-# One connection pool for every call to the service (keep-alive): a new TCP connection per call cost a
+
+
+def _session(retry: Retry) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+# One connection pool per kind of call to the service (keep-alive): a new TCP connection per call cost a
 # connect on both sides, two or three times a turn. The actions run one at a time on the server's loop.
-_http = requests.Session()
+# When a service replica dies during a call, the balancer answers 502/503 (or the connection fails) although
+# another replica could answer at once: urllib3 retries the call twice, 0.1 s and 0.2 s apart. Calls that are
+# safe to repeat (reads, and writes the service does once per conversation) retry on those answers too; a
+# call-back request only when it never reached the service (a refused connection), or it could be left twice.
+_http = _session(Retry(total=2, connect=2, read=0, status=2, backoff_factor=0.1, allowed_methods=None,
+                       status_forcelist=(502, 503, 504), raise_on_status=False))
+_http_once = _session(Retry(total=2, connect=2, read=0, status=0, backoff_factor=0.1, allowed_methods=None))
 
 
 class ServiceError(Exception):
@@ -27,13 +44,14 @@ def _base_url() -> str:
     return os.environ.get("SERVICE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 
-def _post(path: str, payload: dict[str, Any], internal: bool = False) -> dict[str, Any]:
+def _post(path: str, payload: dict[str, Any], internal: bool = False, repeatable: bool = True) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     if internal:
         headers["X-Internal-Token"] = os.environ.get("KOMMUNCHATT_INTERNAL_TOKEN", "")
     url = f"{_base_url()}{path}"
     try:
-        response = _http.post(url, json=payload, headers=headers, timeout=TIMEOUT_SECONDS)
+        http = _http if repeatable else _http_once
+        response = http.post(url, json=payload, headers=headers, timeout=TIMEOUT_SECONDS)
         response.raise_for_status()
         data = response.json() if response.content else {}
     except (requests.RequestException, ValueError) as exc:
@@ -82,7 +100,7 @@ def handoff(session_id: str, reason: str) -> dict[str, Any]:
 
 def callback(session_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Leave a call-back request (outside opening hours)."""
-    return _post(_session_path(session_id, "callback"), payload, internal=True)
+    return _post(_session_path(session_id, "callback"), payload, internal=True, repeatable=False)
 
 
 def set_language(session_id: str, language: str) -> dict[str, Any]:
