@@ -4,9 +4,13 @@ Evidence, read from the stored conversations of one municipality (shapes as the 
 feedback endpoint and the agents' console store them):
 - a clarify choice: a question, the bot's "did you mean" (`custom.kind` clarify with `entry_ids`), the
   citizen picks one (an answer with `decision` "clarify_choice"): the question is a wording of that entry;
+- a topic choice: a question the bot had no match for (`custom.kind` decision, `decision` no_match, with the
+  municipality's top `topics` offered as the same /choose_entry buttons), the citizen picks one: like a
+  clarify choice, unless the citizen then says the answer did not help (a topic is a guess, not a match);
 - positive feedback: a question answered with entry X, then `feedback` with `helpful` true: a wording of X;
 - an agent's answer to a handed-off chat: the citizen's questions before the agent replied and the reply
-  become a NEW entry, or a variant of an entry when the agent sent that entry's answer.
+  become a NEW entry, or a variant of an entry when the agent sent that entry's answer. After the agent
+  hands the chat back to the bot (a system message `custom.kind` handback) the walk goes on as before it.
 Wordings are grouped by target, language (the citizen's, detected) and meaning, counted, with masked
 evidence. Nothing changes the knowledge base until a webmaster accepts; a dismissed proposal's wordings
 are remembered per target and never proposed again.
@@ -74,7 +78,7 @@ kb_suggestions = Table(
 
 VARIANT, NEW_ENTRY = "variant", "entry"
 PROPOSED, ACCEPTED, DISMISSED = "proposed", "accepted", "dismissed"
-SOURCES = ("clarify", "feedback", "agent")
+SOURCES = ("clarify", "topic", "feedback", "agent")
 MAX_EVIDENCE = 20  # shown per proposal
 QUESTIONS_PER_HANDOFF = 2  # the citizen's last questions before an agent replied
 MIN_MATCHED_ANSWER = 40  # characters of an entry's answer that must appear in an agent's reply to count as sent
@@ -134,8 +138,9 @@ class _Walk:
         self.answers = answers
         self.found: dict[tuple[int, str], Evidence] = {}
         self.question = None  # the citizen's last typed message
-        self.offered: tuple[Any, set[str]] | None = None  # (question, entry ids) of the last clarify
+        self.offered: tuple[Any, set[str], str] | None = None  # (question, entry ids, source) of the last offer
         self.answered: tuple[Any, str] | None = None  # (question, entry id) of the last answer
+        self.picked_topic: tuple[int, str] | None = None  # the evidence a topic choice gave, until feedback
         self.helped: set[int] = set()  # questions whose answer the citizen marked helpful
 
     def add(self, row, entry_id: str, source: str, answer: str | None = None) -> None:
@@ -149,27 +154,41 @@ class _Walk:
     def bot(self, row, custom: dict) -> None:
         kind = custom.get("kind")
         if kind == "clarify" and self.question is not None:
-            self.offered = (self.question, {str(i) for i in custom.get("entry_ids") or []})
+            self.offered = (self.question, {str(i) for i in custom.get("entry_ids") or []}, "clarify")
+        elif kind == "decision" and custom.get("decision") == "no_match" and self.question is not None:
+            self.offered = (self.question, {str(i) for i in custom.get("topics") or []}, "topic")
         elif kind == "answer":
             entry_id = str(custom.get("entry_id") or "")
+            self.picked_topic = None
             if custom.get("decision") == "clarify_choice":
                 if self.offered and entry_id in self.offered[1]:
-                    self.add(self.offered[0], entry_id, "clarify")
-                    self.answered = (self.offered[0], entry_id)
+                    question, _, source = self.offered
+                    self.add(question, entry_id, source)
+                    self.answered = (question, entry_id)
+                    self.picked_topic = (question.id, entry_id) if source == "topic" else None
                 else:
-                    self.answered = None  # a topic picked after "no match" says nothing of the wording
+                    self.answered = None  # a choice nobody offered for a question says nothing of its wording
             elif self.question is not None:
                 self.answered = (self.question, entry_id)
             self.offered = None
 
     def feedback(self, custom: dict) -> None:
-        if self.answered and custom.get("helpful") is True and str(custom.get("entry_id")) == self.answered[1]:
+        same = self.answered and str(custom.get("entry_id")) == self.answered[1]
+        if same and custom.get("helpful") is True:
             self.add(self.answered[0], self.answered[1], "feedback")
             self.helped.add(self.answered[0].id)
-        self.answered = None
+        elif same and custom.get("helpful") is False and self.picked_topic:
+            item = self.found.get(self.picked_topic)
+            if item is not None:
+                item.sources.discard("topic")
+                if not item.sources:
+                    del self.found[self.picked_topic]
+        self.answered = self.picked_topic = None
 
     def run(self, rows: list) -> list[Evidence]:
-        for index, row in enumerate(rows):
+        start, index = 0, 0
+        while index < len(rows):
+            row = rows[index]
             custom = _custom(row)
             if row.sender == "citizen" and not is_payload(row.text) and row.text.strip():
                 self.question = row
@@ -178,8 +197,12 @@ class _Walk:
             elif row.sender == "system" and custom.get("kind") == "feedback":
                 self.feedback(custom)
             elif row.sender == "agent":
-                self.handed(rows[:index], rows[index:])
-                break
+                end = _handed_back(rows, index)
+                self.handed(rows[start:index], rows[index:end])
+                self.question = self.offered = self.answered = self.picked_topic = None
+                start = index = end  # the bot has the chat again: its own turns count as before
+                continue
+            index += 1
         return list(self.found.values())
 
     def handed(self, before: list, after: list) -> None:
@@ -192,6 +215,14 @@ class _Walk:
         asked = [q for q in questions(before) if q.id not in self.helped][-QUESTIONS_PER_HANDOFF:]
         for question in asked:
             self.add(question, sent or "", "agent", None if sent else reply)
+
+
+def _handed_back(rows: list, index: int) -> int:
+    """Where the agent's part that starts at `index` ends: the handback to the bot, else the end."""
+    for later in range(index + 1, len(rows)):
+        if rows[later].sender == "system" and _custom(rows[later]).get("kind") == "handback":
+            return later
+    return len(rows)
 
 
 def harvest(convs: dict[str, dict], by_conv: dict[str, list], answers: dict[str, list[str]]) -> list[Evidence]:

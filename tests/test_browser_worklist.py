@@ -58,7 +58,7 @@ def logged_in(browser, svc, name: str):
 def show_feedback_only(page) -> None:
     """The filter: only answers that did not help (the seed also has an entry past its review date)."""
     kind = page.get_by_label("Typ")
-    expect(kind.locator("option")).to_have_count(6)
+    expect(kind.locator("option")).to_have_count(7)
     kind.focus()
     kind.select_option(label="Svaret hjälpte inte")  # a filter shows its list at once
 
@@ -140,6 +140,12 @@ def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_cen
     agent.reload()
     show_feedback_only(agent)
     expect(agent.get_by_role("table", name="Ärenden: 1")).to_contain_text("Klar")
+    history = agent.get_by_role("table", name="Ärenden: 1").locator("details")  # who did what, and when
+    expect(history.locator("summary")).to_have_text("Ändringar: 1")
+    history.locator("summary").focus()
+    agent.keyboard.press("Enter")
+    expect(history.get_by_role("listitem")).to_have_count(2)
+    expect(history.get_by_role("listitem").last).to_contain_text("Ny → Klar · webb")
     csv = agent.get_by_role("link", name="Ladda ner veckan som CSV")
     exported = svc.staff(svc.login("anna")).get(csv.get_attribute("href"))
     assert exported.status_code == 200 and ",done," in exported.text and PHONE not in exported.text

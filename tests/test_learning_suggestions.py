@@ -335,3 +335,112 @@ def test_mining_accepting_and_dismissing_on_sqlite_and_postgresql(engine, model_
         assert decided == {"accepted", "dismissed"}
     finally:
         knowledge.close()
+
+
+# ----------------------------------------------------------------------------- topics after no match, handbacks
+
+
+def no_match_outputs(topics: list[str]) -> list[dict]:
+    """What ActionAnswer._no_match gives Rasa: the apology with the top topics as /choose_entry buttons and a
+    person's button, then its data with the topics' ids."""
+    buttons = [{"title": i, "payload": "/choose_entry" + json.dumps({"entry_id": i}, separators=(",", ":"))}
+               for i in topics]
+    return [
+        {"text": "Det vet jag tyvärr inte. Populära ämnen:", "buttons": [*buttons, *_buttons("/request_human")]},
+        {"custom": {"kind": "decision", "decision": "no_match", "confidence": 0.2, "topics": topics}},
+    ]
+
+
+def _choice(entry_id: str) -> str:
+    return "/choose_entry" + json.dumps({"entry_id": entry_id}, separators=(",", ":"))
+
+
+def test_a_topic_picked_after_no_match_and_help_after_a_handback_are_evidence(app, webmaster):
+    client, c = app
+    agent = staff(client, c, "agda", role="agent")
+    picked = Citizen(app)
+    asked = "Vem kan hjälpa min pappa med städning och inköp varje vecka?"
+    picked.says(asked, no_match_outputs(["home-care-services", "waste-collection-schedule"]))
+    picked.says(_choice("home-care-services"), answer_outputs("home-care-services", "clarify_choice"))
+    regretted = Citizen(app)  # picked a topic, then "no, that did not help": a guess, no evidence
+    regretted.says("Var gör jag av en trasig soffa?", no_match_outputs(["waste-collection-schedule", "bulky-waste"]))
+    regretted.says(_choice("waste-collection-schedule"), answer_outputs("waste-collection-schedule", "clarify_choice"))
+    regretted.says(NOT_HELPED, [{"text": "Förlåt."}])
+    client.post(f"/api/v1/internal/sessions/{regretted.sid}/feedback", headers=INTERNAL,
+                json={"entry_id": "waste-collection-schedule", "helpful": False}).raise_for_status()
+
+    handed = Citizen(app)
+    handed.says("Får jag elda trädgårdsavfall på tomten i november?", NO_MATCH)
+    handed.says("/request_human")
+    reply = "Eldning av torrt trädgårdsavfall är tillåten i november om det inte är eldningsförbud. Tänk på grannarna."
+    client.post(f"/api/v1/handoff/conversations/{handed.sid}/claim", headers=agent).raise_for_status()
+    client.post(f"/api/v1/handoff/conversations/{handed.sid}/messages", json={"text": reply},
+                headers=agent).raise_for_status()
+    back = client.post(f"/api/v1/handoff/conversations/{handed.sid}/handback", headers=agent)
+    assert back.status_code == 200 and back.json()["state"] == "bot", back.text
+    later = "Hur ofta töms kärlet för matavfall hos oss på landet?"
+    handed.helped(later, "waste-collection-schedule")  # the bot answers again; the citizen says it helped
+
+    items = listed(client, webmaster)
+    topic = find(items, kind="variant", entry_id="home-care-services", question=asked)
+    assert len(topic) == 1 and topic[0]["sources"] == {"topic": 1}, items
+    assert not any("soffa" in s["question"] for s in items)
+    helped = [e for s in find(items, kind="variant", entry_id="waste-collection-schedule") for e in s["evidence"]
+              if e["text"] == later]  # grouped with an earlier citizen's wording of the same
+    assert [e["source"] for e in helped] == ["feedback"], items
+    fire = [s for s in find(items, kind="entry") if "elda" in s["question"]]
+    assert len(fire) == 1 and fire[0]["answer"] == reply and fire[0]["sources"] == {"agent": 1}
+    assert not any(later in e["text"] for s in fire for e in s["evidence"])  # asked of the bot, not the agent
+
+
+def test_topic_choices_and_handbacks_in_stored_conversations_on_sqlite_and_postgresql(engine, model_path, tmp_path):
+    from knowledge.service import KnowledgeService
+    from knowledge.store import KnowledgeStore
+    from learning import suggestions
+
+    knowledge = KnowledgeService(KnowledgeStore(engine), model_path, tmp_path / "index")
+    try:
+        seed = [e for name in ("care.yml", "waste.yml") for e in load_path(ROOT / "data" / "knowledge" / name)]
+        knowledge.import_entries("default", [e for e in seed if e.id in SEED_IDS])
+        asked = "Vem kan hjälpa min pappa med städning och inköp varje vecka?"
+        _stored(engine, [("citizen", asked, None), *_bot(no_match_outputs(["home-care-services", "bulky-waste"])),
+                         ("citizen", _choice("home-care-services"), None),
+                         *_bot(answer_outputs("home-care-services", "clarify_choice"))])
+        _stored(engine, [("citizen", "Kan jag få en ny nyckel till tvättstugan?", None),  # a choice nobody offered
+                         *_bot(no_match_outputs(["bulky-waste"])),
+                         ("citizen", _choice("home-care-apply"), None),
+                         *_bot(answer_outputs("home-care-apply", "clarify_choice"))])
+        rabbit = "Ja, kaniner får man ha på balkongen om de inte stör grannarna."
+        moped = "Du måste vara 15 år och ha AM-körkort för att köra EU-moped."
+        later = "Hur ofta töms kärlet för matavfall hos oss på landet?"
+        _stored(engine, [
+            ("citizen", "Får jag ha en kanin på balkongen?", None), *_bot(NO_MATCH),
+            ("citizen", "/request_human", None),
+            ("bot", "Du är nummer 1 i kön.", {"custom": {"kind": "handoff", "state": "queued"}}),
+            ("agent", rabbit, {"author": "Agnes"}),
+            ("system", "Chattroboten svarar igen.", {"custom": {"kind": "handback"}}),
+            ("bot", "Välkommen tillbaka till chattroboten.", None),
+            ("citizen", later, None), *_bot(answer_outputs("waste-collection-schedule", "answer")),
+            ("citizen", HELPED, None), ("bot", "Tack!", None),
+            ("system", "feedback", {"custom": {"kind": "feedback", "entry_id": "waste-collection-schedule",
+                                               "helpful": True}}),
+            ("citizen", "Hur gammal måste man vara för att köra moped?", None), *_bot(NO_MATCH),
+            ("citizen", "/request_human", None),
+            ("bot", "Du är nummer 1 i kön.", {"custom": {"kind": "handoff", "state": "queued"}}),
+            ("agent", moped, {"author": "Agnes"}),
+        ])
+
+        found = suggestions.mine(knowledge, engine, "default")
+        by_question = {s["question"]: s for s in found}
+        assert by_question[asked]["kind"] == "variant" and by_question[asked]["entry_id"] == "home-care-services"
+        assert by_question[asked]["sources"] == {"topic": 1}
+        assert not find(found, entry_id="home-care-apply")
+        assert by_question[later]["entry_id"] == "waste-collection-schedule"
+        assert by_question[later]["sources"] == {"feedback": 1}
+        new = sorted((s["question"], s["answer"], s["count"]) for s in find(found, kind="entry"))
+        assert new == [
+            ("Får jag ha en kanin på balkongen?", rabbit, 1),  # the first agent's part, asked once
+            ("Hur gammal måste man vara för att köra moped?", moped, 1),  # the second: only what came after
+        ]
+    finally:
+        knowledge.close()

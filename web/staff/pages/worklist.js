@@ -1,11 +1,12 @@
 // The owners' work list (learning/api.py): negative feedback, low ratings, unanswered questions, overdue
-// reviews and broken links, each on one department's list with a status. Agents see what happened to a
-// citizen's feedback; webmasters and admins change the status. Below: this week's digest and its CSV.
+// and coming reviews and broken links, each on one department's list with a status. Agents see what happened
+// to a citizen's feedback, and when and by whom (each item's history); webmasters and admins change the
+// status. Below: this week's digest and its CSV.
 import { t } from '../../agent/texts.js';
 import { municipalityChoices } from './canned.js';
 import { api, el, field, page, query, table, toast, when } from '../ui.js';
 
-const KINDS = ['negative_feedback', 'low_rating', 'unanswered', 'overdue_review', 'broken_link'];
+const KINDS = ['negative_feedback', 'low_rating', 'unanswered', 'overdue_review', 'review_due', 'broken_link'];
 const STATUSES = ['new', 'in_progress', 'done', 'wont_do'];
 
 function options(select, values, label, all = true) {
@@ -16,6 +17,20 @@ function options(select, values, label, all = true) {
 function concerns(item) {
   if (item.entry_id) return t('staff_worklist_entry', { id: item.entry_id });
   return item.conversation_id ? `${t('staff_worklist_conversation')} ${item.conversation_id.slice(0, 8)}` : '–';
+}
+
+/** Who did what to the item and when, oldest first: it came in, then each change of status or department. */
+function historyList(item) {
+  const changes = item.history || [];
+  const lines = [el('li', { text: `${when(item.created_at)} · ${t('staff_worklist_history_received')}` })];
+  for (const c of changes) {
+    const moved = c.department_id ? ` · ${t('staff_worklist_history_moved', { department: c.department || '–' })}` : '';
+    const status = c.status !== c.previous_status
+      ? ` · ${t(`staff_item_${c.previous_status}`)} → ${t(`staff_item_${c.status}`)}` : '';
+    lines.push(el('li', { text: `${when(c.changed_at)}${status}${moved} · ${c.changed_by}` }));
+  }
+  return el('details', {}, el('summary', { text: t('staff_worklist_history_count', { count: changes.length }) }),
+    el('ol', { class: 'history' }, lines));
 }
 
 export function worklistPage(view, { user }) {
@@ -35,7 +50,7 @@ export function worklistPage(view, { user }) {
       el('button', { type: 'submit', text: t('staff_show') })),
     list, digest);
 
-  function statusCell(item, changedBy) {
+  function statusCell(item, changedBy, history) {
     if (!editor) return t(`staff_item_${item.status}`);
     const select = el('select', { 'aria-label': t('staff_worklist_status_of', { id: item.id }) });
     options(select, STATUSES, (s) => t(`staff_item_${s}`), false);
@@ -43,8 +58,11 @@ export function worklistPage(view, { user }) {
     select.addEventListener('change', async () => {
       try {
         const saved = await api('PATCH', `/worklist/${item.id}${query({ municipality: municipality.value })}`, { status: select.value });
+        const open = history.firstChild?.open;
         Object.assign(item, saved);
         changedBy.textContent = saved.changed_by || '–';
+        history.replaceChildren(historyList(item));
+        history.firstChild.open = Boolean(open);
         toast(t('staff_worklist_status_saved'));
         loadDigest();
       } catch (err) {
@@ -59,15 +77,17 @@ export function worklistPage(view, { user }) {
   async function load() {
     const mine = ++asked;
     const items = await api('GET', `/worklist${query({ municipality: municipality.value, department_id: department.value,
-      status: status.value, kind: kind.value })}`);
+      status: status.value, kind: kind.value, history: true })}`);
     if (mine !== asked) return;
     list.replaceChildren(table(t('staff_worklist_count', { count: items.length }),
       [t('staff_worklist_received'), t('staff_worklist_kind'), t('staff_worklist_department'), t('staff_worklist_text'),
-        t('staff_worklist_concerns'), t('staff_status'), t('staff_worklist_changed_by')],
+        t('staff_worklist_concerns'), t('staff_status'), t('staff_worklist_changed_by'), t('staff_worklist_history')],
       items.map((item) => {
         const changedBy = el('span', { text: item.changed_by || '–' });
+        const history = el('div', {}, historyList(item));
         return [when(item.created_at), t(`staff_kind_${item.kind}`), item.department,
-          el('span', { dir: 'auto', text: item.text || '–' }), concerns(item), statusCell(item, changedBy), changedBy];
+          el('span', { dir: 'auto', text: item.text || '–' }), concerns(item), statusCell(item, changedBy, history),
+          changedBy, history];
       })));
   }
 
@@ -80,7 +100,7 @@ export function worklistPage(view, { user }) {
           t('staff_worklist_open_before')],
         report.departments.map((d) => [d.department,
           ...KINDS.map((k) => Object.values(d.counts[k]).reduce((a, b) => a + b, 0)), d.total, d.open_before]),
-        [1, 2, 3, 4, 5, 6, 7]),
+        Array.from({ length: KINDS.length + 2 }, (_, i) => i + 1)),
       el('p', {}, el('a', { href: csv, download: '', text: t('staff_worklist_csv') })));
   }
 
