@@ -141,6 +141,7 @@ class AgentConnection:
             writer.cancel()
             with contextlib.suppress(Exception):
                 await run_db(c.engine, presence.closed, c.engine, self.id)
+                await c.events.publish("agents", {"type": "agent_disconnected", "user_id": self.user["id"]})
             self.live.wake()
 
     async def _write(self) -> None:

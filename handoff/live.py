@@ -30,6 +30,7 @@ class Live:
         self.c = components
         self.process = uuid.uuid4().hex
         self.connections: dict[str, object] = {}  # connection id -> handoff.console.AgentConnection
+        self.queue_watchers: set[asyncio.Queue] = set()  # hear {"type": "queue"} when the consoles get a new queue
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._queue_items: list[dict] = []
@@ -142,6 +143,8 @@ class Live:
             self._queue_items = await self.db(self.queue_items, waiting)
             for conn in list(self.connections.values()):
                 conn.send_queue(self._queue_items)
+            for watcher in list(self.queue_watchers):  # the supervisor pages (insights/supervisor.py)
+                watcher.put_nowait({"type": "queue"})
         positions = await self.db(self.c.queue.positions, waiting) if waiting else {}
         for conversation_id, pos in positions.items():
             key = (pos["position"], pos["estimated_wait_seconds"])

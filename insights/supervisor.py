@@ -1,25 +1,35 @@
 """The supervisor's live view: agents (online, status, their chats) and the citizens waiting, with the
-longest wait. Read-only over the conversation, user and presence tables; the page polls it."""
+longest wait. Read-only over the conversation, user and presence tables. The page fetches `/live` and
+hears `/ws` say when to fetch again, from what the consoles hear: the staff event stream (the `agents`
+topic: chat states, assignments, statuses, consoles opened and closed; across processes with Redis) and
+this process's queue as the live loop pushes it to the consoles (a citizen the action server queued)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from conversations.store import conversations, messages
 from core.db import run_db
-from core.deps import DbEngine, MunicipalityScope, require_role
+from core.deps import DbEngine, MunicipalityScope, Users, require_role, session_token
 from core.users import users
+from handoff.deps import LiveDep
 from handoff.history import title_of
 from handoff.presence import online_user_ids
 
 router = APIRouter(prefix="/api/v1/supervisor", tags=["supervisor"])
 STAFF_ROLES = ("agent", "admin")
+# The events after which the view differs: a chat queued, taken, moved or ended; a status; a console; the queue.
+CHANGES = frozenset({"conversation", "assigned", "released", "status", "agent_connected", "agent_disconnected",
+                     "queue"})
+SESSION_CHECK_S = 30.0  # a session that expires while the page stays open ends the socket (4401)
 
 
 def _titles(conn, ids: list[str]) -> tuple[dict[str, str | None], dict[str, str]]:
@@ -114,3 +124,49 @@ async def live(engine: DbEngine, user: Annotated[dict, Depends(require_role("adm
     longest = max((view["now"] - w["queued_at"] for w in waiting), default=None)
     return {**view, "agents": agents, "waiting": [{**w, "position": i} for i, w in enumerate(waiting, start=1)],
             "longest_wait_seconds": round(longest, 1) if longest is not None else None}
+
+
+@router.websocket("/ws")
+async def live_socket(websocket: WebSocket, engine: DbEngine, user_store: Users, live: LiveDep) -> None:
+    """`{"type": "changed", "kind": ...}` whenever the live view changes, so the page fetches `/live` at once.
+    The console's session and check (cookie, bearer header or ?token=; 4401 when missing or expired), for
+    admins; a socket of its own because opening the console's would make the supervisor an available agent."""
+    token = session_token(websocket)
+    user = await run_db(engine, user_store.by_token, token) if token else None
+    if not user or user["role"] != "admin":
+        await websocket.close(code=4401)
+        return
+    await websocket.accept()
+    async with websocket.app.state.c.events.subscribe("agents") as events:
+        live.queue_watchers.add(events)
+        tasks = [asyncio.create_task(_push(websocket, events, engine, user_store, token)),
+                 asyncio.create_task(_until_closed(websocket))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            live.queue_watchers.discard(events)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _push(websocket: WebSocket, events: asyncio.Queue, engine: Engine, user_store, token: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await websocket.send_json({"type": "hello", "now": time.time()})
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), timeout=SESSION_CHECK_S)
+            except TimeoutError:
+                if not await run_db(engine, user_store.by_token, token):
+                    await websocket.close(code=4401)
+                    return
+                continue
+            if event.get("type") in CHANGES:  # no ids: what the admin may see comes from /live
+                await websocket.send_json({"type": "changed", "kind": event["type"]})
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """The page sends nothing; reading is how a closed socket is noticed."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass

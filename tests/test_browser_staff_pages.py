@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -247,3 +248,44 @@ def test_the_pages_speak_english_too(admin):
     no_serious(admin)
     shot(admin, "staff-reports-en.png")
     admin.get_by_label("Language").select_option("sv")
+
+
+def test_supervisor_view_is_pushed_by_the_staff_event_stream_not_polled(svc, admin):
+    """Every fetch of the view follows a `changed` event on /api/v1/supervisor/ws (none on a timer), and a
+    citizen queued or a chat taken through the API shows within 1.5 s (the slow fallback poll is 30 s)."""
+    fetches, changes = [], []
+    admin.on("request", lambda r: fetches.append(time.monotonic()) if "/api/v1/supervisor/live" in r.url else None)
+    admin.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda frame: changes.append(time.monotonic()) if '"changed"' in str(frame) else None))
+    opened = time.monotonic()
+    open_page(admin, "Översikt just nu")
+    expect(admin.locator("#sup-waiting")).to_have_text(re.compile(r"\d+"))
+    admin.wait_for_timeout(1_000)  # the first fetch and the one when the socket opened
+    window = time.monotonic()
+    admin.wait_for_timeout(6_500)  # polling every 2 s would fetch three times here
+    cecilia = svc.staff(svc.agent("cecilia", languages="sv"))
+    sid = httpx.post(f"{svc.url}/api/v1/chat/sessions", json={"language": "sv"}).json()["session_id"]
+    svc.say(sid, "Var lämnar jag en gammal soffa?")  # no dialogue here: the citizen is offered a person
+    assert svc.say(sid, "/direct_handoff")["state"] == "queued"  # and takes it
+    expect(admin.get_by_role("table", name="Medborgare i kön")).to_contain_text(
+        "Var lämnar jag en gammal soffa?", timeout=1_500)
+    cecilia.post(f"/api/v1/handoff/conversations/{sid}/claim").raise_for_status()
+    expect(admin.get_by_role("table", name="Handläggare").locator("tr", has_text="cecilia")).to_contain_text(
+        "Var lämnar jag en gammal soffa?", timeout=1_500)
+    admin.wait_for_timeout(500)
+    assert time.monotonic() - opened < 29  # the fallback poll (30 s) has not come yet
+    unexplained = [f for f in fetches if f > window and not any(0 <= f - c < 1.5 for c in changes)]
+    assert changes and unexplained == [], (len(fetches), len(changes))
+    expect(admin.locator("p[role=status] .live")).to_be_attached()  # the page says it is live
+
+
+def test_reports_default_period_is_the_municipalitys_days_not_the_browsers_utc_day(admin):
+    """At 00:30 Swedish time the browser's UTC day is still yesterday; the page's default period ends on the
+    reports' today (the municipality's, Europe/Stockholm here), which the server says."""
+    today = dt.datetime.now(REPORT_ZONE).date()
+    admin.clock.set_fixed_time(dt.datetime.combine(today, dt.time(0, 30), REPORT_ZONE))
+    open_page(admin, "Rapporter")
+    expect(admin.get_by_label("Till och med")).to_have_value(report_day())
+    expect(admin.get_by_label("Från och med")).to_have_value((today - dt.timedelta(days=6)).isoformat())
+    expect(admin.locator("#report-zone")).to_contain_text("Europe/Stockholm")
+    expect(admin.get_by_role("table", name="Per handläggare")).to_be_visible()

@@ -1,10 +1,12 @@
 // The console's WebSocket: reconnects by itself and resends replies that were not acknowledged
-// (same `ref`, so the server never stores one twice).
+// (same `ref`, so the server never stores one twice). The supervisor page uses it for its own socket
+// (`path`), which only listens.
 
 export class ConsoleSocket {
-  constructor(onEvent, onState) {
+  constructor(onEvent, onState, path = '/api/v1/agent/ws') {
     this.onEvent = onEvent;
     this.onState = onState;
+    this.path = path;
     this.pending = new Map(); // ref -> frame waiting for its ack
     this.seq = 0;
     this.delay = 500;
@@ -13,7 +15,7 @@ export class ConsoleSocket {
 
   connect() {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/api/v1/agent/ws`);
+    const ws = new WebSocket(`${scheme}://${location.host}${this.path}`);
     this.ws = ws;
     ws.onopen = () => { this.delay = 500; this.onState(true); };
     ws.onmessage = (e) => {

@@ -1,9 +1,13 @@
 // The supervisor's live view: who is online and what they have, who waits and for how long.
-// Refreshed every two seconds; waiting times tick every second in between.
+// Live: the server's staff event stream (/api/v1/supervisor/ws, the consoles' session and events) says
+// when something changed, and the page fetches the view again (a burst of events: one fetch). A slow
+// poll covers a socket that is down; waiting times tick every second in between.
+import { ConsoleSocket } from '../../agent/socket.js';
 import { label, t } from '../../agent/texts.js';
 import { api, el, languageName, page, seconds, table } from '../ui.js';
 
-const REFRESH_MS = 2000;
+const FALLBACK_MS = 30000; // only matters while the socket is down: it says every change at once
+const SETTLE_MS = 150; // a chat taken sends several events: fetch once, after they have come
 const LONG_WAIT_S = 300;
 
 export function supervisorPage(view) {
@@ -52,17 +56,41 @@ export function supervisorPage(view) {
         : el('p', { text: t('staff_queue_empty') }));
   }
 
+  let connected = null; // unknown until the socket opens or fails: no warning meanwhile
+  function status() {
+    if (!snapshot) return;
+    const time = new Date(snapshot.now * 1000).toLocaleTimeString();
+    updated.replaceChildren(...(connected === false
+      ? [t('staff_sup_not_live', { time, seconds: FALLBACK_MS / 1000 })]
+      : [el('span', { class: 'live', 'aria-hidden': 'true' }), t('staff_sup_updated', { time })]));
+  }
+  let latest = 0; // only the newest fetch fills the page
   async function refresh() {
+    const mine = ++latest;
     try {
-      snapshot = await api('GET', '/supervisor/live');
+      const fresh = await api('GET', '/supervisor/live');
+      if (mine !== latest) return;
+      snapshot = fresh;
       offset = snapshot.now - Date.now() / 1000;
-      updated.replaceChildren(el('span', { class: 'live', 'aria-hidden': 'true' }),
-        t('staff_sup_updated', { time: new Date(snapshot.now * 1000).toLocaleTimeString() }));
+      status();
       render();
     } catch (err) {
-      updated.textContent = t('staff_failed', { message: err.message });
+      if (mine === latest) updated.textContent = t('staff_failed', { message: err.message });
     }
   }
+  let settle = null;
+  let left = false;
+  function soon() {
+    if (settle === null && !left) settle = setTimeout(() => { settle = null; refresh(); }, SETTLE_MS);
+  }
+  const socket = new ConsoleSocket((event) => {
+    if (event.type === 'changed') soon();
+    else if (event.type === 'logged_out') window.dispatchEvent(new CustomEvent('staff-logged-out'));
+  }, (up) => {
+    connected = up;
+    if (up) soon(); else status(); // (re)connected: catch up on what was missed
+  }, '/api/v1/supervisor/ws');
+  socket.connect();
   const tick = setInterval(() => {
     for (const node of view.querySelectorAll('.wait[data-since]')) {
       const waited = now() - Number(node.dataset.since);
@@ -75,7 +103,7 @@ export function supervisorPage(view) {
       if (node) node.textContent = seconds(longest);
     }
   }, 1000);
-  const poll = setInterval(refresh, REFRESH_MS);
+  const poll = setInterval(refresh, FALLBACK_MS);
   refresh();
-  return () => { clearInterval(tick); clearInterval(poll); };
+  return () => { left = true; clearInterval(tick); clearInterval(poll); clearTimeout(settle); socket.stop(); };
 }
