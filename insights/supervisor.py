@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from conversations.store import conversations, messages
 from core.db import run_db
-from core.deps import DbEngine, MunicipalityScope, Users, require_role, session_token
+from core.deps import DbEngine, Events, MunicipalityScope, Users, require_role, session_token
 from core.users import users
 from handoff.deps import LiveDep
 from handoff.history import title_of
@@ -127,7 +127,9 @@ async def live(engine: DbEngine, user: Annotated[dict, Depends(require_role("adm
 
 
 @router.websocket("/ws")
-async def live_socket(websocket: WebSocket, engine: DbEngine, user_store: Users, live: LiveDep) -> None:
+async def live_socket(
+    websocket: WebSocket, engine: DbEngine, user_store: Users, hub: Events, live: LiveDep
+) -> None:
     """`{"type": "changed", "kind": ...}` whenever the live view changes, so the page fetches `/live` at once.
     The console's session and check (cookie, bearer header or ?token=; 4401 when missing or expired), for
     admins; a socket of its own because opening the console's would make the supervisor an available agent."""
@@ -137,7 +139,7 @@ async def live_socket(websocket: WebSocket, engine: DbEngine, user_store: Users,
         await websocket.close(code=4401)
         return
     await websocket.accept()
-    async with websocket.app.state.c.events.subscribe("agents") as events:
+    async with hub.subscribe("agents") as events:
         live.queue_watchers.add(events)
         tasks = [asyncio.create_task(_push(websocket, events, engine, user_store, token)),
                  asyncio.create_task(_until_closed(websocket))]
