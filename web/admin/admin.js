@@ -59,7 +59,8 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
       .map(function (k) { return encodeURIComponent(k) + "=" + encodeURIComponent(params[k]); }).join("&");
   }
   function api(method, path, body, raw) {
-    var options = { method: method, headers: {}, credentials: "same-origin" };
+    // Errors come with a `message` in the page's language (core/error_texts.py); `detail` stays English.
+    var options = { method: method, headers: { "accept-language": language() }, credentials: "same-origin" };
     if (raw !== undefined) { options.body = raw; options.headers["content-type"] = "application/octet-stream"; }
     else if (body !== undefined) { options.body = JSON.stringify(body); options.headers["content-type"] = "application/json"; }
     return fetch("/api/v1" + path, options).then(function (r) {
@@ -71,6 +72,7 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
     });
   }
   function detailText(data) {
+    if (data && typeof data.message === "string" && data.message) return data.message;
     if (!data || !data.detail) return "";
     if (typeof data.detail === "string") return data.detail;
     return data.detail.map(function (p) { return (p.field ? p.field + ": " : "") + p.message; }).join("; ");
