@@ -6,51 +6,15 @@ import functools
 import hashlib
 import secrets
 import time
+from collections.abc import Collection
 
 import bcrypt
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Engine,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import metadata
-
-users = Table(
-    "users",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", String(100), nullable=False, unique=True),
-    Column("display_name", String(200)),
-    Column("password_hash", String(200), nullable=False),
-    Column("role", String(16), nullable=False),  # agent | webmaster | admin
-    Column("languages", JSON, nullable=False, default=list),
-    Column("municipalities", JSON, nullable=False, default=list),
-    Column("status", String(16), nullable=False, default="offline"),
-    Column("max_chats", Integer, nullable=False, default=3),
-    Column("active", Boolean, nullable=False, default=True),
-    Column("created_at", Float, nullable=False, default=time.time),
-)
-
-auth_sessions = Table(
-    "auth_sessions",
-    metadata,
-    Column("token_hash", String(64), primary_key=True),
-    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
-    Column("created_at", Float, nullable=False, default=time.time),
-    Column("expires_at", Float, nullable=False),
-)
+# The tables live in core/user_tables.py; imported here by name for the store's statements (insights/,
+# tests and benches still import them from this module). Other packages use the functions below.
+from core.user_tables import auth_sessions, users
 
 ROLES = ("agent", "webmaster", "admin")
 SESSION_SECONDS = 8 * 3600  # one working day
@@ -74,6 +38,36 @@ def public(row) -> dict:
 def _dummy_hash() -> bytes:
     """A hash of no one's password, made at the same cost as real ones (bcrypt's default rounds)."""
     return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt())
+
+
+def available(
+    conn: Connection, ids: Collection[int], *, roles: Collection[str] | None = None, active_only: bool = False
+) -> list[dict]:
+    """The users of `ids` whose status is available (public fields), optionally only active ones with one
+    of `roles`: handoff's assignment pass and queue estimate ask with the ids of those connected now."""
+    if not ids:
+        return []
+    query = select(users).where(users.c.id.in_(ids), users.c.status == "available")
+    if active_only:
+        query = query.where(users.c.active.is_(True))
+    if roles is not None:
+        query = query.where(users.c.role.in_(roles))
+    return [public(r) for r in conn.execute(query)]
+
+
+def by_ids(conn: Connection, ids: Collection[int]) -> dict[int, dict]:
+    """{user id: public fields} of those of `ids` that exist."""
+    if not ids:
+        return {}
+    return {r.id: public(r) for r in conn.execute(select(users).where(users.c.id.in_(ids)))}
+
+
+def names(conn: Connection, ids: Collection[int]) -> dict[int, str]:
+    """{user id: the name staff see (display name, else username)} of those of `ids` that exist."""
+    if not ids:
+        return {}
+    rows = conn.execute(select(users.c.id, users.c.display_name, users.c.username).where(users.c.id.in_(ids)))
+    return {r.id: r.display_name or r.username for r in rows}
 
 
 class UserStore:

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    and_,
     bindparam,
     func,
     insert,
@@ -32,11 +31,12 @@ from sqlalchemy import (
     update,
 )
 
-from conversations.store import Conflict, ConversationStore, conversations
+from conversations import queries as chats
+from conversations.store import Conflict, ConversationStore
+from core import users
 from core.db import metadata
 from core.deps import MunicipalityScope
 from core.metrics import QUEUE_WAIT_SECONDS
-from core.users import users
 
 __all__ = ["OUTCOMES", "Assignments", "Conflict", "Taken", "assignments"]
 from handoff.presence import online_user_ids
@@ -112,28 +112,14 @@ class Assignments:
     def load(self) -> dict[int, int]:
         """Open chats per agent."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(conversations.c.assigned_to, func.count())
-                .where(conversations.c.state == "agent")
-                .group_by(conversations.c.assigned_to)
-            )
-            return {uid: n for uid, n in rows if uid is not None}
+            return chats.load_per_agent(conn)
 
     def auto_assign(self, settle_seconds: float = QUEUE_SETTLE_SECONDS) -> list[Taken]:
         """Longest-waiting first, each to an available, connected agent with spare capacity, preferring one
         who speaks the citizen's language and serves the municipality; ties go to the least busy."""
         with self._exclusive():
             with self.engine.connect() as conn:
-                waiting = conn.execute(
-                    select(
-                        conversations.c.id,
-                        conversations.c.language,
-                        conversations.c.municipality,
-                        conversations.c.queued_at,
-                    )
-                    .where(conversations.c.state == "queued", conversations.c.queued_at <= time.time() - settle_seconds)
-                    .order_by(conversations.c.queued_at)
-                ).all()
+                waiting = chats.queued(conn, settled_before=time.time() - settle_seconds)
             if not waiting:
                 return []
             agents = self._available_agents()
@@ -172,51 +158,38 @@ class Assignments:
             return taken
 
     def _available_agents(self) -> list[dict]:
-        """Staff who are connected, active and available."""
+        """Staff who are connected, active and available (their public fields)."""
         online = online_user_ids(self.engine)
         if not online:
             return []
         with self.engine.connect() as conn:
-            return [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(users).where(
-                        users.c.id.in_(online),
-                        users.c.status == "available",
-                        users.c.active.is_(True),
-                        users.c.role.in_(STAFF_ROLES),
-                    )
-                )
-            ]
+            return users.available(conn, online, roles=STAFF_ROLES, active_only=True)
 
     def rebalance(self) -> list[Taken]:
         """A chat the pass gave to an agent without the citizen's language, and which that agent has not
         answered yet, moves to an available agent who has the language as soon as one has room (say, has
-        just come online). A chat an agent claimed or was given by hand stays where it is."""
+        just come online). A chat an agent claimed or was given by hand stays where it is.
+
+        Once one join over three owners' tables, now three questions on one connection: conversations
+        answers for the chats among this package's unanswered automatic assignments (a subquery of ids,
+        so still one statement), core.users for their holders' languages (a handful of agents)."""
         with self._exclusive():
             agents = self._available_agents()
             if not agents:
                 return []
+            unanswered = select(assignments.c.conversation_id).where(
+                assignments.c.ended_at.is_(None),
+                assignments.c.first_response_at.is_(None),
+                assignments.c.kind.in_(("auto", "rebalance")),
+            )
             with self.engine.connect() as conn:
-                chats = conn.execute(
-                    select(conversations.c.id, conversations.c.language, conversations.c.municipality,
-                           conversations.c.assigned_to, users.c.languages)
-                    .join(
-                        assignments,
-                        and_(assignments.c.conversation_id == conversations.c.id, assignments.c.ended_at.is_(None)),
-                    )
-                    .join(users, users.c.id == conversations.c.assigned_to)
-                    .where(
-                        conversations.c.state == "agent",
-                        assignments.c.first_response_at.is_(None),
-                        assignments.c.kind.in_(("auto", "rebalance")),
-                    )
-                    .order_by(conversations.c.queued_at)
-                ).all()
+                held = chats.held_among(conn, unanswered)
+                holders = users.by_ids(conn, {chat.assigned_to for chat in held})
             load = self.load()
             moved: list[Taken] = []
-            for chat in chats:
-                if chat.language in (chat.languages or []):
+            for chat in held:
+                holder = holders.get(chat.assigned_to)
+                if holder is None or chat.language in (holder["languages"] or []):
                     continue
                 speakers = [
                     a
@@ -248,8 +221,7 @@ class Assignments:
         if to_user.get("role") not in STAFF_ROLES:
             raise Conflict("a conversation can only be transferred to an agent")
         with self.engine.connect() as conn:
-            municipality = conn.execute(select(conversations.c.municipality)
-                                        .where(conversations.c.id == conversation_id)).scalar()
+            municipality = chats.municipality_of(conn, conversation_id)
         if municipality is not None and not MunicipalityScope.of(to_user).allows(municipality):
             raise Conflict(f"{to_user.get('display_name') or to_user.get('username')} does not work for the "
                            f"municipality '{municipality}'")
@@ -340,14 +312,7 @@ class Assignments:
         if not user_ids:
             return []
         with self.engine.connect() as conn:
-            convs = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(conversations).where(
-                        conversations.c.state == "agent", conversations.c.assigned_to.in_(user_ids)
-                    )
-                )
-            ]
+            convs = chats.held_by(conn, user_ids)
         moved = []
         for conv in convs:
             with contextlib.suppress(Conflict):
@@ -363,8 +328,7 @@ class Assignments:
 
     def agents_with_chats(self) -> set[int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(conversations.c.assigned_to).where(conversations.c.state == "agent").distinct())
-            return {r.assigned_to for r in rows if r.assigned_to is not None}
+            return chats.holders(conn)
 
     def first_response_in(self, conn: Connection, conv: dict, user_id: int, at: float) -> dict | None:
         """Inside the reply's own transaction: the assignment's first reply (once per assignment, remembered

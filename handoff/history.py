@@ -2,7 +2,9 @@
 language, period) and one conversation with its whole transcript and the same citizen's other chats.
 
 A citizen is recognised across chats by what they left: the contact of a call-back ticket. Staff see
-the municipalities they work for (admins all). Read-only over the conversation tables.
+the municipalities they work for (admins all). Read-only: the conversations and their messages come from
+conversations.queries, the agents' names from core.users; this package's own tables (tickets,
+assignments) are read here.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy import Connection, Engine, select
 
-from conversations.store import ConversationStore, conversations, messages
+from conversations import queries as chats
+from conversations.store import ConversationStore
+from core import users
 from core.db import run_db
 from core.deps import DbEngine, MunicipalityScope, require_role
 from core.municipalities import DEFAULT_TIMEZONE
-from core.users import users
 from handoff import access_log
 from handoff.assignment import assignments
 from handoff.questions import questions
@@ -37,11 +40,6 @@ def _day_start(day: str, zone: ZoneInfo, after: int = 0) -> float:
     except ValueError:
         raise HTTPException(422, [{"field": "date", "message": f"'{day}' is not a date (YYYY-MM-DD)"}]) from None
     return dt.datetime.combine(date + dt.timedelta(days=after), dt.time(), zone).timestamp()
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 class _Message:
@@ -62,59 +60,56 @@ def title_of(rows: list) -> str | None:
     return typed[0].text[:120] if typed else None
 
 
-def _filters(
+def _search(
     user: dict, q: str, contact: str, municipality: str, state: str, language: str, date_from: str, date_to: str
-) -> list:
+) -> chats.Search:
+    """The search as conversations.queries takes it: days as times, a contact as the SELECT of the ids of
+    the chats whose call-back ticket left it (tickets are this package's; one statement as before)."""
     zone = ZoneInfo(DEFAULT_TIMEZONE)
-    where = [exists().where(and_(messages.c.conversation_id == conversations.c.id, messages.c.sender == "citizen"))]
-    scope = MunicipalityScope.of(user)
-    if scope.ids is not None:
-        where.append(conversations.c.municipality.in_(scope.ids))
-    if municipality:
-        where.append(conversations.c.municipality == municipality)
-    if state:
-        where.append(conversations.c.state == state)
-    if language:
-        where.append(conversations.c.language == language)
-    if date_from:
-        where.append(conversations.c.created_at >= _day_start(date_from, zone))
-    if date_to:
-        where.append(conversations.c.created_at < _day_start(date_to, zone, after=1))
-    if q:
-        said = exists().where(
-            and_(messages.c.conversation_id == conversations.c.id, messages.c.text.ilike(_like(q), escape="\\"))
-        )
-        where.append(or_(said, conversations.c.id.startswith(q.lower(), autoescape=True)))
+    among = None
     if contact:
-        where.append(
-            conversations.c.id.in_(
-                select(tickets.c.conversation_id).where(tickets.c.contact.ilike(_like(contact), escape="\\"))
-            )
+        among = select(tickets.c.conversation_id).where(
+            tickets.c.contact.ilike(chats.like_pattern(contact), escape="\\")
         )
-    return where
+    return chats.Search(
+        municipalities=MunicipalityScope.of(user).ids,
+        municipality=municipality,
+        state=state,
+        language=language,
+        created_from=_day_start(date_from, zone) if date_from else None,
+        created_before=_day_start(date_to, zone, after=1) if date_to else None,
+        words=q,
+        among=among,
+    )
 
 
-def _summaries(conn, convs: list[dict]) -> list[dict]:
+def _agents(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
+    """{conversation id: its agents' names, first assigned first}. Two queries combined here: this
+    package's assignments of a page of conversations, then core.users' names of the few agents in them
+    (once a join of assignments and users; the same rows, in the same order)."""
+    rows = conn.execute(
+        select(assignments.c.conversation_id, assignments.c.user_id)
+        .where(assignments.c.conversation_id.in_(ids))
+        .order_by(assignments.c.started_at)
+    ).all()
+    names = users.names(conn, {row.user_id for row in rows})
+    agents_by: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        name = names.get(row.user_id)
+        if name is not None and name not in agents_by[row.conversation_id]:
+            agents_by[row.conversation_id].append(name)
+    return agents_by
+
+
+def _summaries(conn: Connection, convs: list[dict]) -> list[dict]:
     """Title, message count and agents' names for each conversation (three queries for the page)."""
     ids = [c["id"] for c in convs]
     rows_by: dict[str, list] = defaultdict(list)
     agents_by: dict[str, list[str]] = defaultdict(list)
     if ids:
-        for row in conn.execute(
-            select(messages.c.id, messages.c.conversation_id, messages.c.sender, messages.c.text, messages.c.data)
-            .where(messages.c.conversation_id.in_(ids))
-            .order_by(messages.c.id)
-        ):
+        for row in chats.messages_of(conn, ids):
             rows_by[row.conversation_id].append(row)
-        for row in conn.execute(
-            select(assignments.c.conversation_id, users.c.display_name, users.c.username)
-            .join(users, users.c.id == assignments.c.user_id)
-            .where(assignments.c.conversation_id.in_(ids))
-            .order_by(assignments.c.started_at)
-        ):
-            name = row.display_name or row.username
-            if name not in agents_by[row.conversation_id]:
-                agents_by[row.conversation_id].append(name)
+        agents_by = _agents(conn, ids)
     return [
         {
             "id": c["id"],
@@ -148,19 +143,9 @@ def search(
     limit: int = 50,
     offset: int = 0,
 ) -> dict:
-    where = _filters(user, q.strip(), contact.strip(), municipality, state, language, date_from, date_to)
+    wanted = _search(user, q.strip(), contact.strip(), municipality, state, language, date_from, date_to)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(conversations).where(*where)).scalar()
-        convs = [
-            dict(r._mapping)
-            for r in conn.execute(
-                select(conversations)
-                .where(*where)
-                .order_by(conversations.c.created_at.desc(), conversations.c.id)
-                .limit(limit)
-                .offset(offset)
-            )
-        ]
+        total, convs = chats.search(conn, wanted, limit, offset)
         return {"total": total, "items": _summaries(conn, convs)}
 
 
@@ -177,22 +162,16 @@ def related_ids(conn, conversation_id: str) -> list[str]:
 
 def detail(engine: Engine, user: dict, conversation_id: str) -> dict:
     with engine.connect() as conn:
-        row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+        row = ConversationStore.find_in(conn, conversation_id)
         scope = MunicipalityScope.of(user)
-        if not row or not scope.allows(row.municipality):
+        if not row or not scope.allows(row["municipality"]):
             raise HTTPException(404, f"no conversation '{conversation_id}'")
-        conv = _summaries(conn, [dict(row._mapping)])[0]
-        conv["csat_comment"] = row.csat_comment
-        others = related_ids(conn, conversation_id)
-        related = [
-            dict(r._mapping)
-            for r in conn.execute(
-                select(conversations).where(conversations.c.id.in_(others)).order_by(conversations.c.created_at.desc())
-            )
-        ]
+        conv = _summaries(conn, [row])[0]
+        conv["csat_comment"] = row["csat_comment"]
+        related = chats.by_ids(conn, related_ids(conn, conversation_id), newest_first=True)
         related = _summaries(conn, scope.filter(related))
     stored = ConversationStore(engine).messages(conversation_id, include_notes=True)
-    access_log.record(engine, user, conversation_id, row.municipality, "view", "history")
+    access_log.record(engine, user, conversation_id, row["municipality"], "view", "history")
     return {"conversation": conv, "messages": [m.public() for m in stored], "related": related}
 
 

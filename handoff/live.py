@@ -14,9 +14,7 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import and_, func, select
-
-from conversations.store import messages
+from conversations import queries as chats
 from core.db import run_db
 from handoff import presence, tickets
 from handoff.questions import last_question
@@ -164,17 +162,7 @@ class Live:
         ids = [conv["id"] for conv in waiting]
         if ids:
             with self.c.engine.connect() as conn:
-                last = (
-                    select(messages.c.conversation_id, func.max(messages.c.id).label("mid"))
-                    .where(messages.c.conversation_id.in_(ids), messages.c.sender == "citizen",
-                           ~messages.c.text.startswith("/"))  # typed words, not a button's payload
-                    .group_by(messages.c.conversation_id)
-                    .subquery()
-                )
-                rows = conn.execute(
-                    select(messages.c.conversation_id, messages.c.text).join(last, and_(messages.c.id == last.c.mid))
-                )
-                previews = {r.conversation_id: r.text[:160] for r in rows}
+                previews = {cid: text[:160] for cid, text in chats.last_citizen_words(conn, ids).items()}
         return [
             {
                 "id": conv["id"],

@@ -8,13 +8,14 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from conversations.store import ConversationStore, conversations
+from conversations import queries as chats
+from conversations.store import ConversationStore
+from core import users
 from core.metrics import HANDOFFS
 from core.municipalities import settings as municipality_settings
 from core.municipalities import timezone
-from core.users import users
 from handoff.presence import online_user_ids
 from knowledge.store import KnowledgeStore
 
@@ -139,36 +140,12 @@ class Queue:
         online = online_user_ids(self.engine)
         since = time.time() - MEASURED_DAYS * 86400
         with self.engine.connect() as conn:
-            handled = [
-                r[0]
-                for r in conn.execute(
-                    select(conversations.c.closed_at - conversations.c.assigned_at)
-                    .where(
-                        conversations.c.closed_at > since,
-                        conversations.c.assigned_at.is_not(None),
-                        conversations.c.closed_at >= conversations.c.assigned_at,
-                    )
-                    .order_by(conversations.c.closed_at.desc())
-                    .limit(MEASURED_CHATS)
-                )
-            ]
-            agents = (
-                []
-                if not online
-                else conn.execute(
-                    select(users.c.id, users.c.max_chats).where(users.c.status == "available", users.c.id.in_(online))
-                ).all()
-            )
-            load = dict(
-                conn.execute(
-                    select(conversations.c.assigned_to, func.count())
-                    .where(conversations.c.state == "agent")
-                    .group_by(conversations.c.assigned_to)
-                ).all()
-            )
+            handled = chats.handling_times(conn, since, MEASURED_CHATS)
+            agents = users.available(conn, online)
+            load = chats.load_per_agent(conn)
         handle = sum(handled) / len(handled) if handled else DEFAULT_HANDLE_SECONDS
-        capacity = sum(max(1, a.max_chats or 1) for a in agents)
-        free = sum(max(0, max(1, a.max_chats or 1) - load.get(a.id, 0)) for a in agents)
+        capacity = sum(max(1, a["max_chats"] or 1) for a in agents)
+        free = sum(max(0, max(1, a["max_chats"] or 1) - load.get(a["id"], 0)) for a in agents)
         return Pace(handle_seconds=float(handle), agents_online=len(agents), capacity=capacity, free=free)
 
     def hours_today(self, municipality: str) -> str | None:

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Column, Engine, Float, ForeignKey, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 
 from core.db import metadata
 
@@ -60,3 +74,19 @@ def set_status(engine: Engine, ticket_id: int, status: str) -> bool:
     """False if there is no such ticket."""
     with engine.begin() as conn:
         return bool(conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(status=status)).rowcount)
+
+
+def open_conversation_ids() -> Select:
+    """A SELECT of the conversations with an open ticket (no NULL): a chat waiting for a call-back has not
+    ended, whatever its state (conversations.queries.ended's `unless`)."""
+    return select(tickets.c.conversation_id).where(tickets.c.status == "open", tickets.c.conversation_id.is_not(None))
+
+
+def contacts(conn: Connection) -> list[tuple[str | None, str]]:
+    """(conversation id, contact) of every ticket: finding a citizen's chats by the contact they left."""
+    return [(r.conversation_id, r.contact) for r in conn.execute(select(tickets.c.conversation_id, tickets.c.contact))]
+
+
+def of_conversation(conn: Connection, conversation_id: str) -> list[dict]:
+    """A conversation's tickets, whole rows (a citizen's data export)."""
+    return [dict(r._mapping) for r in conn.execute(select(tickets).where(tickets.c.conversation_id == conversation_id))]

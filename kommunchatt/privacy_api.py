@@ -13,10 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select
 
+from conversations import queries as chats
 from conversations.deps import Personal
-from conversations.store import conversations
 from core import municipalities
 from core.deps import Admin, AppSettings, DbEngine, MunicipalityScope
 from handoff import access_log
@@ -39,12 +38,7 @@ def _check(user: dict, municipality: str) -> None:
 def _owned(engine: DbEngine, user: dict, conversation_ids: list[str]) -> dict[str, str]:
     """{conversation id: municipality} of the named conversations; 404 for unknown, 403 for another's."""
     with engine.connect() as conn:
-        found = {
-            r.id: r.municipality
-            for r in conn.execute(
-                select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(conversation_ids))
-            )
-        }
+        found = chats.municipalities_of(conn, conversation_ids)
     missing = [i for i in conversation_ids if i not in found]
     if missing:
         raise HTTPException(404, f"no conversation with id {', '.join(repr(i) for i in missing[:5])}")
@@ -182,14 +176,7 @@ async def find_conversations(
     ids = await asyncio.to_thread(retention.find_citizen, engine, personal, identifier)
     allowed = _allowed(user)
     with engine.connect() as conn:
-        rows = [
-            dict(r._mapping)
-            for r in conn.execute(
-                select(
-                    conversations.c.id, conversations.c.municipality, conversations.c.created_at, conversations.c.state
-                ).where(conversations.c.id.in_(ids))
-            )
-        ]
+        rows = chats.found(conn, ids)
     return {"conversations": [r for r in rows if allowed is None or r["municipality"] in allowed]}
 
 
@@ -207,11 +194,9 @@ def _selected(engine: DbEngine, personal, user: dict, body: Selection) -> dict[s
         allowed = _allowed(user)
         with engine.connect() as conn:
             ids += [
-                r.id
-                for r in conn.execute(
-                    select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(found))
-                )
-                if allowed is None or r.municipality in allowed
+                cid
+                for cid, municipality in chats.municipalities_of(conn, found).items()
+                if allowed is None or municipality in allowed
             ]
     if not ids:
         raise HTTPException(

@@ -11,7 +11,9 @@ Policy (README, "Security and privacy"):
 - Erasure (art. 17) removes a conversation completely, its row and assignments too; the access log keeps
   that it was erased, by whom.
 Every table is found from the schema (`kommunchatt.schema.metadata`), so a table added later with a
-`conversation_id` column is purged and erased without a change here.
+`conversation_id` column is purged and erased without a change here. Which conversations have ended, and
+their own rows, are asked of their owner (`conversations.queries`), the open call-back tickets of
+handoff (`handoff.tickets`): this module imports no other package's table.
 """
 
 from __future__ import annotations
@@ -22,28 +24,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    MetaData,
-    Table,
-    and_,
-    create_engine,
-    delete,
-    exists,
-    inspect,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, delete, inspect, select, text
 
+from conversations import queries as chats
 from conversations.personal_data import PersonalData, forget_originals
-from conversations.store import conversations, messages
+from conversations.store import ConversationStore
 from core import municipalities as municipality_store
 from core import privacy
-from handoff import access_log
-from handoff.tickets import tickets
+from handoff import access_log, tickets
 from kommunchatt.schema import metadata
 
 log = logging.getLogger(__name__)
@@ -135,9 +123,7 @@ def _delete_rows(conn: Connection, ids: list[str], keep: set[str]) -> dict[str, 
     for chunk in _chunks(ids):
         for table in _message_dependents():
             fk = next(fk for fk in table.foreign_keys if fk.column.table.name == "messages")
-            n = conn.execute(
-                delete(table).where(fk.parent.in_(select(messages.c.id).where(messages.c.conversation_id.in_(chunk))))
-            ).rowcount
+            n = conn.execute(delete(table).where(fk.parent.in_(chats.message_ids(chunk)))).rowcount
             counts[table.name] = counts.get(table.name, 0) + n
         for table in _conversation_tables():
             if table.name in keep:
@@ -147,17 +133,12 @@ def _delete_rows(conn: Connection, ids: list[str], keep: set[str]) -> dict[str, 
     return {k: v for k, v in counts.items() if v}
 
 
-def ended_before(municipality: str, cutoff: float):
-    """Conversations of `municipality` that ended before `cutoff` (closed, or idle with the bot)."""
-    open_ticket = exists().where(and_(tickets.c.conversation_id == conversations.c.id, tickets.c.status == "open"))
-    return and_(
-        conversations.c.municipality == municipality,
-        or_(
-            and_(conversations.c.state == "closed", conversations.c.updated_at < cutoff),
-            and_(conversations.c.state == "bot", conversations.c.updated_at < cutoff - ENDED_AFTER_IDLE_S),
-        ),
-        ~open_ticket,
-    )
+def ended_before(conn: Connection, municipality: str, cutoff: float, with_transcript: bool = False) -> list[str]:
+    """Ids of `municipality`'s conversations that ended before `cutoff` (closed, or idle with the bot; not
+    while a call-back ticket is open), only those with messages left if `with_transcript`. One statement:
+    handoff's SELECT of the open tickets' conversations inside conversations' query."""
+    unless = tickets.open_conversation_ids()
+    return chats.ended(conn, municipality, cutoff, ENDED_AFTER_IDLE_S, unless=unless, with_transcript=with_transcript)
 
 
 def purge(engine: Engine, tracker: RasaTracker, now: float | None = None) -> Purged:
@@ -168,22 +149,16 @@ def purge(engine: Engine, tracker: RasaTracker, now: float | None = None) -> Pur
         places = [(r.id, r.settings) for r in conn.execute(select(municipality_store.municipalities))]
     for municipality, settings in places:
         with engine.begin() as conn:
-            live_ended = [r.id for r in conn.execute(select(conversations.c.id).where(ended_before(municipality, now)))]
+            live_ended = ended_before(conn, municipality, now)
             report.originals += forget_originals(conn, live_ended)
         cutoff = now - retention_days(settings) * DAY
         with engine.begin() as conn:
-            has_transcript = exists().where(messages.c.conversation_id == conversations.c.id)
-            expired = [
-                r.id
-                for r in conn.execute(
-                    select(conversations.c.id).where(ended_before(municipality, cutoff), has_transcript)
-                )
-            ]  # not those purged on an earlier pass
+            expired = ended_before(conn, municipality, cutoff, with_transcript=True)  # not purged on an earlier pass
             if not expired:
                 continue
             counts = _delete_rows(conn, expired, keep=STATISTICS)
             for chunk in _chunks(expired):
-                conn.execute(update(conversations).where(conversations.c.id.in_(chunk)).values(csat_comment=None))
+                chats.clear_comments(conn, chunk)
             report.add(counts)
             report.conversations += len(expired)
         report.tracker_events += tracker.delete(expired)
@@ -196,19 +171,11 @@ def erase(
 ) -> dict:
     """Remove conversations completely (art. 17), Rasa's tracker too; the access log records the erasure."""
     with engine.begin() as conn:
-        found = {
-            r.id: r.municipality
-            for r in conn.execute(
-                select(conversations.c.id, conversations.c.municipality).where(conversations.c.id.in_(conversation_ids))
-            )
-        }
+        found = chats.municipalities_of(conn, conversation_ids)
         ids = list(found)
         counts = _delete_rows(conn, ids, keep={"transcript_access", "conversations"})
         for chunk in _chunks(ids):
-            counts["conversations"] = (
-                counts.get("conversations", 0)
-                + conn.execute(delete(conversations).where(conversations.c.id.in_(chunk))).rowcount
-            )
+            counts["conversations"] = counts.get("conversations", 0) + chats.delete_rows(conn, chunk)
     events = tracker.delete(ids)
     for conversation_id, municipality in found.items():
         access_log.record(engine, user, conversation_id, municipality, "erase", via)
@@ -223,9 +190,9 @@ def find_citizen(engine: Engine, personal: PersonalData, identifier: str) -> lis
         return []
     found = set(personal.conversations_of(identifier))
     with engine.connect() as conn:
-        for row in conn.execute(select(tickets.c.conversation_id, tickets.c.contact)):
-            if row.conversation_id and privacy.identifier_reference(personal.key, row.contact) == ref:
-                found.add(row.conversation_id)
+        for conversation_id, contact in tickets.contacts(conn):
+            if conversation_id and privacy.identifier_reference(personal.key, contact) == ref:
+                found.add(conversation_id)
     return sorted(found)
 
 
@@ -236,28 +203,16 @@ def export(
     texts in place of masked ones while the chat is live."""
     out = []
     with engine.connect() as conn:
-        rows = [
-            dict(r._mapping)
-            for r in conn.execute(
-                select(conversations)
-                .where(conversations.c.id.in_(conversation_ids))
-                .order_by(conversations.c.created_at)
-            )
-        ]
+        rows = chats.by_ids(conn, conversation_ids)
+    store = ConversationStore(engine)
     for conv in rows:
         originals = personal.originals(conv["id"])
+        texts = [  # the transcript without the agents' internal notes
+            {"id": m.id, "sender": m.sender, "created_at": m.created_at, "text": originals.get(m.id, m.text)}
+            for m in store.messages(conv["id"])
+        ]
         with engine.connect() as conn:
-            texts = [
-                {"id": m.id, "sender": m.sender, "created_at": m.created_at, "text": originals.get(m.id, m.text)}
-                for m in conn.execute(
-                    select(messages)
-                    .where(messages.c.conversation_id == conv["id"], messages.c.sender != "note")
-                    .order_by(messages.c.id)
-                )
-            ]
-            calls = [
-                dict(r._mapping) for r in conn.execute(select(tickets).where(tickets.c.conversation_id == conv["id"]))
-            ]
+            calls = tickets.of_conversation(conn, conv["id"])
         out.append(
             {
                 "conversation": {
