@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from core import errors
 from core.error_texts import preferred_language
 from tests.conftest import ROOT
-from tests.inprocess import running_app
+from tests.inprocess import running_app, staff
 
 TABLE = yaml.safe_load((ROOT / "core" / "service_texts.yml").read_text(encoding="utf-8"))
 ERRORS = {key: texts for key, texts in TABLE.items() if key.startswith("error_")}
@@ -129,7 +129,7 @@ def app(tmp_path_factory, model_path):
 
 
 def test_the_real_app_answers_staff_in_swedish(app):
-    client, _ = app
+    client, c = app
     me = client.get("/api/v1/auth/me", headers=SWEDISH)
     assert me.status_code == 401
     assert me.json()["detail"] == "log in first (the session is missing or has expired)"
@@ -140,3 +140,11 @@ def test_the_real_app_answers_staff_in_swedish(app):
     chat = client.get("/api/v1/chat/sessions/no-such-session", headers=SWEDISH)
     assert chat.status_code == 404 and chat.json()["message"] == "det finns ingen chatt med id 'no-such-session'"
     assert "message" not in client.get("/api/v1/auth/me").json()  # no Accept-Language: the shape as before
+    admin = {**staff(client, c, "chef", role="admin"), **SWEDISH}
+    hours = client.put("/api/v1/admin/municipalities/default/opening-hours", headers=admin,
+                       json={"timezone": "Europe/Stockholm", "weekly": {"tue": [["25:00", "26:00"]]}})
+    assert hours.status_code == 422 and hours.json()["detail"] == "hour must be in 0..23"
+    assert hours.json()["message"] == "timmen måste vara 0–23"
+    backwards = client.get("/api/v1/reports/summary", params={"date_from": "2026-03-02", "date_to": "2026-03-01"},
+                           headers=admin)
+    assert backwards.status_code == 422 and backwards.json()["message"] == "perioden slutar innan den börjar"
