@@ -146,6 +146,8 @@ def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_cen
     agent.keyboard.press("Enter")
     expect(history.get_by_role("listitem")).to_have_count(2)
     expect(history.get_by_role("listitem").last).to_contain_text("Ny → Klar · webb")
+    no_serious(agent)
+    agent.screenshot(path=str(SHOTS / "staff-worklist-history.png"), full_page=True)
     csv = agent.get_by_role("link", name="Ladda ner veckan som CSV")
     exported = svc.staff(svc.login("anna")).get(csv.get_attribute("href"))
     assert exported.status_code == 200 and ",done," in exported.text and PHONE not in exported.text
