@@ -17,9 +17,10 @@ entries by SVD) are projected out of every vector, query and rows alike.
 Before encoding, misspelt words are mapped onto the knowledge base's vocabulary
 (`lexical.SpellCorrector`), so the dense model sees "förskoleplats" for "forskoleplats".
 
-Storage per municipality (a shard): a growable float32 arena of projected row vectors (exact
-inner product; a FAISS IVF index generates candidates once a shard is large), an arena of entry
-centroids, the lexical index on the row positions, and alive masks. An upsert appends and kills;
+Storage per municipality (a shard): a growable arena of projected row vectors (float32; int8
+codes with per-row scales once a shard is large, when inverted lists over the arena generate row
+candidates), an arena of entry centroids, row kinds (texts are rebuilt from the entry for the
+few rows a search shows), the lexical index on the row positions, and alive masks. An upsert appends and kills;
 compaction happens when a quarter of the rows are dead. Vectors are cached on disk by content
 (unprojected), so a restart with an unchanged knowledge base encodes nothing.
 """
@@ -27,13 +28,16 @@ compaction happens when a quarter of the rows are dead. Vectors are cached on di
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
+import pickle
 import re
 import threading
+import zlib
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +51,7 @@ from knowledge.settings import RetrievalSettings, load_retrieval_settings
 QUESTION, ANSWER, CHUNK = "q", "a", "c"  # chunk: a sentence of an answer
 _SENTENCE = re.compile(r"(?<=[.!?。؟])\s+|\n+")
 _KIND_CODE = {QUESTION: 0, ANSWER: 1, CHUNK: 2}
+_KIND_NAME = {code: kind for kind, code in _KIND_CODE.items()}
 
 
 class EmbedderLike(Protocol):
@@ -217,46 +222,257 @@ def project(x: np.ndarray, directions: np.ndarray | None) -> np.ndarray:
 
 
 class _Grow:
-    """A growable array along axis 0."""
+    """A growable array along axis 0.
 
-    def __init__(self, shape: tuple[int, ...], dtype) -> None:
-        self.a = np.zeros((256, *shape), dtype=dtype)
+    It grows by half, not by doubling: a doubled 2.5M-row arena would reserve room for 1.5M rows
+    it never holds (and copy it all once more); `fit` gives back what a finished build left over."""
+
+    def __init__(self, shape: tuple[int, ...], dtype, capacity: int = 256) -> None:
+        self.a = np.zeros((capacity, *shape), dtype=dtype)
 
     def ensure(self, n: int) -> None:
         if n > len(self.a):
-            size = max(n, 2 * len(self.a))
+            size = max(n, len(self.a) + len(self.a) // 2)
             grown = np.zeros((size, *self.a.shape[1:]), dtype=self.a.dtype)
             grown[: len(self.a)] = self.a
             self.a = grown
 
+    def fit(self, n: int) -> None:
+        """Shrink to `n` rows (at least 256) when more than an eighth of the capacity is unused."""
+        size = max(n, 256)
+        if len(self.a) > size + size // 8:
+            self.a = np.ascontiguousarray(self.a[:size])
+
+
+def _quantize(x: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes and per-row scales of `x - mean` (x ~ mean + scale * codes)."""
+    r = x - mean
+    scale = np.maximum(np.abs(r).max(axis=1), 1e-12).astype(np.float32) / 127.0
+    return np.rint(r / scale[:, None]).astype(np.int8), scale
+
+
+def arena_rows(entry: Entry, settings: RetrievalSettings, sentences: bool) -> list[Row]:
+    """The rows an entry has in its shard, in order: `entry_rows` with the answer sentences only if
+    they were added as rows (`chunk_rows`, and not in an import's first pass). The shard keeps row
+    kinds, not rows: 2.5M Row objects would take hundreds of MB, and only the few entries a search
+    returns need their matched text."""
+    return [r for r in entry_rows(entry, settings) if sentences or r.kind != CHUNK]
+
+
+class _IVF:
+    """Inverted lists over a shard's arena: a large shard's row candidates come from the rows of the
+    `nprobe` coarse centroids nearest the query instead of a scan of every row.
+
+    The lists hold arena positions only; vectors are scored from the arena (a FAISS IVF index would
+    hold a second copy of every row). Removed rows stay listed until compaction rebuilds the lists,
+    and are masked at search."""
+
+    def __init__(self, centroids: np.ndarray, nprobe: int) -> None:
+        import faiss
+
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.nprobe = nprobe
+        self._quantizer = faiss.IndexFlatIP(centroids.shape[1])
+        self._quantizer.add(self.centroids)
+        self.lists: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(centroids)
+
+    @classmethod
+    def train(cls, sample: np.ndarray, nlist: int, nprobe: int) -> _IVF:
+        """Coarse centroids by k-means on inner product (what FAISS's IVF training does)."""
+        import faiss
+
+        clustering = faiss.Clustering(sample.shape[1], nlist)
+        clustering.niter = 10
+        index = faiss.IndexFlatIP(sample.shape[1])
+        clustering.train(np.ascontiguousarray(sample, dtype=np.float32), index)
+        return cls(faiss.vector_to_array(clustering.centroids).reshape(nlist, sample.shape[1]), nprobe)
+
+    def add(self, positions: np.ndarray, vecs: np.ndarray) -> None:
+        """List rows at `positions` under their nearest centroid."""
+        if not len(positions):
+            return
+        _, nearest = self._quantizer.search(np.ascontiguousarray(vecs, dtype=np.float32), 1)
+        nearest = nearest[:, 0]
+        order = np.argsort(nearest, kind="stable")
+        bounds = np.searchsorted(nearest[order], np.arange(len(self.lists) + 1))
+        pos = np.asarray(positions, dtype=np.int32)[order]
+        for i in np.flatnonzero(np.diff(bounds)):
+            part = pos[bounds[i] : bounds[i + 1]]
+            self.lists[i] = part if not len(self.lists[i]) else np.concatenate([self.lists[i], part])
+
+    def probe(self, qv: np.ndarray) -> np.ndarray:
+        """Positions listed under the `nprobe` centroids nearest `qv`."""
+        sims = self.centroids @ qv
+        k = min(self.nprobe, len(sims))
+        best = np.argpartition(-sims, k - 1)[:k]
+        return np.concatenate([self.lists[i] for i in best])
+
+
+class _Centroids:
+    """Entry centroids: a float32 arena, or for a large shard a FAISS flat index of 8-bit codes (a
+    quarter of the memory, scanned as fast); exact scoring decodes the few candidate slots."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._f32: _Grow | None = _Grow((dim,), np.float32)
+        self._sq = None
+
+    @property
+    def quantized(self) -> bool:
+        return self._sq is not None
+
+    def put(self, slot0: int, cents: np.ndarray) -> None:
+        if self._sq is not None:
+            if self._sq.ntotal != slot0:
+                raise RuntimeError(f"centroid codes out of step: {self._sq.ntotal} stored, slot {slot0}")
+            self._sq.add(np.ascontiguousarray(cents, dtype=np.float32))
+        else:
+            self._f32.ensure(slot0 + len(cents))
+            self._f32.a[slot0 : slot0 + len(cents)] = cents
+
+    def quantize(self, n: int, alive: np.ndarray) -> None:
+        import faiss
+
+        data = np.ascontiguousarray(self._f32.a[:n])
+        index = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        index.train(data[alive] if alive.any() else data)
+        index.add(data)
+        self._sq, self._f32 = index, None
+
+    def scores(self, slots: np.ndarray, qv: np.ndarray) -> np.ndarray:
+        if self._sq is None:
+            return self._f32.a[slots] @ qv
+        if not len(slots):
+            return np.zeros(0, dtype=np.float32)
+        return self._sq.reconstruct_batch(np.asarray(slots, dtype=np.int64)) @ qv
+
+    def best(self, qv: np.ndarray, k: int, alive: np.ndarray) -> np.ndarray:
+        """Slots of the (up to) `k` live centroids nearest `qv`."""
+        n = len(alive)
+        k = min(k, n)
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        if self._sq is None:
+            cent = self._f32.a[:n] @ qv
+            cent[~alive] = -2.0
+            best = np.argpartition(-cent, k - 1)[:k]
+            return best[cent[best] > -2.0]
+        import faiss
+
+        bitmap = np.packbits(alive, bitorder="little")
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)))
+        _, ids = self._sq.search(np.ascontiguousarray(qv[None, :], dtype=np.float32), k, params=params)
+        return ids[0][ids[0] >= 0]
+
+    def keep(self, keep_ent: np.ndarray, n_ent: int) -> None:
+        """Keep only the slots `keep_ent` (ascending), renumbered from 0."""
+        if self._sq is None:
+            self._f32.a = np.ascontiguousarray(self._f32.a[keep_ent])
+            self._f32.ensure(256)
+            return
+        dead = np.setdiff1d(np.arange(n_ent), keep_ent)
+        if len(dead):
+            self._sq.remove_ids(dead.astype(np.int64))  # later codes move up, in order
+
+    def fit(self, n: int) -> None:
+        if self._f32 is not None:
+            self._f32.fit(n)
+
 
 class _Shard:
-    """One municipality's rows (arena) and entries (centroids)."""
+    """One municipality's rows (arena) and entries (centroids).
+
+    The arena holds float32 vectors; once a shard is large enough for inverted lists it holds int8
+    codes with a per-row scale around the shard's mean vector instead (a quarter of the memory:
+    2.5M rows of 384 dimensions are 3.8 GB in float32), and only the candidate rows are decoded for
+    exact scoring."""
 
     def __init__(self, dim: int, settings: RetrievalSettings, directions: np.ndarray | None):
         self.settings = settings
         self.directions = directions
         self._vecs = _Grow((dim,), np.float32)
+        self._scale: _Grow | None = None  # per-row scales once the arena is quantized
+        self._mean: np.ndarray | None = None
         self._alive = _Grow((), bool)
-        self._entry = _Grow((), np.int64)  # entry slot of each row
+        self._entry = _Grow((), np.int32)  # entry slot of each row
         self._kind = _Grow((), np.int8)
         self.n = 0
-        self.rows: list[Row] = []
-        self._cent = _Grow((dim,), np.float32)
+        self._cent = _Centroids(dim)
         self._ent_alive = _Grow((), bool)
         self.n_ent = 0
-        self.slot_entry: list[Entry | None] = []
-        self.entries: dict[str, tuple[int, np.ndarray]] = {}  # id -> (slot, row positions)
+        self.stored: list[bytes | None] = []  # each slot's entry, packed (None: removed)
+        self.languages: list[frozenset[str]] = []  # each slot's languages (shared sets)
+        self._language_sets: dict[frozenset[str], frozenset[str]] = {}
+        self.entries: dict[str, int] = {}  # id -> slot
+        # An entry's rows are contiguous (appended together; compaction keeps the order).
+        self._first = _Grow((), np.int64)  # first row position of each slot
+        self._count = _Grow((), np.int32)  # number of rows of each slot
         self.lex = LexicalIndex(Featurizer(settings.ngram_min, settings.ngram_max))
-        self.ivf = None
+        self.ivf: _IVF | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self._scale is not None
 
     @property
     def vecs(self) -> np.ndarray:
-        return self._vecs.a[: self.n]
+        """The arena's rows as float32 (decoded in full when quantized: for building, not searching)."""
+        return self.decode(np.arange(self.n)) if self.quantized else self._vecs.a[: self.n]
 
     @property
     def alive(self) -> np.ndarray:
         return self._alive.a[: self.n]
+
+    def _row_arrays(self) -> list[_Grow]:
+        return [self._vecs, self._alive, self._entry, self._kind, *([self._scale] if self._scale is not None else [])]
+
+    def _slot_arrays(self) -> list[_Grow]:
+        return [self._ent_alive, self._first, self._count]
+
+    def positions(self, slot: int) -> np.ndarray:
+        """Row positions of the entry at `slot`."""
+        first = int(self._first.a[slot])
+        return np.arange(first, first + int(self._count.a[slot]))
+
+    def decode(self, pos: np.ndarray) -> np.ndarray:
+        """The float32 vectors of rows at `pos`."""
+        if not self.quantized:
+            return self._vecs.a[pos]
+        return self._mean + self._vecs.a[pos].astype(np.float32) * self._scale.a[pos, None]
+
+    def dense(self, pos: np.ndarray, qv: np.ndarray) -> np.ndarray:
+        """Inner products of the rows at `pos` with `qv`."""
+        if not self.quantized:
+            return self._vecs.a[pos] @ qv
+        return float(self._mean @ qv) + (self._vecs.a[pos].astype(np.float32) @ qv) * self._scale.a[pos]
+
+    def quantize(self, block: int = 65536) -> None:
+        """Store the arena as int8 codes around its mean (see the class docstring)."""
+        if self.quantized or not self.n:
+            return
+        floats = self._vecs.a
+        self._mean = floats[: self.n].mean(axis=0).astype(np.float32)
+        self._vecs = _Grow(floats.shape[1:], np.int8, capacity=len(floats))
+        self._scale = _Grow((), np.float32, capacity=len(floats))
+        for a in range(0, self.n, block):
+            b = min(a + block, self.n)
+            self._vecs.a[a:b], self._scale.a[a:b] = _quantize(floats[a:b], self._mean)
+
+    def _put(self, start: int, vecs: np.ndarray) -> None:
+        if self.quantized:
+            self._vecs.a[start : start + len(vecs)], self._scale.a[start : start + len(vecs)] = _quantize(
+                vecs, self._mean
+            )
+        else:
+            self._vecs.a[start : start + len(vecs)] = vecs
+
+    def fit(self) -> None:
+        """Give back the capacity a build left unused."""
+        for g in self._row_arrays():
+            g.fit(self.n)
+        for g in self._slot_arrays():
+            g.fit(self.n_ent)
+        self._cent.fit(self.n_ent)
 
     def add_batch(
         self, entries: list[Entry], rows: list[list[Row]], vecs: list[np.ndarray], centroids: np.ndarray
@@ -267,25 +483,29 @@ class _Shard:
         counts = np.array([len(r) for r in rows], dtype=np.int64)
         total = int(counts.sum())
         start, slot0 = self.n, self.n_ent
-        for g in (self._vecs, self._alive, self._entry, self._kind):
+        for g in self._row_arrays():
             g.ensure(start + total)
-        for g in (self._cent, self._ent_alive):
+        for g in self._slot_arrays():
             g.ensure(slot0 + len(entries))
+        flat_vecs = np.concatenate(vecs) if total else None
         if total:
-            self._vecs.a[start : start + total] = np.concatenate(vecs)
+            self._put(start, flat_vecs)
             self._alive.a[start : start + total] = True
             self._entry.a[start : start + total] = np.repeat(np.arange(slot0, slot0 + len(entries)), counts)
             self._kind.a[start : start + total] = [_KIND_CODE[r.kind] for rs in rows for r in rs]
-        self._cent.a[slot0 : slot0 + len(entries)] = centroids
+        self._cent.put(slot0, centroids)
         self._ent_alive.a[slot0 : slot0 + len(entries)] = True
-        flat = [r for rs in rows for r in rs]
-        self.rows.extend(flat)
         self.n += total
         self.n_ent += len(entries)
-        self.slot_entry.extend(entries)
+        self.stored.extend(_pack(e) for e in entries)
+        for e in entries:
+            langs = frozenset(e.answer) | frozenset(e.questions)
+            self.languages.append(self._language_sets.setdefault(langs, langs))
         offsets = np.concatenate([[0], np.cumsum(counts)]) + start
+        self._first.a[slot0 : slot0 + len(entries)] = offsets[:-1]
+        self._count.a[slot0 : slot0 + len(entries)] = counts
         for i, e in enumerate(entries):
-            self.entries[e.id] = (slot0 + i, np.arange(offsets[i], offsets[i + 1]))
+            self.entries[e.id] = slot0 + i
         # Lexical rows: question variants; answers only of entries that have no questions (typos
         # in a question are matched against questions; long answers would dominate the index).
         has_q = [any(r.kind == QUESTION for r in rs) for rs in rows]
@@ -293,19 +513,17 @@ class _Shard:
             [r.text if r.kind == QUESTION or not q else "" for rs, q in zip(rows, has_q, strict=True) for r in rs]
         )
         if self.ivf is not None and total:
-            self.ivf.add_with_ids(self._vecs.a[start : start + total], np.arange(start, start + total, dtype=np.int64))
+            self.ivf.add(np.arange(start, start + total), flat_vecs)
 
     def remove(self, entry_id: str, compact: bool = True) -> bool:
-        old = self.entries.pop(entry_id, None)
-        if old is None:
+        slot = self.entries.pop(entry_id, None)
+        if slot is None:
             return False
-        slot, pos = old
+        pos = self.positions(slot)
         self._alive.a[pos] = False
         self._ent_alive.a[slot] = False
-        self.slot_entry[slot] = None
+        self.stored[slot] = None
         self.lex.kill(pos)
-        if self.ivf is not None:
-            self.ivf.remove_ids(pos.astype(np.int64))
         if compact and self.n > 1024 and (self.n - int(self.alive.sum())) > self.n // 4:
             self.compact()
         return True
@@ -313,41 +531,56 @@ class _Shard:
     def compact(self) -> None:
         keep = np.flatnonzero(self.alive)
         keep_ent = np.flatnonzero(self._ent_alive.a[: self.n_ent])
-        remap = np.full(self.n, -1, dtype=np.int64)
-        remap[keep] = np.arange(len(keep))
-        ent_remap = np.full(max(self.n_ent, 1), -1, dtype=np.int64)
+        ent_remap = np.full(max(self.n_ent, 1), -1, dtype=np.int32)
         ent_remap[keep_ent] = np.arange(len(keep_ent))
-        for g in (self._vecs, self._alive, self._entry, self._kind):
+        for g in self._row_arrays():
             g.a = np.ascontiguousarray(g.a[keep])
             g.ensure(256)
         self._entry.a[: len(keep)] = ent_remap[self._entry.a[: len(keep)]]
-        for g in (self._cent, self._ent_alive):
+        for g in self._slot_arrays():
             g.a = np.ascontiguousarray(g.a[keep_ent])
             g.ensure(256)
+        self._cent.keep(keep_ent, self.n_ent)
+        counts = self._count.a[: len(keep_ent)]
+        self._first.a[: len(keep_ent)] = np.cumsum(counts) - counts
         self.n, self.n_ent = len(keep), len(keep_ent)
-        self.rows = [self.rows[i] for i in keep]
-        self.slot_entry = [self.slot_entry[i] for i in keep_ent]
+        self.stored = [self.stored[i] for i in keep_ent]
+        self.languages = [self.languages[i] for i in keep_ent]
         self.lex.compact(keep)
-        self.entries = {eid: (int(ent_remap[s]), remap[p]) for eid, (s, p) in self.entries.items()}
+        self.entries = {eid: int(ent_remap[s]) for eid, s in self.entries.items()}
         if self.ivf is not None:
             self.build_ivf()
+        _release_freed_memory()
 
-    def build_ivf(self) -> None:
-        """Approximate row candidates for large shards (8-bit codes; exact scoring uses the arena)."""
-        import faiss
-
+    def build_ivf(self, block: int = 65536) -> None:
+        """Inverted lists for row candidates of a large shard (the arena is quantized first)."""
+        self.quantize()
         live = np.flatnonzero(self.alive)
-        data = np.ascontiguousarray(self.vecs[live])
         nlist = int(min(4096, max(16, 2 * np.sqrt(len(live)))))
-        quantizer = faiss.IndexFlatIP(data.shape[1])
-        ivf = faiss.IndexIVFScalarQuantizer(
-            quantizer, data.shape[1], nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        sample = data[np.random.default_rng(0).choice(len(data), min(len(data), 40 * nlist), replace=False)]
-        ivf.train(sample)
-        ivf.add_with_ids(data, live.astype(np.int64))
-        ivf.nprobe = self.settings.ivf_nprobe
+        sample = np.sort(np.random.default_rng(0).choice(len(live), min(len(live), 40 * nlist), replace=False))
+        ivf = _IVF.train(self.decode(live[sample]), nlist, self.settings.ivf_nprobe)
+        for a in range(0, len(live), block):
+            ivf.add(live[a : a + block], self.decode(live[a : a + block]))
         self.ivf = ivf
+        if not self._cent.quantized:
+            self._cent.quantize(self.n_ent, self._ent_alive.a[: self.n_ent])
+
+    def _dense_candidates(self, qv: np.ndarray, k: int) -> np.ndarray:
+        """Positions of the (up to) `k` live rows nearest `qv`: inverted lists, or a scan."""
+        if self.ivf is not None:
+            pos = self.ivf.probe(qv)
+            pos = pos[self._alive.a[pos]]
+            scores = self.dense(pos, qv)
+        else:
+            pos = np.flatnonzero(self.alive) if self.quantized else np.arange(self.n)
+            scores = self.dense(pos, qv) if self.quantized else self.vecs @ qv
+            if not self.quantized:
+                scores[~self.alive] = -2.0
+        k = min(k, len(pos))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        best = np.argpartition(-scores, k - 1)[:k]
+        return pos[best[scores[best] > -2.0]]
 
     def candidate_slots(self, qv: np.ndarray, lex_query, s: RetrievalSettings) -> np.ndarray:
         """Entry slots worth scoring exactly: best rows (dense, lexical) and best centroids."""
@@ -355,25 +588,50 @@ class _Shard:
             return np.zeros(0, dtype=np.int64)
         parts = []
         if self.n:
-            if self.ivf is not None:
-                _, ids = self.ivf.search(qv[None, :], s.dense_candidates)
-                pos = ids[0][ids[0] >= 0]
-            else:
-                scores = self.vecs @ qv
-                scores[~self.alive] = -2.0
-                k = min(s.dense_candidates, self.n)
-                pos = np.argpartition(-scores, k - 1)[:k]
-                pos = pos[scores[pos] > -2.0]
-            parts.append(self._entry.a[pos])
+            parts.append(self._entry.a[self._dense_candidates(qv, s.dense_candidates)])
             if s.lexical_candidates:
                 parts.append(self._entry.a[self.lex.top(lex_query, s.lexical_candidates, self.alive)])
-        cent = self._cent.a[: self.n_ent] @ qv
-        cent[~self._ent_alive.a[: self.n_ent]] = -2.0
-        k = min(s.centroid_candidates, self.n_ent)
-        best = np.argpartition(-cent, k - 1)[:k]
-        parts.append(best[cent[best] > -2.0])
+        parts.append(self._cent.best(qv, s.centroid_candidates, self._ent_alive.a[: self.n_ent]))
         slots = np.unique(np.concatenate(parts))
         return slots[self._ent_alive.a[slots]]
+
+
+def _pack(entry: Entry) -> bytes:
+    """An entry as a shard keeps it: pickled and compressed, a third of its size as Python objects
+    (100k entries: 450 MB). Only the few entries a search returns are unpacked."""
+    return zlib.compress(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _unpack(stored: bytes) -> Entry:
+    return pickle.loads(zlib.decompress(stored))  # noqa: S301 (packed by this process)
+
+
+class _Entries(Sequence[Entry]):
+    """Packed entries read as a sequence: unpacked one by one as they are read."""
+
+    def __init__(self, stored: list[bytes]) -> None:
+        self._stored = stored
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [_unpack(b) for b in self._stored[i]]
+        return _unpack(self._stored[i])
+
+
+def _release_freed_memory() -> None:
+    """Give the heap a build freed back to the OS: glibc keeps it (at 10k entries, 200 MB of a
+    build's temporary arrays and objects stayed resident in the process)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _row(entry: Entry, settings: RetrievalSettings, kinds: np.ndarray, i: int) -> Row:
+    """The `i`-th of an entry's rows in its shard, whose kinds are `kinds` (rebuilt from the entry)."""
+    rows = arena_rows(entry, settings, sentences=bool((kinds == _KIND_CODE[CHUNK]).any()))
+    return rows[i] if i < len(rows) else Row("", _KIND_NAME[int(kinds[i])], "")  # settings changed since
 
 
 def _sentence_blend(d: np.ndarray, is_sentence: np.ndarray, starts: np.ndarray, blend: float) -> np.ndarray:
@@ -535,16 +793,20 @@ class Retriever:
                 if shard is None:
                     shard = shards[municipality] = _Shard(vecs.shape[1], s, directions)
                 shard.add_batch(part, *self._prepare(part, all_rows, vecs))
+                if shard.n >= s.ivf_min_rows:
+                    shard.quantize()  # the rest of the rows arrive as int8 codes
             if shard is not None:
                 shard.lex.merge()  # all rows into the inverted view: no tail to scan
                 if shard.n >= s.ivf_min_rows:
                     shard.build_ivf()
+                shard.fit()
         with self._lock:
             self._shards = shards
             self.vocabulary = vocabulary
             self.speller = speller
         if self.cache.dir:
             self.cache.compact(keys)
+        _release_freed_memory()
 
     def upsert(self, entry: Entry) -> None:
         """Add or replace one entry; only its own texts are encoded."""
@@ -628,9 +890,10 @@ class Retriever:
     def __len__(self) -> int:
         return sum(len(s.entries) for s in self._shards.values())
 
-    def entries(self, municipality: str = DEFAULT_MUNICIPALITY) -> list[Entry]:
+    def entries(self, municipality: str = DEFAULT_MUNICIPALITY) -> Sequence[Entry]:
+        """The indexed entries (unpacked as they are read: counting them is free)."""
         shard = self._shards.get(municipality)
-        return [e for e in shard.slot_entry if e is not None] if shard else []
+        return _Entries([b for b in shard.stored if b is not None] if shard else [])
 
     # -- searching ------------------------------------------------------------------------------
 
@@ -672,25 +935,25 @@ class Retriever:
             slots = shard.candidate_slots(qv, lq, s)
             if not len(slots):
                 return []
-            ents = [shard.slot_entry[i] for i in slots]
-            positions = [shard.entries[e.id][1] for e in ents]
+            stored = [shard.stored[i] for i in slots]
+            languages = [shard.languages[i] for i in slots]
+            positions = [shard.positions(i) for i in slots]
             counts = np.array([len(p) for p in positions])
             pos = np.concatenate(positions) if counts.sum() else np.zeros(0, dtype=np.int64)
-            dense = shard.vecs[pos] @ qv
+            dense = shard.dense(pos, qv)
             lex_cos, lex_cov = shard.lex.score_rows(lq, pos)
             kind = shard._kind.a[pos]
-            cent = shard._cent.a[slots] @ qv
-            rows = [shard.rows[p] for p in pos]
+            cent = shard._cent.scores(slots, qv)
         return self._score(
-            ents, counts, rows, kind, dense, lex_cos, lex_cov, cent, query if query != text else None, top_k,
+            stored, languages, counts, kind, dense, lex_cos, lex_cov, cent, query if query != text else None, top_k,
             language=language,
         )
 
     def _score(
         self,
-        ents: list[Entry],
+        stored: list[bytes],
+        languages: list[frozenset[str]],
         counts: np.ndarray,
-        rows: list[Row],
         kind: np.ndarray,
         dense: np.ndarray,
         lex_cos: np.ndarray,
@@ -715,7 +978,7 @@ class Retriever:
             is_q, s.lexical_weight * q_lex, np.where(kind == _KIND_CODE[ANSWER], s.answer_lexical_weight * a_lex, 0.0)
         )
         d = np.where(is_q, dense, dense - s.passage_offset)
-        n = len(ents)
+        n = len(stored)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         has_rows = counts > 0
         d_max = np.full(n, -1.0)
@@ -732,24 +995,25 @@ class Retriever:
         cw = np.where(has_q, s.centroid_weight, s.answer_centroid_weight)
         if language is not None:
             # Across languages one row's cosine is noisy; the entry as a whole (its centroid) is not.
-            foreign = np.array([language not in e.answer and language not in e.questions for e in ents])
+            foreign = np.array([language not in langs for langs in languages])
             cw = np.where(foreign, np.maximum(cw, s.cross_language_centroid_weight), cw)
         score = (d_max + cw * cent + l_max) / (1.0 + cw + max(s.lexical_weight, s.answer_lexical_weight))
         order = np.argsort(-score, kind="stable")
         lead = _lead(score[order])
         out: list[Candidate] = []
         for rank, i in enumerate(order[:top_k]):
+            entry = _unpack(stored[i])
             if counts[i]:
                 seg = slice(starts[i], starts[i] + counts[i])
                 best = starts[i] + int(np.argmax(d[seg]))
-                row = rows[best]
+                row = _row(entry, s, kind[seg], best - starts[i])
                 cov = float(np.max(np.where(is_q[seg], lex_cov[seg], 0.0)))
                 matched, mkind, mlang, cos = row.text, row.kind, row.language, float(dense[best])
             else:
                 matched, mkind, mlang, cos, cov = "", "", "", float(cent[i]), 0.0
             out.append(
                 Candidate(
-                    ents[i],
+                    entry,
                     float(score[i]),
                     float(d_max[i]),
                     float(l_max[i]),
