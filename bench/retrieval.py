@@ -417,7 +417,9 @@ def http_client(url: str, path: str) -> int:
 
 def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], settings) -> list[dict]:
     """`/api/v1/answer` latency in process (KnowledgeService.answer) and over HTTP, each query new
-    to the query-vector LRU (every one is encoded), at each knowledge-base size."""
+    to the query-vector LRU (every one is encoded), at each knowledge-base size. Memory: the
+    process's resident growth after the build (`index_mb`) and after the in-process queries
+    (`served_mb`, with what searching builds lazily)."""
     import gc
     import tempfile
 
@@ -447,6 +449,7 @@ def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], set
                 t = time.perf_counter()
                 retriever.encode_query(retriever.query_text(q, "sv"))
                 encode.append(time.perf_counter() - t)
+            served = current_rss_mb() - rss0  # what searching built lazily (inverted views) included
             retriever.settings = settings.replace(query_cache_size=0)  # over HTTP too, every query is encoded
             http = http_latency(service, queries)
             retriever.settings = settings
@@ -469,6 +472,7 @@ def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], set
                 "encode_p50_ms": 1000 * float(np.median(encode)),
                 "rest_p95_ms": 1000 * float(np.percentile(index_only, 95)),
                 "index_mb": rss,
+                "served_mb": served,
             }
         )
         del retriever, service
@@ -585,13 +589,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
-            f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s}"
+            f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s} {'served MB':>9s}"
         )
         for r in speed(embedder, base, sizes, queries, settings):
             print(
                 f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
                 f"{r['p95_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p95_ms']:8.1f} {r['encode_p50_ms']:9.1f} "
-                f"{r['rest_p95_ms']:8.1f} {r['index_mb']:8.0f}"
+                f"{r['rest_p95_ms']:8.1f} {r['index_mb']:8.0f} {r['served_mb']:9.0f}"
             )
     return 0
 
