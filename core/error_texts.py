@@ -1,5 +1,6 @@
 """Error texts in the reader's language: `detail` stays English (API clients and tests match on it); a
-request that sends Accept-Language also gets `message`, the same error in Swedish or English.
+request that sends Accept-Language also gets `message`, the same error in Swedish or English (and each
+field error a `text` beside its English `message`).
 
 The Swedish words come from the string table (`error_*` keys of core/service_texts.yml). Each key's
 English text is the detail as the code raises it, with {placeholders} where the f-string puts values:
@@ -68,17 +69,19 @@ def translate(text: str, language: str) -> str | None:
     return None
 
 
+def field_text(message: str, language: str) -> str:
+    """One field's problem for a reader of `language` (the English message where the table has no key)."""
+    return message if language == "en" else translate(message, language) or message
+
+
 def localised(status: int, detail: str, errors: list[dict], language: str, from_fields: bool) -> str:
     """The error's text for a reader of `language`. `from_fields`: `detail` is the field errors' summary,
     so each field's message is translated on its own ("text: obligatoriskt fält")."""
     if language == "en":
         return detail
     if from_fields:
-        return "; ".join(
-            f"{e['field']}: {translate(e['message'], language) or e['message']}" if e.get("field")
-            else translate(e["message"], language) or e["message"]
-            for e in errors
-        )
+        parts = [(e.get("field"), field_text(e["message"], language)) for e in errors]
+        return "; ".join(f"{field}: {text}" if field else text for field, text in parts)
     found = translate(detail, language)
     if found is not None:
         return found

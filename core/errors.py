@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from core.error_texts import localised, preferred_language
+from core.error_texts import field_text, localised, preferred_language
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ class FieldError(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     field: str | None = None
-    message: str
+    message: str = Field(description="in English (stable)")
+    text: str | None = Field(None, description="`message` in the body's `message` language (with Accept-Language)")
 
 
 class ErrorBody(BaseModel):
@@ -117,6 +118,10 @@ def error_response(
         problems = content["errors"]
         from_fields = bool(problems) and detail == summary(problems)
         content["message"] = localised(status, detail, problems, language, from_fields)
+        content["errors"] = [
+            {**p, "text": field_text(p["message"], language)} if isinstance(p.get("message"), str) else p
+            for p in problems
+        ]
         headers = {**(headers or {}), "Content-Language": language, "Vary": "Accept-Language"}
     return JSONResponse(content, status_code=status, headers=headers)
 

@@ -292,3 +292,11 @@ def test_reports_default_period_is_the_municipalitys_days_not_the_browsers_utc_d
     expect(admin.get_by_label("Från och med")).to_have_value((today - dt.timedelta(days=6)).isoformat())
     expect(admin.locator("#report-zone")).to_contain_text("Europe/Stockholm")
     expect(admin.get_by_role("table", name="Per handläggare")).to_be_visible()
+
+
+def test_server_errors_show_in_the_staffs_language(admin):
+    """The page asks in its language (Accept-Language) and shows the error's Swedish text, not the English one."""
+    open_page(admin, "Öppettider")
+    admin.get_by_label("Tisdag").fill("25:00-26:00")
+    admin.get_by_role("button", name="Spara").click()
+    expect(admin.locator("#hours-form [role=alert]")).to_have_text("opening_hours: timmen måste vara 0–23")

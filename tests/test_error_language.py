@@ -1,7 +1,8 @@
-"""Error texts in the staff's language (issue 16): the one error shape keeps its English `detail` for API
-clients and adds `message`, in Swedish when the request's Accept-Language prefers Swedish, from the
-string table's `error_*` keys (core/error_texts.py). In process: a small app with the real handlers, then
-the real app."""
+"""Error texts in the staff's language (issue 16): the one error shape keeps its English `detail` (and each
+field's English `message`) for API clients and adds `message` (and each field's `text`), in Swedish when
+the request's Accept-Language prefers Swedish, from the string table's `error_*` keys (core/error_texts.py).
+In process: a small app with the real handlers, then the real app; tests/test_browser_staff_pages.py has
+a staff page showing one."""
 
 from __future__ import annotations
 
@@ -110,8 +111,11 @@ def test_validation_errors_unknown_details_crashes_and_other_layers_errors_get_s
         "text: String should have at least 1 character; count: Input should be greater than or equal to 1"
     )
     assert invalid["message"] == "text: får inte vara tomt; count: måste vara minst 1"
-    assert [e["message"] for e in invalid["errors"]] == [  # per field: English as before
+    assert [e["message"] for e in invalid["errors"]] == [  # per field: English as before, and the reader's text
         "String should have at least 1 character", "Input should be greater than or equal to 1"]
+    assert [e["text"] for e in invalid["errors"]] == ["får inte vara tomt", "måste vara minst 1"]
+    english = client.post("/things", json={"text": "", "count": 0}, headers=ENGLISH).json()
+    assert [e["text"] for e in english["errors"]] == [e["message"] for e in english["errors"]]
     missing = client.post("/things", json={}, headers=SWEDISH).json()
     assert missing["message"] == "text: måste anges; count: måste anges"
     odd = client.get("/odd", headers=SWEDISH).json()  # no key of its own: the status's Swedish lead-in
@@ -145,6 +149,8 @@ def test_the_real_app_answers_staff_in_swedish(app):
                        json={"timezone": "Europe/Stockholm", "weekly": {"tue": [["25:00", "26:00"]]}})
     assert hours.status_code == 422 and hours.json()["detail"] == "hour must be in 0..23"
     assert hours.json()["message"] == "timmen måste vara 0–23"
+    assert hours.json()["errors"] == [
+        {"field": "opening_hours", "message": "hour must be in 0..23", "text": "timmen måste vara 0–23"}]
     backwards = client.get("/api/v1/reports/summary", params={"date_from": "2026-03-02", "date_to": "2026-03-01"},
                            headers=admin)
     assert backwards.status_code == 422 and backwards.json()["message"] == "perioden slutar innan den börjar"

@@ -298,7 +298,7 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
       }).catch(function (err) {
         var list = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ field: "", message: err.message }];
         problems.replaceChildren(h("p", { text: t("workshop_not_saved") }), h("ul", {}, list.map(function (p) {
-          return h("li", { text: p.field ? t("workshop_field_problem", { field: p.field, message: p.message }) : p.message });
+          return h("li", { text: p.field ? t("workshop_field_problem", { field: p.field, message: p.text || p.message }) : p.text || p.message });
         })));
       });
     }
@@ -370,7 +370,7 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
           var problems = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ line: null, entry: "-", field: null, message: err.message }];
           report.replaceChildren(h("p", { "class": "error", text: t("workshop_import_failed", { n: problems.length }) }),
             table(t("workshop_validation_report"), [t("workshop_col_line"), t("workshop_col_entry"), t("workshop_col_field"), t("workshop_col_problem")], problems.map(function (p) {
-              return [String(p.line == null ? "–" : p.line), p.entry || "–", p.field || "–", p.message];
+              return [String(p.line == null ? "–" : p.line), p.entry || "–", p.field || "–", p.text || p.message];
             })));
         });
       } }, [
@@ -655,7 +655,7 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
           edit(null); load();
         }).catch(function (err) {
           var ps = (err.data && err.data.errors && err.data.errors.length) ? err.data.errors : [{ field: "", message: err.message }];
-          problems.replaceChildren(h("ul", {}, ps.map(function (p) { return h("li", { text: (p.field ? p.field + ": " : "") + p.message }); })));
+          problems.replaceChildren(h("ul", {}, ps.map(function (p) { return h("li", { text: (p.field ? p.field + ": " : "") + (p.text || p.message) }); })));
         });
       };
     }

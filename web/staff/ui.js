@@ -81,7 +81,7 @@ export function seconds(value) {
 
 export function problemsList(err) {
   const items = err.data && Array.isArray(err.data.errors) && err.data.errors.length ? err.data.errors : [{ message: err.message }];
-  return el('ul', {}, items.map((p) => el('li', { text: (p.field ? `${p.field}: ` : '') + (p.message || p.msg) })));
+  return el('ul', {}, items.map((p) => el('li', { text: (p.field ? `${p.field}: ` : '') + (p.text || p.message || p.msg) })));
 }
 
 /** A language's name in the staff member's language, capitalised as a label ("Arabiska", "Arabic"). */
