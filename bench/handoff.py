@@ -431,7 +431,8 @@ def make_agents(server: Server, count: int, max_chats: int) -> list[str]:
 
     from core.config import database_url
     from core.db import make_engine
-    from core.users import SESSION_SECONDS, _hash_token, auth_sessions, users
+    from core.user_tables import auth_sessions, users
+    from core.users import SESSION_SECONDS, _hash_token
     from kommunchatt.schema import init_db
 
     engine = make_engine(database_url(server.data_dir, server.env.get("DATABASE_URL")))

@@ -49,7 +49,8 @@ from bench.generalisation import (
     seed_first_question,
 )
 from bench.retrieval import load_embedder, read_jsonl
-from conversations.store import ConversationStore, conversations
+from conversations.store import ConversationStore
+from conversations.tables import conversations
 from core.db import make_engine
 from core.privacy import mask
 from knowledge.decision import decide

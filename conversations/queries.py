@@ -1,7 +1,8 @@
 """Questions other packages ask about many conversations at once, answered by the package that owns the tables.
 
 Plain functions over a `Connection` (the caller's, so its transaction and snapshot are kept), returning
-rows or plain values. handoff/ (queue, assignment, live console, history) and the app's data-protection
+rows or plain values. handoff/ (queue, assignment, live console, history), learning/ (signals for the
+content owners, the traffic that suggestions and unanswered questions read) and the app's data-protection
 code (kommunchatt/retention.py, privacy_api.py) call these instead of building SQL on
 `conversations.tables`.
 
@@ -117,6 +118,29 @@ def found(conn: Connection, ids: Ids) -> list[dict]:
     return [dict(r._mapping) for r in rows]
 
 
+def started_in(conn: Connection, municipality: str, since: float, until: float | None = None) -> dict[str, dict]:
+    """{id: whole row} of `municipality`'s conversations created at or after `since` (and before `until`, if
+    given), in no particular order."""
+    query = select(conversations).where(
+        conversations.c.municipality == municipality, conversations.c.created_at >= since
+    )
+    if until:
+        query = query.where(conversations.c.created_at < until)
+    return {r.id: dict(r._mapping) for r in conn.execute(query)}
+
+
+def low_rated(conn: Connection, max_score: int, since: float) -> list[Row]:
+    """Whole rows of the conversations rated `max_score` or lower with a comment (not NULL; it may be blank),
+    updated at or after `since`, in no particular order."""
+    return conn.execute(
+        select(conversations).where(
+            conversations.c.csat_score <= max_score,
+            conversations.c.csat_comment.is_not(None),
+            conversations.c.updated_at >= since,
+        )
+    ).all()
+
+
 # --- messages -----------------------------------------------------------------------------------------------
 
 
@@ -145,6 +169,79 @@ def last_citizen_words(conn: Connection, ids: Collection[str]) -> dict[str, str]
         select(messages.c.conversation_id, messages.c.text).join(last, and_(messages.c.id == last.c.mid))
     )
     return {r.conversation_id: r.text for r in rows}
+
+
+def transcripts(conn: Connection, ids: Collection[str], chunk: int = 500) -> dict[str, list[Row]]:
+    """{conversation id: its messages (whole rows), notes excluded, in order}, read `chunk` ids per statement;
+    conversations without messages are left out (learning/meaning.py walks them)."""
+    by_conv: dict[str, list[Row]] = {}
+    ids = list(ids)
+    for start in range(0, len(ids), chunk):
+        rows = conn.execute(
+            select(messages)
+            .where(messages.c.conversation_id.in_(ids[start : start + chunk]), messages.c.sender != "note")
+            .order_by(messages.c.id)
+        )
+        for row in rows:
+            by_conv.setdefault(row.conversation_id, []).append(row)
+    return by_conv
+
+
+def citizen_question_before(conn: Connection, conversation_id: str, message_id: int) -> Row | None:
+    """(id, text) of the citizen's last typed message (not a button's "/payload") before `message_id`."""
+    return conn.execute(
+        select(messages.c.id, messages.c.text)
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.id < message_id,
+            messages.c.sender == "citizen",
+            ~messages.c.text.startswith("/"),
+        )
+        .order_by(messages.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def bot_message_data(conn: Connection, conversation_id: str) -> list[dict | None]:
+    """The `data` of the bot's messages in a conversation, newest first."""
+    return list(
+        conn.execute(
+            select(messages.c.data)
+            .where(messages.c.conversation_id == conversation_id, messages.c.sender == "bot")
+            .order_by(messages.c.id.desc())
+        ).scalars()
+    )
+
+
+def feedback_and_bot_messages(conn: Connection, after_id: int, since: float, citizen_text: str) -> list[Row]:
+    """Messages with an id above `after_id`, created at or after `since`, that may call for a content owner
+    (learning/signals.py): system "feedback" messages, every bot message, and the citizen's messages that are
+    exactly `citizen_text` (a button's payload). Columns: id, conversation_id, sender, text, data,
+    created_at, and the conversation's municipality, topic and handoff_reason. By id."""
+    return conn.execute(
+        select(
+            messages.c.id,
+            messages.c.conversation_id,
+            messages.c.sender,
+            messages.c.text,
+            messages.c.data,
+            messages.c.created_at,
+            conversations.c.municipality,
+            conversations.c.topic,
+            conversations.c.handoff_reason,
+        )
+        .join(conversations, conversations.c.id == messages.c.conversation_id)
+        .where(
+            messages.c.id > after_id,
+            messages.c.created_at >= since,
+            or_(
+                and_(messages.c.sender == "system", messages.c.text == "feedback"),
+                messages.c.sender == "bot",
+                and_(messages.c.sender == "citizen", messages.c.text == citizen_text),
+            ),
+        )
+        .order_by(messages.c.id)
+    ).all()
 
 
 def message_ids(conversation_ids: Collection[str]) -> Select:

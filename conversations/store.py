@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
-# The tables live in conversations/tables.py. They are imported here by name for the store's own
-# statements; the readers that still import them from this module (learning.signals, learning.meaning,
-# insights/, tests and benches) are to move to conversations.tables (insights) or conversations.queries.
-# handoff/ and kommunchatt/ use conversations.queries (pyproject.toml's contract forbids them the tables).
+# The tables live in conversations/tables.py, imported here by name for the store's own statements only (not
+# a re-export: insights/, tests and benches import conversations.tables). handoff/, learning/ and kommunchatt/
+# use conversations.queries (pyproject.toml's contract forbids them the tables).
 from conversations.tables import conversations, messages
 
 STATES = ("bot", "queued", "agent", "closed")

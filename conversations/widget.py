@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, select
 
-from conversations.store import conversations, messages
+from conversations.tables import conversations, messages
 from core import municipalities
 from core.db import run_db
 from core.deps import DbEngine, check_municipality, component, require_role

@@ -12,8 +12,8 @@ import bcrypt
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-# The tables live in core/user_tables.py; imported here by name for the store's statements (insights/,
-# tests and benches still import them from this module). Other packages use the functions below.
+# The tables live in core/user_tables.py, imported here by name for the store's statements only (not a
+# re-export: insights/, tests and benches import core.user_tables). Other packages use the functions below.
 from core.user_tables import auth_sessions, users
 
 ROLES = ("agent", "webmaster", "admin")

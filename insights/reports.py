@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine, and_, select, true
 
-from conversations.store import conversations
+from conversations.tables import conversations
 from core import municipalities as municipality_settings
-from core.users import users
+from core.user_tables import users
 from handoff.assignment import assignments
 
 GROUPS = ("day", "language", "municipality")

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
-from conversations.store import conversations, messages
+from conversations.tables import conversations, messages
 from core.db import run_db
 from core.deps import DbEngine, Events, MunicipalityScope, Users, require_role, session_token
-from core.users import users
+from core.user_tables import users
 from handoff.deps import LiveDep
 from handoff.history import title_of
 from handoff.presence import online_user_ids

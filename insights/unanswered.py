@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import Engine, select
 
-from conversations.store import conversations, messages
+from conversations.tables import conversations, messages
 from core import municipalities
 from core.municipalities import timezone
 from insights import dismissals

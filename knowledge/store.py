@@ -6,35 +6,17 @@ import contextlib
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import JSON, Column, Engine, Float, Integer, String, Table, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
-from core.db import SQLITE_BUSY_S, metadata
+from core.db import SQLITE_BUSY_S
 from core.errors import Invalid
 from knowledge.entries import Entry
 from knowledge.kbfile import parse_entry
 
-kb_entries = Table(
-    "kb_entries",
-    metadata,
-    Column("municipality", String(64), primary_key=True),
-    Column("id", String(128), primary_key=True),
-    Column("data", JSON, nullable=False),
-    Column("updated_at", Float, nullable=False, default=time.time),
-    Column("updated_by", String(100)),
-)
-
-kb_audit = Table(
-    "kb_audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("municipality", String(64), nullable=False),
-    Column("entry_id", String(128), nullable=False),
-    Column("action", String(16), nullable=False),  # create | update | delete
-    Column("actor", String(100)),
-    Column("at", Float, nullable=False, default=time.time),
-    Column("before", JSON),
-    Column("after", JSON),
-)
+# The tables live in knowledge/tables.py, imported here by name for the store's statements (knowledge's
+# admin_api.py and translations.py still import them from here). Other packages use KnowledgeStore or
+# knowledge.queries (pyproject.toml's contract forbids them knowledge.tables).
+from knowledge.tables import kb_audit, kb_entries
 
 WRITER_WAIT_S = 30.0  # an import waits this long for another one
 

@@ -1,11 +1,16 @@
 """The whole database schema in one place: imports every module that defines a table on `core.db.metadata`.
 
-Tables live next to the store that owns them (core/municipalities.py, core/users.py, knowledge/store.py,
-knowledge/notices.py, conversations/store.py, handoff/assignment.py, handoff/presence.py, handoff/canned.py,
-handoff/tickets.py). Only this top-layer module sees them all, so `metadata` here is complete: use it for
-migrations (`from kommunchatt.schema import metadata`; migrations/env.py). A new table or column: define it
-next to its store on `core.db.metadata`, add a new module to the imports and `TABLE_MODULES` below, and add
-a revision (docs/migrations.md).
+Tables live in their owner's package. Where other packages must not build SQL on them they have a module of
+their own (conversations/tables.py, core/user_tables.py, knowledge/tables.py: docs/architecture.md, "Tables
+and their owners"), which the app may not import either (pyproject.toml's forbidden contracts), so they are
+reached here through the store that imports them (conversations/store.py, core/users.py,
+knowledge/store.py). The others are defined next to their store (core/municipalities.py,
+knowledge/notices.py, knowledge/index_status.py, conversations/personal_data.py, handoff/assignment.py,
+handoff/access_log.py, handoff/presence.py, handoff/canned.py, handoff/tickets.py, learning/*,
+insights/dismissals.py). Only this top-layer module sees them all, so `metadata` here is complete: use it
+for migrations (`from kommunchatt.schema import metadata`; migrations/env.py). A new table or column:
+define it in its owner's table module or next to its store on `core.db.metadata`, add a new module to the
+imports and `TABLE_MODULES` below, and add a revision (docs/migrations.md).
 """
 
 from __future__ import annotations

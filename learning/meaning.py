@@ -12,9 +12,9 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from conversations.store import conversations, messages
+from conversations import queries as conversation_queries
 
 GROUP_THRESHOLD = 0.89  # e5 query/query cosine: paraphrases 0.90-0.96, other questions up to ~0.86 (hand check)
 CACHED_VECTORS = 20_000  # ~30 MB: a municipality's wordings of a quarter, so listing again encodes only new ones
@@ -24,26 +24,13 @@ _cache_lock = threading.Lock()
 
 
 def conversation_rows(engine: Engine, municipality: str, since: float, until: float | None = None):
-    """Conversations started in the period and all their messages (notes excluded), in order."""
-    query = select(conversations).where(
-        conversations.c.municipality == municipality, conversations.c.created_at >= since
-    )
-    if until:
-        query = query.where(conversations.c.created_at < until)
+    """Conversations started in the period and all their messages (notes excluded), in order: asked of
+    conversations.queries, both in one transaction."""
     with engine.connect() as conn:
-        convs = {r.id: dict(r._mapping) for r in conn.execute(query)}
+        convs = conversation_queries.started_in(conn, municipality, since, until)
         if not convs:
             return convs, {}
-        by_conv: dict[str, list] = defaultdict(list)
-        ids = list(convs)
-        for start in range(0, len(ids), 500):
-            rows = conn.execute(
-                select(messages)
-                .where(messages.c.conversation_id.in_(ids[start : start + 500]), messages.c.sender != "note")
-                .order_by(messages.c.id)
-            )
-            for row in rows:
-                by_conv[row.conversation_id].append(row)
+        by_conv: dict[str, list] = defaultdict(list, conversation_queries.transcripts(conn, list(convs), chunk=500))
     return convs, by_conv
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 
 from core.db import metadata
 from core.errors import Conflicting, NotFound
-from knowledge.store import kb_entries
+from knowledge import queries as knowledge_queries
 from learning.claims import insert_ignore
 
 DEFAULT_NAME = "Kontaktcenter"
@@ -173,7 +173,7 @@ def set_owner(engine: Engine, municipality: str, kind: str, key: str, department
     """Make a department the owner of an entry, a topic or the default; unknown ids are NotFound."""
     with engine.begin() as conn:
         get_department(conn, municipality, department_id)
-        if kind == "entry" and not _entry_exists(conn, municipality, key):
+        if kind == "entry" and not knowledge_queries.entry_exists(conn, municipality, key):
             raise NotFound(f"no knowledge entry with id '{key}' in '{municipality}'")
         if kind == "topic" and key not in entry_tags(conn, municipality):
             raise NotFound(f"no knowledge entry in '{municipality}' has the tag '{key}'")
@@ -215,20 +215,12 @@ def clear_owner(engine: Engine, municipality: str, kind: str, key: str) -> None:
         raise NotFound(f"the {kind} '{key}' has no owner of its own")
 
 
-def _entry_exists(conn: Connection, municipality: str, entry_id: str) -> bool:
-    query = select(kb_entries.c.id).where(kb_entries.c.municipality == municipality, kb_entries.c.id == entry_id)
-    return conn.execute(query).first() is not None
-
-
 def entry_tags(conn: Connection, municipality: str, entry_ids: list[str] | None = None) -> dict[str, list[str]]:
     """Tag -> nothing; or with `entry_ids`, entry id -> its tags (in order): the topics an entry belongs to."""
-    query = select(kb_entries.c.id, kb_entries.c.data).where(kb_entries.c.municipality == municipality)
+    tags = knowledge_queries.entry_tags(conn, municipality, entry_ids)
     if entry_ids is not None:
-        query = query.where(kb_entries.c.id.in_(entry_ids))
-    rows = {r.id: list((r.data or {}).get("tags") or []) for r in conn.execute(query)}
-    if entry_ids is not None:
-        return rows
-    return {tag: [] for tags in rows.values() for tag in tags}
+        return tags
+    return {tag: [] for entry in tags.values() for tag in entry}
 
 
 @dataclass(frozen=True)
@@ -301,7 +293,7 @@ def ownership(engine: Engine, municipality: str) -> dict:
 def owner_of_entry(engine: Engine, municipality: str, entry_id: str) -> dict:
     """Who owns an entry and why (its own owner, a topic, or the default)."""
     with engine.begin() as conn:
-        if not _entry_exists(conn, municipality, entry_id):
+        if not knowledge_queries.entry_exists(conn, municipality, entry_id):
             raise NotFound(f"no knowledge entry with id '{entry_id}' in '{municipality}'")
         owner = Resolver(conn, municipality).owner(entry_id)
         department = get_department(conn, municipality, owner.department_id)

@@ -1,4 +1,4 @@
-"""What citizens and the calendar tell an owner: read from the conversation and knowledge tables.
+"""What citizens and the calendar tell an owner: asked of conversations.queries and the knowledge store.
 
 - negative feedback: a system message `custom = {"kind": "feedback", "entry_id", "helpful": false}`
   (handoff/internal_api.py), about the question the answer was given to;
@@ -20,9 +20,9 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection
 
-from conversations.store import conversations, messages
+from conversations import queries as conversation_queries
 from core import municipalities as municipality_settings
 from core.privacy import mask
 from knowledge.lexical import fold
@@ -78,37 +78,14 @@ def _trigger(row) -> str | None:
 def message_signals(conn: Connection, after_id: int, since: float, known: set[str] | None = None) -> tuple[list, int]:
     """Negative feedback and unanswered questions in messages after `after_id` (and not older than `since`);
     returns the signals and the highest message id seen. Keys in `known` are skipped before any lookup."""
-    query = (
-        select(
-            messages.c.id,
-            messages.c.conversation_id,
-            messages.c.sender,
-            messages.c.text,
-            messages.c.data,
-            messages.c.created_at,
-            conversations.c.municipality,
-            conversations.c.topic,
-            conversations.c.handoff_reason,
-        )
-        .join(conversations, conversations.c.id == messages.c.conversation_id)
-        .where(
-            messages.c.id > after_id,
-            messages.c.created_at >= since,
-            or_(
-                and_(messages.c.sender == "system", messages.c.text == "feedback"),
-                messages.c.sender == "bot",
-                and_(messages.c.sender == "citizen", messages.c.text == NONE_OF_THESE),
-            ),
-        )
-        .order_by(messages.c.id)
-    )
+    rows = conversation_queries.feedback_and_bot_messages(conn, after_id, since, citizen_text=NONE_OF_THESE)
     signals, last_id, seen = [], after_id, set(known or ())
-    for row in conn.execute(query):
+    for row in rows:
         last_id = max(last_id, row.id)
         kind = _trigger(row)
         if kind is None or f"feedback:{row.id}" in seen:
             continue
-        question = _question_before(conn, row.conversation_id, row.id)
+        question = conversation_queries.citizen_question_before(conn, row.conversation_id, row.id)
         if question is None:
             continue
         key = _message_key(kind, row, question)
@@ -150,32 +127,10 @@ def _from_message(kind: str, key: str, row, question) -> Signal:
     )
 
 
-def _question_before(conn: Connection, conversation_id: str, message_id: int):
-    """The citizen's last real question (not a button payload) before a message."""
-    return conn.execute(
-        select(messages.c.id, messages.c.text)
-        .where(
-            messages.c.conversation_id == conversation_id,
-            messages.c.id < message_id,
-            messages.c.sender == "citizen",
-            ~messages.c.text.startswith("/"),
-        )
-        .order_by(messages.c.id.desc())
-        .limit(1)
-    ).first()
-
-
 def rating_signals(conn: Connection, since: float) -> list[Signal]:
     """Chats rated LOW_RATING or lower with a comment, changed since `since`."""
-    rows = conn.execute(
-        select(conversations).where(
-            conversations.c.csat_score <= LOW_RATING,
-            conversations.c.csat_comment.is_not(None),
-            conversations.c.updated_at >= since,
-        )
-    )
     out = []
-    for conv in rows:
+    for conv in conversation_queries.low_rated(conn, LOW_RATING, since):
         if not (conv.csat_comment or "").strip():
             continue
         out.append(
@@ -196,12 +151,7 @@ def rating_signals(conn: Connection, since: float) -> list[Signal]:
 
 def _last_answer(conn: Connection, conversation_id: str) -> str | None:
     """The last entry the bot answered with in a conversation (it decides the owner of a rating)."""
-    rows = conn.execute(
-        select(messages.c.data)
-        .where(messages.c.conversation_id == conversation_id, messages.c.sender == "bot")
-        .order_by(messages.c.id.desc())
-    )
-    for (data,) in rows:
+    for data in conversation_queries.bot_message_data(conn, conversation_id):
         custom = _custom(data)
         if custom.get("kind") == "answer" and custom.get("entry_id"):
             return custom["entry_id"]

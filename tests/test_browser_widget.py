@@ -215,7 +215,7 @@ def test_handover_agent_reply_reload_and_dropped_connections(context, site, syst
     expect(page.get_by_text("Tack för ditt betyg!")).to_be_visible()
     from sqlalchemy import select
 
-    from conversations.store import conversations
+    from conversations.tables import conversations
     from core.db import make_engine
 
     engine = make_engine(system.engine_url)

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import select, update
 
 from actions.waits import _PHRASES, plural_category, wait_phrase
-from conversations.store import ConversationStore, conversations
+from conversations.store import ConversationStore
+from conversations.tables import conversations
 from core.config import database_url as resolve
 from core.db import make_engine
 from core.i18n import say

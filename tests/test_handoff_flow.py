@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from conversations.store import conversations
+from conversations.tables import conversations
 from core.config import database_url as resolve
 from core.db import make_engine
 from tests.conftest import fresh_pg_database

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from knowledge.entries import Entry
 from knowledge.kbfile import load_path
-from knowledge.store import kb_audit
+from knowledge.tables import kb_audit
 from tests.conftest import ROOT
 from tests.inprocess import FakeRasa, add_municipality, running_app, staff
 

@@ -12,7 +12,8 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, cr
 import conversations.personal_data  # noqa: F401 - its tables join the schema before init_db
 import handoff.access_log  # noqa: F401
 from conversations.personal_data import PersonalData, message_originals, personal_references
-from conversations.store import ConversationStore, conversations, messages
+from conversations.store import ConversationStore
+from conversations.tables import conversations, messages
 from core import municipalities
 from handoff import access_log, tickets
 from kommunchatt import retention

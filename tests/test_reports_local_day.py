@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import update
 
-from conversations.store import conversations
+from conversations.tables import conversations
 from core import municipalities
 from handoff.assignment import assignments
 from insights import reports

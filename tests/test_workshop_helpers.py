@@ -140,7 +140,8 @@ def axe_violations(page, context_selector: str | None = None) -> list[dict]:
 
 def store_conversation(engine, language: str, turns: list[tuple], days_ago: float = 0.0, **columns) -> str:
     """Store one conversation as the chat service, the Rasa actions and the agents do: (sender, text, custom)."""
-    from conversations.store import ConversationStore, conversations
+    from conversations.store import ConversationStore
+    from conversations.tables import conversations
 
     store = ConversationStore(engine)
     conv = store.create("default", language)
