@@ -2,7 +2,7 @@
 against the real service (no Rasa): junk groups dismissed for good, no default entry for a question
 without suggestions, no agent greeting put in a new answer, translations marked out of date after the
 Swedish answer changes, the dashboard in kronor with names instead of ids and codes, chart text that
-can be read."""
+can be read; and the suggestions from chats (issue 19)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,57 @@ def webmaster(service, browser):
 def no_serious(page) -> None:
     violations = axe_violations(page)
     assert violations == [], json.dumps(violations, indent=1, ensure_ascii=False)
+
+
+# The "Förslag från chattar" tab (issue 19): a webmaster sees what citizens wrote (masked, as text), edits and
+# accepts one proposal, which becomes a question of the entry, and dismisses another, which does not come back.
+# First in the module, before other tests store conversations an agent answered (they would be proposals too).
+HELPED = '/affirm{"feedback":"yes"}'
+
+
+def choose(entry_id: str) -> str:
+    return "/choose_entry" + json.dumps({"entry_id": entry_id}, separators=(",", ":"))
+
+
+def test_a_webmaster_edits_and_accepts_one_suggestion_and_dismisses_another(service, webmaster):
+    offered = ["home-care-apply", "home-care-services"]
+    store_conversation(service.engine, "sv", [
+        ("citizen", "Hur får min pappa hemtjänst? Mitt personnummer är 811218-9876", None),
+        ("bot", "Menade du något av detta?", {"kind": "clarify", "decision": "clarify", "entry_ids": offered}),
+        ("citizen", choose("home-care-apply"), None),
+        ("bot", "", {"kind": "answer", "entry_id": "home-care-apply", "decision": "clarify_choice"}),
+    ])
+    store_conversation(service.engine, "sv", [
+        ("citizen", "<img src=x onerror=alert(1)> när töms soporna hos mig", None),
+        ("bot", "", {"kind": "answer", "entry_id": "waste-collection-schedule", "decision": "answer"}),
+        ("citizen", HELPED, None),
+        ("system", "feedback", {"kind": "feedback", "entry_id": "waste-collection-schedule", "helpful": True}),
+    ])
+    webmaster.get_by_role("link", name="Förslag från chattar").click()
+    cards = webmaster.locator("#suggestion-list article")
+    expect(cards).to_have_count(2, timeout=120_000)
+    home = cards.filter(has_text="home-care-apply")
+    question = home.get_by_label("Fråga")
+    expect(question).to_have_value("Hur får min pappa hemtjänst? Mitt personnummer är [personnummer]")
+    expect(webmaster.locator("#suggestion-list")).not_to_contain_text("811218-9876")
+    waste = cards.filter(has_text="waste-collection-schedule")
+    expect(waste.get_by_label("Fråga")).to_have_value("<img src=x onerror=alert(1)> när töms soporna hos mig")
+    assert webmaster.locator("#suggestion-list img").count() == 0  # citizens' text is never HTML
+    no_serious(webmaster)
+
+    question.fill("Hur får min pappa hemtjänst?")
+    home.get_by_role("button", name="Godkänn").click()
+    expect(webmaster.locator("#toast")).to_contain_text("är nu en fråga i home-care-apply")
+    expect(cards).to_have_count(1)
+    entry = webmaster.api.get("/api/v1/admin/entries/home-care-apply").json()
+    assert "Hur får min pappa hemtjänst?" in json.dumps(entry, ensure_ascii=False)
+
+    waste.get_by_role("button", name="Avfärda").click()
+    expect(webmaster.locator("#toast")).to_contain_text("föreslås inte igen")
+    expect(webmaster.locator("#suggestion-list")).to_contain_text("Inga nya förslag.")
+    webmaster.get_by_role("link", name="Obesvarade frågor").click()
+    webmaster.get_by_role("link", name="Förslag från chattar").click()
+    expect(webmaster.locator("#suggestion-list")).to_contain_text("Inga nya förslag.", timeout=120_000)
 
 
 def test_junk_is_dismissed_for_good_and_a_question_without_suggestions_needs_a_chosen_entry(service, webmaster):
