@@ -2,7 +2,7 @@
 
 Only conversations/ writes them and only conversations/ and insights/ (reports, read-only) import them;
 every other package asks `conversations.store` (one chat) or `conversations.queries` (many chats). The
-import-linter contract in pyproject.toml keeps handoff/ and the app (kommunchatt/) out of this module.
+import-linter contract in pyproject.toml keeps handoff/, learning/ and the app (kommunchatt/) out of this module.
 """
 
 from __future__ import annotations

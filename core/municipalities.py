@@ -45,6 +45,20 @@ def timezone(settings: dict | None) -> ZoneInfo:
     )
 
 
+def all_settings(engine: Engine) -> list[tuple[str, dict]]:
+    """Every municipality's id and settings (retention walks them all)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(municipalities.c.id, municipalities.c.settings)).all()
+    return [(r.id, dict(r.settings or {})) for r in rows]
+
+
+def ensure(engine: Engine, municipality: str, name: str | None = None) -> None:
+    """The municipality exists afterwards, with no settings if it is new (idempotent)."""
+    with engine.begin() as conn:
+        if not conn.execute(select(municipalities.c.id).where(municipalities.c.id == municipality)).first():
+            conn.execute(municipalities.insert().values(id=municipality, name=name or municipality, settings={}))
+
+
 def ensure_default(engine: Engine) -> None:
     """The municipality every install starts with (idempotent)."""
     with engine.begin() as conn:

@@ -32,7 +32,7 @@ from knowledge.deps import Knowledge
 from knowledge.kbfile import LANG_RE, KbFileError, dump, file_format, parse_bytes
 from knowledge.models import AuditRow, EntryDetail, EntryList, EntrySaved, ImportReport, Notice, UndoCounts
 from knowledge.notices import NoticeError
-from knowledge.store import kb_entries
+from knowledge.tables import kb_entries
 from knowledge.translations import stale_translations
 
 router = APIRouter(prefix="/api/v1/admin", tags=["workshop"])

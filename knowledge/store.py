@@ -13,9 +13,8 @@ from core.errors import Invalid
 from knowledge.entries import Entry
 from knowledge.kbfile import parse_entry
 
-# The tables live in knowledge/tables.py, imported here by name for the store's statements (knowledge's
-# admin_api.py and translations.py still import them from here). Other packages use KnowledgeStore or
-# knowledge.queries (pyproject.toml's contract forbids them knowledge.tables).
+# The tables live in knowledge/tables.py, imported here by name for the store's statements. Other packages
+# use KnowledgeStore or knowledge.queries (pyproject.toml's contract forbids them knowledge.tables).
 from knowledge.tables import kb_audit, kb_entries
 
 WRITER_WAIT_S = 30.0  # an import waits this long for another one

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine, select
 
-from knowledge.store import kb_audit
+from knowledge.tables import kb_audit
 
 SOURCE_LANGUAGE = "sv"
 

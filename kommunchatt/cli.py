@@ -43,12 +43,10 @@ def _kb(args: argparse.Namespace) -> int:
         if args.action == "validate":
             print(f"{path}: {len(entries)} entries, valid")
             return 0
-        from core.municipalities import municipalities
+        from core import municipalities
 
         engine = _engine()
-        with engine.begin() as conn:
-            if not conn.execute(municipalities.select().where(municipalities.c.id == args.municipality)).first():
-                conn.execute(municipalities.insert().values(id=args.municipality, name=args.municipality, settings={}))
+        municipalities.ensure(engine, args.municipality)
         store = KnowledgeStore(engine)
         counts = store.import_entries(args.municipality, entries, replace=args.replace, actor="cli")
         print(f"imported {len(entries)} entries into '{args.municipality}': " + json.dumps(counts), flush=True)

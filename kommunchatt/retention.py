@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, delete, inspect, select, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, delete, inspect, text
 
 from conversations import queries as chats
 from conversations.personal_data import PersonalData, forget_originals
@@ -145,9 +145,7 @@ def purge(engine: Engine, tracker: RasaTracker, now: float | None = None) -> Pur
     """One pass of the retention policy over every municipality (idempotent; safe in several processes)."""
     now = time.time() if now is None else now
     report = Purged()
-    with engine.connect() as conn:
-        places = [(r.id, r.settings) for r in conn.execute(select(municipality_store.municipalities))]
-    for municipality, settings in places:
+    for municipality, settings in municipality_store.all_settings(engine):
         with engine.begin() as conn:
             live_ended = ended_before(conn, municipality, now)
             report.originals += forget_originals(conn, live_ended)
