@@ -125,12 +125,12 @@ class LanguageChoice(BaseModel):
 
 
 @router.post("/sessions/{session_id}/language", response_model=LanguageChoice)
-async def choose_language(session_id: str, body: LanguageChoice, store: Conversations) -> dict:
+async def choose_language(session_id: str, body: LanguageChoice, store: Conversations, engine: DbEngine) -> dict:
     """The citizen picked a language in the widget: the bot answers in it from the next message."""
     if body.language not in LANGUAGE_NAMES:
         raise HTTPException(422, f"the bot does not speak '{body.language}'")
-    store.get(session_id)
-    store.update(session_id, language=body.language)
+    await run_db(engine, store.get, session_id)  # an unknown session is a 404
+    await run_db(engine, store.update, session_id, language=body.language)
     return {"language": body.language}
 
 

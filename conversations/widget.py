@@ -234,7 +234,8 @@ async def set_widget_look(
     check_municipality(user, municipality)
     await run_db(engine, _municipality, engine, municipality)
     look = body.model_dump(exclude_none=True)
-    unknown = [t for t in look.get("topics", []) if knowledge.store.get(municipality, t) is None]
+    known = {e.id for e in await run_db(engine, knowledge.store.all, municipality)}
+    unknown = [t for t in look.get("topics", []) if t not in known]
     if unknown:
         raise HTTPException(422, f"no knowledge entry with id {', '.join(repr(t) for t in unknown)}")
     await run_db(engine, municipalities.update_settings, engine, municipality, {"widget": look})

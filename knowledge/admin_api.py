@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from core import municipalities
+from core.db import run_db
 from core.deps import DbEngine, WebmasterMunicipality, component, require_role
 from core.errors import Invalid, summary
 from core.languages import NAMES, RTL
@@ -89,6 +90,10 @@ async def list_entries(
     user=Depends(webmaster),
 ) -> dict:
     """Entries with their languages, missing translations and last change; `q` searches all text."""
+    return await run_db(engine, _entry_rows, engine, knowledge, municipality, q, tag, missing)
+
+
+def _entry_rows(engine, knowledge, municipality: str, q: str, tag: str, missing: str) -> dict:
     required = required_languages(municipalities.settings(engine, municipality) or {})
     with engine.connect() as conn:
         changed = {
@@ -144,6 +149,10 @@ async def entry_detail(
     entry_id: str,
     user=Depends(webmaster),
 ) -> dict:
+    return await run_db(engine, _entry_detail, engine, knowledge, feedback, municipality, entry_id)
+
+
+def _entry_detail(engine, knowledge, feedback, municipality: str, entry_id: str) -> dict:
     entry = knowledge.store.get(municipality, entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{entry_id}'")
@@ -173,6 +182,10 @@ async def add_variant(
     municipality: WebmasterMunicipality, knowledge: Knowledge, body: Variant, user=Depends(webmaster)
 ) -> dict:
     """Add a citizen's wording as a question variant of an entry (one click from the gaps list)."""
+    return await run_db(knowledge.store.engine, _add_variant, knowledge, municipality, body, user["username"])
+
+
+def _add_variant(knowledge, municipality: str, body: Variant, actor: str) -> dict:
     entry = knowledge.store.get(municipality, body.entry_id)
     if not entry:
         raise HTTPException(404, f"no entry with id '{body.entry_id}'")
@@ -181,7 +194,7 @@ async def add_variant(
     if text in variants:
         return {"id": entry.id, "action": "unchanged"}
     variants.append(text)
-    return {"id": entry.id, "action": knowledge.upsert(entry, actor=user["username"])}
+    return {"id": entry.id, "action": knowledge.upsert(entry, actor=actor)}
 
 
 # ---------------------------------------------------------------- import / export / audit
@@ -211,7 +224,7 @@ async def import_file(
             f"the first: {summary(problems[:1])}",
             problems,
         ) from None
-    existing = {e.id: e.to_dict() for e in knowledge.store.all(municipality)}
+    existing = {e.id: e.to_dict() for e in await run_db(knowledge.store.engine, knowledge.store.all, municipality)}
     if dry_run:
         counts = {
             "create": 0,
@@ -228,7 +241,7 @@ async def import_file(
     counts = await run_in_threadpool(
         knowledge.import_entries, municipality, entries, replace=replace, actor=user["username"], wait=False
     )
-    audit_id = knowledge.store.last_audit_id()
+    audit_id = await run_db(knowledge.store.engine, knowledge.store.last_audit_id)
     return {"ok": True, "dry_run": False, "entries": len(entries), "counts": counts, "audit_id": audit_id}
 
 
@@ -255,10 +268,10 @@ async def export_file(
     # A global admin passes the scope check with any id: an unknown municipality is a 404 here, before
     # its id goes into a file name (an id with control characters cannot exist, and NUL would make
     # PostgreSQL refuse the query: not asked).
-    if not municipality.isprintable() or await run_in_threadpool(municipalities.settings, engine, municipality) is None:
+    if not municipality.isprintable() or await run_db(engine, municipalities.settings, engine, municipality) is None:
         raise HTTPException(404, f"no municipality with id {municipality!r}")
     media, ext = FORMATS[format]
-    body = dump(knowledge.store.all(municipality), format)
+    body = dump(await run_db(engine, knowledge.store.all, municipality), format)
     name = f"kunskapsbank-{municipality}-{dt.date.today().isoformat()}.{ext}"
     return Response(body, media_type=f"{media}; charset=utf-8", headers={"content-disposition": attachment(name)})
 
@@ -304,7 +317,7 @@ async def audit_undo(
 async def list_notices(
     municipality: WebmasterMunicipality, knowledge: Knowledge, user=Depends(webmaster)
 ) -> list[dict]:
-    return knowledge.notices.list(municipality)
+    return await run_db(knowledge.store.engine, knowledge.notices.list, municipality)
 
 
 @router.post("/notices", status_code=201, response_model=Notice)
@@ -312,7 +325,8 @@ async def create_notice(
     municipality: WebmasterMunicipality, knowledge: Knowledge, body: dict, user=Depends(webmaster)
 ) -> dict:
     try:
-        return knowledge.notices.create(municipality, body, actor=user["username"])
+        engine = knowledge.store.engine
+        return await run_db(engine, knowledge.notices.create, municipality, body, actor=user["username"])
     except NoticeError as exc:
         raise HTTPException(422, exc.problems) from None
 
@@ -326,7 +340,9 @@ async def update_notice(
     user=Depends(webmaster),
 ) -> dict:
     try:
-        notice = knowledge.notices.update(municipality, notice_id, body, actor=user["username"])
+        notice = await run_db(
+            knowledge.store.engine, knowledge.notices.update, municipality, notice_id, body, actor=user["username"]
+        )
     except NoticeError as exc:
         raise HTTPException(422, exc.problems) from None
     if not notice:
@@ -338,7 +354,7 @@ async def update_notice(
 async def delete_notice(
     municipality: WebmasterMunicipality, knowledge: Knowledge, notice_id: int, user=Depends(webmaster)
 ):
-    if not knowledge.notices.delete(municipality, notice_id):
+    if not await run_db(knowledge.store.engine, knowledge.notices.delete, municipality, notice_id):
         raise HTTPException(404, f"no notice with id {notice_id}")
 
 

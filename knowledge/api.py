@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from core.db import run_db
 from core.deps import AppSettings, Scope, Webmaster, WebmasterMunicipality
 from core.errors import ERROR_RESPONSES, Invalid, NotFound, TooLarge, summary
 from core.metrics import record_decision
@@ -65,12 +66,12 @@ async def answer(body: AnswerRequest, knowledge: Knowledge, settings: AppSetting
 
 @router.get("/knowledge/entries", response_model=list[EntryOut])
 async def list_entries(municipality: WebmasterMunicipality, knowledge: Knowledge) -> list[dict]:
-    return [e.to_dict() for e in knowledge.store.all(municipality)]
+    return [e.to_dict() for e in await run_db(knowledge.store.engine, knowledge.store.all, municipality)]
 
 
 @router.get("/knowledge/entries/{entry_id}", response_model=EntryOut)
 async def get_entry(entry_id: str, municipality: WebmasterMunicipality, knowledge: Knowledge) -> dict:
-    entry = knowledge.store.get(municipality, entry_id)
+    entry = await run_db(knowledge.store.engine, knowledge.store.get, municipality, entry_id)
     if not entry:
         raise NotFound(f"no entry with id '{entry_id}'")
     return entry.to_dict()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 from conversations import queries as chats
 from conversations.deps import Personal
 from core import municipalities
+from core.db import run_db
 from core.deps import Admin, AppSettings, DbEngine, MunicipalityScope
 from handoff import access_log
 from kommunchatt import retention
@@ -175,9 +176,13 @@ async def find_conversations(
     """The conversations of the citizen with this personnummer, phone number or e-mail address."""
     ids = await asyncio.to_thread(retention.find_citizen, engine, personal, identifier)
     allowed = _allowed(user)
-    with engine.connect() as conn:
-        rows = chats.found(conn, ids)
+    rows = await run_db(engine, _found, engine, ids)
     return {"conversations": [r for r in rows if allowed is None or r["municipality"] in allowed]}
+
+
+def _found(engine, ids: list[str]) -> list[dict]:
+    with engine.connect() as conn:
+        return chats.found(conn, ids)
 
 
 class Selection(BaseModel):

@@ -4,12 +4,15 @@
   generated clients get types; a file download instead declares its media types (`responses=`);
 - no handler reaches into `app.state`: the parts come as typed `Annotated` dependencies (core/deps.py and
   each package's deps.py). Only the app (kommunchatt/, which puts them there) and the dependency
-  providers read it.
+  providers read it;
+- no coroutine does database work itself: a store's method, `engine.connect()`/`begin()` or a statement
+  goes through `core.db.run_db`, the one way (on PostgreSQL a blocking call would stop the event loop).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -149,3 +152,55 @@ def test_no_handler_reads_app_state_outside_the_app():
     )
     for provider in PROVIDERS:  # the allowed list stays true: each still is where app.state is read
         assert app_state_uses((ROOT / provider).read_text(encoding="utf-8")), provider
+
+
+# ----------------------------------------------------------------------------- database work in coroutines
+
+# A call that does database work: a store's, the notices' or the users' method, opening a connection, a statement.
+DB_CALL = re.compile(
+    r"(^|\.)(store|notices|users|conversations)\.[a-z_]+$|(^|\.)engine\.(connect|begin)$|^conn\.execute$"
+)
+
+
+def blocking_db_calls(code: str) -> list[int]:
+    """Lines where a coroutine calls database work directly (not awaited; a lambda or function handed to
+    run_db is not a call made by the coroutine)."""
+    lines = []
+    for function in ast.walk(ast.parse(code)):
+        if not isinstance(function, ast.AsyncFunctionDef):
+            continue
+        awaited = {id(node.value) for node in ast.walk(function) if isinstance(node, ast.Await)}
+        stack = list(function.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Lambda | ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.Call) and id(node) not in awaited and DB_CALL.search(ast.unparse(node.func)):
+                lines.append(node.lineno)
+            stack.extend(ast.iter_child_nodes(node))
+    return sorted(lines)
+
+
+def test_the_check_sees_database_work_in_a_coroutine():
+    code = (
+        "async def handler(knowledge, engine, store):\n"
+        "    entry = knowledge.store.get('default', 'x')\n"
+        "    with engine.connect() as conn:\n"
+        "        conn.execute(query)\n"
+        "    await run_db(engine, store.get, 'id')\n"
+        "    await run_db(engine, lambda: store.update('id'))\n"
+        "    return await chat.conversations.get('id')\n"
+        "def helper(store):\n"
+        "    return store.get('id')\n"
+    )
+    assert blocking_db_calls(code) == [2, 3, 4]
+
+
+def test_no_coroutine_does_database_work_off_run_db():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in (*PACKAGES, "kommunchatt")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line in blocking_db_calls(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, "hand the database work to core.db.run_db:\n" + "\n".join(offenders)
