@@ -191,10 +191,19 @@ class LexicalIndex:
         return self._grams
 
     def _features(self, row_words: sp.csr_matrix) -> sp.csr_matrix:
-        """TF-IDF input of rows given as word counts: sublinear n-gram frequencies, as `Featurizer.transform`."""
+        """TF-IDF input of rows given as word counts: sublinear n-gram frequencies, as `Featurizer.transform`.
+
+        The rows' words' n-grams are gathered and summed per row as (row, n-gram) pairs: a sparse
+        product would allocate arrays as large as the 2^20 n-gram space on every call."""
         grams = self._word_grams()
-        x = (_widen(row_words, grams.shape[0]) @ grams).tocsr()
-        x.sort_indices()  # as the hashing vectorizer gives them: sums (norms) in the same order
+        lengths = np.diff(grams.indptr)[row_words.indices]
+        total = int(lengths.sum())
+        ends = np.cumsum(lengths)
+        at = np.arange(total) + np.repeat(grams.indptr[row_words.indices] - (ends - lengths), lengths)
+        owner = np.repeat(np.repeat(np.arange(row_words.shape[0]), np.diff(row_words.indptr)), lengths)
+        counts = grams.data[at] * np.repeat(row_words.data, lengths)
+        x = sp.coo_matrix((counts, (owner, grams.indices[at])), shape=(row_words.shape[0], N_FEATURES)).tocsr()
+        x.sum_duplicates()  # sorted indices, as the hashing vectorizer gives them (norms sum in that order)
         x.data = 1.0 + np.log(x.data)
         return x
 
@@ -296,9 +305,10 @@ class LexicalIndex:
             self._main_grams = self._word_grams()[: self._main.shape[1]].tocsc()
         per_word = self._main_grams[:, feats].tocsr()  # word -> count of each query n-gram
         hit = np.flatnonzero(np.diff(per_word.indptr))
-        counts = (self._main_cols[:, hit] @ per_word[hit]).tocsc()  # row -> count of each query n-gram
+        # (n-gram x word) @ (word x row): loops over the query's n-grams, not over every row.
+        counts = per_word[hit].T.tocsr() @ self._main_cols[:, hit].T  # n-gram -> count in each row
         counts.data = 1.0 + np.log(counts.data)
-        return np.asarray(counts @ weights, dtype=np.float32).ravel()
+        return np.asarray(counts.T @ weights, dtype=np.float32).ravel()
 
     def _tail_matrix(self) -> sp.csr_matrix:
         if self._tail is None:
