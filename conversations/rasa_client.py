@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+
+# Behind a balancer, a Rasa replica killed mid-turn shows as a dropped connection ("Server disconnected
+# without sending a response") or a 502/503 while the balancer notices; the turn is sent once more, to
+# another replica, which takes the conversation over once the dead one's lock expires.
+RESEND_AFTER_S = 0.2
+GONE = (httpx.RemoteProtocolError, httpx.ConnectError)
 
 
 class RasaUnavailable(RuntimeError):
@@ -20,10 +28,15 @@ class RasaClient:
 
     async def send(self, session_id: str, text: str, metadata: dict) -> list[dict]:
         """Post a message to the custom REST channel; returns Rasa's messages (text/buttons/custom)."""
+        body = {"sender": session_id, "message": text, "metadata": metadata}
         try:
-            response = await self._client.post(
-                "/webhooks/kommunchatt/webhook", json={"sender": session_id, "message": text, "metadata": metadata}
-            )
+            try:
+                response = await self._client.post("/webhooks/kommunchatt/webhook", json=body)
+                if response.status_code in (502, 503):
+                    raise httpx.RemoteProtocolError(f"the balancer answered {response.status_code}")
+            except GONE:
+                await asyncio.sleep(RESEND_AFTER_S)
+                response = await self._client.post("/webhooks/kommunchatt/webhook", json=body)
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:

@@ -134,7 +134,7 @@ async def citizen(
     while time.monotonic() < stop_at:
         turn = Turn(session, uuid.uuid4().hex, QUESTIONS[i % len(QUESTIONS)], time.monotonic())
         turns.append(turn)
-        delay = 1.0
+        delay = 0.5  # the widget's first retry (web/widget.js FIRST_RETRY_MS)
         while turn.answered_at is None and time.monotonic() < give_up_at:
             turn.attempts += 1
             waiting[name] = (

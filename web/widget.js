@@ -704,7 +704,10 @@
       return state.session;
     });
   }
-  var flushing = false, retryTimer = null, retryDelay = 1000;
+  // A failed send is tried again after 0.5 s, then 1, 2, 4 ... 15 s: a replica that died mid-request has a
+  // live twin behind the balancer at once, so the first retry comes soon (tests/test_replicas.py).
+  var FIRST_RETRY_MS = 500;
+  var flushing = false, retryTimer = null, retryDelay = FIRST_RETRY_MS;
   function scheduleRetry() {
     clearTimeout(retryTimer);
     retryTimer = setTimeout(flush, retryDelay);
@@ -741,7 +744,7 @@
     return api("POST", "/chat/sessions/" + state.session + "/messages", { text: item.text, client_id: item.client_id })
       .then(function (reply) {
         showTyping(false);
-        retryDelay = 1000;
+        retryDelay = FIRST_RETRY_MS;
         state.pending.shift();
         persist();
         renderPending();
@@ -802,7 +805,7 @@
       wsDelay = Math.min(wsDelay * 2, 15000);
     };
   }
-  window.addEventListener("online", function () { retryDelay = 1000; flush(); if (!ws) connect(); });
+  window.addEventListener("online", function () { retryDelay = FIRST_RETRY_MS; flush(); if (!ws) connect(); });
 
   // ------------------------------------------------------------------ start
   function start() {
