@@ -494,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a fast subset (fewer questions, smaller sizes)")
     ap.add_argument("--only", default="swefaq,typos,multilingual,speed")
+    ap.add_argument("--sizes", help="speed: knowledge-base sizes, comma-separated (default 100,10000,100000)")
     ap.add_argument(
         "--calibrate",
         action="store_true",
@@ -583,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(queries) < 50:
             queries = [q["question"] for q in swefaq_data()[1]][:200]
         sizes = [100, 10_000] if args.quick else [100, 10_000, 100_000]
+        if args.sizes:
+            sizes = [int(n) for n in args.sizes.split(",")]
         print(
             f"speed: /api/v1/answer in process and over HTTP, {len(queries)} queries, every one encoded; "
             f"seed {'KB' if seed else 'SweFAQ answers'} grown with perturbed copies (noisy copies of vectors)"
