@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import privacy
+from core.privacy import _PERSONNUMMER as PERSONNUMMER
 from core.privacy import find, identifier_reference, luhn_ok, mask, references, valid_personnummer
 
 
@@ -133,7 +134,12 @@ def test_any_valid_personnummer_is_masked(number, before, after):
 @given(phone_number(), filler, filler)
 def test_any_swedish_phone_number_is_masked(number, before, after):
     masked = mask(f"{before} {number} {after}")
-    assert "[telefonnummer]" in masked and number.split()[-1] not in masked.replace("[telefonnummer]", "")
+    # Ten digits in a row can be a mobile number and a valid personnummer at once ("0701230005": born
+    # 2007-01-23, check digit right): the masker calls it a personnummer, the more sensitive kind.
+    # Either way the number is gone (CI's hypothesis run found such a number).
+    label = "[personnummer]" if any(valid_personnummer(m.group(0)) for m in PERSONNUMMER.finditer(number)) else None
+    label = label or "[telefonnummer]"
+    assert label in masked and number.split()[-1] not in masked.replace(label, "")
 
 
 @settings(max_examples=100, deadline=None)
