@@ -154,3 +154,13 @@ def test_the_real_app_answers_staff_in_swedish(app):
     backwards = client.get("/api/v1/reports/summary", params={"date_from": "2026-03-02", "date_to": "2026-03-01"},
                            headers=admin)
     assert backwards.status_code == 422 and backwards.json()["message"] == "perioden slutar innan den börjar"
+
+
+def test_a_locked_login_is_told_in_swedish_with_its_wait() -> None:
+    from core.error_texts import localised
+
+    detail = "too many failed logins: the account is locked for now; try again in 37 s"
+    assert localised(429, detail, [], "sv", from_fields=False) == (
+        "för många misslyckade inloggningar: kontot är låst en stund; försök igen om 37 s"
+    )
+    assert localised(429, detail, [], "en", from_fields=False) == detail
