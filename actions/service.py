@@ -29,9 +29,10 @@ def _session(retry: Retry) -> requests.Session:
 # connect on both sides, two or three times a turn. The actions run one at a time on the server's loop.
 # When a service replica dies during a call, the balancer answers 502/503 (or the connection fails) although
 # another replica could answer at once: urllib3 retries the call twice, 0.1 s and 0.2 s apart. Calls that are
-# safe to repeat (reads, and writes the service does once per conversation) retry on those answers too; a
+# safe to repeat (reads, and writes the service does once per conversation) retry on those answers and on a
+# connection the balancer closed without an answer (what it does when the replica died mid-request); a
 # call-back request only when it never reached the service (a refused connection), or it could be left twice.
-_http = _session(Retry(total=2, connect=2, read=0, status=2, backoff_factor=0.1, allowed_methods=None,
+_http = _session(Retry(total=2, connect=2, read=2, status=2, backoff_factor=0.1, allowed_methods=None,
                        status_forcelist=(502, 503, 504), raise_on_status=False))
 _http_once = _session(Retry(total=2, connect=2, read=0, status=0, backoff_factor=0.1, allowed_methods=None))
 

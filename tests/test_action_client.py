@@ -15,13 +15,16 @@ from actions import service
 
 
 class _Flaky(BaseHTTPRequestHandler):
-    failures: list[int] = []  # statuses to answer before answering properly
+    failures: list[int | str] = []  # statuses (or "drop": no answer at all) before answering properly
     calls: list[str] = []
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.calls.append(self.path)
         status = self.failures.pop(0) if self.failures else 200
+        if status == "drop":  # the balancer closes the connection without an answer
+            self.close_connection = True
+            return
         body = json.dumps({"decision": "answer", "answers": []} if "answer" in self.path else {"ticket_id": 1})
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -58,6 +61,19 @@ def test_an_answer_fails_clearly_when_no_replica_answers(flaky) -> None:
 
 def test_a_call_back_that_reached_the_service_is_not_sent_twice(flaky) -> None:
     flaky.failures = [502]
+    with pytest.raises(service.ServiceError):
+        service.callback("s1", {"message": "ring mig", "phone": "[telefon]", "consent": True})
+    assert len(flaky.calls) == 1
+
+
+def test_an_answer_is_asked_again_when_the_connection_closes_without_an_answer(flaky) -> None:
+    flaky.failures = ["drop"]
+    assert service.answer("hej", "sv", "default", "s1")["decision"] == "answer"
+    assert flaky.calls == ["/api/v1/answer"] * 2
+
+
+def test_a_call_back_is_not_sent_again_after_a_closed_connection(flaky) -> None:
+    flaky.failures = ["drop"]
     with pytest.raises(service.ServiceError):
         service.callback("s1", {"message": "ring mig", "phone": "[telefon]", "consent": True})
     assert len(flaky.calls) == 1
