@@ -11,6 +11,8 @@ import httpx
 # another replica, which takes the conversation over once the dead one's lock expires.
 RESEND_AFTER_S = 0.2
 GONE = (httpx.RemoteProtocolError, httpx.ConnectError)
+GONE_STATUSES = (502, 503)
+WEBHOOK = "/webhooks/kommunchatt/webhook"
 
 
 class RasaUnavailable(RuntimeError):
@@ -30,17 +32,22 @@ class RasaClient:
         """Post a message to the custom REST channel; returns Rasa's messages (text/buttons/custom)."""
         body = {"sender": session_id, "message": text, "metadata": metadata}
         try:
-            try:
-                response = await self._client.post("/webhooks/kommunchatt/webhook", json=body)
-                if response.status_code in (502, 503):
-                    raise httpx.RemoteProtocolError(f"the balancer answered {response.status_code}")
-            except GONE:
+            response = await self._first_try(body)
+            if response is None:
                 await asyncio.sleep(RESEND_AFTER_S)
-                response = await self._client.post("/webhooks/kommunchatt/webhook", json=body)
+                response = await self._client.post(WEBHOOK, json=body)
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise RasaUnavailable(str(exc)) from exc
+
+    async def _first_try(self, body: dict) -> httpx.Response | None:
+        """Rasa's response, or None when the replica was gone (a dropped connection, 502/503 from the balancer)."""
+        try:
+            response = await self._client.post(WEBHOOK, json=body)
+        except GONE:
+            return None
+        return None if response.status_code in GONE_STATUSES else response
 
     async def trigger(self, session_id: str, intent: str, entities: dict | None = None) -> list[dict]:
         """Inject an external intent (e.g. the agent handed back); returns the bot's messages."""

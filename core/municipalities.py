@@ -61,7 +61,4 @@ def ensure(engine: Engine, municipality: str, name: str | None = None) -> None:
 
 def ensure_default(engine: Engine) -> None:
     """The municipality every install starts with (idempotent)."""
-    with engine.begin() as conn:
-        exists = conn.execute(municipalities.select().where(municipalities.c.id == "default")).first()
-        if not exists:
-            conn.execute(municipalities.insert().values(id="default", name="Default", settings={}))
+    ensure(engine, "default", "Default")
