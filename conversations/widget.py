@@ -24,7 +24,7 @@ from conversations.tables import conversations, messages
 from core import municipalities
 from core.db import run_db
 from core.deps import DbEngine, check_municipality, component, require_role
-from knowledge.deps import Knowledge
+from knowledge.queries import entry_tags
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 admin_router = APIRouter(prefix="/api/v1/admin/municipalities", tags=["municipalities"])
@@ -224,7 +224,6 @@ class WidgetLookSet(BaseModel):
 @admin_router.put("/{municipality}/widget", response_model=WidgetLookSet)
 async def set_widget_look(
     engine: DbEngine,
-    knowledge: Knowledge,
     topics_of: WidgetTopics,
     municipality: str,
     body: WidgetLook,
@@ -234,10 +233,16 @@ async def set_widget_look(
     check_municipality(user, municipality)
     await run_db(engine, _municipality, engine, municipality)
     look = body.model_dump(exclude_none=True)
-    known = {e.id for e in await run_db(engine, knowledge.store.all, municipality)}
+    known = await run_db(engine, _existing_entries, engine, municipality, look.get("topics", []))
     unknown = [t for t in look.get("topics", []) if t not in known]
     if unknown:
         raise HTTPException(422, f"no knowledge entry with id {', '.join(repr(t) for t in unknown)}")
     await run_db(engine, municipalities.update_settings, engine, municipality, {"widget": look})
     topics_of.forget(municipality)
     return {"municipality": municipality, "widget": look}
+
+
+def _existing_entries(engine: Engine, municipality: str, entry_ids: list[str]) -> set[str]:
+    """Which of `entry_ids` are the municipality's entries (one query, nothing decoded)."""
+    with engine.connect() as conn:
+        return set(entry_tags(conn, municipality, entry_ids))
