@@ -4,7 +4,9 @@ Server → console: hello, queue, chat (a conversation with its whole transcript
 message, typing, state, chat_closed, suggestions, tickets, agents, ack, error.
 Console → server: send, note, typing, claim, transfer, handback, close, status, suggest, peek.
 Every reply is stored before it is acknowledged (`ack` carries the stored message); a resend with
-the same `ref` is not stored twice.
+the same `ref` is not stored twice. An `error` frame has the REST errors' words: `detail` in English
+(stable), `message` in the agent's language (the console's staff language, `?lang=`, else the socket's
+Accept-Language; core/error_texts.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from conversations.store import UnknownConversation
 from core.db import run_db
 from core.deps import DbEngine, MunicipalityScope, Users, session_token
+from core.error_texts import FALLBACK, localised, preferred_language
+from core.errors import ApiError, NotLoggedIn
 from handoff import presence
 from handoff.assignment import OUTCOMES, Conflict
 from handoff.deps import LiveDep
@@ -29,6 +33,27 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
+def socket_language(websocket: WebSocket) -> str:
+    """The agent's language for error texts: the console's staff language (`?lang=`, as the browser cannot
+    set headers on a WebSocket), else the handshake's Accept-Language, else English."""
+    return (
+        preferred_language(websocket.query_params.get("lang"))
+        or preferred_language(websocket.headers.get("accept-language"))
+        or FALLBACK
+    )
+
+
+def error_frame(exc: Exception, language: str) -> dict:
+    """An error frame's words, as a REST error's: the English `detail` and the `message` in `language`."""
+    if isinstance(exc, UnknownConversation):
+        status, detail, problems = 404, f"no conversation '{exc.args[0]}'", []
+    elif isinstance(exc, ApiError):
+        status, detail, problems = exc.status, exc.detail, exc.errors
+    else:
+        status, detail, problems = (409 if isinstance(exc, Conflict) else 400), str(exc), []
+    return {"detail": detail, "message": localised(status, detail, problems, language, from_fields=False)}
+
+
 class AgentConnection:
     def __init__(self, live, websocket: WebSocket, user: dict, token: str):
         self.live = live
@@ -36,6 +61,7 @@ class AgentConnection:
         self.ws = websocket
         self.user = user
         self.token = token
+        self.language = socket_language(websocket)
         self.id = uuid.uuid4().hex
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.chats: dict[str, tuple[contextlib.AbstractAsyncContextManager, asyncio.Task]] = {}
@@ -57,7 +83,7 @@ class AgentConnection:
         return [a for a in items if a["id"] == self.user["id"] or scope.shares(a)]
 
     async def expire(self) -> None:
-        self.send({"type": "error", "message": "the session has expired: log in again"})
+        self.send({"type": "error", **error_frame(NotLoggedIn("the session has expired: log in again"), self.language)})
         self._closing = True
         with contextlib.suppress(Exception):
             await self.ws.close(code=4401)
@@ -157,8 +183,7 @@ class AgentConnection:
             if ref is not None:
                 self.send({"type": "ack", "ref": ref, **(result or {})})
         except (Conflict, UnknownConversation, ValueError) as exc:
-            message = f"no conversation '{exc.args[0]}'" if isinstance(exc, UnknownConversation) else str(exc)
-            self.send({"type": "error", "ref": ref, "action": frame.get("type"), "message": message})
+            self.send({"type": "error", "ref": ref, "action": frame.get("type"), **error_frame(exc, self.language)})
 
     async def _dispatch(self, kind: str | None, frame: dict) -> dict | None:
         command = COMMANDS.get(kind or "")

@@ -112,7 +112,9 @@ def test_validation_errors_unknown_details_crashes_and_other_layers_errors_get_s
     )
     assert invalid["message"] == "text: får inte vara tomt; count: måste vara minst 1"
     assert [e["message"] for e in invalid["errors"]] == [  # per field: English as before, and the reader's text
-        "String should have at least 1 character", "Input should be greater than or equal to 1"]
+        "String should have at least 1 character",
+        "Input should be greater than or equal to 1",
+    ]
     assert [e["text"] for e in invalid["errors"]] == ["får inte vara tomt", "måste vara minst 1"]
     english = client.post("/things", json={"text": "", "count": 0}, headers=ENGLISH).json()
     assert [e["text"] for e in english["errors"]] == [e["message"] for e in english["errors"]]
@@ -138,21 +140,27 @@ def test_the_real_app_answers_staff_in_swedish(app):
     assert me.status_code == 401
     assert me.json()["detail"] == "log in first (the session is missing or has expired)"
     assert me.json()["message"] == "logga in först (sessionen saknas eller har gått ut)"
-    login = client.post("/api/v1/auth/login", json={"username": "nobody", "password": "not-a-password"},
-                        headers=SWEDISH)
+    login = client.post(
+        "/api/v1/auth/login", json={"username": "nobody", "password": "not-a-password"}, headers=SWEDISH
+    )
     assert login.status_code == 401 and login.json()["message"] == "fel användarnamn eller lösenord"
     chat = client.get("/api/v1/chat/sessions/no-such-session", headers=SWEDISH)
     assert chat.status_code == 404 and chat.json()["message"] == "det finns ingen chatt med id 'no-such-session'"
     assert "message" not in client.get("/api/v1/auth/me").json()  # no Accept-Language: the shape as before
     admin = {**staff(client, c, "chef", role="admin"), **SWEDISH}
-    hours = client.put("/api/v1/admin/municipalities/default/opening-hours", headers=admin,
-                       json={"timezone": "Europe/Stockholm", "weekly": {"tue": [["25:00", "26:00"]]}})
+    hours = client.put(
+        "/api/v1/admin/municipalities/default/opening-hours",
+        headers=admin,
+        json={"timezone": "Europe/Stockholm", "weekly": {"tue": [["25:00", "26:00"]]}},
+    )
     assert hours.status_code == 422 and hours.json()["detail"] == "hour must be in 0..23"
     assert hours.json()["message"] == "timmen måste vara 0–23"
     assert hours.json()["errors"] == [
-        {"field": "opening_hours", "message": "hour must be in 0..23", "text": "timmen måste vara 0–23"}]
-    backwards = client.get("/api/v1/reports/summary", params={"date_from": "2026-03-02", "date_to": "2026-03-01"},
-                           headers=admin)
+        {"field": "opening_hours", "message": "hour must be in 0..23", "text": "timmen måste vara 0–23"}
+    ]
+    backwards = client.get(
+        "/api/v1/reports/summary", params={"date_from": "2026-03-02", "date_to": "2026-03-01"}, headers=admin
+    )
     assert backwards.status_code == 422 and backwards.json()["message"] == "perioden slutar innan den börjar"
 
 
@@ -164,3 +172,85 @@ def test_a_locked_login_is_told_in_swedish_with_its_wait() -> None:
         "för många misslyckade inloggningar: kontot är låst en stund; försök igen om 37 s"
     )
     assert localised(429, detail, [], "en", from_fields=False) == detail
+
+
+# --- the agent console's socket (handoff/console.py): the same words as the REST errors ----------------------
+
+CONSOLE = "/api/v1/agent/ws"
+
+
+def console_errors(client: TestClient, path: str, headers: dict, frames: list[dict]) -> dict[str, dict]:
+    """The error frame each of `frames` (each with its own `ref`) gets back, by ref."""
+    got: dict[str, dict] = {}
+    with client.websocket_connect(path, headers=headers) as ws:
+        for frame in frames:
+            ws.send_json(frame)
+        while len(got) < len(frames):
+            event = ws.receive_json()
+            if event.get("ref") in {f["ref"] for f in frames}:
+                assert event["type"] == "error", event
+                got[event["ref"]] = event
+    return got
+
+
+def test_the_console_socket_speaks_the_agents_language_and_keeps_the_english_detail(app):
+    from tests.inprocess import add_municipality
+
+    client, c = app
+    agent = staff(client, c, "sigrid")
+    add_municipality(c, "vby")
+    waiting = client.post("/api/v1/chat/sessions", json={"language": "sv"}).json()["session_id"]
+    client.post(f"/api/v1/chat/sessions/{waiting}/messages", json={"text": "Jag vill prata med en människa"})
+    elsewhere = c.conversations.create("vby", "sv")["id"]
+    frames = [
+        {"type": "dance", "ref": "unknown"},
+        {"type": "send", "ref": "gone", "conversation_id": "no-such-chat", "text": "Hej"},
+        {"type": "send", "ref": "empty", "conversation_id": waiting, "text": "  "},
+        {"type": "send", "ref": "not-mine", "conversation_id": waiting, "text": "Hej"},
+        {"type": "close", "ref": "outcome", "conversation_id": waiting, "outcome": "maybe"},
+        {"type": "status", "ref": "status", "status": "napping"},
+        {"type": "transfer", "ref": "to", "conversation_id": waiting, "to_user_id": "anna"},
+        {"type": "claim", "ref": "scope", "conversation_id": elsewhere},
+    ]
+    swedish = console_errors(client, f"{CONSOLE}?lang=sv", agent, frames)
+    assert {ref: (e["detail"], e["message"]) for ref, e in swedish.items()} == {
+        "unknown": ("unknown action 'dance'", "okänd åtgärd 'dance'"),
+        "gone": ("no conversation 'no-such-chat'", "det finns inget samtal 'no-such-chat'"),
+        "empty": ("the message is empty", "meddelandet är tomt"),
+        "not-mine": (
+            "only the agent who has the conversation can reply",
+            "bara handläggaren som har samtalet kan svara",
+        ),
+        "outcome": (
+            "the outcome must be one of resolved, referred, callback, unresolved, abandoned, spam",
+            "utfallet måste vara ett av resolved, referred, callback, unresolved, abandoned, spam",
+        ),
+        "status": (
+            "the status must be one of available, away, offline",
+            "statusen måste vara en av available, away, offline",
+        ),
+        "to": ("'anna' is not an agent's id", "'anna' är inget id för en handläggare"),
+        "scope": ("you do not work for the municipality 'vby'", "du arbetar inte för kommunen 'vby'"),
+    }
+    assert all(e["action"] == f["type"] for f in frames for e in [swedish[f["ref"]]])
+    # Without ?lang= the handshake's Accept-Language decides; ?lang= (the console's choice) wins over it.
+    one = [frames[0]]
+    assert console_errors(client, CONSOLE, {**agent, **SWEDISH}, one)["unknown"]["message"] == "okänd åtgärd 'dance'"
+    assert console_errors(client, f"{CONSOLE}?lang=en", {**agent, **SWEDISH}, one)["unknown"]["message"] == (
+        "unknown action 'dance'"
+    )
+    for plain in ({}, {"accept-language": "ar"}):  # no language, or one the staff texts lack: English
+        english = console_errors(client, CONSOLE, {**agent, **plain}, one)["unknown"]
+        assert english["message"] == english["detail"] == "unknown action 'dance'"
+
+
+def test_an_expired_console_session_is_told_in_the_agents_language() -> None:
+    from core.errors import NotLoggedIn
+    from handoff.console import error_frame
+
+    expired = NotLoggedIn("the session has expired: log in again")
+    assert error_frame(expired, "sv") == {
+        "detail": "the session has expired: log in again",
+        "message": "sessionen har gått ut: logga in igen",
+    }
+    assert error_frame(expired, "en")["message"] == "the session has expired: log in again"

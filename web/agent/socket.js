@@ -1,6 +1,9 @@
 // The console's WebSocket: reconnects by itself and resends replies that were not acknowledged
 // (same `ref`, so the server never stores one twice). The supervisor page uses it for its own socket
-// (`path`), which only listens.
+// (`path`), which only listens. `?lang=` is the staff language, so the server's error frames speak it
+// (a browser cannot set Accept-Language on a WebSocket).
+
+import { language } from './texts.js';
 
 export class ConsoleSocket {
   constructor(onEvent, onState, path = '/api/v1/agent/ws') {
@@ -15,7 +18,7 @@ export class ConsoleSocket {
 
   connect() {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}${this.path}`);
+    const ws = new WebSocket(`${scheme}://${location.host}${this.path}?lang=${encodeURIComponent(language())}`);
     this.ws = ws;
     ws.onopen = () => { this.delay = 500; this.onState(true); };
     ws.onmessage = (e) => {
