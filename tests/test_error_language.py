@@ -71,6 +71,20 @@ def test_every_error_text_has_swedish_and_english_with_the_same_placeholders():
     assert all(ERRORS[key]["en"] == "{detail}" for key in statuses)
 
 
+def test_the_string_table_names_each_key_once():
+    """YAML keeps the last of two equal keys without a word: the console's language warning was written
+    twice, and its first text never showed."""
+
+    class Strict(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            assert len(keys) == len(set(keys)), sorted({k for k in keys if keys.count(k) > 1})
+            return super().construct_mapping(node, deep=deep)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, Strict.construct_mapping)
+    assert yaml.load((ROOT / "core" / "service_texts.yml").read_text(encoding="utf-8"), Loader=Strict) == TABLE
+
+
 @pytest.mark.parametrize(
     ("header", "language"),
     [
