@@ -196,6 +196,38 @@ async def test_arabic_is_shown_in_its_direction_and_english_staff_read_english(s
         await browser.close()
 
 
+async def test_an_agent_without_the_citizens_language_is_warned_and_reads_the_answer_in_both(svc):
+    """Item 3: a citizen writing Arabic in a widget left in Swedish; the agent who has only Swedish is
+    warned beside the language and gets the knowledge answer in Arabic, to send, with the Swedish beside it."""
+    from playwright.async_api import async_playwright
+
+    from knowledge.kbfile import load_path
+
+    entry = next(e for e in load_path(ROOT / "data" / "knowledge" / "waste.yml") if e.id == "waste-collection-schedule")
+    away_agent(svc, "dag", "sv")
+    sid = svc.citizen("sv", text=entry.first_question("ar"))
+    assert svc.transcript(sid)["language"] == "ar"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE", bypass_csp=True)
+        page = await context.new_page()
+        await login(page, svc, "dag")
+        await page.locator(f"#queue li[data-id='{sid}'] button.take").click()
+        await page.locator("#conv-lang.warning").wait_for()
+        shown = await page.locator("#conv-lang").text_content()  # (the pill's CSS writes it in capitals)
+        assert shown.startswith("ar · ") and shown.endswith(" – du talar inte språket"), shown
+        answer = page.locator("#suggestions li").filter(has_text=entry.answer["ar"][:30])
+        await answer.wait_for(timeout=60_000)
+        assert entry.answer["ar"][:30] in await answer.locator(".text[lang=ar]").inner_text()
+        swedish = answer.locator(".text.translation[lang=sv]")
+        assert (await swedish.inner_text()).startswith("På svenska: " + entry.answer["sv"][:30])
+        await answer.locator("button.insert").click()
+        assert (await page.locator("#text").input_value()).startswith(entry.answer["ar"][:30])
+        assert await serious_violations(page) == []
+        await page.screenshot(path=str(SHOTS / "agent-console-language-warning.png"))
+        await browser.close()
+
+
 async def test_desktop_notifications_are_opt_in_and_announce_new_chats(svc):
     from playwright.async_api import async_playwright
 
