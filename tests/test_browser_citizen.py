@@ -8,6 +8,7 @@ from the knowledge base and a labelled rating, while the supervisor watches live
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
@@ -27,6 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 SHOTS = ROOT / "docs" / "screenshots"
 ENTRIES = {e.id: e for e in load_path(ROOT / "data" / "knowledge")}
 PASSWORD = "a long password"
+ARABIC = re.compile("[\u0600-\u06ff]")
+CANNED_HOURS = {"sv": "Vi har öppet vardagar 8–16.", "ar": "نحن نعمل أيام الأسبوع من 8 إلى 16."}
 BROAD_AR = ["روضة الأطفال", "الحضانة", "موقف السيارات", "رسوم", "رخصة"]
 
 
@@ -74,8 +77,12 @@ def box(locator) -> dict:
 
 
 def test_the_widget_has_the_municipality_look_and_opens_with_its_top_topics(context, site, system):
-    look = {"name": "Ekby kommun", "primary_color": "#1d5c2e", "logo_url": "/static/demo/ekby-logo.svg",
-            "topics": ["waste-collection-schedule", "preschool-application", "residents-parking-permit"]}
+    look = {
+        "name": "Ekby kommun",
+        "primary_color": "#1d5c2e",
+        "logo_url": "/static/demo/ekby-logo.svg",
+        "topics": ["waste-collection-schedule", "preschool-application", "residents-parking-permit"],
+    }
     system.admin.put("/api/v1/admin/municipalities/default/widget", json=look).raise_for_status()
     try:
         page = open_widget(context, site)
@@ -89,8 +96,9 @@ def test_the_widget_has_the_municipality_look_and_opens_with_its_top_topics(cont
         no_serious(page)
         shot(page, "widget-branded-topics.png")
         topics.first.click()
-        expect(page.get_by_role("log")).to_contain_text(ENTRIES["waste-collection-schedule"].answer["sv"][:50],
-                                                        timeout=60_000)
+        expect(page.get_by_role("log")).to_contain_text(
+            ENTRIES["waste-collection-schedule"].answer["sv"][:50], timeout=60_000
+        )
         expect(dialog.get_by_role("group", name="Vanliga frågor")).to_have_count(0)  # once the chat has begun
     finally:
         system.admin.put("/api/v1/admin/municipalities/default/widget", json={}).raise_for_status()
@@ -168,10 +176,17 @@ def test_a_new_notice_reaches_an_open_widget_within_30_s_and_is_not_clipped(cont
     expect(notices).to_be_hidden()
     webmaster = staff_login(system.service_url, system.engine_url, role="webmaster")
     now = time.time()
-    created = webmaster.post("/api/v1/admin/notices", json={
-        "area": "Storgatan", "texts": {"sv": "Vattenläcka på Storgatan: vattnet är avstängt till kl. 18. "
-                                             "Tankbil står vid Storgatan 12."},
-        "valid_from": now - 60, "valid_until": now + 3600})
+    created = webmaster.post(
+        "/api/v1/admin/notices",
+        json={
+            "area": "Storgatan",
+            "texts": {
+                "sv": "Vattenläcka på Storgatan: vattnet är avstängt till kl. 18. Tankbil står vid Storgatan 12."
+            },
+            "valid_from": now - 60,
+            "valid_until": now + 3600,
+        },
+    )
     assert created.status_code == 201, created.text
     try:
         started = time.monotonic()
@@ -236,11 +251,30 @@ def test_a_new_tab_continues_the_same_chat(context, site):
 
 
 def clarified_arabic(system) -> tuple[str, list[dict]]:
+    """A broad Arabic message the knowledge service clarifies, offering an entry that answers in Arabic."""
     for text in BROAD_AR:
         result = httpx.post(f"{system.service_url}/api/v1/answer", json={"text": text}).json()
-        if result["decision"] == "clarify" and result["language"] == "ar":
+        if (
+            result["decision"] == "clarify"
+            and result["language"] == "ar"
+            and any(ENTRIES[a["id"]].answer.get("ar") for a in result["answers"])
+        ):
             return text, result["answers"]
-    pytest.fail(f"none of {BROAD_AR} is clarified by the knowledge service")
+    pytest.fail(f"none of {BROAD_AR} is clarified with an entry that answers in Arabic")
+
+
+def reports_of(system, agent_name: str) -> dict:
+    """Today's reports (whatever the server's zone): the agent's row and the Arabic conversations' row."""
+    today, tomorrow = dt.date.today(), dt.date.today() + dt.timedelta(days=1)
+    period = {"date_from": (today - dt.timedelta(days=1)).isoformat(), "date_to": tomorrow.isoformat()}
+    agents = system.admin.get("/api/v1/reports/agents", params=period)
+    agents.raise_for_status()
+    summary = system.admin.get("/api/v1/reports/summary", params={**period, "group_by": "language"})
+    summary.raise_for_status()
+    return {
+        "agent": next(a for a in agents.json()["agents"] if a["name"] == agent_name),
+        "arabic": next(r for r in summary.json()["rows"] if r["language"] == "ar"),
+    }
 
 
 def staff_page(browser, system, path: str, name: str):
@@ -261,7 +295,8 @@ def supervisor_sees(page, agent_name: str, text: str) -> None:
 
 
 def test_done_when_an_arabic_citizen_walks_through_with_a_person_and_the_supervisor_watches(
-        context, browser, site, system):
+    context, browser, site, system
+):
     from core.db import make_engine
     from core.users import UserStore
 
@@ -272,6 +307,11 @@ def test_done_when_an_arabic_citizen_walks_through_with_a_person_and_the_supervi
     users.create(agent_name, PASSWORD, role="agent", languages=["ar", "sv"], display_name=shown_as)
     users.create(chief, PASSWORD, role="admin", languages=["sv"])
     engine.dispose()
+    shortcut = f"walk{int(time.time()) % 100000}"  # a canned response with a Swedish and an Arabic text
+    canned = system.admin.post(
+        "/api/v1/handoff/canned", json={"shortcut": shortcut, "title": "Öppettider", "texts": CANNED_HOURS}
+    )
+    canned.raise_for_status()
     supervisor_context, supervisor = staff_page(browser, system, "/staff", chief)
     agent_context, console = staff_page(browser, system, "/agent", agent_name)
     try:
@@ -283,12 +323,13 @@ def test_done_when_an_arabic_citizen_walks_through_with_a_person_and_the_supervi
         question, candidates = clarified_arabic(system)
         ask(page, question)
         clarify = page.locator(".msg.bot").filter(has=page.locator(".choices")).last
-        expect(clarify.get_by_role("button", name=candidates[0]["question"])).to_be_visible()
+        # The offered entry that answers in Arabic (40 of the seed's 124 do): the reply must be Arabic.
+        offered = next(c for c in candidates if ENTRIES[c["id"]].answer.get("ar"))
+        expect(clarify.get_by_role("button", name=offered["question"])).to_be_visible()
         expect(clarify.get_by_role("button").last).to_have_text("لا شيء من هذه")
         shot(page, "walk-1-clarify-ar.png")
-        clarify.get_by_role("button", name=candidates[0]["question"]).click()
-        chosen = ENTRIES[candidates[0]["id"]]
-        expected = chosen.answer.get("ar") or chosen.answer["sv"]
+        clarify.get_by_role("button", name=offered["question"]).click()
+        expected = ENTRIES[offered["id"]].answer["ar"]
         expect(page.get_by_role("log")).to_contain_text(expected[:40], timeout=60_000)
         sid = session_id(page, system)
         assert httpx.get(f"{system.service_url}/api/v1/chat/sessions/{sid}").json()["language"] == "ar"
@@ -312,6 +353,14 @@ def test_done_when_an_arabic_citizen_walks_through_with_a_person_and_the_supervi
         suggestion.get_by_role("button", name="Infoga").click()
         console.locator("#send").click()
         expect(page.locator(".msg.agent")).to_contain_text(expected[:40], timeout=30_000)
+        assert ARABIC.search(page.locator(".msg.agent").last.inner_text())
+        # A canned response by /shortcut comes in the language the citizen writes, not the widget's Swedish.
+        console.locator("#text").press_sequentially(f"/{shortcut}")
+        expect(console.locator("#shortcuts li").first).to_be_visible()
+        console.locator("#text").press("Tab")
+        expect(console.locator("#text")).to_have_value(CANNED_HOURS["ar"])
+        console.locator("#send").click()
+        expect(page.locator(".msg.agent").last).to_contain_text(CANNED_HOURS["ar"], timeout=30_000)
         supervisor_sees(supervisor, shown_as, question)
         shot(supervisor, "walk-3-supervisor.png")
         shot(page, "walk-3-agent-reply-ar.png")
@@ -325,8 +374,26 @@ def test_done_when_an_arabic_citizen_walks_through_with_a_person_and_the_supervi
         shot(page, "walk-4-rating.png")
         page.get_by_role("button", name="Skicka betyg").click()
         expect(page.get_by_text("Tack för ditt betyg!")).to_be_visible()
-        expect(supervisor.get_by_role("table", name="Handläggare").locator("tr", has_text=shown_as)) \
-            .not_to_contain_text(question, timeout=15_000)
+        expect(
+            supervisor.get_by_role("table", name="Handläggare").locator("tr", has_text=shown_as)
+        ).not_to_contain_text(question, timeout=15_000)
+
+        # 5. The reports count the chat, its rating, and no time is negative.
+        reported = reports_of(system, shown_as)
+        assert reported["agent"]["chats"] >= reported["agent"]["closed"] == 1, reported
+        assert reported["agent"]["satisfaction"] == {"count": 1, "mean": 5}, reported
+        assert reported["agent"]["first_response_seconds"]["count"] >= 1, reported
+        assert reported["arabic"]["answered"] >= 1 and reported["arabic"]["satisfaction"]["distribution"]["5"] >= 1
+        times = [
+            v
+            for part in (reported["agent"], reported["arabic"])
+            for key, stats in part.items()
+            if key.endswith("_seconds")
+            for v in stats.values()
+            if v is not None
+        ]
+        assert times and min(times) >= 0, reported
     finally:
         agent_context.close()
         supervisor_context.close()
+        system.admin.delete(f"/api/v1/handoff/canned/{canned.json()['id']}")
