@@ -184,6 +184,10 @@ class AgentConnection:
                 self.send({"type": "ack", "ref": ref, **(result or {})})
         except (Conflict, UnknownConversation, ValueError) as exc:
             self.send({"type": "error", "ref": ref, "action": frame.get("type"), **error_frame(exc, self.language)})
+        except Exception:  # as REST's 500: said, logged, and the socket stays (a kept reply is resent on reconnect)
+            log.exception("console command %r failed", frame.get("type"))
+            failed = ApiError("internal error: the service could not complete the request")
+            self.send({"type": "error", "ref": ref, "action": frame.get("type"), **error_frame(failed, self.language)})
 
     async def _dispatch(self, kind: str | None, frame: dict) -> dict | None:
         command = COMMANDS.get(kind or "")

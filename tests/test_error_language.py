@@ -268,3 +268,22 @@ def test_an_expired_console_session_is_told_in_the_agents_language() -> None:
         "message": "sessionen har gått ut: logga in igen",
     }
     assert error_frame(expired, "en")["message"] == "the session has expired: log in again"
+
+
+def test_a_console_command_that_fails_unexpectedly_is_told_and_the_socket_stays(app, monkeypatch):
+    """As REST's 500: an error frame in the agent's language, and the socket keeps answering (it used to
+    close, and the console's kept reply was resent into the same failure on every reconnect)."""
+    from handoff import console
+
+    client, c = app
+    agent = staff(client, c, "ture")
+
+    async def broken(self, conversation_id: str, frame: dict) -> dict:
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(console.COMMANDS, "peek", broken)
+    frames = [{"type": "peek", "ref": "bug", "conversation_id": "x"}, {"type": "dance", "ref": "after"}]
+    got = console_errors(client, f"{CONSOLE}?lang=sv", agent, frames)
+    assert got["bug"]["detail"] == "internal error: the service could not complete the request"
+    assert got["bug"]["message"] == "internt fel: tjänsten kunde inte slutföra begäran"
+    assert got["after"]["message"] == "okänd åtgärd 'dance'"  # still answering
