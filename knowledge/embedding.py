@@ -579,6 +579,46 @@ class Embedder:
             fast_queries = os.environ.get(FAST_QUERIES_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
         self._query_model = self._int8_model() if fast_queries else None
 
+    def _calibration_path(self) -> Path:
+        """Where the int8 encoder's calibration (`_activation_ranges`) is kept, beside the model
+        folder: its name carries a fingerprint of what it is measured from (this module, torch, the
+        calibration text, the model's files), so a change to any of them measures again."""
+        digest = hashlib.sha256()
+        digest.update(Path(__file__).read_bytes())
+        digest.update(CALIBRATION.read_bytes())
+        digest.update(self._torch.__version__.encode())
+        for f in sorted(self.path.rglob("*")):
+            if f.is_file():
+                stat = f.stat()
+                digest.update(f"{f.relative_to(self.path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return self.path.parent / f"{self.path.name}.int8-ranges-{digest.hexdigest()[:16]}.pt"
+
+    def _cached_activation_ranges(self, base, encoder) -> dict:
+        """`_activation_ranges`, measured once per model and kept on disk (a few hundred kB): the
+        measuring is 4-6 s of every service start otherwise. Ranges are stored in the order of the
+        encoder's Linear layers, which is fixed by the model's code. Several processes starting at
+        once may each measure; the last rename wins with the same values."""
+        torch = self._torch
+        linears = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear)]
+        path = self._calibration_path()
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
+            if path.exists():
+                saved = torch.load(str(path), map_location="cpu", weights_only=True)
+                if len(saved) == len(linears):
+                    return {id(m): a for m, a in zip(linears, saved, strict=True)}
+        amax = self._activation_ranges(base, encoder)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save([amax[id(m)] for m in linears], str(tmp))
+            os.replace(tmp, path)
+            for old in path.parent.glob(f"{self.path.name}.int8-ranges-*.pt"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only model folder (an image): measure at every start
+            log.info("could not keep the int8 calibration: %s", exc)
+            tmp.unlink(missing_ok=True)
+        return amax
+
     def _int8_model(self):
         """The transformer with its encoder's Linear layers in int8, sharing the fp32 embedding table.
 
@@ -599,7 +639,7 @@ class Embedder:
 
                 base = self.model[0].auto_model
                 encoder = copy.deepcopy(base.encoder)
-                amax = self._activation_ranges(base, encoder)
+                amax = self._cached_activation_ranges(base, encoder)
                 for parent in list(encoder.modules()):
                     for name, child in list(parent.named_children()):
                         if isinstance(child, torch.nn.Linear):

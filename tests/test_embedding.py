@@ -208,3 +208,18 @@ def test_fast_queries_can_be_turned_off(model_path, monkeypatch):
     assert plain._query_model is None
     text = "Hur ansöker jag om bygglov?"
     np.testing.assert_allclose(plain.encode_query(text), plain.encode_queries([text])[0], atol=1e-6)
+
+
+def test_int8_calibration_is_measured_once_and_kept(embedder, model_path, monkeypatch):
+    """Measuring the int8 encoder's activation ranges was most of a service's start: the first
+    Embedder keeps them beside the model folder and the next one reuses them, with the same vectors."""
+    kept = list(model_path.parent.glob(f"{model_path.name}.int8-ranges-*.pt"))
+    assert [p.name for p in kept] == [embedder._calibration_path().name]
+
+    def measure(*_args):
+        raise AssertionError("measured again although the calibration is kept")
+
+    monkeypatch.setattr(emb.Embedder, "_activation_ranges", measure)
+    again = emb.Embedder(model_path)
+    text = "hur ansoker jag om forskoleplats"
+    np.testing.assert_allclose(again.encode_query(text), embedder.encode_query(text), atol=1e-6)
