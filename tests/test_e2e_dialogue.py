@@ -158,6 +158,21 @@ def closed_municipality(system, admin) -> str:
     return "natt"
 
 
+@pytest.fixture(scope="module")
+def all_day_municipality(system, admin) -> str:
+    """A third municipality whose contact centre is open all day every day (no holidays)."""
+    engine = make_engine(system.engine_url)
+    with engine.begin() as conn:
+        conn.execute(municipalities.insert().values(id="dygn", name="Dygn", settings={}))
+    engine.dispose()
+    week = {day: [["00:00", "23:59"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    response = admin.put(
+        "/api/v1/admin/municipalities/dygn/opening-hours", json={"timezone": "Europe/Stockholm", "weekly": week}
+    )
+    assert response.status_code == 200, response.text
+    return "dygn"
+
+
 def decision(system, text: str, language: str) -> dict:
     response = httpx.post(f"{system.service_url}/api/v1/answer", json={"text": text, "language": language})
     response.raise_for_status()
@@ -194,8 +209,11 @@ def assert_queued(citizen: Citizen, reply: dict, language: str, reason: str, age
     [handoff] = customs(reply, "handoff")
     if handoff["agents_online"] == 0:  # nobody to answer: said so, with "leave a message" and "leave the queue"
         assert said("utter_no_agent_online", language, position=handoff["position"]) in texts(reply)
-        [offer] = [m for m in with_buttons(reply) if m["text"] == said("utter_no_agent_online", language,
-                                                                       position=handoff["position"])]
+        [offer] = [
+            m
+            for m in with_buttons(reply)
+            if m["text"] == said("utter_no_agent_online", language, position=handoff["position"])
+        ]
         assert [b["payload"] for b in offer["buttons"]] == ['/request_human{"callback":"yes"}', "/leave_queue"]
     else:
         wait = wait_phrase(language, handoff["estimated_wait_seconds"])
@@ -213,7 +231,9 @@ def assert_answer(reply: dict, entry_id: str, language: str) -> None:
     [answer] = with_buttons(reply)  # quiet thumbs on the answer itself, no "did that help?" after every answer
     assert answer["text"] == answer_text(entry_id, language)
     assert [(b["title"], b["payload"]) for b in answer["buttons"]] == [
-        (said("utter_button_helped", language), HELPED), (said("utter_button_not_helped", language), NOT_HELPED)]
+        (said("utter_button_helped", language), HELPED),
+        (said("utter_button_not_helped", language), NOT_HELPED),
+    ]
     assert said("utter_did_that_help", language) not in texts(reply)
 
 
@@ -308,10 +328,12 @@ def test_nothing_matches_says_so_offers_topics_and_a_person_queues_only_when_ask
     assert decided["decision"] == "no_match"
     [offer] = with_buttons(reply)
     assert offer["text"] == said("utter_no_match", language)
-    topics = httpx.get(f"{system.service_url}/api/v1/chat/topics",
-                       params={"municipality": "default", "language": language}).json()["topics"][:3]
+    topics = httpx.get(
+        f"{system.service_url}/api/v1/chat/topics", params={"municipality": "default", "language": language}
+    ).json()["topics"][:3]
     assert [b["title"] for b in offer["buttons"]] == [t["question"] for t in topics] + [
-        said("utter_button_talk_to_person", language)]
+        said("utter_button_talk_to_person", language)
+    ]
     assert offer["buttons"][-1]["payload"] == "/request_human"
     assert "action_handoff" not in rasa_actions(system, citizen.session_id)
     # A topic button answers that topic ...
@@ -331,8 +353,9 @@ def test_an_unclear_message_in_a_fresh_chat_is_not_queued(system, agent, text):
     assert "action_handoff" not in rasa_actions(system, citizen.session_id)
     assert citizen.session_id not in [q["session_id"] for q in agent.get("/api/v1/handoff/queue").json()]
     # the bot keeps listening
-    assert_answer(citizen.say(ENTRIES["waste-collection-schedule"].first_question("sv")),
-                  "waste-collection-schedule", "sv")
+    assert_answer(
+        citizen.say(ENTRIES["waste-collection-schedule"].first_question("sv")), "waste-collection-schedule", "sv"
+    )
 
 
 def test_a_finnish_question_without_a_finnish_answer_says_it_is_only_in_swedish(system):
@@ -370,6 +393,22 @@ def test_bot_silent_with_a_person_and_resumes_in_the_language_after_hand_back(sy
     assert_answer(
         citizen.say(ENTRIES["preschool-application"].first_question(language)), "preschool-application", language
     )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_nobody_online_offers_a_message_or_leaving_and_says_todays_hours(system, all_day_municipality, language):
+    """Issue 16: "no agent online" says so and offers a call-back or the opening hours; here both."""
+    citizen = Citizen(system.service_url, language, municipality=all_day_municipality)
+    reply = citizen.say(ASK_PERSON[language][0])
+    assert reply["state"] == "queued", reply
+    [queued] = customs(reply, "handoff")
+    assert queued["agents_online"] == 0 and queued["estimated_wait_seconds"] is None, queued
+    nobody = said("utter_no_agent_online", language, position=queued["position"])
+    [offer] = [m for m in with_buttons(reply) if m["text"] == nobody]
+    assert [b["payload"] for b in offer["buttons"]] == ['/request_human{"callback":"yes"}', "/leave_queue"]
+    assert texts(reply)[-1] == said("utter_opening_hours_today", language, hours="00:00–23:59")
+    left = citizen.http.post(f"/api/v1/chat/sessions/{citizen.session_id}/leave-queue")
+    assert left.status_code == 200 and left.json()["state"] == "bot"
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -538,8 +577,14 @@ def test_rasa_never_sees_personal_data_and_erase_and_retention_purge_its_tracker
     said_text = f"Mitt personnummer är {PNR}, ring {PHONE} eller mejla {EMAIL}. När hämtas soporna?"
     citizen = Citizen(system.service_url)
     citizen.say(said_text)
-    served = json.dumps(httpx.get(f"http://127.0.0.1:{system.rasa_port}/conversations/{citizen.session_id}/tracker",
-                                  params={"token": system.token}, timeout=10).json(), ensure_ascii=False)
+    served = json.dumps(
+        httpx.get(
+            f"http://127.0.0.1:{system.rasa_port}/conversations/{citizen.session_id}/tracker",
+            params={"token": system.token},
+            timeout=10,
+        ).json(),
+        ensure_ascii=False,
+    )
     stored = "\n".join(tracker_rows(system, citizen.session_id))
     assert stored and "[personnummer]" in served
     for secret in (PNR, "19121212", PHONE, "123 45 67", EMAIL):
@@ -553,8 +598,11 @@ def test_rasa_never_sees_personal_data_and_erase_and_retention_purge_its_tracker
     with engine.begin() as conn:
         conn.execute(municipalities.insert().values(id="glom", name="Glömsta", settings={}))
     engine.dispose()
-    kept = admin.put("/api/v1/admin/privacy/settings", params={"municipality": "glom"},
-                     json={"retention_days": 0, "privacy_notice": {}})
+    kept = admin.put(
+        "/api/v1/admin/privacy/settings",
+        params={"municipality": "glom"},
+        json={"retention_days": 0, "privacy_notice": {}},
+    )
     assert kept.status_code == 200 and kept.json()["retention_days"] == 0, kept.text
     forgotten = Citizen(system.service_url, municipality="glom")
     forgotten.say(f"Mitt personnummer är {PNR}")
