@@ -69,9 +69,14 @@ def translate(text: str, language: str) -> str | None:
     return None
 
 
+VALUE_ERROR = "Value error, "  # pydantic's lead-in for a validator's ValueError: the rest is the raised text
+
+
 def field_text(message: str, language: str) -> str:
     """One field's problem for a reader of `language` (the English message where the table has no key)."""
-    return message if language == "en" else translate(message, language) or message
+    if language == "en":
+        return message
+    return translate(message, language) or translate(message.removeprefix(VALUE_ERROR), language) or message
 
 
 def localised(status: int, detail: str, errors: list[dict], language: str, from_fields: bool) -> str:

@@ -6,6 +6,7 @@ a staff page showing one."""
 
 from __future__ import annotations
 
+import ast
 import string
 
 import pytest
@@ -287,3 +288,87 @@ def test_a_console_command_that_fails_unexpectedly_is_told_and_the_socket_stays(
     assert got["bug"]["detail"] == "internal error: the service could not complete the request"
     assert got["bug"]["message"] == "internt fel: tjänsten kunde inte slutföra begäran"
     assert got["after"]["message"] == "okänd åtgärd 'dance'"  # still answering
+
+
+# --- every error the code raises has Swedish words -------------------------------------------------------------
+
+PACKAGES = ("core", "knowledge", "conversations", "handoff", "learning", "insights", "kommunchatt")
+INTERNAL = {  # errors about the model file or the retrieval settings: read by whoever runs the service
+    "knowledge/embedding.py",
+    "knowledge/settings.py",
+    "knowledge/notices.py",
+}
+RAISED = {
+    "Invalid",
+    "NotFound",
+    "Forbidden",
+    "Conflicting",
+    "TooLarge",
+    "NotLoggedIn",
+    "ApiError",
+    "Conflict",
+    "HTTPException",
+    "CannedError",
+    "ValueError",
+    "LookupError",
+}
+
+
+def sample(node) -> str | None:
+    """A literal or f-string as the code would raise it, with a made-up value for each {…}."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(
+            v.value if isinstance(v, ast.Constant) else "'v1'" if v.conversion == ord("r") else "v1"
+            for v in node.values
+        )
+    return None
+
+
+def raised_texts() -> list[tuple[str, str]]:
+    """(where, text) of every error text raised in the service's packages, field messages included."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = path.relative_to(ROOT).as_posix()
+            if where in INTERNAL:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args):
+                    continue
+                func = node.exc.func
+                if getattr(func, "id", getattr(func, "attr", None)) not in RAISED:
+                    continue
+                texts = [
+                    sample(node.exc.args[-1] if getattr(func, "attr", func.id) == "HTTPException" else node.exc.args[0])
+                ]
+                texts += [
+                    sample(d.values[d.keys.index(k)])
+                    for d in ast.walk(node.exc)
+                    if isinstance(d, ast.Dict)
+                    for k in d.keys
+                    if isinstance(k, ast.Constant) and k.value == "message"
+                ]
+                found += [(f"{where}:{node.lineno}", text) for text in texts if text]
+    return found
+
+
+def test_every_error_the_code_raises_has_swedish_words():
+    """A new error needs an `error_*` key in core/service_texts.yml (sv and en); else the staff read the
+    status's Swedish lead-in before English words ("felaktig begäran: …")."""
+    from core.error_texts import translate
+
+    found = raised_texts()
+    assert len(found) > 100
+    missing = [f"{where}: {text}" for where, text in found if translate(text, "sv") is None]
+    assert not missing, "\n".join(missing)
+
+
+def test_a_validators_value_error_is_translated_without_pydantics_lead_in():
+    from core.error_texts import field_text
+
+    message = "Value error, write the colour as #rrggbb, e.g. #0b4f8a"
+    assert field_text(message, "sv") == "skriv färgen som #rrggbb, t.ex. #0b4f8a"
+    assert field_text(message, "en") == message
+    assert field_text('give at least one text, e.g. {"sv": "..."}', "sv") == 'ange minst en text, t.ex. {"sv": "..."}'
