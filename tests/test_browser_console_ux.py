@@ -182,6 +182,8 @@ async def test_arabic_is_shown_in_its_direction_and_english_staff_read_english(s
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-GB", bypass_csp=True)
         page = await context.new_page()
+        sockets: list[str] = []  # the console's socket names the staff language: its error frames speak it
+        page.on("websocket", lambda ws: sockets.append(ws.url))
         await login(page, svc, "bo")
         assert await page.locator("#send").inner_text() == "Send"  # English from the server's table
         assert await page.evaluate("document.documentElement.lang") == "en"
@@ -191,8 +193,11 @@ async def test_arabic_is_shown_in_its_direction_and_english_staff_read_english(s
         assert await body.get_attribute("dir") == "auto"
         assert await page.locator(f"#tabs .tab[data-id='{sid}'] .label").get_attribute("dir") == "auto"
         # the staff member may switch to Swedish; the choice is kept
+        assert [url for url in sockets if "/agent/ws" in url][-1].endswith("?lang=en")
         await page.select_option("#staff-lang", "sv")
         await page.locator("#send", has_text="Skicka").wait_for()
+        await page.locator("#connection", has_text="ansluten").wait_for()
+        assert [url for url in sockets if "/agent/ws" in url][-1].endswith("?lang=sv")  # in an en-GB browser
         await browser.close()
 
 
