@@ -415,11 +415,14 @@ def http_client(url: str, path: str) -> int:
     return 0
 
 
-def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], settings) -> list[dict]:
+def speed(
+    embedder, seed: list[Entry], sizes: list[int], queries: list[str], settings, replicas: bool = True
+) -> list[dict]:
     """`/api/v1/answer` latency in process (KnowledgeService.answer) and over HTTP, each query new
     to the query-vector LRU (every one is encoded), at each knowledge-base size. Memory: the
     process's resident growth after the build (`index_mb`) and after the in-process queries
-    (`served_mb`, with what searching builds lazily)."""
+    (`served_mb`, with what searching builds lazily). With `replicas`, the index is then saved as
+    the service saves it and fresh workers start from it (`replica_figures`)."""
     import gc
     import tempfile
 
@@ -453,6 +456,7 @@ def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], set
             retriever.settings = settings.replace(query_cache_size=0)  # over HTTP too, every query is encoded
             http = http_latency(service, queries)
             retriever.settings = settings
+            replica = replica_figures(retriever, queries, Path(workdir)) if replicas else {}
         index_only = np.maximum(np.array(full) - np.array(encode), 0)
         t = time.perf_counter()
         retriever.upsert(seed[0])
@@ -473,10 +477,126 @@ def speed(embedder, seed: list[Entry], sizes: list[int], queries: list[str], set
                 "rest_p95_ms": 1000 * float(np.percentile(index_only, 95)),
                 "index_mb": rss,
                 "served_mb": served,
+                **replica,
             }
         )
         del retriever, service
     return results
+
+
+def replica_figures(retriever: Retriever, queries: list[str], workdir: Path) -> dict:
+    """Workers starting from the saved index, as `kommunchatt serve` workers do: a database holding
+    the index's entries, the index saved with their versions (`Retriever.save`, what
+    `KnowledgeService` saves after a build), then one fresh process (`--replica`), then two at once.
+    Each loads the model, starts a KnowledgeService (which adopts the saved index, syncs and
+    reconciles with the database) and answers the queries; figures: seconds from process start to
+    ready, p50/p95 of `KnowledgeService.answer`, and memory after the queries (the whole process:
+    resident, anonymous, file-backed, and proportional set size, which splits shared pages
+    between the processes mapping them)."""
+    import subprocess
+
+    from core.db import make_engine
+    from knowledge.store import KnowledgeStore
+    from kommunchatt.schema import init_db
+
+    url = f"sqlite:///{workdir / 'replica.db'}"
+    engine = make_engine(url)
+    init_db(engine)
+    store = KnowledgeStore(engine)
+    for municipality in list(retriever._shards):
+        store.import_entries(municipality, list(retriever.entries(municipality)), actor="bench")
+    t = time.perf_counter()
+    seen = store.last_audit_id()
+    retriever.save(
+        workdir / "index" / "snapshot",
+        extra={"id": "bench", "versions": store.versions(), "audit_seen": seen},
+        meta={"id": "bench", "audit_seen": seen},
+    )
+    save_s = time.perf_counter() - t
+    (workdir / "queries.json").write_text(json.dumps(queries), encoding="utf-8")
+
+    def start(n: int) -> list[dict]:
+        for f in workdir.glob("barrier-*"):
+            f.unlink()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.retrieval", "--replica", str(workdir), str(n), repr(time.time())],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for _ in range(n)
+        ]
+        return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+
+    one, two = start(1)[0], start(2)
+    return {
+        "save_s": save_s,
+        "ready_s": one["ready_s"],
+        "replica_p50_ms": one["p50_ms"],
+        "replica_p95_ms": one["p95_ms"],
+        "replica_mem": one["memory"],
+        "two_pss_mb": sum(r["memory"]["Pss"] for r in two),
+        "two_rss_mb": [r["memory"]["VmRSS"] for r in two],
+        "two_ready_s": [r["ready_s"] for r in two],
+        "adopted": one["adopted"] and all(r["adopted"] for r in two),
+    }
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory (VmRSS = RssAnon + RssFile + RssShmem) and its proportional set
+    size (Pss: a page shared by k processes counts 1/k), MB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(value.split()[0]) / 1024
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Pss", "Pss_Anon", "Pss_File"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def replica(workdir: str, workers: int, started: float) -> int:
+    """One worker of `replica_figures` (a separate process)."""
+    from core.db import make_engine
+    from knowledge.service import KnowledgeService
+    from knowledge.store import KnowledgeStore
+
+    work = Path(workdir)
+    service = KnowledgeService(
+        KnowledgeStore(make_engine(f"sqlite:///{work / 'replica.db'}")), None, work / "index", embedder=load_embedder()
+    )
+    ready = time.time() - started
+    queries = json.loads((work / "queries.json").read_text(encoding="utf-8"))
+    for q in queries[:5]:
+        service.answer(q + " ?")
+    times = []
+    for q in queries:
+        service.retriever._queries.clear()
+        t = time.perf_counter()
+        service.answer(q)
+        times.append(time.perf_counter() - t)
+    (work / f"barrier-{os.getpid()}").touch()
+    while len(list(work.glob("barrier-*"))) < workers:  # all workers up: their shared pages are split
+        time.sleep(0.2)
+    time.sleep(0.5)
+    memory = memory_mb()
+    (work / f"barrier-{os.getpid()}-done").touch()
+    while len(list(work.glob("barrier-*-done"))) < workers:  # none leaves before all have measured
+        time.sleep(0.1)
+    p50, p95 = percentiles(times)
+    service.close()
+    out = {
+        "ready_s": ready,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "memory": memory,
+        "adopted": service._snapshot_seen == "bench",
+    }
+    print(json.dumps(out))
+    return 0
 
 
 def current_rss_mb() -> float:
@@ -500,10 +620,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="refit the answer rule on the multilingual dev set and print the settings",
     )
+    ap.add_argument("--no-replicas", action="store_true", help="speed: skip the workers started from the saved index")
     ap.add_argument("--http-client", nargs=2, metavar=("URL", "QUERIES"), help=argparse.SUPPRESS)
+    ap.add_argument("--replica", nargs=3, metavar=("WORKDIR", "WORKERS", "STARTED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.http_client:
         return http_client(*args.http_client)
+    if args.replica:
+        return replica(args.replica[0], int(args.replica[1]), float(args.replica[2]))
     parts = set(args.only.split(","))
     settings = load_retrieval_settings()
     embedder = load_embedder()
@@ -594,12 +718,32 @@ def main(argv: list[str] | None = None) -> int:
             f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
             f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s} {'served MB':>9s}"
         )
-        for r in speed(embedder, base, sizes, queries, settings):
+        results = speed(embedder, base, sizes, queries, settings, replicas=not args.no_replicas)
+        for r in results:
             print(
                 f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
                 f"{r['p95_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p95_ms']:8.1f} {r['encode_p50_ms']:9.1f} "
                 f"{r['rest_p95_ms']:8.1f} {r['index_mb']:8.0f} {r['served_mb']:9.0f}"
             )
+        print(f"load average {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores")
+        if not args.no_replicas:
+            print(
+                "\nworkers started from the saved index (whole processes: model, torch, index; memory after the "
+                "queries, MB):"
+            )
+            print(
+                f"{'entries':>8s} {'save s':>7s} {'ready s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'RSS':>6s} "
+                f"{'anon':>6s} {'file':>6s} {'PSS':>6s} {'2 workers: PSS sum':>19s} {'RSS each':>12s} {'ready s':>10s}"
+            )
+            for r in results:
+                m = r["replica_mem"]
+                print(
+                    f"{r['entries']:8d} {r['save_s']:7.1f} {r['ready_s']:8.1f} {r['replica_p50_ms']:7.1f} "
+                    f"{r['replica_p95_ms']:7.1f} {m['VmRSS']:6.0f} {m['RssAnon']:6.0f} {m['RssFile']:6.0f} "
+                    f"{m['Pss']:6.0f} {r['two_pss_mb']:19.0f} {'/'.join(f'{x:.0f}' for x in r['two_rss_mb']):>12s} "
+                    f"{'/'.join(f'{x:.1f}' for x in r['two_ready_s']):>10s}"
+                    + ("" if r["adopted"] else "  (did NOT start from the saved index)")
+                )
     return 0
 
 

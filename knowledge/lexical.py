@@ -79,8 +79,15 @@ class Featurizer:
     """Text -> sparse sublinear term frequencies of hashed character n-grams."""
 
     def __init__(self, ngram_min: int = 3, ngram_max: int = 5):
+        self.ngram_min, self.ngram_max = ngram_min, ngram_max
         self._vec = _hasher(_analyzer(ngram_min, ngram_max))
         self._words = _hasher(functools.partial(_word_grams, ngram_min=ngram_min, ngram_max=ngram_max))
+
+    def __getstate__(self) -> dict:  # a saved index keeps the n-gram sizes, not the vectorizers' closures
+        return {"ngram_min": self.ngram_min, "ngram_max": self.ngram_max}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["ngram_min"], state["ngram_max"])
 
     def transform(self, texts: list[str]) -> sp.csr_matrix:
         x = self._vec.transform(texts).tocsr()
@@ -297,12 +304,16 @@ class LexicalIndex:
         best = np.argpartition(-scores, k - 1)[:k]
         return best[np.argsort(-scores[best])]
 
-    def _main_dots(self, feats: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Per main row: sum over `feats` of its sublinear frequency times the weight. The words
-        holding each n-gram, then the rows holding those words, give each row's n-gram counts."""
+    def prepare(self) -> None:
+        """Build the inverted view of the main rows now (else the first search builds it)."""
         if self._main_cols is None:
             self._main_cols = self._main.tocsc()
             self._main_grams = self._word_grams()[: self._main.shape[1]].tocsc()
+
+    def _main_dots(self, feats: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per main row: sum over `feats` of its sublinear frequency times the weight. The words
+        holding each n-gram, then the rows holding those words, give each row's n-gram counts."""
+        self.prepare()
         per_word = self._main_grams[:, feats].tocsr()  # word -> count of each query n-gram
         hit = np.flatnonzero(np.diff(per_word.indptr))
         # (n-gram x word) @ (word x row): loops over the query's n-grams, not over every row.
@@ -457,6 +468,14 @@ class SpellCorrector:
         if general:  # loaded now, not on a citizen's first question
             for language in GENERAL_LANGUAGES:
                 general_dictionary(language)
+
+    def __getstate__(self) -> dict:
+        """What a saved index keeps: the learnt words, not the tokenizer's lexicon (the retriever
+        gives it back), the lookup cache or the candidate pools (rebuilt as needed)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("lexicon", "_pools", "_cache")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, lexicon=frozenset(), _pools={}, _cache={})
 
     def learn(self, text: str) -> None:
         for tok in _TOKEN.findall(text.lower()):

@@ -34,7 +34,9 @@ import json
 import os
 import pickle
 import re
+import shutil
 import threading
+import time
 import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -121,62 +123,211 @@ def entry_rows(entry: Entry, settings: RetrievalSettings) -> list[Row]:
     return list(rows.values())
 
 
+_KEY = np.dtype("S20")  # a text's key: the SHA-1 digest of model, prompt and text
+
+
+@dataclass
+class _Chunk:
+    """One file of the vector cache: its keys sorted, the row of each key's vector (None: the same
+    order), the vectors (memory-mapped from `path`, or in memory without a directory)."""
+
+    keys: np.ndarray
+    rows: np.ndarray | None
+    vecs: np.ndarray
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of `keys` are here, their rows in `vecs`)."""
+        if not len(self.keys) or not len(keys):
+            return np.zeros(len(keys), dtype=bool), np.zeros(0, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        hit = self.keys[at] == keys
+        rows = at[hit]
+        return hit, rows if self.rows is None else self.rows[rows]
+
+
 class VectorCache:
-    """Content-addressed vectors on disk: append-only chunk files of (keys.json, vectors.npy)."""
+    """Content-addressed vectors on disk: append-only chunk files of sorted keys and vectors.
+
+    The vectors stay in their files, memory-mapped, and are read when asked for: held as a dict of
+    float32 arrays, the cache of 100k entries (3.6M texts with the answers' sentences) took about
+    6 GB in every worker. A chunk's keys are sorted 20-byte digests, so a batch is one binary search
+    per chunk; chunks of one size class (×16) are merged into one file once there are 16 of them, so
+    an import written 64 texts at a time leaves a few dozen files, not thousands. Files of the older
+    format (keys as JSON) are read too. Without a directory (tests), chunks stay in memory.
+    """
+
+    MERGE = 16
 
     def __init__(self, directory: Path | None, model_id: str):
         self.dir = Path(directory) / "vectors" if directory else None
         self.model_id = model_id
-        self._mem: dict[str, np.ndarray] = {}
+        self._chunks: list[_Chunk] | None = None  # opened on first use: a start from a snapshot needs none
         self._lock = threading.Lock()
-        if self.dir and self.dir.exists():
-            for keys_file in sorted(self.dir.glob("*.json")):
-                npy = keys_file.with_suffix(".npy")
-                if not npy.exists():
-                    continue
-                keys = json.loads(keys_file.read_text())
-                vecs = np.load(npy)
-                if len(keys) == len(vecs):
-                    self._mem.update(zip(keys, vecs, strict=True))
 
-    def key(self, prompt: str, text: str) -> str:
-        return hashlib.sha1(f"{self.model_id}\n{prompt}\n{text}".encode()).hexdigest()
+    def key(self, prompt: str, text: str) -> bytes:
+        return hashlib.sha1(f"{self.model_id}\n{prompt}\n{text}".encode()).digest()
 
-    def get(self, key: str) -> np.ndarray | None:
-        return self._mem.get(key)
+    def __len__(self) -> int:
+        return sum(map(len, self._open()))
 
-    def put(self, keys: list[str], vecs: np.ndarray) -> None:
+    def _open(self) -> list[_Chunk]:
+        if self._chunks is None:
+            with self._lock:
+                if self._chunks is None:
+                    chunks = []
+                    if self.dir and self.dir.exists():
+                        for npy in sorted(self.dir.glob("*.npy")):
+                            chunk = self._read(npy)
+                            if chunk is not None:
+                                chunks.append(chunk)
+                    self._chunks = chunks
+        return self._chunks
+
+    @staticmethod
+    def _read(npy: Path) -> _Chunk | None:
+        """A chunk file, or None when it is incomplete (written by a process that died)."""
+        keys_file, legacy = npy.with_suffix(".keys"), npy.with_suffix(".json")
+        try:
+            vecs = np.load(npy, mmap_mode="r")
+            if keys_file.exists():
+                size = keys_file.stat().st_size
+                keys = np.memmap(keys_file, dtype=_KEY, mode="r") if size else np.zeros(0, _KEY)
+                rows = None
+            elif legacy.exists():
+                digests = np.array([bytes.fromhex(k) for k in json.loads(legacy.read_text())], dtype=_KEY)
+                rows = np.argsort(digests, kind="stable")
+                keys = digests[rows]
+            else:
+                return None
+        except (OSError, ValueError):
+            return None
+        return _Chunk(keys, rows, vecs, npy) if len(keys) == len(vecs) else None
+
+    def lookup(self, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(which of `keys` are cached, their vectors in that order)."""
+        chunks = self._open()
+        want = np.array(keys, dtype=_KEY)
+        found = np.zeros(len(want), dtype=bool)
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for chunk in reversed(chunks):
+            todo = np.flatnonzero(~found)
+            if not len(todo):
+                break
+            hit, rows = chunk.find(want[todo])
+            if len(rows):
+                order = np.argsort(rows, kind="stable")  # read the file in order
+                vecs = np.empty((len(rows), chunk.vecs.shape[1]), dtype=np.float32)
+                vecs[order] = chunk.vecs[rows[order]]
+                parts.append((todo[hit], vecs))
+                found[todo[hit]] = True
+        if not parts:
+            return found, np.zeros((0, 0), dtype=np.float32)
+        where = np.concatenate([p[0] for p in parts])
+        vecs = np.concatenate([p[1] for p in parts])
+        return found, vecs[np.argsort(where, kind="stable")]
+
+    def get(self, key: bytes) -> np.ndarray | None:
+        found, vecs = self.lookup([key])
+        return vecs[0] if found[0] else None
+
+    def put(self, keys: list[bytes], vecs: np.ndarray) -> None:
+        if not keys:
+            return
+        self._open()
+        digests = np.array(keys, dtype=_KEY)
+        order = np.argsort(digests, kind="stable")
+        chunk = self._write(digests[order], np.asarray(vecs, dtype=np.float32)[order], keys[0])
         with self._lock:
-            self._mem.update(zip(keys, vecs, strict=True))
-            if not self.dir or not keys:
-                return
-            self.dir.mkdir(parents=True, exist_ok=True)
-            name = f"{len(list(self.dir.glob('*.json'))):06d}-{os.getpid()}-{keys[0][:8]}"
-            np.save(self.dir / f"{name}.npy.tmp.npy", np.asarray(vecs, dtype=np.float32))
-            os.replace(self.dir / f"{name}.npy.tmp.npy", self.dir / f"{name}.npy")
-            (self.dir / f"{name}.json").write_text(json.dumps(keys))
+            self._chunks.append(chunk)
+            self._merge_small()
 
-    def compact(self, keep: set[str]) -> None:
-        """Rewrite the cache as one file holding only `keep` (called after a full rebuild)."""
+    def _write(self, keys: np.ndarray, vecs: np.ndarray, tag: bytes) -> _Chunk:
+        """A new chunk (a file pair when there is a directory; the keys file last, it marks the pair
+        complete)."""
+        if not self.dir:
+            return _Chunk(keys, None, vecs)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{os.getpid()}-{tag.hex()[:8]}"
+        npy, keys_file = self.dir / f"{name}.npy", self.dir / f"{name}.keys"
+        for path, write in ((npy, lambda f: np.save(f, vecs)), (keys_file, lambda f: f.write(keys.tobytes()))):
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                write(f)
+            os.replace(tmp, path)
+        return _Chunk(keys, None, np.load(npy, mmap_mode="r"), npy)
+
+    def _merge_small(self) -> None:
+        """Merge the chunks of a size class (16^k rows) into one once there are MERGE of them."""
+        while True:
+            classes: dict[int, list[_Chunk]] = defaultdict(list)
+            for chunk in self._chunks:
+                classes[int(np.log(max(len(chunk), 1)) / np.log(self.MERGE))].append(chunk)
+            full = next((group for group in classes.values() if len(group) >= self.MERGE), None)
+            if full is None:
+                return
+            self._replace(full, self._gather(full, [np.ones(len(c), dtype=bool) for c in full]))
+
+    def _gather(self, chunks: list[_Chunk], keep: list[np.ndarray], block: int = 65536) -> _Chunk:
+        """One chunk of the `keep`-masked keys of `chunks`, sorted; vectors copied a block at a time."""
+        keys = np.concatenate([c.keys[k] for c, k in zip(chunks, keep, strict=True)])
+        source = np.concatenate([np.full(int(k.sum()), i, dtype=np.int32) for i, k in enumerate(keep)])
+        rows = np.concatenate(
+            [(np.flatnonzero(k) if c.rows is None else c.rows[k]) for c, k in zip(chunks, keep, strict=True)]
+        )
+        order = np.argsort(keys, kind="stable")
+        keys, source, rows = keys[order], source[order], rows[order]
+        first = np.concatenate([[True], keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=bool)
+        keys, source, rows = keys[first], source[first], rows[first]  # a text cached twice: once
+        dim = next((c.vecs.shape[1] for c in chunks if c.vecs.ndim == 2), 0)
+        if self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            name = f"{time.time_ns():020d}-{os.getpid()}-merged"
+            npy = self.dir / f"{name}.npy"
+            tmp = npy.with_name(npy.name + ".tmp")
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keys), dim))
+        else:
+            out = np.empty((len(keys), dim), dtype=np.float32)
+        for a in range(0, len(keys), block):
+            b = min(a + block, len(keys))
+            for i in np.unique(source[a:b]):
+                sel = np.flatnonzero(source[a:b] == i)
+                out[a + sel] = chunks[i].vecs[rows[a:b][sel]]
+        if not self.dir:
+            return _Chunk(keys, None, out)
+        out.flush()
+        del out
+        os.replace(tmp, npy)
+        keys_file = npy.with_suffix(".keys")
+        keys_file.with_name(keys_file.name + ".tmp").write_bytes(keys.tobytes())
+        os.replace(keys_file.with_name(keys_file.name + ".tmp"), keys_file)
+        return _Chunk(
+            np.memmap(keys_file, dtype=_KEY, mode="r") if len(keys) else keys, None, np.load(npy, mmap_mode="r"), npy
+        )
+
+    def _replace(self, old: list[_Chunk], new: _Chunk) -> None:
+        gone = {id(c) for c in old}
+        self._chunks = [c for c in self._chunks if id(c) not in gone] + [new]
+        for c in old:
+            if c.path is not None:  # another worker may still read it: its mapping stays valid
+                for suffix in (".npy", ".keys", ".json"):
+                    c.path.with_suffix(suffix).unlink(missing_ok=True)
+
+    def compact(self, keep: np.ndarray) -> None:
+        """Rewrite the cache as one file holding only the keys `keep` (called after a full rebuild)."""
         if not self.dir:
             return
+        chunks = self._open()
         with self._lock:
-            files = sorted(self.dir.glob("*.json"))
-            if len(files) <= 8 and len(self._mem) <= 2 * max(len(keep), 1):
+            total = sum(map(len, chunks))
+            if len(chunks) <= 8 and total <= 2 * max(len(keep), 1):
                 return
-            keys = [k for k in self._mem if k in keep]
-            vecs = np.stack([self._mem[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
-            tmp = self.dir / "compact.tmp"
-            tmp.mkdir(exist_ok=True)
-            np.save(tmp / "000000-all.npy", vecs)
-            (tmp / "000000-all.json").write_text(json.dumps(keys))
-            for f in files:
-                f.unlink(missing_ok=True)
-                f.with_suffix(".npy").unlink(missing_ok=True)
-            for f in tmp.iterdir():
-                os.replace(f, self.dir / f.name)
-            tmp.rmdir()
-            self._mem = {k: self._mem[k] for k in keys}
+            keep = np.unique(np.asarray(keep, dtype=_KEY))
+            masks = [np.isin(c.keys, keep) for c in chunks]
+            self._replace(chunks, self._gather(chunks, masks))
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -276,6 +427,13 @@ class _IVF:
         self._quantizer.add(self.centroids)
         self.lists: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(centroids)
 
+    def __getstate__(self) -> dict:  # saved without the FAISS quantizer, rebuilt from the centroids
+        return {"centroids": self.centroids, "nprobe": self.nprobe, "lists": self.lists}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["centroids"], state["nprobe"])
+        self.lists = state["lists"]
+
     @classmethod
     def train(cls, sample: np.ndarray, nlist: int, nprobe: int) -> _IVF:
         """Coarse centroids by k-means on inner product (what FAISS's IVF training does)."""
@@ -320,6 +478,19 @@ class _Centroids:
     @property
     def quantized(self) -> bool:
         return self._sq is not None
+
+    def __getstate__(self) -> dict:  # the FAISS index is saved as its serialized bytes
+        import faiss
+
+        sq = faiss.serialize_index(self._sq) if self._sq is not None else None
+        return {"dim": self.dim, "_f32": self._f32, "_sq": sq}
+
+    def __setstate__(self, state: dict) -> None:
+        import faiss
+
+        self.__dict__.update(state)
+        if state["_sq"] is not None:
+            self._sq = faiss.deserialize_index(np.ascontiguousarray(state["_sq"]))
 
     def put(self, slot0: int, cents: np.ndarray) -> None:
         if self._sq is not None:
@@ -677,6 +848,54 @@ def model_id(embedder) -> str:
     return type(embedder).__name__
 
 
+SNAPSHOT_FORMAT = 1
+_MAPPED_BYTES = 1 << 20  # arrays from this size are saved as files of their own and memory-mapped
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles an index with its large arrays as .npy files beside it (see `Retriever.save`)."""
+
+    def __init__(self, file, arrays: Path) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.arrays = arrays
+        self.count = 0
+
+    def persistent_id(self, obj):
+        if isinstance(obj, _Grow) and obj.a.nbytes >= _MAPPED_BYTES:
+            # Room for a sixteenth more rows (zeros, sparse in the file): an edit appends into private
+            # copies of the pages it touches instead of copying the whole arena.
+            return ("grow", self._save(obj.a, spare=max(256, len(obj.a) // 16)))
+        if isinstance(obj, np.ndarray) and obj.ndim and obj.nbytes >= _MAPPED_BYTES and obj.dtype != object:
+            return ("array", self._save(obj))
+        return None
+
+    def _save(self, a: np.ndarray, spare: int = 0) -> str:
+        name = f"{self.count}.npy"
+        self.count += 1
+        shape = (len(a) + spare, *a.shape[1:])
+        out = np.lib.format.open_memmap(self.arrays / name, mode="w+", dtype=a.dtype, shape=shape)
+        out[: len(a)] = a
+        out.flush()
+        del out
+        return name
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    def __init__(self, file, arrays: Path) -> None:
+        super().__init__(file)
+        self.arrays = arrays
+
+    def persistent_load(self, pid):
+        kind, name = pid
+        # Copy-on-write: pages are shared with every process that maps the file until one writes.
+        a = np.load(self.arrays / name, mmap_mode="c")
+        if kind == "grow":
+            grow = _Grow.__new__(_Grow)
+            grow.a = a
+            return grow
+        return a
+
+
 class Retriever:
     """Search entries of one municipality by meaning and by spelling."""
 
@@ -700,21 +919,23 @@ class Retriever:
 
     def _vectors(self, rows: list[Row]) -> np.ndarray:
         """Row vectors (unprojected) from the cache, encoding only the missing ones."""
+        if not rows:
+            return np.zeros((0, self.dim or 384), dtype=np.float32)
         keys = [self.cache.key(self._prompt(r), r.text) for r in rows]
-        out: list[np.ndarray | None] = [self.cache.get(k) for k in keys]
+        found, cached = self.cache.lookup(keys)
+        parts: list[tuple[np.ndarray, np.ndarray]] = [(np.flatnonzero(found), cached)] if found.any() else []
         for prompt in ("query", "passage"):
-            todo = [i for i, r in enumerate(rows) if out[i] is None and self._prompt(r) == prompt]
+            todo = [i for i, r in enumerate(rows) if not found[i] and self._prompt(r) == prompt]
             if not todo:
                 continue
             texts = [rows[i].text for i in todo]
             enc = self.embedder.encode_queries if prompt == "query" else self.embedder.encode_passages
             vecs = np.asarray(enc(texts), dtype=np.float32)
-            for i, v in zip(todo, vecs, strict=True):
-                out[i] = v
+            parts.append((np.asarray(todo), vecs))
             self.cache.put([keys[i] for i in todo], vecs)
-        if not rows:
-            return np.zeros((0, self.dim or 384), dtype=np.float32)
-        mat = np.stack(out).astype(np.float32)
+        mat = np.empty((len(rows), parts[0][1].shape[1]), dtype=np.float32)
+        for where, vecs in parts:
+            mat[where] = vecs
         self.dim = mat.shape[1]
         return mat
 
@@ -780,7 +1001,7 @@ class Retriever:
             self._learn(e, vocabulary, speller)
             by_shard[e.municipality].append(e)
         shards: dict[str, _Shard] = {}
-        keys: set[str] = set()
+        keys: list[np.ndarray] = []  # the texts indexed, for compacting the cache
         for municipality, ents in by_shard.items():
             shard = None
             for a in range(0, len(ents), batch):
@@ -789,7 +1010,7 @@ class Retriever:
                 flat = [r for rows in all_rows for r in rows]
                 vecs = self._vectors(flat)
                 if self.cache.dir:
-                    keys.update(self.cache.key(self._prompt(r), r.text) for r in flat)
+                    keys.append(np.array([self.cache.key(self._prompt(r), r.text) for r in flat], dtype=_KEY))
                 if shard is None:
                     shard = shards[municipality] = _Shard(vecs.shape[1], s, directions)
                 shard.add_batch(part, *self._prepare(part, all_rows, vecs))
@@ -805,7 +1026,90 @@ class Retriever:
             self.vocabulary = vocabulary
             self.speller = speller
         if self.cache.dir:
-            self.cache.compact(keys)
+            self.cache.compact(np.concatenate(keys) if keys else np.zeros(0, dtype=_KEY))
+        _release_freed_memory()
+
+    # -- saving and loading -------------------------------------------------------------------
+
+    def _fingerprint(self) -> dict:
+        return {"format": SNAPSHOT_FORMAT, "model": self.cache.model_id, "settings": repr(self.settings)}
+
+    def save(self, directory: Path, extra: dict | None = None, meta: dict | None = None, adopt: bool = True) -> None:
+        """Write the index to `directory` (replacing what is there) so a worker can start from it.
+
+        The large arrays (int8 arena, the lexical index's matrices, row and slot arrays) are .npy
+        files beside a pickle of the rest; `load` memory-maps them copy-on-write, so every worker
+        on the machine shares one copy of their pages and a start reads no vectors. With `adopt`,
+        this index then runs on the mapped files too (its own copies are freed). `extra` is saved
+        with it (the service's versions and audit watermark). Call with no index change running
+        (the service holds its lock); searches may go on.
+        """
+        directory = Path(directory)
+        tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}-{time.time_ns()}")
+        (tmp / "arrays").mkdir(parents=True)
+        with self._lock:
+            shards = dict(self._shards)
+            for shard in shards.values():
+                shard.lex.merge()
+                shard.lex.prepare()  # the inverted view is saved too: a search builds nothing
+        state = {
+            **self._fingerprint(),
+            "dim": self.dim,
+            "directions": self.directions,
+            "shards": shards,
+            "vocabulary": self.vocabulary,
+            "speller": self.speller,
+            "extra": extra or {},
+        }
+        try:
+            with open(tmp / "index.pickle", "wb") as f:
+                _SnapshotPickler(f, tmp / "arrays").dump(state)
+            (tmp / "meta.json").write_text(json.dumps(meta or {}))
+            old = directory.with_name(f"{directory.name}.old-{os.getpid()}-{time.time_ns()}")
+            if directory.exists():
+                os.replace(directory, old)  # a worker that mapped it keeps reading its files
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if adopt:
+            self.load(directory)
+
+    def load(self, directory: Path) -> dict | None:
+        """Replace the index with the one saved in `directory`; its `extra`, or None (and the index
+        unchanged) when there is none or it was saved by another model, settings or format."""
+        path = Path(directory) / "index.pickle"
+        try:
+            with open(path, "rb") as f:
+                state = _SnapshotUnpickler(f, path.parent / "arrays").load()
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError):
+            return None
+        if {k: state.get(k) for k in self._fingerprint()} != self._fingerprint():
+            return None
+        state["speller"].lexicon = self.lexicon
+        for shard in state["shards"].values():
+            shard.settings = self.settings
+        with self._lock:
+            self.dim, self.directions = state["dim"], state["directions"]
+            self._shards = state["shards"]
+            self.vocabulary, self.speller = state["vocabulary"], state["speller"]
+        _release_freed_memory()
+        return state["extra"]
+
+    def sibling(self) -> Retriever:
+        """An empty retriever with this one's embedder, settings, vector cache and lexicon: to load
+        or build an index aside, then `adopt` it."""
+        other = Retriever.__new__(Retriever)
+        other.__dict__.update(self.__dict__)
+        other._shards, other.vocabulary = {}, defaultdict(set)
+        other._lock, other._query_lock, other._queries = threading.RLock(), threading.Lock(), OrderedDict()
+        return other
+
+    def adopt(self, other: Retriever) -> None:
+        """Take over `other`'s index: searches switch to it at once."""
+        with self._lock:
+            self.dim, self.directions, self._shards = other.dim, other.directions, other._shards
+            self.vocabulary, self.speller = other.vocabulary, other.speller
         _release_freed_memory()
 
     def upsert(self, entry: Entry) -> None:
@@ -945,7 +1249,16 @@ class Retriever:
             kind = shard._kind.a[pos]
             cent = shard._cent.scores(slots, qv)
         return self._score(
-            stored, languages, counts, kind, dense, lex_cos, lex_cov, cent, query if query != text else None, top_k,
+            stored,
+            languages,
+            counts,
+            kind,
+            dense,
+            lex_cos,
+            lex_cov,
+            cent,
+            query if query != text else None,
+            top_k,
             language=language,
         )
 
@@ -1020,8 +1333,12 @@ class Retriever:
                     matched,
                     mkind,
                     mlang,
-                    raw={"cos": cos, "centroid": float(cent[i]), "coverage": cov,
-                         **({"lead": float(lead[rank])} if lead is not None else {})},
+                    raw={
+                        "cos": cos,
+                        "centroid": float(cent[i]),
+                        "coverage": cov,
+                        **({"lead": float(lead[rank])} if lead is not None else {}),
+                    },
                     query=query,
                 )
             )

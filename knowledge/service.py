@@ -9,6 +9,12 @@ database no longer has, or with an old version of one. Two mechanisms keep it so
 - `reconcile` compares the index's version of every entry (its `updated_at`) with the database's,
   at start and every minute, and repairs any difference whatever its cause.
 
+The index is saved under `index_dir/snapshot` (`Retriever.save`) after a full build and once a
+twentieth of the entries changed, with the versions and audit watermark it holds. A worker starts
+from it (memory-mapped: the workers of a machine share its pages, and a start encodes and reads no
+vectors), then syncs and reconciles before it answers anyone; a running worker moves onto a newer
+snapshot another worker saved when it is at least as far in the audit log, so all keep sharing.
+
 A change through this service (`upsert`, `delete`) is answerable when the call returns; imports
 are indexed in the background (`maintain`), in batches, and every worker publishes how far it is
 (`knowledge.index_status`), so a CLI import and the workshop can tell when the entries are live.
@@ -17,6 +23,8 @@ are indexed in the background (`maintain`), in batches, and every worker publish
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import socket
 import threading
@@ -36,8 +44,11 @@ from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
 
+log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (municipality, entry id)
 RECONCILE_S = 60.0
+SAVE_EVERY = 0.05  # save the index once this share of the entries (at least SAVE_MIN) changed since
+SAVE_MIN = 1000
 
 
 class KnowledgeService:
@@ -60,6 +71,9 @@ class KnowledgeService:
         self._reconciled_at = 0.0
         self._publish_lock = threading.Lock()
         self._closed = threading.Event()
+        self.snapshot_dir = Path(index_dir) / "snapshot" if index_dir else None
+        self._snapshot_seen: int | None = None  # the snapshot this worker runs on (its meta file's mtime)
+        self._changed_since_save = 0
         # Disruption notices are answered first; they share the retriever's cached query vectors.
         self.notices = NoticeStore(store.engine, self.embedder, encode_query=self.retriever.encode_query)
         self.refresh()
@@ -74,7 +88,11 @@ class KnowledgeService:
     # -- keeping the index equal to the database ----------------------------------------------------
 
     def refresh(self) -> None:
-        """Rebuild the index from the database (vectors come from the cache: fast)."""
+        """Start from the saved index when there is one, brought to the database's state (changes
+        since it was saved, then every entry's version) before this returns; else rebuild it from
+        the database (vectors come from the cache) and save it."""
+        if self._adopt_snapshot(at_least=None):
+            return
         with self._lock:
             seen = self.store.last_audit_id()  # before reading: later changes are replayed by sync
             rows = self.store.all_versioned()
@@ -82,7 +100,73 @@ class KnowledgeService:
             self._versions = {(e.municipality, e.id): t for e, t in rows}
             self._audit_seen = self._batch_last = seen
             self._reconciled_at = time.time()
+            self._save_snapshot()
         self.publish(force=True)
+
+    def _snapshot_meta(self) -> dict:
+        try:
+            return json.loads((self.snapshot_dir / "meta.json").read_text())
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    def _adopt_snapshot(self, at_least: int | None) -> bool:
+        """Run on the saved index if this worker does not run on it yet and (with `at_least`) it has
+        seen that much of the audit log. It is loaded aside and brought to the database's state
+        before searches switch to it, so no search sees an older state. False if none was adopted."""
+        meta = self._snapshot_meta() if self.snapshot_dir else {}
+        if not meta or meta.get("id") == self._snapshot_seen:
+            return False
+        if at_least is not None and (meta.get("audit_seen", -1) < at_least or self._pending):
+            return False
+        with self._lock:
+            fresh = self.retriever.sibling()
+            extra = fresh.load(self.snapshot_dir)
+            if extra is None:
+                self._snapshot_seen = meta.get("id")  # not for this model or settings: not again
+                return False
+            versions = dict(extra["versions"])
+            seen, changed = self._catch_up(fresh, versions, extra["audit_seen"])
+            self.retriever.adopt(fresh)
+            self._versions = versions
+            self._audit_seen = self._batch_last = seen
+            self._reconciled_at = time.time()
+            self._snapshot_seen = extra["id"]
+            self._changed_since_save = changed
+        self.publish(force=True)
+        return True
+
+    def _catch_up(self, retriever: Retriever, versions: dict[Key, float], seen: int) -> tuple[int, int]:
+        """Bring a loaded index that holds `versions` and has seen the audit log up to `seen` to the
+        database's state: every entry changed since, and every entry whose version differs (what
+        `reconcile` checks). Returns the audit id reached and how many entries changed."""
+        changes = self.store.changed_since(seen)
+        stored = self.store.versions()
+        keys = {(m, entry_id) for _, m, entry_id, _ in changes}
+        keys |= {k for k, t in stored.items() if versions.get(k) != t}
+        keys |= {k for k in versions if k not in stored}
+        current = self.store.get_many(list(keys))
+        removes = [k for k in keys if k not in current]
+        retriever.apply([current[k][0] for k in keys if k in current], removes)
+        for k in removes:
+            versions.pop(k, None)
+        versions.update({k: t for k, (_, t) in current.items()})
+        return (changes[-1][0] if changes else seen), len(keys)
+
+    def _save_snapshot(self) -> None:
+        """Save the index with the versions and audit watermark it holds (call with the lock held)."""
+        if not self.snapshot_dir or self._pending:
+            return
+        sid = uuid.uuid4().hex
+        try:
+            self.retriever.save(
+                self.snapshot_dir,
+                extra={"id": sid, "versions": dict(self._versions), "audit_seen": self._audit_seen},
+                meta={"id": sid, "audit_seen": self._audit_seen},
+            )
+        except OSError:
+            log.exception("saving the index failed; workers start by rebuilding it")
+            return
+        self._snapshot_seen, self._changed_since_save = sid, 0
 
     def sync(self) -> int:
         """Apply every change made since the last sync (by this or any other process); returns how
@@ -123,6 +207,12 @@ class KnowledgeService:
         changed = self.sync()
         if time.time() - self._reconciled_at >= RECONCILE_S:
             changed += self.reconcile()
+        self._changed_since_save += changed
+        if not self._adopt_snapshot(at_least=self._audit_seen) and self._changed_since_save >= max(
+            SAVE_MIN, SAVE_EVERY * len(self._versions)
+        ):
+            with self._lock:
+                self._save_snapshot()
         self.publish()
         return changed
 

@@ -8,6 +8,7 @@ large one must find what the small one finds.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import numpy as np
@@ -158,3 +159,80 @@ def test_large_shard_upsert_remove_and_compaction(entries):
         if gold not in gone:
             assert found[0] == gold
     assert r.search(question, language="sv")[0].entry.id == "ny"
+
+
+def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, monkeypatch):
+    """A worker starting from a saved index maps its arrays (shared pages, nothing encoded) and
+    answers as the index it was saved from, also after edits."""
+    from knowledge import retrieval
+
+    monkeypatch.setattr(retrieval, "_MAPPED_BYTES", 1 << 14)  # this toy shard's arrays are small
+    large.save(tmp_path / "snapshot", extra={"n": 1}, adopt=False)
+    r = Retriever(TrigramEmbedder(), settings=large.settings)
+    assert r.load(tmp_path / "snapshot") == {"n": 1}
+    s = shard(r)
+    assert isinstance(s._vecs.a, np.memmap) and s._vecs.a.dtype == np.int8 and len(s._vecs.a) > s.n
+    for text, _ in queries(entries):
+        a = [(c.entry.id, round(c.score, 6), c.matched) for c in large.search(text, language="sv", top_k=5)]
+        b = [(c.entry.id, round(c.score, 6), c.matched) for c in r.search(text, language="sv", top_k=5)]
+        assert a == b
+    question = "var lämnar jag grovsopor och gamla möbler"
+    r.upsert(Entry(id="ny", questions={"sv": [question]}, answer={"sv": "På återvinningscentralen."}))
+    r.remove("default", "e1")
+    assert isinstance(shard(r)._vecs.a, np.memmap)  # appended into the spare rows, not copied
+    assert r.search(question, language="sv")[0].entry.id == "ny"
+    assert "e1" not in {c.entry.id for c in r.search(entries[1].questions["sv"][1], language="sv", top_k=10)}
+    other = load_retrieval_settings(env={}).replace(spell_correct=False, ivf_min_rows=123)
+    assert Retriever(TrigramEmbedder(), settings=other).load(tmp_path / "snapshot") is None  # other settings
+
+
+def test_vector_cache_stays_on_disk_merges_and_compacts(tmp_path):
+    from knowledge.retrieval import VectorCache
+
+    cache = VectorCache(tmp_path, "m")
+    rng = np.random.default_rng(0)
+    keys = [cache.key("query", f"text {i}") for i in range(40 * 17)]
+    vecs = rng.normal(size=(len(keys), 8)).astype(np.float32)
+    for a in range(0, len(keys), 40):  # 17 puts of 40: the 16 of one size class are merged
+        cache.put(keys[a : a + 40], vecs[a : a + 40])
+    assert len(list((tmp_path / "vectors").glob("*.npy"))) == 2
+    again = VectorCache(tmp_path, "m")
+    found, got = again.lookup([keys[5], b"x" * 20, keys[-1]])
+    assert found.tolist() == [True, False, True] and np.array_equal(got, vecs[[5, -1]])
+    assert isinstance(again._chunks[0].vecs, np.memmap)
+    again.compact(np.array(keys[:100], dtype="S20"))
+    assert len(list((tmp_path / "vectors").glob("*.npy"))) == 1 and len(VectorCache(tmp_path, "m")) == 100
+    # The older format (keys as JSON, in write order) is read too.
+    legacy = tmp_path / "old"
+    (legacy / "vectors").mkdir(parents=True)
+    np.save(legacy / "vectors" / "000000-1-abc.npy", vecs[:3])
+    (legacy / "vectors" / "000000-1-abc.json").write_text(json.dumps([k.hex() for k in keys[:3]]))
+    found, got = VectorCache(legacy, "m").lookup([keys[2], keys[0]])
+    assert found.all() and np.array_equal(got, vecs[[2, 0]])
+
+
+def test_service_starts_from_the_saved_index_in_the_database_state(tmp_path):
+    """A worker starts from the index another saved, with the changes made since applied before it
+    answers: a deleted entry is not found, an edited one is found in its new version."""
+    from core.db import make_engine
+    from knowledge.service import KnowledgeService
+    from knowledge.store import KnowledgeStore
+    from kommunchatt.schema import init_db
+
+    url = f"sqlite:///{tmp_path / 'kb.db'}"
+    init_db(make_engine(url))
+    KnowledgeStore(make_engine(url)).import_entries("default", make_entries(60), actor="test")
+    first = KnowledgeService(KnowledgeStore(make_engine(url)), None, tmp_path / "index", embedder=TrigramEmbedder())
+    assert (tmp_path / "index" / "snapshot" / "meta.json").exists() and first._snapshot_seen
+    first.close()
+    other = KnowledgeStore(make_engine(url))  # another process, after the save
+    other.delete("default", "e1", actor="test")
+    other.upsert(Entry(id="e2", questions={"sv": ["var lämnar jag grovsopor"]}, answer={"sv": "ÅVC."}), actor="test")
+    second = KnowledgeService(KnowledgeStore(make_engine(url)), None, tmp_path / "index", embedder=TrigramEmbedder())
+    assert second._snapshot_seen == first._snapshot_seen  # started from the saved index
+    indexed = {e.id: e for e in second.retriever.entries()}
+    assert "e1" not in indexed and indexed["e2"].answer == {"sv": "ÅVC."} and len(indexed) == 59
+    assert second.retriever.search("var lämnar jag grovsopor", language="sv")[0].entry.id == "e2"
+    old = make_entries(60)[1].questions["sv"][0]
+    assert "e1" not in {c.entry.id for c in second.retriever.search(old, language="sv", top_k=10)}
+    second.close()
