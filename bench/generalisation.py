@@ -124,6 +124,15 @@ def cache_dir(name: str) -> Path:
     return CACHE if name == "seed" else CACHE / "generalisation" / name
 
 
+SEED_PROTOCOLS = ("seed", "seed-q1", "seed-answers")
+
+
+def protocol_settings(name: str, settings: RetrievalSettings) -> RetrievalSettings:
+    """The seed's protocols run without the translation memory (knowledge/bridge.py): it IS the
+    seed, so it would look up the very entries being ranked, in the message's language."""
+    return settings.replace(bridge=False) if name in SEED_PROTOCOLS else settings
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
@@ -249,14 +258,15 @@ def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: 
     results = []
     print(HEADER)
     for p in protocols(only):
-        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=settings)
+        ps = protocol_settings(p.name, settings)
+        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=ps)
         t = time.perf_counter()
         retriever.rebuild(p.entries)
         build = time.perf_counter() - t
         for split, messages in p.splits.items():
             if split not in splits:
                 continue
-            m = outcome(retriever, p.entries, messages, settings)
+            m = outcome(retriever, p.entries, messages, ps)
             print(row(p.name, split, m), flush=True)
             e5 = plain_e5(retriever, p.entries, messages) if with_e5 else None
             if e5:
@@ -306,9 +316,16 @@ def fit_decision(by_kb: dict[str, list[tuple]], max_wrong: float, max_unanswered
     for t in np.round(np.arange(0.5, 0.996, 0.01), 3):
         ok = True
         for rows in by_kb.values():
-            answered = np.array([(probability(r[0], settings, "standout") >= t
-                                  or probability(r[0], settings, "answer") >= settings.answer_probability)
-                                 and r[0]["margin"] >= settings.answer_min_margin for r in rows])
+            answered = np.array(
+                [
+                    (
+                        probability(r[0], settings, "standout") >= t
+                        or probability(r[0], settings, "answer") >= settings.answer_probability
+                    )
+                    and r[0]["margin"] >= settings.answer_min_margin
+                    for r in rows
+                ]
+            )
             right, unans = np.array([r[1] for r in rows]), np.array([r[3] for r in rows])
             ok &= (answered & ~right).sum() <= max_wrong * len(rows)
             ok &= (answered & unans).sum() <= max_unanswered * max(unans.sum(), 1)
@@ -323,7 +340,7 @@ def fit(args) -> int:
     settings = load_retrieval_settings()
     by_kb = {}
     for p in protocols(set(FIT_PROTOCOLS.split(","))):
-        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=settings)
+        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=protocol_settings(p.name, settings))
         retriever.rebuild(p.entries)
         by_kb[p.name] = decision_rows(retriever, p.splits["dev"])
         print(f"{p.name}: {len(by_kb[p.name])} dev messages", flush=True)

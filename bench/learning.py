@@ -46,6 +46,7 @@ from bench.generalisation import (
     first_swedish_question,
     fit_decision,
     outcome,
+    protocol_settings,
     seed_first_question,
 )
 from bench.retrieval import load_embedder, read_jsonl
@@ -73,8 +74,13 @@ OWN_REPLY = "Det har vi tyvärr ingen information om här. Ring kommunens kontak
 def copied(entries: list[Entry]) -> dict[str, Entry]:
     """The entries by id, with question lists of their own to add a month's wordings to."""
     return {
-        e.id: Entry(id=e.id, answer=dict(e.answer), questions={k: list(v) for k, v in e.questions.items()},
-                    tags=e.tags, url=e.url)
+        e.id: Entry(
+            id=e.id,
+            answer=dict(e.answer),
+            questions={k: list(v) for k, v in e.questions.items()},
+            tags=e.tags,
+            url=e.url,
+        )
         for e in entries
     }
 
@@ -271,7 +277,7 @@ def row(name: str, when: str, m: dict) -> str:
 
 
 def run_protocol(name: str, entries: list[Entry], dev: list[dict], test: list[dict], embedder, args) -> dict:
-    settings = load_retrieval_settings()
+    settings = protocol_settings(name, load_retrieval_settings())  # seed-q1: no translation memory
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'month.db'}")
         from kommunchatt.schema import init_db

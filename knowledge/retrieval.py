@@ -17,6 +17,10 @@ entries by SVD) are projected out of every vector, query and rows alike.
 Before encoding, misspelt words are mapped onto the knowledge base's vocabulary
 (`lexical.SpellCorrector`), so the dense model sees "förskoleplats" for "forskoleplats".
 
+When the knowledge base has no text in the message's language, its entries are also scored by a
+Swedish pivot of the message, made from a translation memory of the product's seed questions
+(`knowledge/bridge.py`): within one language e5's cosines are reliable, across two they are not.
+
 Storage per municipality (a shard): a growable arena of projected row vectors (float32; int8
 codes with per-row scales once a shard is large, when inverted lists over the arena generate row
 candidates), an arena of entry centroids, row kinds (texts are rebuilt from the entry for the
@@ -46,6 +50,7 @@ from typing import Protocol
 
 import numpy as np
 
+from knowledge import bridge
 from knowledge.entries import DEFAULT_MUNICIPALITY, Entry
 from knowledge.lexical import Featurizer, LexicalIndex, SpellCorrector, tokenizer_lexicon, words
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
@@ -818,6 +823,17 @@ def _sentence_blend(d: np.ndarray, is_sentence: np.ndarray, starts: np.ndarray, 
     return whole + blend * (best - whole)
 
 
+def _entry_dense(
+    d: np.ndarray, kind: np.ndarray, starts: np.ndarray, has_rows: np.ndarray, cent: np.ndarray, blend: float
+) -> np.ndarray:
+    """Per entry its dense signal (`_sentence_blend` of its rows' cosines `d`; the centroid's
+    cosine for an entry with no rows)."""
+    d_max = np.full(len(has_rows), -1.0)
+    if len(d):
+        d_max[has_rows] = _sentence_blend(d, kind == _KIND_CODE[CHUNK], starts[has_rows], blend)
+    return np.where(has_rows, d_max, cent)
+
+
 LEAD_FIELD = 20  # the runners-up a score is compared with
 
 
@@ -914,6 +930,7 @@ class Retriever:
         self.speller = self._new_speller()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
+        self._memory: tuple[bridge.TranslationMemory | None] | None = None  # resolved once
 
     # -- building -------------------------------------------------------------------------------
 
@@ -1223,6 +1240,33 @@ class Retriever:
                 self._queries.popitem(last=False)
         return vec
 
+    def translation_memory(self) -> bridge.TranslationMemory | None:
+        """The process's translation memory (`knowledge/bridge.py`), or None when the bridge is off."""
+        if not self.settings.bridge:
+            return None
+        if self._memory is None:
+            where = bridge.cache_location(self.embedder, self.cache.dir.parent if self.cache.dir else None)
+
+            def encode(texts: list[tuple[str, str]]) -> np.ndarray:
+                encoder = Retriever(self.embedder, cache_dir=where, settings=self.settings)  # its vector cache
+                return encoder._vectors([Row(text, QUESTION, lang) for lang, text in texts])
+
+            self._memory = (bridge.shared(self.cache.model_id, encode),)
+        return self._memory[0]
+
+    def _pivot(self, memory, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray):
+        """The message's pivot when the knowledge base has no text in its language (where it has some,
+        pivot scores of the other entries, on a same-language scale, would crowd out the entries
+        written in it) and some candidate entry has text in the pivot's."""
+        s = self.settings
+        if memory is None or language is None or language == s.bridge_language:
+            return None
+        if any(language in langs for langs in shard._language_sets):
+            return None
+        if not any(s.bridge_language in shard.languages[i] for i in slots):
+            return None
+        return memory.pivot(raw_qv, language, s)
+
     def search(
         self, text: str, municipality: str = DEFAULT_MUNICIPALITY, language: str | None = None, top_k: int = 5
     ) -> list[Candidate]:
@@ -1230,6 +1274,7 @@ class Retriever:
         s = self.settings
         query = self.query_text(text, language)
         raw_qv = self.encode_query(query)
+        memory = self.translation_memory() if language not in (None, s.bridge_language) else None
         with self._lock:
             shard = self._shards.get(municipality)
             if shard is None or not shard.entries:
@@ -1237,6 +1282,10 @@ class Retriever:
             qv = project(raw_qv, shard.directions)
             lq = shard.lex.query(query)
             slots = shard.candidate_slots(qv, lq, s)
+            pivot = self._pivot(memory, raw_qv, language, shard, slots)
+            if pivot is not None:  # no text in the message's language: its pivot is scored too
+                pv = project(pivot.vector, shard.directions)
+                slots = np.union1d(slots, shard.candidate_slots(pv, lq, s))
             if not len(slots):
                 return []
             stored = [shard.stored[i] for i in slots]
@@ -1248,6 +1297,7 @@ class Retriever:
             lex_cos, lex_cov = shard.lex.score_rows(lq, pos)
             kind = shard._kind.a[pos]
             cent = shard._cent.scores(slots, qv)
+            bridged = None if pivot is None else (shard.dense(pos, pv), shard._cent.scores(slots, pv))
         return self._score(
             stored,
             languages,
@@ -1260,6 +1310,7 @@ class Retriever:
             query if query != text else None,
             top_k,
             language=language,
+            bridged=bridged,
         )
 
     def _score(
@@ -1275,11 +1326,13 @@ class Retriever:
         query: str | None,
         top_k: int,
         language: str | None = None,
+        bridged: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[Candidate]:
         """Every row's lexical and dense signals blended into one score per entry, best `top_k` kept.
 
         Long because it is one vectorised pass over the rows' arrays (blend, per-entry maxima, centroid
-        weighting, ranking); split into steps it would hand a dozen arrays from one to the next."""
+        weighting, ranking); split into steps it would hand a dozen arrays from one to the next.
+        `bridged`: the rows' and centroids' cosines to the message's pivot (`_bridge`)."""
         s = self.settings
         is_q = kind == _KIND_CODE[QUESTION]
         # Coverage only on question rows: any long answer covers a short query's n-grams.
@@ -1294,12 +1347,10 @@ class Retriever:
         n = len(stored)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         has_rows = counts > 0
-        d_max = np.full(n, -1.0)
+        d_max = _entry_dense(d, kind, starts, has_rows, cent, s.sentence_blend)
         l_max = np.zeros(n)
         if len(d):
-            d_max[has_rows] = _sentence_blend(d, kind == _KIND_CODE[CHUNK], starts[has_rows], s.sentence_blend)
             l_max[has_rows] = np.maximum.reduceat(lex, starts[has_rows])
-        d_max = np.where(has_rows, d_max, cent)
         has_q = np.zeros(n, dtype=bool)
         if len(d):
             has_q[has_rows] = np.maximum.reduceat(is_q, starts[has_rows])
@@ -1311,6 +1362,9 @@ class Retriever:
             foreign = np.array([language not in langs for langs in languages])
             cw = np.where(foreign, np.maximum(cw, s.cross_language_centroid_weight), cw)
         score = (d_max + cw * cent + l_max) / (1.0 + cw + max(s.lexical_weight, s.answer_lexical_weight))
+        pivot_score = None
+        if bridged is not None and language is not None:
+            score, pivot_score = self._bridge(score, bridged, language, languages, kind, starts, has_rows, has_q, l_max)
         order = np.argsort(-score, kind="stable")
         lead = _lead(score[order])
         out: list[Candidate] = []
@@ -1342,4 +1396,37 @@ class Retriever:
                     query=query,
                 )
             )
+        if pivot_score is not None:  # the pivot's own score of the entries it was fused into (explain)
+            for c, i in zip(out, order[:top_k], strict=False):
+                if not np.isnan(pivot_score[i]):
+                    c.raw["bridge"] = float(pivot_score[i])
         return out
+
+    def _bridge(
+        self,
+        score: np.ndarray,
+        bridged: tuple[np.ndarray, np.ndarray],
+        language: str,
+        languages: list[frozenset[str]],
+        kind: np.ndarray,
+        starts: np.ndarray,
+        has_rows: np.ndarray,
+        has_q: np.ndarray,
+        l_max: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(fused scores, the pivot's scores or NaN): the pivot is scored as a message in the pivot
+        language would be, and fused (`bridge_fusion`) into the entries that lack the message's
+        language and have the pivot's; the others keep their score."""
+        s = self.settings
+        dense, cent = bridged
+        d = np.where(kind == _KIND_CODE[QUESTION], dense, dense - s.passage_offset)
+        cw = np.where(has_q, s.centroid_weight, s.answer_centroid_weight)
+        pivot = (_entry_dense(d, kind, starts, has_rows, cent, s.sentence_blend) + cw * cent + l_max) / (
+            1.0 + cw + max(s.lexical_weight, s.answer_lexical_weight)
+        )
+        applies = np.array([language not in langs and s.bridge_language in langs for langs in languages])
+        if s.bridge_fusion == "sum":
+            fused = (1.0 - s.bridge_weight) * score + s.bridge_weight * pivot
+        else:
+            fused = np.maximum(score, pivot)
+        return np.where(applies, fused, score), np.where(applies, pivot, np.nan)

@@ -1,0 +1,132 @@
+"""A translation memory that bridges languages the knowledge base has no text in (issue 13).
+
+multilingual-e5-small compares texts of one language reliably and texts of two languages noisily:
+an Arabic message against a Swedish-only knowledge base ranks the right entry first far less often
+than a Swedish one. The seed knowledge base shipped with the product (`data/knowledge`) holds about
+21 question variants per entry in seven languages: a parallel corpus of municipal questions. The
+message is matched against the memory's questions *in its own language* (a reliable cosine); the
+Swedish variants of the nearest memory entries, weighted by how close they came, give a Swedish
+"pivot" of the message, which the retriever scores too when the knowledge base has no text in the
+message's language (`Retriever.search`, settings `bridge_*`). Only the product's own seed is used here, never
+the knowledge base being served.
+
+One memory per process and model (`shared`), its vectors in a vector cache beside the model folder,
+so every process (service workers, tests, benches) encodes them at most once per machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from knowledge.entries import Entry
+from knowledge.settings import RetrievalSettings
+
+SEED = Path(__file__).resolve().parent.parent / "data" / "knowledge"
+log = logging.getLogger(__name__)
+
+# (language, question) -> unit vectors, encoded as the knowledge base's questions are.
+Encode = Callable[[list[tuple[str, str]]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Pivot:
+    vector: np.ndarray  # unit vector in the pivot language (unprojected)
+    similarity: float  # cosine of the message to the nearest memory question in its language
+    entries: tuple[str, ...]  # the memory entries it was made of
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+class TranslationMemory:
+    """Question variants of parallel entries: their vectors, and per language each entry's centroid."""
+
+    def __init__(self, entries: list[Entry], encode: Encode) -> None:
+        self.ids = [e.id for e in entries]
+        pairs = [(i, lang, q.strip()) for i, e in enumerate(entries) for lang, qs in e.questions.items() for q in qs]
+        texts = [(lang, q) for _, lang, q in pairs if q]
+        owner = [i for i, _, q in pairs if q]
+        self.owner = np.asarray(owner, dtype=np.int64)
+        self.vectors = _unit(np.asarray(encode(texts), dtype=np.float32)) if texts else np.zeros((0, 0), np.float32)
+        langs = np.array([lang for lang, _ in texts])
+        self.rows = {lang: np.flatnonzero(langs == lang) for lang in sorted(set(langs))}
+        self.languages = frozenset(self.rows)
+        self.centroids: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # language -> (centroids, has questions)
+        for lang, rows in self.rows.items():
+            sums = np.zeros((len(entries), self.vectors.shape[1]), dtype=np.float32)
+            np.add.at(sums, self.owner[rows], self.vectors[rows])
+            self.centroids[lang] = (_unit(sums), np.bincount(self.owner[rows], minlength=len(entries)) > 0)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def pivot(self, qv: np.ndarray, language: str, s: RetrievalSettings) -> Pivot | None:
+        """The message `qv` (in `language`) carried over to `s.bridge_language`: the similarity-
+        weighted centroid of the pivot-language questions of the (up to) `bridge_neighbours` memory
+        entries whose questions in the message's language come closest (within `bridge_window` of
+        the nearest); None when the memory has no text in the message's language or nothing comes
+        within `bridge_min_similarity`."""
+        rows = self.rows.get(language)
+        if rows is None or s.bridge_language not in self.centroids or language == s.bridge_language:
+            return None
+        centroids, present = self.centroids[s.bridge_language]
+        best = np.full(len(self.ids), -2.0, dtype=np.float32)
+        np.maximum.at(best, self.owner[rows], self.vectors[rows] @ _unit(np.asarray(qv, dtype=np.float32)))
+        best[~present] = -2.0
+        order = np.argsort(-best)[: max(1, s.bridge_neighbours)]
+        top = float(best[order[0]])
+        if top < s.bridge_min_similarity:
+            return None
+        keep = order[best[order] >= top - s.bridge_window]
+        weights = np.exp((best[keep] - top) / max(s.bridge_temperature, 1e-6))
+        return Pivot(_unit((weights[:, None] * centroids[keep]).sum(0)), top, tuple(self.ids[i] for i in keep))
+
+
+_SHARED: dict[tuple[str, str], TranslationMemory | None] = {}
+_LOCK = threading.Lock()
+
+
+def shared(model: str, encode: Encode, source: Path = SEED) -> TranslationMemory | None:
+    """The process's memory for `model` from `source` (built on first use), or None when the
+    source is missing or unreadable (then the retriever searches without a bridge)."""
+    key = (model, str(source))
+    with _LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = _load(source, encode)
+        return _SHARED[key]
+
+
+def _load(source: Path, encode: Encode) -> TranslationMemory | None:
+    from knowledge.kbfile import KbFileError, load_path
+
+    if not source.exists():
+        return None
+    try:
+        entries = load_path(source)
+    except (KbFileError, OSError) as exc:
+        log.warning("translation memory %s not loaded: %s", source, exc)
+        return None
+    return TranslationMemory(entries, encode)
+
+
+def cache_location(embedder, cache_dir: Path | None) -> Path | None:
+    """Where the memory's vectors are cached: beside the model folder when it is writable (they
+    belong to the model and the shipped seed, not to one index), else under the index's cache."""
+    model = getattr(embedder, "path", None)
+    if model is not None:
+        parent = Path(model).resolve().parent
+        if parent.is_dir() and _writable(parent):
+            return parent / "translation-memory"
+    return Path(cache_dir) / "translation-memory" if cache_dir else None
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)

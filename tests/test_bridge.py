@@ -1,0 +1,156 @@
+"""The translation memory (knowledge/bridge.py): messages in a language a Swedish-only knowledge base
+has no text in are also asked through a Swedish pivot made from the seed's parallel questions.
+
+The knowledge base and the messages are written here (not the bench's); the memory is the product's
+seed, as in the service.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from knowledge.bridge import TranslationMemory
+from knowledge.entries import Entry
+from knowledge.retrieval import Retriever
+from knowledge.settings import load_retrieval_settings
+
+# A new municipality's knowledge base: Swedish only, one heading-style question per entry, with
+# neighbours close enough to be confused across languages.
+KB = {
+    "school-transport": ("Skolskjuts", "Elever med lång väg till skolan kan få skolskjuts."),
+    "adult-education": ("Vuxenutbildning och komvux", "På komvux läser du kurser på gymnasial nivå."),
+    "school-absence": ("Frånvaro och sjukanmälan i skolan", "Vårdnadshavare sjukanmäler eleven i appen."),
+    "child-concern": ("Orosanmälan om barn", "Är ett barn illa behandlat, anmäl till socialtjänsten."),
+    "school-choice": ("Val av grundskola", "Du väljer skola i e-tjänsten och kan önska tre skolor."),
+    "moving-register": ("Flytta till kommunen", "När du flyttar anmäler du din nya adress till Skatteverket."),
+    "boil-water": ("Kokningsrekommendation för dricksvatten", "Vatten som du dricker ska kokas i minst en minut."),
+    "market-trade": ("Torghandel", "För att sälja varor på torget behövs tillstånd."),
+    "home-care": ("Hemtjänst", "Hemtjänst är hjälp i hemmet för dig som har svårt att klara vardagen."),
+    "day-activity": ("Dagverksamhet och stöd till anhöriga", "Dagverksamhet vid demens; avlösning för anhöriga."),
+    "civil-wedding": ("Borgerlig vigsel", "Kommunens vigselförrättare viger par i stadshuset på fredagar."),
+    "premises-rental": ("Hyra lokal", "Föreningar och privatpersoner kan hyra kommunens lokaler för möten och fester."),
+    "bulky-waste": ("Grovavfall", "Grovavfall som möbler lämnar du på återvinningscentralen eller beställer hämtning."),
+    "water-leak": ("Vattenläcka och vattenavbrott", "Inget vatten eller en läcka: ring felanmälan."),
+    "flooded-basement": ("Översvämning i källaren", "Kommer det in vatten i källaren, kontakta ditt försäkringsbolag."),
+}
+ENTRIES = [Entry(id=k, questions={"sv": [q]}, answer={"sv": a}) for k, (q, a) in KB.items()]
+
+MESSAGES = [  # (language, message, right entry)
+    ("so", "Ilmahaygu wuxuu u baahan yahay gaadiid dugsiga, sideen u codsadaa?", "school-transport"),
+    ("so", "Sideen u bartaa koorsooyinka dadka waaweyn?", "adult-education"),
+    ("fa", "چطور غیبت فرزندم را به مدرسه اطلاع بدهم؟", "school-absence"),
+    ("fa", "چطور مدرسه فرزندم را انتخاب کنم؟", "school-choice"),
+    ("fi", "Pitääkö vesi keittää ennen juomista?", "boil-water"),
+    ("fi", "Miten saan kotipalvelua äidilleni?", "home-care"),
+    ("en", "Can I choose which school my child goes to?", "school-choice"),
+    ("en", "How do I book a civil wedding?", "civil-wedding"),
+    ("en", "How do I get rid of an old sofa?", "bulky-waste"),
+    ("en", "There is no water coming from my tap", "water-leak"),
+    ("en", "My mother needs help at home every day", "home-care"),
+    ("ar", "كيف أبلغ عن غياب طفلي عن المدرسة؟", "school-absence"),
+    ("ar", "أين أتخلص من الأثاث القديم؟", "bulky-waste"),
+    ("uk", "Як записатися на курси для дорослих?", "adult-education"),
+    ("uk", "Як замовити шкільне таксі для дитини?", "school-transport"),
+    ("so", "Biyo ma jiraan gurigayga", "water-leak"),
+    ("fi", "Kellarissa on vettä, mitä teen?", "flooded-basement"),
+    ("ar", "كيف أحجز حفل زواج مدني؟", "civil-wedding"),
+]
+
+
+@pytest.fixture(scope="module")
+def embedder(model_path):
+    from knowledge.embedding import Embedder
+
+    return Embedder(model_path)
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return load_retrieval_settings(env={})
+
+
+@pytest.fixture(scope="module")
+def bridged(embedder, settings):
+    r = Retriever(embedder, settings=settings)
+    r.rebuild(ENTRIES)
+    return r
+
+
+@pytest.fixture(scope="module")
+def unbridged(embedder, settings):
+    r = Retriever(embedder, settings=settings.replace(bridge=False))
+    r.rebuild(ENTRIES)
+    return r
+
+
+def right_first(retriever: Retriever) -> int:
+    return sum(retriever.search(text, language=lang, top_k=3)[0].entry.id == gold for lang, text, gold in MESSAGES)
+
+
+def test_memory_is_the_seed_in_seven_languages(bridged):
+    memory = bridged.translation_memory()
+    assert memory is not None and {"sv", "en", "ar", "so", "fa", "fi", "uk"} <= memory.languages
+    assert len(memory) > 1000
+
+
+def test_other_languages_rank_better_through_the_bridge(bridged, unbridged):
+    with_bridge, without = right_first(bridged), right_first(unbridged)
+    assert with_bridge >= len(MESSAGES) - 2, (with_bridge, without)
+    assert with_bridge >= without + 3, (with_bridge, without)
+
+
+def test_bridge_scores_show_in_the_signals_and_only_across_languages(bridged, unbridged):
+    finnish = "Pitääkö vesi keittää ennen juomista?"
+    cands = bridged.search(finnish, language="fi", top_k=3)
+    assert cands[0].entry.id == "boil-water" and "bridge" in cands[0].signals()
+    plain = {c.entry.id: c.score for c in unbridged.search(finnish, language="fi", top_k=10)}
+    assert cands[0].score > plain["boil-water"] + 0.02  # the pivot is a Swedish question: a same-language score
+    swedish = bridged.search("Måste vattnet kokas?", language="sv", top_k=3)
+    assert swedish[0].entry.id == "boil-water" and all("bridge" not in c.raw for c in swedish)
+    assert all("bridge" not in c.raw for c in unbridged.search(finnish, language="fi"))
+
+
+def test_a_knowledge_base_with_text_in_the_language_is_searched_as_before(embedder, settings):
+    # One entry in Finnish: pivot scores (a same-language scale) of the others would crowd it out.
+    finnish = Entry(
+        id="boil-water",
+        questions={"sv": ["Kokningsrekommendation"], "fi": ["Pitääkö juomavesi keittää?"]},
+        answer={"sv": "Koka vattnet i en minut.", "fi": "Keitä vesi minuutin ajan."},
+    )
+    entries = [finnish, *(e for e in ENTRIES if e.id != "boil-water")]
+    scores = []
+    for bridge in (True, False):
+        r = Retriever(embedder, settings=settings.replace(bridge=bridge))
+        r.rebuild(entries)
+        cands = r.search("Pitääkö vesi keittää ennen juomista?", language="fi", top_k=15)
+        assert cands[0].entry.id == "boil-water" and not any("bridge" in c.raw for c in cands)
+        scores.append([c.score for c in cands])
+    assert scores[0] == pytest.approx(scores[1])
+
+
+def toy_memory() -> TranslationMemory:
+    """Three entries in two languages, with vectors chosen by hand (no model)."""
+    axes = {"water": 0, "school": 1, "waste": 2}
+    entries = [Entry(id=k, answer={}, questions={"so": [f"so {k}"], "sv": [f"sv {k}", f"sv {k} 2"]}) for k in axes]
+
+    def encode(texts: list[tuple[str, str]]) -> np.ndarray:
+        out = np.zeros((len(texts), 4), dtype=np.float32)
+        for i, (lang, text) in enumerate(texts):
+            out[i, axes[text.split()[1]]] = 1.0
+            out[i, 3] = 0.5 if lang == "so" else -0.5  # the language direction
+        return out
+
+    return TranslationMemory(entries, encode)
+
+
+def test_pivot_is_the_swedish_side_of_the_nearest_entries():
+    s = load_retrieval_settings(env={})
+    memory = toy_memory()
+    q = np.array([1.0, 0.1, 0.0, 0.5], dtype=np.float32)  # Somali, about water
+    p = memory.pivot(q, "so", s.replace(bridge_min_similarity=0.5))
+    assert p is not None and p.entries[0] == "water"
+    assert p.vector[0] > 0.8 and p.vector[3] < 0  # Swedish, about water
+    assert memory.pivot(q, "so", s.replace(bridge_min_similarity=0.999)) is None  # nothing close enough
+    assert memory.pivot(q, "de", s) is None  # no German in the memory
+    assert memory.pivot(q, "sv", s) is None  # already the pivot's language
