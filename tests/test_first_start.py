@@ -11,7 +11,6 @@ which the README's "first start" figure times on a really empty data dir.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -26,6 +25,7 @@ import numpy as np
 import pytest
 
 from knowledge.kbfile import load_path
+from knowledge.retrieval import VectorCache
 from kommunchatt.runner import free_port
 from tests.conftest import ROOT, SHARED_DATA
 from tests.e2e import Citizen, bot_texts
@@ -33,24 +33,20 @@ from tests.e2e import Citizen, bot_texts
 pytestmark = pytest.mark.e2e
 
 
-def partial_vector_cache(into: Path, missing_every: int = 25) -> int:
-    """Copy the shared vector cache (content-addressed, so valid for any data dir) into `into`
+def partial_vector_cache(index_dir: Path, missing_every: int = 25) -> int:
+    """Copy the shared vector cache (content-addressed, so valid for any data dir) into `index_dir`
     without every `missing_every`-th text; returns how many are left out."""
-    keys: list[str] = []
-    vecs: list[np.ndarray] = []
-    for keys_file in sorted((SHARED_DATA / "index" / "vectors").glob("*.json")):
-        keys += json.loads(keys_file.read_text())
-        vecs.append(np.load(keys_file.with_suffix(".npy")))
-    keep = [i for i in range(len(keys)) if i % missing_every]
-    into.mkdir(parents=True)
-    np.save(into / "000000-all.npy", np.concatenate(vecs)[keep])
-    (into / "000000-all.json").write_text(json.dumps([keys[i] for i in keep]))
-    return len(keys) - len(keep)
+    shared = VectorCache(SHARED_DATA / "index", model_id="")
+    keys = np.concatenate([c.keys for c in shared._open()])
+    vecs = np.concatenate([c.vecs if c.rows is None else c.vecs[c.rows] for c in shared._open()])
+    keep = np.arange(len(keys)) % missing_every != 0
+    VectorCache(index_dir, model_id="").put(list(keys[keep]), vecs[keep])
+    return int((~keep).sum())
 
 
 def test_first_start_from_a_clean_data_dir_is_ready_and_answers(tmp_path):
     data_dir = tmp_path / "fresh"
-    assert partial_vector_cache(data_dir / "index" / "vectors") > 50
+    assert partial_vector_cache(data_dir / "index") > 50
     env = {
         **os.environ,
         "KOMMUNCHATT_DATA_DIR": str(data_dir),
