@@ -157,6 +157,8 @@ class ChatService:
         if text.strip() == DIRECT_HANDOFF:
             outputs = await self._direct_handoff(conversation_id, language)
         else:
+            if not text.startswith("/"):  # a question: its answer is ready when the action asks for it
+                self.knowledge.prefetch.start(conversation_id, text, language, conv["municipality"])
             outputs = await self._ask_rasa(conversation_id, text, metadata, language, message.id)
         rasa_seconds = time.perf_counter() - rasa_started
         replies = []

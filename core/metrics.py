@@ -18,6 +18,8 @@ Bot turns (one citizen message through the dialogue; recorded by conversations/s
 Answers (recorded by the `/api/v1/answer` route the actions call):
 - `kommunchatt_answer_decisions_total{decision,band}`  counter; decision = answer | clarify | handoff,
   band = the confidence's tenth ("0.0" .. "0.9"), so a drift in confidence shows before wrong answers do.
+- `kommunchatt_answer_prefetch_total{outcome}`  counter: answers the service started while Rasa read
+  the message (knowledge/prefetch.py); outcome = `taken` by the action's request, or `unused`.
 
 Handoff:
 - `kommunchatt_queue_length{municipality}`   gauge, read from the database at scrape time (the same
@@ -68,6 +70,12 @@ QUEUE_WAIT_SECONDS = Histogram(
     "Time from joining the queue to an agent taking the conversation",
     namespace=NAMESPACE,
     buckets=WAIT_BUCKETS,
+)
+ANSWER_PREFETCH = Counter(
+    "answer_prefetch",
+    "Knowledge answers started while Rasa read the message, by outcome (taken | unused)",
+    ["outcome"],
+    namespace=NAMESPACE,
 )
 HANDOFFS = Counter("handoffs", "Conversations queued for a person, by reason", ["reason"], namespace=NAMESPACE)
 ERRORS = Counter("errors", "Errors by kind (see the module docstring)", ["kind"], namespace=NAMESPACE)

@@ -40,6 +40,7 @@ from knowledge.index_status import HEARTBEAT_S, IndexWorkers, live_state
 from knowledge.language import detect_language
 from knowledge.lexical import reads_as_words
 from knowledge.notices import NoticeStore
+from knowledge.prefetch import AnswerPrefetch
 from knowledge.retrieval import Retriever
 from knowledge.settings import load_retrieval_settings
 from knowledge.store import KnowledgeStore
@@ -76,6 +77,7 @@ class KnowledgeService:
         self._changed_since_save = 0
         # Disruption notices are answered first; they share the retriever's cached query vectors.
         self.notices = NoticeStore(store.engine, self.embedder, encode_query=self.retriever.encode_query)
+        self.prefetch = AnswerPrefetch(self.answer)  # answers started while Rasa reads the message
         self.refresh()
         # The heartbeat has its own thread: encoding one batch of an import may take longer than a
         # heartbeat period, and a worker busy indexing must not look gone to those waiting for it.

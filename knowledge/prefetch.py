@@ -1,0 +1,76 @@
+"""The knowledge answer computed while Rasa reads the message.
+
+A citizen's question travels service → Rasa → action server → service (`/api/v1/answer`), so the
+answer (language detection, encoding, search, decision) used to start only after Rasa's own work.
+The service already knows the text, language and municipality when it hands the message to Rasa:
+it starts the answer then, on a thread, and the action's request takes the result. The two overlap
+instead of adding up (issue 18: "cut what a hop does twice").
+
+Only an exact match is taken: the same conversation, text, language, municipality and number of
+answers, within `ttl_s`. Anything else (a request that reaches another replica, a greeting that
+never asks for an answer, `explain`) computes as before; an unused answer is dropped after `ttl_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from core.metrics import ANSWER_PREFETCH as PREFETCHED
+
+DEFAULT_TOP_K = 3  # what `/api/v1/answer` returns unless asked (the action server never asks)
+
+Key = tuple[str, str, str, str, int]
+
+
+class AnswerPrefetch:
+    """Answers started ahead of the action's request, per process, keyed by what the request will ask."""
+
+    def __init__(self, answer: Callable[..., dict], ttl_s: float = 30.0, max_items: int = 2000):
+        self._answer = answer
+        self.ttl_s, self.max_items = ttl_s, max_items
+        self._items: dict[Key, tuple[float, asyncio.Future]] = {}
+
+    def start(self, session_id: str, text: str, language: str, municipality: str, top_k: int = DEFAULT_TOP_K) -> None:
+        """Start answering on the event loop's thread pool (call from a coroutine)."""
+        self._expire()
+        if len(self._items) >= self.max_items:
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._run, text, language, municipality, top_k)
+        future.add_done_callback(_quiet)
+        self._items[(session_id, text, language, municipality, top_k)] = (time.monotonic() + self.ttl_s, future)
+
+    async def take(
+        self, session_id: str | None, text: str, language: str | None, municipality: str, top_k: int
+    ) -> dict | None:
+        """The answer started for exactly this request, or None (then the caller computes it)."""
+        if not session_id or not language:
+            return None
+        item = self._items.pop((session_id, text, language, municipality, top_k), None)
+        if item is None or item[0] < time.monotonic():
+            if item is not None:
+                PREFETCHED.labels("unused").inc()
+            return None
+        try:
+            result = await item[1]
+        except Exception:  # noqa: BLE001 - the caller computes it again and sees the error itself
+            return None
+        PREFETCHED.labels("taken").inc()
+        return result
+
+    def _run(self, text: str, language: str, municipality: str, top_k: int) -> dict:
+        return self._answer(text, language=language, municipality=municipality, top_k=top_k)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (deadline, _) in self._items.items() if deadline < now]:
+            del self._items[key]
+            PREFETCHED.labels("unused").inc()
+
+
+def _quiet(future: asyncio.Future) -> None:
+    """An answer nobody takes must not log 'exception was never retrieved'."""
+    if not future.cancelled():
+        future.exception()
