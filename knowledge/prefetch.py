@@ -14,12 +14,14 @@ never asks for an answer, `explain`) computes as before; an unused answer is dro
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 
 from core.metrics import ANSWER_PREFETCH as PREFETCHED
 
 DEFAULT_TOP_K = 3  # what `/api/v1/answer` returns unless asked (the action server never asks)
+ENABLED_ENV = "KOMMUNCHATT_ANSWER_PREFETCH"  # "0" turns it off (to compare, or to save CPU on greetings)
 
 Key = tuple[str, str, str, str, int]
 
@@ -31,11 +33,12 @@ class AnswerPrefetch:
         self._answer = answer
         self.ttl_s, self.max_items = ttl_s, max_items
         self._items: dict[Key, tuple[float, asyncio.Future]] = {}
+        self.enabled = os.environ.get(ENABLED_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
     def start(self, session_id: str, text: str, language: str, municipality: str, top_k: int = DEFAULT_TOP_K) -> None:
         """Start answering on the event loop's thread pool (call from a coroutine)."""
         self._expire()
-        if len(self._items) >= self.max_items:
+        if not self.enabled or len(self._items) >= self.max_items:
             return
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._run, text, language, municipality, top_k)

@@ -102,3 +102,15 @@ def test_in_the_app_the_actions_request_takes_the_answer_the_message_started(tmp
         computed = client.post("/api/v1/answer", json=body)  # taken once: this one computes
         assert computed.status_code == 200 and taken() == before + 1
         assert prefetched.json() == computed.json()
+
+
+def test_it_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("KOMMUNCHATT_ANSWER_PREFETCH", "0")
+    answers = Answers()
+    prefetch = AnswerPrefetch(answers)
+
+    async def scenario():
+        prefetch.start("s1", "hej", "sv", "default")
+        return await prefetch.take("s1", "hej", "sv", "default", 3)
+
+    assert asyncio.run(scenario()) is None and answers.calls == []
