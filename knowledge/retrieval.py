@@ -576,7 +576,7 @@ class _Shard:
         self._cent = _Centroids(dim)
         self._ent_alive = _Grow((), bool)
         self.n_ent = 0
-        self.stored: list[bytes | None] = []  # each slot's entry, packed (None: removed)
+        self.stored: list[bytes | None] | _Packed = []  # each slot's entry, packed (None: removed)
         self.languages: list[frozenset[str]] = []  # each slot's languages (shared sets)
         self._language_sets: dict[frozenset[str], frozenset[str]] = {}
         self.entries: dict[str, int] = {}  # id -> slot
@@ -589,6 +589,9 @@ class _Shard:
     @property
     def quantized(self) -> bool:
         return self._scale is not None
+
+    def __getstate__(self) -> dict:  # saved with its packed entries as one blob (`_Packed`)
+        return {**self.__dict__, "stored": self.stored if isinstance(self.stored, _Packed) else _Packed.of(self.stored)}
 
     @property
     def vecs(self) -> np.ndarray:
@@ -785,16 +788,68 @@ def _unpack(stored: bytes) -> Entry:
 class _Entries(Sequence[Entry]):
     """Packed entries read as a sequence: unpacked one by one as they are read."""
 
-    def __init__(self, stored: list[bytes]) -> None:
+    def __init__(self, stored: Sequence[bytes | None], slots: Sequence[int] | None = None) -> None:
         self._stored = stored
+        self._slots = range(len(stored)) if slots is None else slots
 
     def __len__(self) -> int:
-        return len(self._stored)
+        return len(self._slots)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [_unpack(b) for b in self._stored[i]]
-        return _unpack(self._stored[i])
+            return [_unpack(self._stored[j]) for j in self._slots[i]]
+        return _unpack(self._stored[self._slots[i]])
+
+
+class _Packed(Sequence):
+    """A shard's packed entries by slot (None: removed), saved as one blob with offsets.
+
+    `Retriever.load` maps the blob (100k entries: 184 MB that each worker held as bytes objects;
+    a search reads only the few entries it returns). Slots changed or added since live beside it."""
+
+    def __init__(self, blob: np.ndarray, offsets: np.ndarray) -> None:
+        self._blob, self._offsets = blob, offsets
+        self._base = len(offsets) - 1
+        self._changed: dict[int, bytes | None] = {}
+        self._tail: list[bytes | None] = []
+
+    @classmethod
+    def of(cls, items: Iterable[bytes | None]) -> _Packed:
+        items = list(items)
+        sizes = np.array([len(b) if b is not None else -1 for b in items], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(np.maximum(sizes, 0))]).astype(np.int64)
+        packed = cls(np.frombuffer(b"".join(b for b in items if b is not None), dtype=np.uint8), offsets)
+        packed._changed = {i: None for i in np.flatnonzero(sizes < 0).tolist()}  # removed: no bytes
+        return packed
+
+    def __len__(self) -> int:
+        return self._base + len(self._tail)
+
+    def __getitem__(self, i: int) -> bytes | None:
+        if i < 0:
+            i += len(self)
+        if i >= self._base:
+            return self._tail[i - self._base]
+        if i in self._changed:
+            return self._changed[i]
+        return self._blob[self._offsets[i] : self._offsets[i + 1]].tobytes()
+
+    def __setitem__(self, i: int, value: bytes | None) -> None:
+        if i >= self._base:
+            self._tail[i - self._base] = value
+        else:
+            self._changed[i] = value
+
+    def extend(self, items: Iterable[bytes | None]) -> None:
+        self._tail.extend(items)
+
+    def __getstate__(self) -> dict:  # saved again as one blob: what changed is folded in
+        merged = _Packed.of(self) if self._changed or self._tail else self
+        return {"blob": merged._blob, "offsets": merged._offsets, "changed": merged._changed}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["blob"], state["offsets"])
+        self._changed = dict(state["changed"])
 
 
 def _release_freed_memory() -> None:
@@ -1214,7 +1269,7 @@ class Retriever:
     def entries(self, municipality: str = DEFAULT_MUNICIPALITY) -> Sequence[Entry]:
         """The indexed entries (unpacked as they are read: counting them is free)."""
         shard = self._shards.get(municipality)
-        return _Entries([b for b in shard.stored if b is not None] if shard else [])
+        return _Entries(shard.stored, sorted(shard.entries.values())) if shard else _Entries([])
 
     # -- searching ------------------------------------------------------------------------------
 

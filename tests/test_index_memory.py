@@ -172,6 +172,8 @@ def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, mo
     assert r.load(tmp_path / "snapshot") == {"n": 1}
     s = shard(r)
     assert isinstance(s._vecs.a, np.memmap) and s._vecs.a.dtype == np.int8 and len(s._vecs.a) > s.n
+    assert isinstance(s.stored._blob, np.memmap)  # the packed entries too
+    assert [e.to_dict() for e in r.entries()] == [e.to_dict() for e in large.entries()]
     for text, _ in queries(entries):
         a = [(c.entry.id, round(c.score, 6), c.matched) for c in large.search(text, language="sv", top_k=5)]
         b = [(c.entry.id, round(c.score, 6), c.matched) for c in r.search(text, language="sv", top_k=5)]
@@ -182,6 +184,9 @@ def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, mo
     assert isinstance(shard(r)._vecs.a, np.memmap)  # appended into the spare rows, not copied
     assert r.search(question, language="sv")[0].entry.id == "ny"
     assert "e1" not in {c.entry.id for c in r.search(entries[1].questions["sv"][1], language="sv", top_k=10)}
+    assert len(r.entries()) == 400 and r.entries()[-1].id == "ny" and "e1" not in {e.id for e in r.entries()}
+    r.save(tmp_path / "again")  # saved again with the edits folded in, and running on that
+    assert [e.id for e in r.entries()][-2:] == ["e399", "ny"] and len(shard(r).stored._changed) == 1
     other = load_retrieval_settings(env={}).replace(spell_correct=False, ivf_min_rows=123)
     assert Retriever(TrigramEmbedder(), settings=other).load(tmp_path / "snapshot") is None  # other settings
 
