@@ -7,6 +7,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
+
+# Browser assertions wait up to 15 s, not Playwright's 5: on a shared 2-core machine a login (bcrypt) or a
+# page's first fetch has taken longer than 5 s while a test suite and benchmarks ran beside it.
+expect.set_options(timeout=15_000)
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("KOMMUNCHATT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -277,6 +277,9 @@ def test_killing_a_service_and_a_rasa_replica_under_load(replica_set):
         f"the kill {worst:.2f} s; late {len(late)}; apologies {len(apologies)}; silent {len(silent)}; "
         f"later turns slower than 5 s: {len(slow_later)}"
     )
+    for t in apologies:  # which part apologised, and when
+        print(f"apology at kill{t.sent_at - killed_at:+.2f} s after {t.answered_at - t.sent_at:.2f} s: "
+              f"{[m['text'][:60] for m in t.replies]}")
 
     # Nothing lost or duplicated: each message stored once, each reply stored once.
     with httpx.Client(base_url=replica_set.url, timeout=30) as http:
