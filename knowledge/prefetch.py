@@ -9,6 +9,13 @@ instead of adding up (issue 18: "cut what a hop does twice").
 Only an exact match is taken: the same conversation, text, language, municipality and number of
 answers, within `ttl_s`. Anything else (a request that reaches another replica, a greeting that
 never asks for an answer, `explain`) computes as before; an unused answer is dropped after `ttl_s`.
+
+Off unless `KOMMUNCHATT_ANSWER_PREFETCH=1`: on the shared 2-core machine it did not measurably shorten a
+first turn (bench/dialogue.py --only first, p50 121/144 ms on against 120/68 ms off, load 4-8), and
+behind a balancer the action's request reaches the other replica half the time, so the work is done
+twice: tests/test_replicas.py's turns after a kill were slower with it (worst 5.1-6.0 s, 11-15 resends)
+than without (3.6 s, 1 resend). It pays where the service has a core of its own beside Rasa and runs
+as one process.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Callable
 from core.metrics import ANSWER_PREFETCH as PREFETCHED
 
 DEFAULT_TOP_K = 3  # what `/api/v1/answer` returns unless asked (the action server never asks)
-ENABLED_ENV = "KOMMUNCHATT_ANSWER_PREFETCH"  # "0" turns it off (to compare, or to save CPU on greetings)
+ENABLED_ENV = "KOMMUNCHATT_ANSWER_PREFETCH"  # "1" turns it on; off by default (module docstring)
 
 Key = tuple[str, str, str, str, int]
 
@@ -33,7 +40,7 @@ class AnswerPrefetch:
         self._answer = answer
         self.ttl_s, self.max_items = ttl_s, max_items
         self._items: dict[Key, tuple[float, asyncio.Future]] = {}
-        self.enabled = os.environ.get(ENABLED_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+        self.enabled = os.environ.get(ENABLED_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
 
     def start(self, session_id: str, text: str, language: str, municipality: str, top_k: int = DEFAULT_TOP_K) -> None:
         """Start answering on the event loop's thread pool (call from a coroutine)."""

@@ -1,16 +1,23 @@
-"""The knowledge answer started while Rasa reads the message (knowledge/prefetch.py): the action's
-request takes exactly that answer, anything else computes as before."""
+"""The knowledge answer started while Rasa reads the message (knowledge/prefetch.py, turned on with
+KOMMUNCHATT_ANSWER_PREFETCH=1): the action's request takes exactly that answer, anything else computes
+as before."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
+import pytest
 from prometheus_client import REGISTRY
 
 from knowledge.prefetch import AnswerPrefetch
 from tests.inprocess import running_app
 from tests.test_inprocess_chat import new_session
+
+
+@pytest.fixture(autouse=True)
+def turned_on(monkeypatch):
+    monkeypatch.setenv("KOMMUNCHATT_ANSWER_PREFETCH", "1")
 
 
 def taken() -> float:
@@ -104,8 +111,8 @@ def test_in_the_app_the_actions_request_takes_the_answer_the_message_started(tmp
         assert prefetched.json() == computed.json()
 
 
-def test_it_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv("KOMMUNCHATT_ANSWER_PREFETCH", "0")
+def test_it_is_off_unless_turned_on(monkeypatch):
+    monkeypatch.delenv("KOMMUNCHATT_ANSWER_PREFETCH", raising=False)
     answers = Answers()
     prefetch = AnswerPrefetch(answers)
 
