@@ -8,7 +8,8 @@ the failure of one replica can be tested here (tests/test_replicas.py) and tried
                                              │    └── PostgreSQL, Redis ──────────┤ tracker, lock store
                           HAProxy :service <─┴─── action server 1..N <── HAProxy :actions
 
-HAProxy retries a request whose server died before answering (`retry-on`) on another one: a
+HAProxy retries a request whose server died before answering, or mid-way through its answer's head
+(`retry-on`, `junk-response`: a 502 "invalid or incomplete response" otherwise), on another one: a
 citizen's message is safe to resend (its client id makes it idempotent, and a stored message that
 was never answered is answered on the resend), and a Rasa turn of a killed replica is taken over by
 another once its conversation lock expires (TICKET_LOCK_LIFETIME, 3 s here instead of Rasa's 60 s).
@@ -42,7 +43,7 @@ defaults
     mode http
     option redispatch
     retries 3
-    retry-on conn-failure empty-response response-timeout
+    retry-on conn-failure empty-response junk-response response-timeout
     timeout connect 2s
     timeout client 60s
     timeout server 30s
