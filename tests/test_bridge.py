@@ -154,3 +154,18 @@ def test_pivot_is_the_swedish_side_of_the_nearest_entries():
     assert memory.pivot(q, "so", s.replace(bridge_min_similarity=0.999)) is None  # nothing close enough
     assert memory.pivot(q, "de", s) is None  # no German in the memory
     assert memory.pivot(q, "sv", s) is None  # already the pivot's language
+
+
+def test_the_memory_takes_vectors_the_index_cache_already_has(tmp_path):
+    """A first start encodes the seed's questions for the knowledge base; the translation memory is the
+    same texts and copies their vectors instead of encoding them again (once: a second start copies none)."""
+    from knowledge.retrieval import VectorCache, share_cached
+
+    index, memory = VectorCache(tmp_path / "index", "m"), VectorCache(tmp_path / "memory", "m")
+    keys = [index.key("query", t) for t in ("Hur söker jag bygglov?", "När hämtas soporna?", "okänd")]
+    index.put(keys[:2], np.eye(2, 4, dtype=np.float32))
+    assert share_cached(index, memory, keys) == 2
+    found, vecs = VectorCache(tmp_path / "memory", "m").lookup(keys)
+    assert found.tolist() == [True, True, False]
+    np.testing.assert_array_equal(vecs, np.eye(2, 4, dtype=np.float32))
+    assert share_cached(index, memory, keys) == 0
