@@ -335,6 +335,19 @@ class VectorCache:
             self._replace(chunks, self._gather(chunks, masks))
 
 
+def share_cached(source: VectorCache, into: VectorCache, keys: list[bytes]) -> int:
+    """Copy into `into` the vectors of `keys` it lacks and `source` holds; returns how many. On a first
+    start the seed's questions were just encoded for the knowledge base, and the translation memory
+    (knowledge/bridge.py) is the same texts under the same content-addressed keys: they are copied,
+    not encoded a second time."""
+    have, _ = into.lookup(keys)
+    missing = [k for k, h in zip(keys, have, strict=True) if not h]
+    found, vecs = source.lookup(missing) if missing else (np.zeros(0, dtype=bool), None)
+    if found.any():
+        into.put([k for k, f in zip(missing, found, strict=True) if f], vecs)
+    return int(found.sum())
+
+
 def _normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-9)).astype(np.float32)
@@ -1304,7 +1317,9 @@ class Retriever:
 
             def encode(texts: list[tuple[str, str]]) -> np.ndarray:
                 encoder = Retriever(self.embedder, cache_dir=where, settings=self.settings)  # its vector cache
-                return encoder._vectors([Row(text, QUESTION, lang) for lang, text in texts])
+                rows = [Row(text, QUESTION, lang) for lang, text in texts]
+                share_cached(self.cache, encoder.cache, [self.cache.key(self._prompt(r), r.text) for r in rows])
+                return encoder._vectors(rows)
 
             self._memory = (bridge.shared(self.cache.model_id, encode),)
         return self._memory[0]
