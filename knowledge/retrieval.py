@@ -972,7 +972,9 @@ class _SnapshotUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         kind, name = pid
         # Copy-on-write: pages are shared with every process that maps the file until one writes.
-        a = np.load(self.arrays / name, mmap_mode="c")
+        # A plain ndarray over the mapping: np.memmap's Python-level indexing cost ~30 us a call,
+        # ~5 ms a search at 100k entries.
+        a = np.load(self.arrays / name, mmap_mode="c").view(np.ndarray)
         if kind == "grow":
             grow = _Grow.__new__(_Grow)
             grow.a = a
@@ -1130,6 +1132,13 @@ class Retriever:
         (the service holds its lock); searches may go on.
         """
         directory = Path(directory)
+        for stale in [
+            *directory.parent.glob(f"{directory.name}.tmp-*"),
+            *directory.parent.glob(f"{directory.name}.old-*"),
+        ]:
+            with contextlib.suppress(OSError):
+                if time.time() - stale.stat().st_mtime > 3600:  # left by a worker killed while saving
+                    shutil.rmtree(stale, ignore_errors=True)
         tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}-{time.time_ns()}")
         (tmp / "arrays").mkdir(parents=True)
         with self._lock:

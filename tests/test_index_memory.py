@@ -171,8 +171,8 @@ def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, mo
     r = Retriever(TrigramEmbedder(), settings=large.settings)
     assert r.load(tmp_path / "snapshot") == {"n": 1}
     s = shard(r)
-    assert isinstance(s._vecs.a, np.memmap) and s._vecs.a.dtype == np.int8 and len(s._vecs.a) > s.n
-    assert isinstance(s.stored._blob, np.memmap)  # the packed entries too
+    assert isinstance(s._vecs.a.base, np.memmap) and s._vecs.a.dtype == np.int8 and len(s._vecs.a) > s.n
+    assert isinstance(s.stored._blob.base, np.memmap)  # the packed entries too
     assert [e.to_dict() for e in r.entries()] == [e.to_dict() for e in large.entries()]
     for text, _ in queries(entries):
         a = [(c.entry.id, round(c.score, 6), c.matched) for c in large.search(text, language="sv", top_k=5)]
@@ -181,7 +181,7 @@ def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, mo
     question = "var lämnar jag grovsopor och gamla möbler"
     r.upsert(Entry(id="ny", questions={"sv": [question]}, answer={"sv": "På återvinningscentralen."}))
     r.remove("default", "e1")
-    assert isinstance(shard(r)._vecs.a, np.memmap)  # appended into the spare rows, not copied
+    assert isinstance(shard(r)._vecs.a.base, np.memmap)  # appended into the spare rows, not copied
     assert r.search(question, language="sv")[0].entry.id == "ny"
     assert "e1" not in {c.entry.id for c in r.search(entries[1].questions["sv"][1], language="sv", top_k=10)}
     assert len(r.entries()) == 400 and r.entries()[-1].id == "ny" and "e1" not in {e.id for e in r.entries()}
