@@ -83,3 +83,19 @@ def model_path() -> Path:
     from knowledge.embedding import build_model_folder, model_dir
 
     return build_model_folder(model_dir(SHARED_DATA))
+
+
+@pytest.fixture(scope="session")
+def embedder(model_path):
+    """One embedder for every in-process retrieval test (loading it is seconds each time)."""
+    from knowledge.embedding import Embedder
+
+    return Embedder(model_path)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    """The retrieval settings as shipped: the environment's overrides left out."""
+    from knowledge.settings import load_retrieval_settings
+
+    return load_retrieval_settings(env={})

@@ -59,18 +59,6 @@ MESSAGES = [  # (language, message, right entry)
 
 
 @pytest.fixture(scope="module")
-def embedder(model_path):
-    from knowledge.embedding import Embedder
-
-    return Embedder(model_path)
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return load_retrieval_settings(env={})
-
-
-@pytest.fixture(scope="module")
 def bridged(embedder, settings):
     r = Retriever(embedder, settings=settings)
     r.rebuild(ENTRIES)

@@ -13,55 +13,72 @@ from knowledge.decision import decide, signals
 from knowledge.entries import Entry
 from knowledge.lexical import reads_as_words
 from knowledge.retrieval import Candidate, Retriever
-from knowledge.settings import load_retrieval_settings
 
 FAQ = [
-    ("sophamtning", "Hämtdagar för hushållsavfall",
-     "Kärlen för mat- och restavfall töms varannan vecka i tätorten och var fjärde vecka på landsbygden. "
-     "Din hämtdag ser du på Mina sidor, där du också kan få en påminnelse med sms. Ställ ut kärlet senast "
-     "klockan sex på morgonen med handtaget utåt mot gatan."),
-    ("forskola-ansokan", "Ansök om plats i förskola",
-     "Du ansöker om förskoleplats i e-tjänsten och loggar in med BankID. Barnet kan börja från ett års "
-     "ålder. Ansök helst sex månader innan du behöver platsen; kommunen erbjuder plats inom fyra månader."),
-    ("forskola-avgift", "Avgifter för förskola",
-     "Avgiften för förskola följer maxtaxan och beror på hushållets inkomst. För det första barnet betalar du "
-     "tre procent av inkomsten, men högst 1 688 kronor i månaden. Avgiften betalas tolv månader om året."),
-    ("bygglov", "Behöver jag bygglov?",
-     "Om du vill bygga nytt, bygga till eller ändra en byggnad behöver du oftast bygglov. En altan lägre än "
-     "1,8 meter kräver inget lov utanför detaljplan. Kontakta en bygglovshandläggare innan du börjar bygga."),
-    ("bibliotek", "Bibliotekets öppettider",
-     "Stadsbiblioteket har öppet måndag till torsdag 10–19, fredag 10–17 och lördag 11–15. Lånekortet är "
-     "gratis och du får det i informationsdisken mot legitimation. Lånetiden är fyra veckor."),
-    ("hemtjanst", "Hemtjänst",
-     "Hemtjänst är hjälp för dig som har svårt att klara vardagen på grund av ålder eller sjukdom, till "
-     "exempel med dusch, städning och inköp. Du ansöker hos kommunens biståndshandläggare, som gör ett "
-     "hembesök. Avgiften beror på din inkomst."),
-    ("simhall", "Simhallens öppettider och priser",
-     "Simhallen har öppet vardagar 6.30–20 och helger 9–17. Vuxna betalar 90 kronor och barn 40 kronor. "
-     "Barn under tio år måste bada med en vuxen."),
-    ("parkering", "Boendeparkering",
-     "Du som bor i centrum kan ansöka om boendeparkering. Tillståndet kostar 600 kronor i månaden och gäller "
-     "på gatuplatser i ditt område i upp till sju dygn i följd."),
-    ("ekonomiskt-bistand", "Ekonomiskt bistånd",
-     "Ekonomiskt bistånd är en tillfällig hjälp när du inte kan försörja dig på annat sätt. Du ansöker i "
-     "e-tjänsten och bifogar kontoutdrag och hyresavi. Om du är arbetslös ska du vara inskriven på "
-     "Arbetsförmedlingen."),
-    ("snorojning", "Snöröjning",
-     "Kommunen plogar gator och cykelvägar när det har fallit fem centimeter snö. Huvudgator röjs först. "
-     "Som fastighetsägare skottar du själv trottoaren utanför din tomt."),
+    (
+        "sophamtning",
+        "Hämtdagar för hushållsavfall",
+        "Kärlen för mat- och restavfall töms varannan vecka i tätorten och var fjärde vecka på landsbygden. "
+        "Din hämtdag ser du på Mina sidor, där du också kan få en påminnelse med sms. Ställ ut kärlet senast "
+        "klockan sex på morgonen med handtaget utåt mot gatan.",
+    ),
+    (
+        "forskola-ansokan",
+        "Ansök om plats i förskola",
+        "Du ansöker om förskoleplats i e-tjänsten och loggar in med BankID. Barnet kan börja från ett års "
+        "ålder. Ansök helst sex månader innan du behöver platsen; kommunen erbjuder plats inom fyra månader.",
+    ),
+    (
+        "forskola-avgift",
+        "Avgifter för förskola",
+        "Avgiften för förskola följer maxtaxan och beror på hushållets inkomst. För det första barnet betalar du "
+        "tre procent av inkomsten, men högst 1 688 kronor i månaden. Avgiften betalas tolv månader om året.",
+    ),
+    (
+        "bygglov",
+        "Behöver jag bygglov?",
+        "Om du vill bygga nytt, bygga till eller ändra en byggnad behöver du oftast bygglov. En altan lägre än "
+        "1,8 meter kräver inget lov utanför detaljplan. Kontakta en bygglovshandläggare innan du börjar bygga.",
+    ),
+    (
+        "bibliotek",
+        "Bibliotekets öppettider",
+        "Stadsbiblioteket har öppet måndag till torsdag 10–19, fredag 10–17 och lördag 11–15. Lånekortet är "
+        "gratis och du får det i informationsdisken mot legitimation. Lånetiden är fyra veckor.",
+    ),
+    (
+        "hemtjanst",
+        "Hemtjänst",
+        "Hemtjänst är hjälp för dig som har svårt att klara vardagen på grund av ålder eller sjukdom, till "
+        "exempel med dusch, städning och inköp. Du ansöker hos kommunens biståndshandläggare, som gör ett "
+        "hembesök. Avgiften beror på din inkomst.",
+    ),
+    (
+        "simhall",
+        "Simhallens öppettider och priser",
+        "Simhallen har öppet vardagar 6.30–20 och helger 9–17. Vuxna betalar 90 kronor och barn 40 kronor. "
+        "Barn under tio år måste bada med en vuxen.",
+    ),
+    (
+        "parkering",
+        "Boendeparkering",
+        "Du som bor i centrum kan ansöka om boendeparkering. Tillståndet kostar 600 kronor i månaden och gäller "
+        "på gatuplatser i ditt område i upp till sju dygn i följd.",
+    ),
+    (
+        "ekonomiskt-bistand",
+        "Ekonomiskt bistånd",
+        "Ekonomiskt bistånd är en tillfällig hjälp när du inte kan försörja dig på annat sätt. Du ansöker i "
+        "e-tjänsten och bifogar kontoutdrag och hyresavi. Om du är arbetslös ska du vara inskriven på "
+        "Arbetsförmedlingen.",
+    ),
+    (
+        "snorojning",
+        "Snöröjning",
+        "Kommunen plogar gator och cykelvägar när det har fallit fem centimeter snö. Huvudgator röjs först. "
+        "Som fastighetsägare skottar du själv trottoaren utanför din tomt.",
+    ),
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder(model_path):
-    from knowledge.embedding import Embedder
-
-    return Embedder(model_path)
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return load_retrieval_settings(env={})
 
 
 def build(embedder, settings, tmp_path_factory, with_questions: bool) -> Retriever:
@@ -101,8 +118,9 @@ def test_ambiguous_message_offers_the_close_entries(one_question, settings):
     assert d.explain["band"] == "clarify" and "candidates to choose from" in d.explain["rule"]
 
 
-@pytest.mark.parametrize("text", ["asdkjh qwe zzxq", "Vem vann fotbolls-VM 1994?",
-                                  "Kan du rekommendera ett recept på lasagne?"])
+@pytest.mark.parametrize(
+    "text", ["asdkjh qwe zzxq", "Vem vann fotbolls-VM 1994?", "Kan du rekommendera ett recept på lasagne?"]
+)
 def test_nonsense_is_never_answered(one_question, answers_only, settings, text):
     """Known gap: in a ten-entry knowledge base the runners-up score so alike that an off-topic
     question's best entry can stand out by 2 sd, and it gets buttons instead of a handoff
@@ -123,16 +141,26 @@ def test_a_keyboard_mash_is_handed_over_not_offered(one_question, answers_only, 
         assert d.explain["rule"] == "no word of the message is a known word"
 
 
-@pytest.mark.parametrize("text,language", [("förskola", "sv"), ("bygglov altan", "sv"), ("ok", "sv"),
-                                           ("Biyo ma lihin guriga", "so"), ("garbage truck", "en")])
+@pytest.mark.parametrize(
+    "text,language",
+    [
+        ("förskola", "sv"),
+        ("bygglov altan", "sv"),
+        ("ok", "sv"),
+        ("Biyo ma lihin guriga", "so"),
+        ("garbage truck", "en"),
+    ],
+)
 def test_real_words_are_never_taken_for_a_mash(one_question, text, language):
     assert reads_as_words(text, language, one_question.vocabulary)
 
 
 def test_answers_only_entries_are_answered_or_offered(answers_only, settings):
-    for text, gold in [("Hur mycket kostar det att bada för ett barn?", "simhall"),
-                       ("Min pappa behöver hjälp hemma med att duscha", "hemtjanst"),
-                       ("När har biblioteket öppet på lördag?", "bibliotek")]:
+    for text, gold in [
+        ("Hur mycket kostar det att bada för ett barn?", "simhall"),
+        ("Min pappa behöver hjälp hemma med att duscha", "hemtjanst"),
+        ("När har biblioteket öppet på lördag?", "bibliotek"),
+    ]:
         d = ask(answers_only, settings, text)
         assert d.decision in ("answer", "clarify"), (text, d.explain)
         assert gold in [c.entry.id for c in d.candidates[:3]], (text, d.explain)

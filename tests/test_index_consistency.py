@@ -194,13 +194,6 @@ class IndexMachine(RuleBasedStateMachine):
                 check_against_brute_force(self.shared, w, self.m)
 
 
-@pytest.fixture(scope="module")
-def embedder(model_path):
-    from knowledge.embedding import Embedder
-
-    return Embedder(model_path)
-
-
 def test_index_follows_the_database_through_any_sequence_of_changes(database_url, embedder, tmp_path):
     IndexMachine.shared = Shared(database_url, embedder, tmp_path / "index")
     try:

@@ -12,7 +12,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 import yaml
 
 from core.db import make_engine
@@ -22,26 +21,47 @@ from knowledge.store import KnowledgeStore
 from kommunchatt.schema import init_db
 
 KOMMUNCHATT = str(Path(sys.executable).parent / "kommunchatt")
-TOPICS = ["bygglov", "förskola", "hemtjänst", "parkering", "avfall", "bibliotek", "simhall", "färdtjänst",
-          "snöröjning", "vatten", "skolskjuts", "bostadsanpassning", "ekonomiskt bistånd", "föreningsbidrag",
-          "eldning", "hundar", "torghandel", "begravning", "vigsel", "kulturskola"]
+TOPICS = [
+    "bygglov",
+    "förskola",
+    "hemtjänst",
+    "parkering",
+    "avfall",
+    "bibliotek",
+    "simhall",
+    "färdtjänst",
+    "snöröjning",
+    "vatten",
+    "skolskjuts",
+    "bostadsanpassning",
+    "ekonomiskt bistånd",
+    "föreningsbidrag",
+    "eldning",
+    "hundar",
+    "torghandel",
+    "begravning",
+    "vigsel",
+    "kulturskola",
+]
 
 
 def kb_file(path: Path, prefix: str, topics: list[str]) -> list[dict]:
     """Answer-only entries with long answers, as a municipality's FAQ pages give them."""
-    data = [{"id": f"{prefix}-{i}", "answer": {"sv": (
-        f"Om {t}: kommunen hjälper dig med {t} under hela året. Du ansöker om {t} i e-tjänsten på webbplatsen. "
-        f"Handläggningstiden för {t} är normalt fyra veckor. Har du frågor om {t} kan du ringa kontaktcenter. "
-        f"Avgiften för {t} beslutas av kommunfullmäktige varje år.")}} for i, t in enumerate(topics)]
+    data = [
+        {
+            "id": f"{prefix}-{i}",
+            "answer": {
+                "sv": (
+                    f"Om {t}: kommunen hjälper dig med {t} under hela året. Du ansöker om {t} i e-tjänsten på webbplatsen. "
+                    f"Handläggningstiden för {t} är normalt fyra veckor. Har du frågor om {t} kan du ringa kontaktcenter. "
+                    f"Avgiften för {t} beslutas av kommunfullmäktige varje år."
+                )
+            },
+        }
+        for i, t in enumerate(topics)
+    ]
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return data
-
-
-@pytest.fixture(scope="module")
-def embedder(model_path):
-    from knowledge.embedding import Embedder
-
-    return Embedder(model_path)
 
 
 class Running:
@@ -86,8 +106,9 @@ def test_cli_import_returns_when_the_service_answers_with_it(database_url, embed
     try:
         assert ids_answering(running.service, "Om bygglov: kommunen hjälper dig med bygglov") & {"first-0"}
         second = kb_file(tmp_path / "second.yml", "second", TOPICS[10:])
-        done = cli(database_url, tmp_path, "kb", "import", "--replace", "--municipality", "norr",
-                   str(tmp_path / "second.yml"))
+        done = cli(
+            database_url, tmp_path, "kb", "import", "--replace", "--municipality", "norr", str(tmp_path / "second.yml")
+        )
         assert done.returncode == 0, done.stderr
         assert "live: answerable by the running service (1 worker)" in done.stdout, done.stdout
         assert "indexing" in done.stdout  # progress lines (not a terminal: plain lines)
@@ -99,7 +120,8 @@ def test_cli_import_returns_when_the_service_answers_with_it(database_url, embed
             assert f"second-{i}" in found and not any(x.startswith("first") for x in found), (topic, found)
         status = running.service.status(["norr"])
         assert status["live"] and status["municipalities"] == [
-            {"municipality": "norr", "entries": 10, "indexed": 10, "pending": 0, "lag_s": 0.0, "live": True}]
+            {"municipality": "norr", "entries": 10, "indexed": 10, "pending": 0, "lag_s": 0.0, "live": True}
+        ]
     finally:
         running.close()
 

@@ -96,18 +96,6 @@ ENTRIES = [
 
 
 @pytest.fixture(scope="module")
-def embedder(model_path):
-    from knowledge.embedding import Embedder
-
-    return Embedder(model_path)
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return load_retrieval_settings(env={})
-
-
-@pytest.fixture(scope="module")
 def retriever(embedder, settings, tmp_path_factory):
     r = Retriever(embedder, cache_dir=tmp_path_factory.mktemp("cache"), settings=settings)
     r.rebuild(ENTRIES)
