@@ -52,8 +52,10 @@ def kb_file(path: Path, prefix: str, topics: list[str]) -> list[dict]:
             "id": f"{prefix}-{i}",
             "answer": {
                 "sv": (
-                    f"Om {t}: kommunen hjälper dig med {t} under hela året. Du ansöker om {t} i e-tjänsten på webbplatsen. "
-                    f"Handläggningstiden för {t} är normalt fyra veckor. Har du frågor om {t} kan du ringa kontaktcenter. "
+                    f"Om {t}: kommunen hjälper dig med {t} under hela året. "
+                    f"Du ansöker om {t} i e-tjänsten på webbplatsen. "
+                    f"Handläggningstiden för {t} är normalt fyra veckor. "
+                    f"Har du frågor om {t} kan du ringa kontaktcenter. "
                     f"Avgiften för {t} beslutas av kommunfullmäktige varje år."
                 )
             },
