@@ -14,8 +14,8 @@ Off unless `KOMMUNCHATT_ANSWER_PREFETCH=1`: on the shared 2-core machine it did 
 first turn (bench/dialogue.py --only first, p50 121/144 ms on against 120/68 ms off, load 4-8), and
 behind a balancer the action's request reaches the other replica half the time, so the work is done
 twice: tests/test_replicas.py's turns after a kill were slower with it (worst 5.1-6.0 s, 11-15 resends)
-than without (3.6 s, 1 resend). It pays where the service has a core of its own beside Rasa and runs
-as one process.
+than without (3.6 s, 1 resend). It can only pay where the service has a core of its own beside Rasa and
+runs as one process (not measured here).
 """
 
 from __future__ import annotations
