@@ -72,11 +72,14 @@ def admin(svc, browser):
     context.set_default_timeout(30_000)
     page = context.new_page()
     page.goto(f"{svc.url}/staff")
-    # Logging in with the keyboard only.
+    # Logging in with the keyboard only, once the form shows (it is hidden until the page knows nobody is
+    # logged in: typing before that was lost, and the test failed now and then on a loaded machine).
+    expect(page.get_by_label("Användarnamn")).to_be_visible()
     page.get_by_label("Användarnamn").focus()
     page.keyboard.type("chef")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
+    expect(page.get_by_label("Användarnamn")).to_have_value("chef")
     page.keyboard.press("Enter")
     expect(page.get_by_role("navigation", name="Sidor för personal")).to_be_visible()
     yield page
