@@ -140,36 +140,37 @@ def admin(system) -> httpx.Client:
     return staff_login(system.service_url, system.engine_url, role="admin", municipalities=["*"])
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def municipality_with_hours(system, admin, municipality: str, hours: list[str], holidays: list[str]) -> dict:
+    """Add `municipality` with the same `hours` every day and these holidays; the opening-hours answer."""
+    engine = make_engine(system.engine_url)
+    with engine.begin() as conn:
+        conn.execute(municipalities.insert().values(id=municipality, name=municipality.title(), settings={}))
+    engine.dispose()
+    week = {day: [hours] for day in DAYS}
+    response = admin.put(
+        f"/api/v1/admin/municipalities/{municipality}/opening-hours",
+        json={"timezone": "Europe/Stockholm", "weekly": week, "holidays": holidays},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @pytest.fixture(scope="module")
 def closed_municipality(system, admin) -> str:
     """A second municipality whose contact centre is closed today and tomorrow (holidays)."""
-    engine = make_engine(system.engine_url)
-    with engine.begin() as conn:
-        conn.execute(municipalities.insert().values(id="natt", name="Natt", settings={}))
-    engine.dispose()
     today = dt.datetime.now(ZoneInfo("Europe/Stockholm")).date()
-    week = {day: [["08:00", "16:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     holidays = [today.isoformat(), (today + dt.timedelta(days=1)).isoformat()]
-    response = admin.put(
-        "/api/v1/admin/municipalities/natt/opening-hours",
-        json={"timezone": "Europe/Stockholm", "weekly": week, "holidays": holidays},
-    )
-    assert response.status_code == 200 and response.json()["open"] is False, response.text
+    assert municipality_with_hours(system, admin, "natt", ["08:00", "16:00"], holidays)["open"] is False
     return "natt"
 
 
 @pytest.fixture(scope="module")
 def all_day_municipality(system, admin) -> str:
     """A third municipality whose contact centre is open all day every day (no holidays)."""
-    engine = make_engine(system.engine_url)
-    with engine.begin() as conn:
-        conn.execute(municipalities.insert().values(id="dygn", name="Dygn", settings={}))
-    engine.dispose()
-    week = {day: [["00:00", "23:59"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    response = admin.put(
-        "/api/v1/admin/municipalities/dygn/opening-hours", json={"timezone": "Europe/Stockholm", "weekly": week}
-    )
-    assert response.status_code == 200, response.text
+    municipality_with_hours(system, admin, "dygn", ["00:00", "23:59"], [])
     return "dygn"
 
 
