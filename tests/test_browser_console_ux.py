@@ -112,6 +112,16 @@ async def login(page, svc: Service, name: str) -> None:
     await page.click("button[type=submit]")
 
 
+async def console_with_chat(pw, svc, agent: str, sid: str):
+    """(browser, page): `agent` logged in to the console in Swedish, having taken the chat `sid`."""
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE", bypass_csp=True)
+    page = await context.new_page()
+    await login(page, svc, agent)
+    await page.locator(f"#queue li[data-id='{sid}'] button.take").click()
+    return browser, page
+
+
 async def test_the_agent_reads_what_the_citizen_did_not_payloads(svc):
     from playwright.async_api import async_playwright
 
@@ -119,11 +129,7 @@ async def test_the_agent_reads_what_the_citizen_did_not_payloads(svc):
     sid = svc.citizen("sv")
     store_bot_dialogue(svc, sid)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE", bypass_csp=True)
-        page = await context.new_page()
-        await login(page, svc, "anna")
-        await page.locator(f"#queue li[data-id='{sid}'] button.take").click()
+        browser, page = await console_with_chat(pw, svc, "anna", sid)
         tab = page.locator(f"#tabs .tab[data-id='{sid}']")
         await tab.wait_for()
         transcript = page.locator("#transcript")
@@ -213,11 +219,7 @@ async def test_an_agent_without_the_citizens_language_is_warned_and_reads_the_an
     sid = svc.citizen("sv", text=entry.first_question("ar"))
     assert svc.transcript(sid)["language"] == "ar"
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="sv-SE", bypass_csp=True)
-        page = await context.new_page()
-        await login(page, svc, "dag")
-        await page.locator(f"#queue li[data-id='{sid}'] button.take").click()
+        browser, page = await console_with_chat(pw, svc, "dag", sid)
         await page.locator("#conv-lang.warning").wait_for()
         shown = await page.locator("#conv-lang").text_content()  # (the pill's CSS writes it in capitals)
         assert shown.startswith("ar · ") and shown.endswith(" – du talar inte språket"), shown
