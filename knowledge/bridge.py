@@ -68,22 +68,25 @@ class TranslationMemory:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def pivot(self, qv: np.ndarray, language: str, s: RetrievalSettings) -> Pivot | None:
-        """The message `qv` (in `language`) carried over to `s.bridge_language`: the similarity-
-        weighted centroid of the pivot-language questions of the (up to) `bridge_neighbours` memory
-        entries whose questions in the message's language come closest (within `bridge_window` of
-        the nearest); None when the memory has no text in the message's language or nothing comes
-        within `bridge_min_similarity`."""
+    def pivot(
+        self, qv: np.ndarray, language: str, s: RetrievalSettings, target: str, min_similarity: float
+    ) -> Pivot | None:
+        """The message `qv` (in `language`) carried over to `target`: the similarity-weighted
+        centroid of the `target` questions of the (up to) `bridge_neighbours` memory entries whose
+        questions in the message's language come closest (within `bridge_window` of the nearest);
+        None when the memory has no text in either language or nothing comes within
+        `min_similarity`. With `target` the message's own language it is a paraphrase: the
+        memory's usual wordings of what the message asks."""
         rows = self.rows.get(language)
-        if rows is None or s.bridge_language not in self.centroids or language == s.bridge_language:
+        if rows is None or target not in self.centroids:
             return None
-        centroids, present = self.centroids[s.bridge_language]
+        centroids, present = self.centroids[target]
         best = np.full(len(self.ids), -2.0, dtype=np.float32)
         np.maximum.at(best, self.owner[rows], self.vectors[rows] @ _unit(np.asarray(qv, dtype=np.float32)))
         best[~present] = -2.0
         order = np.argsort(-best)[: max(1, s.bridge_neighbours)]
         top = float(best[order[0]])
-        if top < s.bridge_min_similarity:
+        if top < min_similarity:
             return None
         keep = order[best[order] >= top - s.bridge_window]
         weights = np.exp((best[keep] - top) / max(s.bridge_temperature, 1e-6))

@@ -1333,18 +1333,29 @@ class Retriever:
             self._memory = (bridge.shared(self.cache.model_id, encode),)
         return self._memory[0]
 
-    def _pivot(self, memory, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray):
-        """The message's pivot when the knowledge base has no text in its language (where it has some,
-        pivot scores of the other entries, on a same-language scale, would crowd out the entries
-        written in it) and some candidate entry has text in the pivot's."""
+    def _pivot(
+        self, memory, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray
+    ) -> tuple[bridge.Pivot, bool] | None:
+        """(the message's pivot, whether it is a paraphrase) or None.
+
+        Where the knowledge base has no text in the message's language, the pivot carries it over
+        to `bridge_language` when some candidate entry has text in that (a bridge; where the
+        knowledge base has text in the message's language, pivot scores of the other entries, on a
+        same-language scale, would crowd out the entries written in it). Where it has, the pivot is
+        a paraphrase in the message's own language (`paraphrase`): a citizen's wording and the
+        municipality's differ, and the memory knows the usual wordings of a municipal question."""
         s = self.settings
-        if memory is None or language is None or language == s.bridge_language:
+        if memory is None or language is None:
             return None
         if any(language in langs for langs in shard._language_sets):
+            if not s.paraphrase:
+                return None
+            pivot = memory.pivot(raw_qv, language, s, language, s.paraphrase_min_similarity)
+            return None if pivot is None else (pivot, True)
+        if language == s.bridge_language or not any(s.bridge_language in shard.languages[i] for i in slots):
             return None
-        if not any(s.bridge_language in shard.languages[i] for i in slots):
-            return None
-        return memory.pivot(raw_qv, language, s)
+        pivot = memory.pivot(raw_qv, language, s, s.bridge_language, s.bridge_min_similarity)
+        return None if pivot is None else (pivot, False)
 
     def search(
         self, text: str, municipality: str = DEFAULT_MUNICIPALITY, language: str | None = None, top_k: int = 5
@@ -1353,7 +1364,7 @@ class Retriever:
         s = self.settings
         query = self.query_text(text, language)
         raw_qv = self.encode_query(query)
-        memory = self.translation_memory() if language not in (None, s.bridge_language) else None
+        memory = self.translation_memory() if language is not None else None
         with self._lock:
             shard = self._shards.get(municipality)
             if shard is None or not shard.entries:
@@ -1362,8 +1373,8 @@ class Retriever:
             lq = shard.lex.query(query)
             slots = shard.candidate_slots(qv, lq, s)
             pivot = self._pivot(memory, raw_qv, language, shard, slots)
-            if pivot is not None:  # no text in the message's language: its pivot is scored too
-                pv = project(pivot.vector, shard.directions)
+            if pivot is not None:  # the message's pivot is scored too
+                pv = project(pivot[0].vector, shard.directions)
                 slots = np.union1d(slots, shard.candidate_slots(pv, lq, s))
             if not len(slots):
                 return []
@@ -1376,7 +1387,7 @@ class Retriever:
             lex_cos, lex_cov = shard.lex.score_rows(lq, pos)
             kind = shard._kind.a[pos]
             cent = shard._cent.scores(slots, qv)
-            bridged = None if pivot is None else (shard.dense(pos, pv), shard._cent.scores(slots, pv))
+            bridged = None if pivot is None else (shard.dense(pos, pv), shard._cent.scores(slots, pv), pivot[1])
         return self._score(
             stored,
             languages,
@@ -1405,13 +1416,14 @@ class Retriever:
         query: str | None,
         top_k: int,
         language: str | None = None,
-        bridged: tuple[np.ndarray, np.ndarray] | None = None,
+        bridged: tuple[np.ndarray, np.ndarray, bool] | None = None,
     ) -> list[Candidate]:
         """Every row's lexical and dense signals blended into one score per entry, best `top_k` kept.
 
         Long because it is one vectorised pass over the rows' arrays (blend, per-entry maxima, centroid
         weighting, ranking); split into steps it would hand a dozen arrays from one to the next.
-        `bridged`: the rows' and centroids' cosines to the message's pivot (`_bridge`)."""
+        `bridged`: the rows' and centroids' cosines to the message's pivot, and whether it is a
+        paraphrase (`_bridge`)."""
         s = self.settings
         is_q = kind == _KIND_CODE[QUESTION]
         # Coverage only on question rows: any long answer covers a short query's n-grams.
@@ -1476,15 +1488,16 @@ class Retriever:
                 )
             )
         if pivot_score is not None:  # the pivot's own score of the entries it was fused into (explain)
+            key = "paraphrase" if bridged[2] else "bridge"
             for c, i in zip(out, order[:top_k], strict=False):
                 if not np.isnan(pivot_score[i]):
-                    c.raw["bridge"] = float(pivot_score[i])
+                    c.raw[key] = float(pivot_score[i])
         return out
 
     def _bridge(
         self,
         score: np.ndarray,
-        bridged: tuple[np.ndarray, np.ndarray],
+        bridged: tuple[np.ndarray, np.ndarray, bool],
         language: str,
         languages: list[frozenset[str]],
         kind: np.ndarray,
@@ -1494,15 +1507,18 @@ class Retriever:
         l_max: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(fused scores, the pivot's scores or NaN): the pivot is scored as a message in the pivot
-        language would be, and fused (`bridge_fusion`) into the entries that lack the message's
-        language and have the pivot's; the others keep their score."""
+        language would be. A bridge is fused (`bridge_fusion`) into the entries that lack the
+        message's language and have the pivot's, the others keeping their score; a paraphrase is
+        blended into every entry, weighing `paraphrase_weight`."""
         s = self.settings
-        dense, cent = bridged
+        dense, cent, paraphrase = bridged
         d = np.where(kind == _KIND_CODE[QUESTION], dense, dense - s.passage_offset)
         cw = np.where(has_q, s.centroid_weight, s.answer_centroid_weight)
         pivot = (_entry_dense(d, kind, starts, has_rows, cent, s.sentence_blend) + cw * cent + l_max) / (
             1.0 + cw + max(s.lexical_weight, s.answer_lexical_weight)
         )
+        if paraphrase:
+            return (1.0 - s.paraphrase_weight) * score + s.paraphrase_weight * pivot, pivot
         applies = np.array([language not in langs and s.bridge_language in langs for langs in languages])
         if s.bridge_fusion == "sum":
             fused = (1.0 - s.bridge_weight) * score + s.bridge_weight * pivot
