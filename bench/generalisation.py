@@ -124,12 +124,14 @@ def cache_dir(name: str) -> Path:
     return CACHE if name == "seed" else CACHE / "generalisation" / name
 
 
-SEED_PROTOCOLS = ("seed", "seed-q1", "seed-answers")
+SEED_PROTOCOLS = ("seed-q1", "seed-answers")
 
 
 def protocol_settings(name: str, settings: RetrievalSettings) -> RetrievalSettings:
-    """The seed's protocols run without the translation memory (knowledge/bridge.py): it IS the
-    seed, so it would look up the very entries being ranked, in the message's language."""
+    """The reduced seed's protocols run without the translation memory (knowledge/bridge.py): it IS
+    the seed, so it would hand them back the question variants the reduction took away. The full
+    seed runs with it, as a service serving the seed does (there the memory adds nothing the
+    knowledge base lacks)."""
     return settings.replace(bridge=False) if name in SEED_PROTOCOLS else settings
 
 

@@ -774,6 +774,16 @@ class _Shard:
         best = np.argpartition(-scores, k - 1)[:k]
         return pos[best[scores[best] > -2.0]]
 
+    def questions_per_entry(self) -> float:
+        """Question rows per live entry: how many wordings the knowledge base already has (kept
+        until rows are added; a removal changes it little)."""
+        key = (self.n, self.n_ent)
+        if getattr(self, "_qpe", (None, 0.0))[0] != key:
+            alive = self.alive
+            questions = int(np.count_nonzero(self._kind.a[: self.n][alive] == _KIND_CODE[QUESTION]))
+            self._qpe = (key, questions / max(int(np.count_nonzero(self._ent_alive.a[: self.n_ent])), 1))
+        return self._qpe[1]
+
     def candidate_slots(self, qv: np.ndarray, lex_query, s: RetrievalSettings) -> np.ndarray:
         """Entry slots worth scoring exactly: best rows (dense, lexical) and best centroids."""
         if self.n_ent == 0:
@@ -1343,12 +1353,14 @@ class Retriever:
         knowledge base has text in the message's language, pivot scores of the other entries, on a
         same-language scale, would crowd out the entries written in it). Where it has, the pivot is
         a paraphrase in the message's own language (`paraphrase`): a citizen's wording and the
-        municipality's differ, and the memory knows the usual wordings of a municipal question."""
+        municipality's differ, and the memory knows the usual wordings of a municipal question; a
+        knowledge base with many wordings per entry has them already, and the memory's would only
+        lend its unanswerable neighbours their confidence."""
         s = self.settings
         if memory is None or language is None:
             return None
         if any(language in langs for langs in shard._language_sets):
-            if not s.paraphrase:
+            if not s.paraphrase or shard.questions_per_entry() >= s.paraphrase_max_questions:
                 return None
             pivot = memory.pivot(raw_qv, language, s, language, s.paraphrase_min_similarity)
             return None if pivot is None else (pivot, True)
