@@ -785,13 +785,14 @@ class _Shard:
         return self._qpe[1]
 
     def candidate_slots(self, qv: np.ndarray, lex_query, s: RetrievalSettings) -> np.ndarray:
-        """Entry slots worth scoring exactly: best rows (dense, lexical) and best centroids."""
+        """Entry slots worth scoring exactly: best rows (dense, lexical) and best centroids
+        (`lex_query` None: dense and centroids only, for a second vector of the same message)."""
         if self.n_ent == 0:
             return np.zeros(0, dtype=np.int64)
         parts = []
         if self.n:
             parts.append(self._entry.a[self._dense_candidates(qv, s.dense_candidates)])
-            if s.lexical_candidates:
+            if s.lexical_candidates and lex_query is not None:
                 parts.append(self._entry.a[self.lex.top(lex_query, s.lexical_candidates, self.alive)])
         parts.append(self._cent.best(qv, s.centroid_candidates, self._ent_alive.a[: self.n_ent]))
         slots = np.unique(np.concatenate(parts))
@@ -1387,7 +1388,7 @@ class Retriever:
             pivot = self._pivot(memory, raw_qv, language, shard, slots)
             if pivot is not None:  # the message's pivot is scored too
                 pv = project(pivot[0].vector, shard.directions)
-                slots = np.union1d(slots, shard.candidate_slots(pv, lq, s))
+                slots = np.union1d(slots, shard.candidate_slots(pv, None, s))  # its words are the message's
             if not len(slots):
                 return []
             stored = [shard.stored[i] for i in slots]
