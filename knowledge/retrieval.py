@@ -20,6 +20,8 @@ Before encoding, misspelt words are mapped onto the knowledge base's vocabulary
 When the knowledge base has no text in the message's language, its entries are also scored by a
 Swedish pivot of the message, made from a translation memory of the product's seed questions
 (`knowledge/bridge.py`): within one language e5's cosines are reliable, across two they are not.
+When it has, and few wordings per entry, by a paraphrase: the memory's own wordings, in the
+message's language, of the municipal question nearest it.
 
 Storage per municipality (a shard): a growable arena of projected row vectors (float32; int8
 codes with per-row scales once a shard is large, when inverted lists over the arena generate row
