@@ -16,12 +16,11 @@ import argparse
 import pickle
 import sys
 
-from bench.generalisation import FIT_PROTOCOLS, cache_dir, fit_decision, protocol_settings, protocols
+from bench.generalisation import FIT_PROTOCOLS, fit_decision, indexed, protocols
 from bench.retrieval import CACHE, load_embedder
 from knowledge.decision import decide, signals
 from knowledge.language import detect_language
 from knowledge.lexical import reads_as_words
-from knowledge.retrieval import Retriever
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
 
 ROWS = CACHE / "decision-rows.pkl"
@@ -38,8 +37,7 @@ def collect(only: str, refresh: bool) -> dict:
         embedder = load_embedder()
         settings = load_retrieval_settings()
         for p in protocols(set(missing)):
-            retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=protocol_settings(p.name, settings))
-            retriever.rebuild(p.entries)
+            retriever = indexed(p, embedder, settings)
             for split, messages in p.splits.items():
                 rows = []
                 for d in messages:

@@ -14,6 +14,10 @@ asks citizen messages through language detection, search and the decision, as `/
 - `norrvik`: `bench/data/norrvik_kb.yml`, a second fictional municipality in the style of real
   municipal FAQ pages (headings as questions, long answers), with its own dev and test messages.
   Never used to tune anything on the seed.
+- `seed-halves` (two folds): the seed split in halves by entry, one half's first Swedish questions
+  the knowledge base, the other half the translation memory (`knowledge/bridge.py`): what the
+  memory costs where it lacks the municipality's intents; compare with
+  `KOMMUNCHATT_RETRIEVAL_BRIDGE=false` (the memory off).
 
 Per protocol and split: ranking top-1 (answerable messages), MRR@10, top-1 on the right topic
 (same tag/category), top-1 of messages in other languages than Swedish, and the citizen's outcome:
@@ -49,6 +53,7 @@ class Protocol:
     name: str
     entries: list[Entry]
     splits: dict[str, list[dict]] = field(default_factory=dict)  # split -> messages (text, language, expected, kind)
+    memory_lacks: frozenset[str] = frozenset()  # seed entries left out of the translation memory
 
 
 # ----------------------------------------------------------------------------- knowledge bases
@@ -105,6 +110,20 @@ def norrvik_protocol() -> Protocol:
     )
 
 
+def seed_halves() -> list[Protocol]:
+    """The seed split in halves by entry: one half's first Swedish questions the knowledge base, the
+    other half the translation memory; the messages of the first half's entries and the
+    unanswerable ones. Every entry has a neighbouring intent in the memory and never its own: what
+    the memory costs where it does not know a municipality's questions."""
+    kb, messages = seed_first_question(), multilingual_messages()
+    out = []
+    for fold in (0, 1):
+        half = frozenset(e.id for i, e in enumerate(sorted(kb, key=lambda e: e.id)) if i % 2 == fold)
+        splits = {sp: [d for d in ms if not d.get("expected") or d["expected"] in half] for sp, ms in messages.items()}
+        out.append(Protocol(f"seed-halves-{fold}", [e for e in kb if e.id in half], splits, memory_lacks=half))
+    return out
+
+
 def protocols(only: set[str]) -> list[Protocol]:
     out = []
     if "seed" in only:  # the full seed, as bench/retrieval.py asks it (its cache folder too)
@@ -117,11 +136,24 @@ def protocols(only: set[str]) -> list[Protocol]:
         out.append(swefaq_protocol())
     if "norrvik" in only and (DATA / "norrvik_kb.yml").exists():
         out.append(norrvik_protocol())
+    if "seed-halves" in only:
+        out.extend(seed_halves())
     return out
 
 
 def cache_dir(name: str) -> Path:
+    if name.startswith("seed-halves"):
+        name = "seed-q1"  # the same texts
     return CACHE if name == "seed" else CACHE / "generalisation" / name
+
+
+def indexed(p: Protocol, embedder, settings: RetrievalSettings) -> Retriever:
+    """A retriever with `p`'s knowledge base (and, for the seed halves, a memory lacking its intents)."""
+    retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=protocol_settings(p.name, settings))
+    retriever.rebuild(p.entries)
+    if p.memory_lacks and retriever.translation_memory() is not None:
+        retriever.use_memory(retriever.translation_memory().without(p.memory_lacks))
+    return retriever
 
 
 SEED_PROTOCOLS = ("seed-q1", "seed-answers")
@@ -261,9 +293,8 @@ def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: 
     print(HEADER)
     for p in protocols(only):
         ps = protocol_settings(p.name, settings)
-        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=ps)
         t = time.perf_counter()
-        retriever.rebuild(p.entries)
+        retriever = indexed(p, embedder, settings)
         build = time.perf_counter() - t
         for split, messages in p.splits.items():
             if split not in splits:
@@ -342,8 +373,7 @@ def fit(args) -> int:
     settings = load_retrieval_settings()
     by_kb = {}
     for p in protocols(set(FIT_PROTOCOLS.split(","))):
-        retriever = Retriever(embedder, cache_dir=cache_dir(p.name), settings=protocol_settings(p.name, settings))
-        retriever.rebuild(p.entries)
+        retriever = indexed(p, embedder, settings)
         by_kb[p.name] = decision_rows(retriever, p.splits["dev"])
         print(f"{p.name}: {len(by_kb[p.name])} dev messages", flush=True)
     fitted = fit_decision(by_kb, args.max_wrong, args.max_unanswered)
@@ -354,7 +384,7 @@ def fit(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="seed,seed-q1,seed-answers,swefaq,norrvik")
+    ap.add_argument("--only", default="seed,seed-q1,seed-answers,swefaq,norrvik,seed-halves")
     ap.add_argument("--splits", default="dev,test")
     ap.add_argument("--no-e5", action="store_true", help="leave out the plain e5 reference rows")
     ap.add_argument("--fit", action="store_true", help="refit the decision on the dev splits and print the settings")

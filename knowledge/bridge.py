@@ -50,20 +50,29 @@ class TranslationMemory:
     """Question variants of parallel entries: their vectors, and per language each entry's centroid."""
 
     def __init__(self, entries: list[Entry], encode: Encode) -> None:
-        self.ids = [e.id for e in entries]
         pairs = [(i, lang, q.strip()) for i, e in enumerate(entries) for lang, qs in e.questions.items() for q in qs]
         texts = [(lang, q) for _, lang, q in pairs if q]
-        owner = [i for i, _, q in pairs if q]
-        self.owner = np.asarray(owner, dtype=np.int64)
-        self.vectors = _unit(np.asarray(encode(texts), dtype=np.float32)) if texts else np.zeros((0, 0), np.float32)
-        langs = np.array([lang for lang, _ in texts])
+        vectors = _unit(np.asarray(encode(texts), dtype=np.float32)) if texts else np.zeros((0, 0), np.float32)
+        owner = np.asarray([i for i, _, q in pairs if q], dtype=np.int64)
+        self._index([e.id for e in entries], owner, np.array([lang for lang, _ in texts]), vectors)
+
+    def _index(self, ids: list[str], owner: np.ndarray, langs: np.ndarray, vectors: np.ndarray) -> None:
+        self.ids, self.owner, self.langs, self.vectors = ids, owner, langs, vectors
         self.rows = {lang: np.flatnonzero(langs == lang) for lang in sorted(set(langs))}
         self.languages = frozenset(self.rows)
         self.centroids: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # language -> (centroids, has questions)
         for lang, rows in self.rows.items():
-            sums = np.zeros((len(entries), self.vectors.shape[1]), dtype=np.float32)
-            np.add.at(sums, self.owner[rows], self.vectors[rows])
-            self.centroids[lang] = (_unit(sums), np.bincount(self.owner[rows], minlength=len(entries)) > 0)
+            sums = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+            np.add.at(sums, owner[rows], vectors[rows])
+            self.centroids[lang] = (_unit(sums), np.bincount(owner[rows], minlength=len(ids)) > 0)
+
+    def without(self, ids: set[str]) -> TranslationMemory:
+        """The memory without the entries `ids` (their questions unknown to it): how it serves a
+        knowledge base whose intents it lacks (`bench/generalisation.py`'s seed-halves)."""
+        keep = np.array([self.ids[o] not in ids for o in self.owner], dtype=bool)
+        memory = TranslationMemory.__new__(TranslationMemory)
+        memory._index(self.ids, self.owner[keep], self.langs[keep], self.vectors[keep])
+        return memory
 
     def __len__(self) -> int:
         return len(self.vectors)

@@ -130,6 +130,7 @@ def entry_rows(entry: Entry, settings: RetrievalSettings) -> list[Row]:
     return list(rows.values())
 
 
+LEXICAL_BUDGET = 50_000  # rows a large shard's lexical candidate search may touch (`LexicalIndex.top`)
 _KEY = np.dtype("S20")  # a text's key: the SHA-1 digest of model, prompt and text
 
 
@@ -795,7 +796,9 @@ class _Shard:
         if self.n:
             parts.append(self._entry.a[self._dense_candidates(qv, s.dense_candidates)])
             if s.lexical_candidates and lex_query is not None:
-                parts.append(self._entry.a[self.lex.top(lex_query, s.lexical_candidates, self.alive)])
+                # A large shard's lexical candidates come from its rarest n-grams' rows only.
+                budget = LEXICAL_BUDGET if self.n >= s.ivf_min_rows else None
+                parts.append(self._entry.a[self.lex.top(lex_query, s.lexical_candidates, self.alive, budget)])
         parts.append(self._cent.best(qv, s.centroid_candidates, self._ent_alive.a[: self.n_ent]))
         slots = np.unique(np.concatenate(parts))
         return slots[self._ent_alive.a[slots]]
@@ -1009,7 +1012,9 @@ class Retriever:
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()
         self.vocabulary: dict[str, set[str]] = defaultdict(set)
-        self.lexicon = tokenizer_lexicon(getattr(embedder, "tokenizer", None))
+        # The lightest tokenizer the embedder has (its live-query one, not the transformers one).
+        tokenizer = getattr(embedder, "vocabulary_tokenizer", None) or getattr(embedder, "tokenizer", None)
+        self.lexicon = tokenizer_lexicon(tokenizer)
         self.speller = self._new_speller()
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
@@ -1346,6 +1351,10 @@ class Retriever:
             self._memory = (bridge.shared(self.cache.model_id, encode),)
         return self._memory[0]
 
+    def use_memory(self, memory: bridge.TranslationMemory | None) -> None:
+        """Serve with `memory` instead of the product's (benches: a memory lacking some intents)."""
+        self._memory = (memory,)
+
     def _pivot(
         self, memory, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray
     ) -> tuple[bridge.Pivot, bool] | None:
@@ -1399,8 +1408,11 @@ class Retriever:
             counts = np.array([len(p) for p in positions])
             pos = np.concatenate(positions) if counts.sum() else np.zeros(0, dtype=np.int64)
             dense = shard.dense(pos, qv)
-            lex_cos, lex_cov = shard.lex.score_rows(lq, pos)
             kind = shard._kind.a[pos]
+            # Answer sentences' lexical scores are never used (`_score`): only the other rows are scored.
+            lex_cos, lex_cov = np.zeros(len(pos), dtype=np.float32), np.zeros(len(pos), dtype=np.float32)
+            scored = kind != _KIND_CODE[CHUNK]
+            lex_cos[scored], lex_cov[scored] = shard.lex.score_rows(lq, pos[scored])
             cent = shard._cent.scores(slots, qv)
             bridged = None if pivot is None else (shard.dense(pos, pv), shard._cent.scores(slots, pv), pivot[1])
         return self._score(

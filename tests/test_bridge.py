@@ -195,3 +195,13 @@ def test_a_citizens_own_wording_ranks_at_least_as_well_through_a_paraphrase(brid
     with_paraphrase, without = first(bridged), first(plain)
     assert with_paraphrase >= without and with_paraphrase >= len(SWEDISH) - 3, (with_paraphrase, without)
     assert any("paraphrase" in c.raw for c in bridged.search(SWEDISH[0][0], language="sv"))
+
+
+def test_a_memory_without_an_intent_never_pivots_to_it():
+    """`without` (the seed-halves protocol): the left-out entries' questions are gone, in every language."""
+    s = load_retrieval_settings(env={})
+    memory = toy_memory().without({"water"})
+    q = np.array([1.0, 0.1, 0.0, 0.5], dtype=np.float32)  # Somali, about water
+    p = memory.pivot(q, "so", s, "sv", -1.0)
+    assert p is not None and "water" not in p.entries and p.vector[0] < 0.5
+    assert len(memory) == len(toy_memory()) - 3
