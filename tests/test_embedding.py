@@ -210,16 +210,65 @@ def test_fast_queries_can_be_turned_off(model_path, monkeypatch):
     np.testing.assert_allclose(plain.encode_query(text), plain.encode_queries([text])[0], atol=1e-6)
 
 
-def test_int8_calibration_is_measured_once_and_kept(embedder, model_path, monkeypatch):
-    """Measuring the int8 encoder's activation ranges was most of a service's start: the first
-    Embedder keeps them beside the model folder and the next one reuses them, with the same vectors."""
-    kept = list(model_path.parent.glob(f"{model_path.name}.int8-ranges-*.pt"))
-    assert [p.name for p in kept] == [embedder._calibration_path().name]
+def test_int8_encoder_is_built_once_and_kept(embedder, model_path, monkeypatch):
+    """Building the int8 encoder (calibration, quantising, tracing) was most of a service's start:
+    the first Embedder keeps it beside the model folder as TorchScript and the next one loads it,
+    with the same vectors, without loading the fp32 model."""
+    kept = list(model_path.parent.glob(f"{model_path.name}.int8-query-*.pt"))
+    assert [p.name for p in kept] == [embedder._int8_path().name]
 
-    def measure(*_args):
-        raise AssertionError("measured again although the calibration is kept")
+    def build(*_args):
+        raise AssertionError("built again although the int8 encoder is kept")
 
-    monkeypatch.setattr(emb.Embedder, "_activation_ranges", measure)
+    monkeypatch.setattr(emb.Embedder, "_activation_ranges", build)
+    monkeypatch.setattr(emb.Embedder, "_int8_model", build)
     again = emb.Embedder(model_path)
+    assert again._model is None, "the fp32 model was loaded for the int8 encoder"
     text = "hur ansoker jag om forskoleplats"
     np.testing.assert_allclose(again.encode_query(text), embedder.encode_query(text), atol=1e-6)
+
+
+def test_query_tokenizer_gives_the_fast_tokenizers_ids(embedder, model_path):
+    """The live queries' compact tokenizer (~30 MB, not ~270) segments as `tokenizers`' Unigram does."""
+    import json
+
+    light = emb.QueryTokenizer(model_path / "tokenizer.json")
+    texts = [s for pair in SENTENCES.values() for s in pair] + TOKENIZER_CASES + ["", "x" * 300, "ab\u0301c"]
+    for name in ("dev", "test"):
+        path = ROOT / "bench" / "data" / f"multilingual_{name}.jsonl"
+        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    differ = [t for t in texts if light.ids("query: " + t) != embedder.tokenizer("query: " + t)["input_ids"]]
+    assert not differ, differ[:5]
+    assert len(texts) > 500
+
+
+def test_fp32_model_is_released_when_idle(model_path):
+    """A serving worker holds only the int8 encoder: the fp32 model is loaded to encode entries and
+    released once idle, then loaded again when needed (same vectors)."""
+    embedder = emb.Embedder(model_path, idle_s=0.3)
+    assert embedder._model is None
+    first = embedder.encode_passages(["Sophämtningen sker varannan vecka."])
+    assert embedder._model is not None
+    deadline = time.monotonic() + 10
+    while embedder._model is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert embedder._model is None, "not released"
+    np.testing.assert_allclose(embedder.encode_passages(["Sophämtningen sker varannan vecka."]), first, atol=1e-6)
+    with embedder.bulk():  # an import keeps it loaded however long it runs
+        embedder.encode_passages(["a"])
+        time.sleep(0.8)
+        assert embedder._model is not None
+
+
+def test_a_serving_worker_imports_no_transformers(embedder, model_path):
+    """Answering live queries needs neither transformers nor sentence-transformers (~115 MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from knowledge.embedding import Embedder; "
+        f"e = Embedder(Path({str(model_path)!r})); e.encode_query('Hur ansöker jag om bygglov?'); "
+        "print(sorted(m for m in ('transformers', 'sentence_transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
