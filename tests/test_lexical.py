@@ -1,0 +1,88 @@
+"""The lexical index's bounded candidate search (issue 18: a large shard's lexical candidates)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from knowledge.lexical import Featurizer, LexicalIndex
+
+COMMON = [
+    "hur",
+    "gör",
+    "jag",
+    "när",
+    "man",
+    "kan",
+    "ska",
+    "om",
+    "för",
+    "att",
+    "till",
+    "det",
+    "en",
+    "ett",
+    "på",
+    "med",
+    "är",
+    "av",
+]
+TOPICS = ["bygglov", "sophämtning", "förskola", "parkering", "bibliotek", "hemtjänst", "vatten", "skola", "bostad"]
+
+
+def _index(n: int = 3000, seed: int = 0) -> tuple[LexicalIndex, list[str]]:
+    rng = random.Random(seed)
+    texts = [
+        " ".join(rng.sample(COMMON, 5) + [rng.choice(TOPICS), f"ärende{i}" if i % 97 == 0 else rng.choice(COMMON)])
+        for i in range(n)
+    ]
+    texts[1234 % n] = "hur ansöker jag om strandskyddsdispens för bryggan"
+    lex = LexicalIndex(Featurizer(3, 5))
+    lex.append(texts)
+    lex.merge()
+    return lex, texts
+
+
+def test_bounded_search_finds_the_rare_word_first():
+    lex, _ = _index()
+    alive = np.ones(len(lex), dtype=bool)
+    q = lex.query("strandskydsdispens brygga hur gör jag")  # a typo in the rare word
+    got = lex.top(q, 8, alive, budget=500)
+    assert got[0] == 1234
+    assert len(got) <= 8
+
+
+def test_bounded_search_ranks_by_the_full_cosine():
+    """The rows returned are ranked by TF-IDF cosine over all the query's n-grams (`score_rows`),
+    and the best is at least as good by it as the best of the search over every row."""
+    lex, _ = _index()
+    alive = np.ones(len(lex), dtype=bool)
+    for text in ("bygglov för ärende97", "parkering skola", "hemtjänst vatten hur", "strandskyd brygga"):
+        q = lex.query(text)
+        for budget in (10**9,):  # not binding (a binding one may miss rows holding only commoner words)
+            got = lex.top(q, 16, alive, budget=budget)
+            scores = lex.score_rows(q, got)[0]
+            assert np.all(np.diff(scores) <= 1e-6)  # best first
+            every_row = lex.score_rows(q, lex.top(q, 16, alive))[0]
+            assert scores[0] >= every_row.max() - 1e-6, (text, budget)
+
+
+def test_bounded_search_skips_dead_rows_and_sees_appended_ones():
+    lex, _ = _index()
+    alive = np.ones(len(lex), dtype=bool)
+    alive[1234] = False
+    q = lex.query("strandskyddsdispens bryggan")
+    assert 1234 not in lex.top(q, 8, alive, budget=500)
+    lex.append(["strandskyddsdispens för en ny brygga"])  # not merged: the tail
+    alive = np.ones(len(lex), dtype=bool)
+    alive[1234] = False
+    assert lex.top(q, 8, alive, budget=500)[0] == len(lex) - 1
+
+
+def test_small_shards_search_every_row_as_before():
+    """Without a budget (shards under `ivf_min_rows`) the search is the unbounded one."""
+    lex, _ = _index(500)
+    alive = np.ones(len(lex), dtype=bool)
+    q = lex.query("bygglov förskola")
+    assert list(lex.top(q, 10, alive)) == list(lex.top(q, 10, alive, budget=None))
