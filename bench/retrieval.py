@@ -15,6 +15,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -418,13 +419,22 @@ def http_client(url: str, path: str) -> int:
 
 
 def speed(
-    embedder, seed: list[Entry], sizes: list[int], queries: list[str], settings, replicas: bool = True
+    embedder,
+    seed: list[Entry],
+    sizes: list[int],
+    queries: list[str],
+    settings,
+    replicas: bool = True,
+    keep: Path | None = None,
 ) -> list[dict]:
     """`/api/v1/answer` latency in process (KnowledgeService.answer) and over HTTP, each query new
     to the query-vector LRU (every one is encoded), at each knowledge-base size. Memory: the
     process's resident growth after the build (`index_mb`) and after the in-process queries
     (`served_mb`, with what searching builds lazily). With `replicas`, the index is then saved as
-    the service saves it and fresh workers start from it (`replica_figures`)."""
+    the service saves it and fresh workers start from it (`replica_figures`). With `keep`, each
+    size's work folder (database, saved index, queries) is kept under `keep/<size>`, for
+    `--reuse-workers` to start workers from it again without building."""
+    import contextlib
     import gc
     import tempfile
 
@@ -440,7 +450,11 @@ def speed(
         del grown
         gc.collect()
         rss = current_rss_mb() - rss0
-        with tempfile.TemporaryDirectory() as workdir:
+        if keep is not None:
+            shutil.rmtree(keep / str(n), ignore_errors=True)
+            (keep / str(n)).mkdir(parents=True)
+        folder = contextlib.nullcontext(str(keep / str(n))) if keep is not None else tempfile.TemporaryDirectory()
+        with folder as workdir:
             service = bench_service(retriever, settings, Path(workdir))
             for q in queries[:5]:  # warm-up
                 service.answer(q + " ?")
@@ -495,8 +509,6 @@ def replica_figures(retriever: Retriever, queries: list[str], workdir: Path) -> 
     ready, p50/p95 of `KnowledgeService.answer`, and memory after the queries (the whole process:
     resident, anonymous, file-backed, and proportional set size, which splits shared pages
     between the processes mapping them)."""
-    import subprocess
-
     from core.db import make_engine
     from knowledge.store import KnowledgeStore
     from kommunchatt.schema import init_db
@@ -516,6 +528,12 @@ def replica_figures(retriever: Retriever, queries: list[str], workdir: Path) -> 
     )
     save_s = time.perf_counter() - t
     (workdir / "queries.json").write_text(json.dumps(queries), encoding="utf-8")
+    return {"save_s": save_s, **worker_figures(workdir)}
+
+
+def worker_figures(workdir: Path) -> dict:
+    """One fresh worker (`--replica`) on the index saved in `workdir`, then two at once."""
+    import subprocess
 
     def start(n: int) -> list[dict]:
         for f in workdir.glob("barrier-*"):
@@ -533,12 +551,12 @@ def replica_figures(retriever: Retriever, queries: list[str], workdir: Path) -> 
 
     one, two = start(1)[0], start(2)
     return {
-        "save_s": save_s,
         "ready_s": one["ready_s"],
         "model_s": one["model_s"],
         "replica_p50_ms": one["p50_ms"],
         "replica_p95_ms": one["p95_ms"],
         "replica_mem": one["memory"],
+        "replica_mapped": one.get("mapped", {}),
         "two_pss_mb": sum(r["memory"]["Pss"] for r in two),
         "two_rss_mb": [r["memory"]["VmRSS"] for r in two],
         "two_ready_s": [r["ready_s"] for r in two],
@@ -559,6 +577,22 @@ def memory_mb() -> dict[str, float]:
         if key in ("Pss", "Pss_Anon", "Pss_File"):
             out[key] = int(value.split()[0]) / 1024
     return out
+
+
+def mapped_files_mb(top: int = 12) -> dict[str, float]:
+    """Resident MB per memory-mapped file of this process (the largest `top`): which of the saved
+    index's arrays (arrays/<n>.npy, named in the snapshot's pickle order) and libraries the queries
+    brought in."""
+    sizes: dict[str, float] = {}
+    name = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            name = head[5] if len(head) >= 6 and head[5].startswith("/") else None
+        elif name and line.startswith("Rss:"):
+            sizes[name] = sizes.get(name, 0.0) + int(head[1]) / 1024
+    best = sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
+    return {path: round(mb, 1) for path, mb in best}
 
 
 def replica(workdir: str, workers: int, started: float) -> int:
@@ -588,6 +622,7 @@ def replica(workdir: str, workers: int, started: float) -> int:
         time.sleep(0.2)
     time.sleep(0.5)
     memory = memory_mb()
+    mapped = mapped_files_mb()
     (work / f"barrier-{os.getpid()}-done").touch()
     while len(list(work.glob("barrier-*-done"))) < workers:  # none leaves before all have measured
         time.sleep(0.1)
@@ -599,6 +634,7 @@ def replica(workdir: str, workers: int, started: float) -> int:
         "p50_ms": p50,
         "p95_ms": p95,
         "memory": memory,
+        "mapped": mapped,
         "adopted": service._snapshot_seen == "bench",
     }
     print(json.dumps(out))
@@ -627,6 +663,13 @@ def main(argv: list[str] | None = None) -> int:
         help="refit the answer rule on the multilingual dev set and print the settings",
     )
     ap.add_argument("--no-replicas", action="store_true", help="speed: skip the workers started from the saved index")
+    ap.add_argument("--keep", type=Path, help="speed: keep each size's work folder (saved index) under this folder")
+    ap.add_argument(
+        "--reuse-workers",
+        type=Path,
+        metavar="FOLDER",
+        help="speed: only start the workers on the index a --keep run saved in FOLDER (e.g. KEEP/100000)",
+    )
     ap.add_argument("--http-client", nargs=2, metavar=("URL", "QUERIES"), help=argparse.SUPPRESS)
     ap.add_argument("--replica", nargs=3, metavar=("WORKDIR", "WORKERS", "STARTED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -637,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only.split(","))
     settings = load_retrieval_settings()
     embedder = load_embedder()
+    if args.reuse_workers:
+        return reuse_workers(args.reuse_workers, embedder, settings)
     print(f"settings: {settings}\n")
     if args.calibrate:
         retriever = Retriever(embedder, cache_dir=CACHE, settings=settings)
@@ -724,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
             f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s} {'served MB':>9s}"
         )
-        results = speed(embedder, base, sizes, queries, settings, replicas=not args.no_replicas)
+        results = speed(embedder, base, sizes, queries, settings, replicas=not args.no_replicas, keep=args.keep)
         for r in results:
             print(
                 f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
@@ -737,21 +782,47 @@ def main(argv: list[str] | None = None) -> int:
                 "\nworkers started from the saved index (whole processes: model, torch, index; memory after the "
                 "queries, MB):"
             )
-            print(
-                f"{'entries':>8s} {'save s':>7s} {'model s':>7s} {'ready s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
-                f"{'RSS':>6s} {'anon':>6s} {'file':>6s} {'PSS':>6s} {'2 workers: PSS sum':>19s} {'RSS each':>12s} "
-                f"{'ready s':>10s}"
-            )
+            print(WORKER_HEADER)
             for r in results:
-                m = r["replica_mem"]
-                print(
-                    f"{r['entries']:8d} {r['save_s']:7.1f} {r['model_s']:7.1f} {r['ready_s']:8.1f} "
-                    f"{r['replica_p50_ms']:7.1f} {r['replica_p95_ms']:7.1f} {m['VmRSS']:6.0f} {m['RssAnon']:6.0f} "
-                    f"{m['RssFile']:6.0f} "
-                    f"{m['Pss']:6.0f} {r['two_pss_mb']:19.0f} {'/'.join(f'{x:.0f}' for x in r['two_rss_mb']):>12s} "
-                    f"{'/'.join(f'{x:.1f}' for x in r['two_ready_s']):>10s}"
-                    + ("" if r["adopted"] else "  (did NOT start from the saved index)")
-                )
+                print_workers(r)
+    return 0
+
+
+WORKER_HEADER = (
+    f"{'entries':>8s} {'save s':>7s} {'model s':>7s} {'ready s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
+    f"{'RSS':>6s} {'anon':>6s} {'file':>6s} {'PSS':>6s} {'2 workers: PSS sum':>19s} {'RSS each':>12s} "
+    f"{'ready s':>10s}"
+)
+
+
+def print_workers(r: dict) -> None:
+    m = r["replica_mem"]
+    print(
+        f"{r['entries']:8d} {r['save_s']:7.1f} {r['model_s']:7.1f} {r['ready_s']:8.1f} "
+        f"{r['replica_p50_ms']:7.1f} {r['replica_p95_ms']:7.1f} {m['VmRSS']:6.0f} {m['RssAnon']:6.0f} "
+        f"{m['RssFile']:6.0f} "
+        f"{m['Pss']:6.0f} {r['two_pss_mb']:19.0f} {'/'.join(f'{x:.0f}' for x in r['two_rss_mb']):>12s} "
+        f"{'/'.join(f'{x:.1f}' for x in r['two_ready_s']):>10s}"
+        + ("" if r["adopted"] else "  (did NOT start from the saved index)")
+    )
+
+
+def reuse_workers(folder: Path, embedder, settings) -> int:
+    """`--reuse-workers`: the workers of `replica_figures` on an index a `--keep` run saved, without
+    building it again (the code under test is this tree's; the index must still load: same model,
+    settings and snapshot format, else a worker would rebuild 100k entries with the real model)."""
+    probe = Retriever(embedder, cache_dir=None, settings=settings)
+    if probe.load(folder / "index" / "snapshot") is None:
+        print(f"{folder}: the saved index does not load with this model, settings and format; build it again")
+        return 1
+    entries = sum(len(s.entries) for s in probe._shards.values())
+    del probe
+    r = {"entries": entries, "save_s": float("nan"), **worker_figures(folder)}
+    print(f"workers started from the index saved in {folder} (memory after the queries, MB):")
+    print(WORKER_HEADER)
+    print_workers(r)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    print(json.dumps(r))
     return 0
 
 
