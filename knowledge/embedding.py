@@ -781,7 +781,7 @@ class Embedder:
             if idle < self.idle_s:
                 pass  # used since: look again later
             else:
-                self._model = None
+                self._model = self._tokenizer = None
                 _release_freed_memory()
                 log.info("released the fp32 model after %.0f s idle", idle)
                 return
@@ -793,7 +793,7 @@ class Embedder:
             return
         with self._lock:
             if self._model is not None and not self._busy:
-                self._model = None
+                self._model = self._tokenizer = None
                 _release_freed_memory()
 
     # -- the int8 query encoder
