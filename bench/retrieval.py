@@ -544,6 +544,7 @@ def worker_figures(workdir: Path) -> dict:
                 stdout=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
+                env={**os.environ, "KOMMUNCHATT_MODEL_IDLE_S": os.environ.get("KOMMUNCHATT_MODEL_IDLE_S", "60")},
             )
             for _ in range(n)
         ]

@@ -52,7 +52,7 @@ SMOOTH_ALPHA = 0.8  # SmoothQuant's migration strength; 0.5-1.0 measured, 0.8 cl
 CALIBRATION = Path(__file__).with_name("int8_calibration.txt")
 TABLE_GROUP = 64  # columns of the int8 word embedding table sharing one scale (`_int8_table_class`)
 IDLE_ENV = "KOMMUNCHATT_MODEL_IDLE_S"  # seconds the fp32 model stays loaded unused (0: always)
-DEFAULT_IDLE_S = 60.0
+DEFAULT_IDLE_S = 0.0  # loaded at start and kept: a webmaster's saved entry is answerable within a second
 
 log = logging.getLogger(__name__)
 
@@ -658,7 +658,8 @@ class Embedder:
     or sentence-transformers and holds ~230 MB of model and tokenizer instead of ~900. The fp32 model, which
     encodes entries (imports, edits, builds) and batches of queries, is loaded when first needed
     and released once it has been idle `idle_s` seconds (else env `KOMMUNCHATT_MODEL_IDLE_S`, else
-    60; 0 keeps it loaded).
+    0: loaded at start and kept, so that saving an entry does not wait 2-5 s for a load; a shared
+    contact centre's replicas that only answer set it, e.g. 60, and save ~600 MB each).
     """
 
     def __init__(
@@ -701,6 +702,8 @@ class Embedder:
             self._query_tokenizer = self._light_tokenizer()
         if self._query_model is not None:
             self._schedule_release()  # the int8 encoder was built from a freshly loaded fp32 model
+        if self.idle_s <= 0:
+            _ = self.model  # kept loaded: encoding an edited entry must not wait for a load (2-5 s)
 
     # -- the fp32 model, loaded while it is needed
 

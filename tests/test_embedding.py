@@ -222,7 +222,7 @@ def test_int8_encoder_is_built_once_and_kept(embedder, model_path, monkeypatch):
 
     monkeypatch.setattr(emb.Embedder, "_activation_ranges", build)
     monkeypatch.setattr(emb.Embedder, "_int8_model", build)
-    again = emb.Embedder(model_path)
+    again = emb.Embedder(model_path, idle_s=60)  # a lean worker: the fp32 model only when needed
     assert again._model is None, "the fp32 model was loaded for the int8 encoder"
     text = "hur ansoker jag om forskoleplats"
     np.testing.assert_allclose(again.encode_query(text), embedder.encode_query(text), atol=1e-6)
@@ -260,8 +260,18 @@ def test_fp32_model_is_released_when_idle(model_path):
         assert embedder._model is not None
 
 
+def test_the_fp32_model_is_kept_loaded_by_default(embedder, model_path):
+    """By default (`KOMMUNCHATT_MODEL_IDLE_S` unset) the fp32 model is loaded at start and kept: a
+    webmaster's saved entry is encoded at once, not after a 2-5 s load."""
+    kept = emb.Embedder(model_path)
+    assert kept.idle_s == 0 and kept._model is not None
+    kept.encode_passages(["Sophämtningen sker varannan vecka."])
+    assert kept._release_timer is None and kept._model is not None  # never released
+
+
 def test_a_serving_worker_imports_no_transformers(embedder, model_path):
-    """Answering live queries needs neither transformers nor sentence-transformers (~115 MB)."""
+    """Answering live queries needs neither transformers nor sentence-transformers (~115 MB), in a
+    lean worker (`KOMMUNCHATT_MODEL_IDLE_S` set)."""
     import subprocess
     import sys
 
@@ -270,5 +280,6 @@ def test_a_serving_worker_imports_no_transformers(embedder, model_path):
         f"e = Embedder(Path({str(model_path)!r})); e.encode_query('Hur ansöker jag om bygglov?'); "
         "print(sorted(m for m in ('transformers', 'sentence_transformers') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    env = {**os.environ, emb.IDLE_ENV: "60"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
