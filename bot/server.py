@@ -31,7 +31,9 @@ def internal_token() -> str:
 
 def main() -> None:
     token = internal_token()
-    sys.argv = ["rasa", "run", "--enable-api", "--auth-token", token, *sys.argv[1:]]
+    # One argument "--auth-token=TOKEN": a token starting with "-" (1 in 64 of the generated ones)
+    # given as its own argument reads to argparse as an option, and Rasa would not start.
+    sys.argv = ["rasa", "run", "--enable-api", f"--auth-token={token}", *sys.argv[1:]]
     from rasa.__main__ import main as rasa_main
 
     rasa_main()
