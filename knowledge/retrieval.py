@@ -1356,7 +1356,7 @@ class Retriever:
         self._memory = (memory,)
 
     def _pivot(
-        self, memory, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray
+        self, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray
     ) -> tuple[bridge.Pivot, bool] | None:
         """(the message's pivot, whether it is a paraphrase) or None.
 
@@ -1369,17 +1369,19 @@ class Retriever:
         knowledge base with many wordings per entry has them already, and the memory's would only
         lend its unanswerable neighbours their confidence."""
         s = self.settings
-        if memory is None or language is None:
+        if not s.bridge or language is None:
             return None
         if any(language in langs for langs in shard._language_sets):
             if not s.paraphrase or shard.questions_per_entry() >= s.paraphrase_max_questions:
                 return None
-            pivot = memory.pivot(raw_qv, language, s, language, s.paraphrase_min_similarity)
-            return None if pivot is None else (pivot, True)
-        if language == s.bridge_language or not any(s.bridge_language in shard.languages[i] for i in slots):
+            target, min_similarity = language, s.paraphrase_min_similarity
+        elif language == s.bridge_language or not any(s.bridge_language in shard.languages[i] for i in slots):
             return None
-        pivot = memory.pivot(raw_qv, language, s, s.bridge_language, s.bridge_min_similarity)
-        return None if pivot is None else (pivot, False)
+        else:
+            target, min_similarity = s.bridge_language, s.bridge_min_similarity
+        memory = self.translation_memory()  # only here: a search that needs none never builds it
+        pivot = None if memory is None else memory.pivot(raw_qv, language, s, target, min_similarity)
+        return None if pivot is None else (pivot, target == language)
 
     def search(
         self, text: str, municipality: str = DEFAULT_MUNICIPALITY, language: str | None = None, top_k: int = 5
@@ -1388,7 +1390,6 @@ class Retriever:
         s = self.settings
         query = self.query_text(text, language)
         raw_qv = self.encode_query(query)
-        memory = self.translation_memory() if language is not None else None
         with self._lock:
             shard = self._shards.get(municipality)
             if shard is None or not shard.entries:
@@ -1396,7 +1397,7 @@ class Retriever:
             qv = project(raw_qv, shard.directions)
             lq = shard.lex.query(query)
             slots = shard.candidate_slots(qv, lq, s)
-            pivot = self._pivot(memory, raw_qv, language, shard, slots)
+            pivot = self._pivot(raw_qv, language, shard, slots)
             if pivot is not None:  # the message's pivot is scored too
                 pv = project(pivot[0].vector, shard.directions)
                 slots = np.union1d(slots, shard.candidate_slots(pv, None, s))  # its words are the message's

@@ -92,7 +92,13 @@ class KnowledgeService:
     def refresh(self) -> None:
         """Start from the saved index when there is one, brought to the database's state (changes
         since it was saved, then every entry's version) before this returns; else rebuild it from
-        the database (vectors come from the cache) and save it."""
+        the database (vectors come from the cache) and save it. The translation memory is built
+        after it (its vectors are copied from the index's cache), not by a citizen's first message
+        (seconds: a fresh replica's first answers timed out into apologies)."""
+        self._refresh_index()
+        self.retriever.translation_memory()
+
+    def _refresh_index(self) -> None:
         if self._adopt_snapshot(at_least=None):
             return
         with self._lock:
