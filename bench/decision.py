@@ -16,9 +16,9 @@ import argparse
 import pickle
 import sys
 
-from bench.generalisation import FIT_PROTOCOLS, fit_decision, indexed, protocols
+from bench.generalisation import FIT_PROTOCOLS, fit_decision, indexed, labelled, protocols
 from bench.retrieval import CACHE, load_embedder
-from knowledge.decision import decide, signals
+from knowledge.decision import decide
 from knowledge.language import detect_language
 from knowledge.lexical import reads_as_words
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
@@ -92,16 +92,6 @@ def table(data: dict, settings: RetrievalSettings, title: str) -> None:
         )
 
 
-def fit_rows(rows: list) -> list[tuple[dict, bool, bool, bool]]:
-    """(signals, best is right, right among the best three, unanswerable), as `fit_decision` takes them."""
-    out = []
-    for d, lang, _, cands in rows:
-        if cands:
-            ids, gold = [c.entry.id for c in cands], d.get("expected")
-            out.append((signals(cands, lang), bool(gold) and ids[0] == gold, bool(gold) and gold in ids[:3], not gold))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=ALL)
@@ -114,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_retrieval_settings()
     table(data, settings, "configured settings")
     if args.fit:
-        by_kb = {name: fit_rows(rows) for (name, split), rows in data.items() if split == "dev" and name != "seed"}
+        by_kb = {
+            name: labelled([(d, lang, cands) for d, lang, _, cands in rows])
+            for (name, split), rows in data.items()
+            if split == "dev" and name != "seed"
+        }
         fitted = fit_decision(by_kb, args.max_wrong, args.max_unanswered)
         print(f"\nrefitted on the dev splits of {', '.join(by_kb)}:")
         print("\n".join(f"  {k}: {v}" for k, v in fitted.items()))

@@ -314,17 +314,24 @@ def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: 
 FIT_PROTOCOLS = "seed-q1,seed-answers,swefaq,norrvik"  # small knowledge bases; the seed has its own fit
 
 
-def decision_rows(retriever: Retriever, messages: list[dict]) -> list[tuple[dict, bool, bool, bool]]:
-    """(signals, best is right, right among the best three, unanswerable) per message."""
+def labelled(searched: list[tuple[dict, str, list]]) -> list[tuple[dict, bool, bool, bool]]:
+    """(signals, best is right, right among the best three, unanswerable) per (message, language,
+    candidates) that found any: what `fit_decision` takes."""
     out = []
-    for d in messages:
-        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
-        cands = retriever.search(d["text"], language=lang, top_k=10)
+    for d, lang, cands in searched:
         if cands:
-            ids = [c.entry.id for c in cands]
-            gold = d.get("expected")
+            ids, gold = [c.entry.id for c in cands], d.get("expected")
             out.append((signals(cands, lang), bool(gold) and ids[0] == gold, bool(gold) and gold in ids[:3], not gold))
     return out
+
+
+def decision_rows(retriever: Retriever, messages: list[dict]) -> list[tuple[dict, bool, bool, bool]]:
+    """`labelled` rows of `messages`, searched as `/api/v1/answer` searches them."""
+    searched = []
+    for d in messages:
+        lang, _ = detect_language(d["text"], vocabulary=retriever.vocabulary)
+        searched.append((d, lang, retriever.search(d["text"], language=lang, top_k=10)))
+    return labelled(searched)
 
 
 def fit_decision(by_kb: dict[str, list[tuple]], max_wrong: float, max_unanswered: float) -> dict:
