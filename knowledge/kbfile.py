@@ -57,14 +57,22 @@ class _Raw:
     field_lines: dict[str, int]
 
 
+# libyaml's parser where PyYAML has it (Debian's and the wheels do): the translation memory's 6 MB of YAML is
+# parsed at every start, 4.8 s with the pure-Python parser.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml_items(text: str) -> list[_Raw]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    loader = _Loader(text)
+    try:  # parsed once: the nodes give each entry's and field's line, the same nodes its values
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         raise KbFileError([Problem(line, "-", None, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    finally:
+        loader.dispose()
     if data is None:
         return []
     if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
