@@ -6,10 +6,13 @@ then measures (issue 18):
   highest turns/s of the back-to-back levels is the saturation figure;
 - one long conversation (`--long 200` messages back to back): median of messages 1-10 vs 91-100 vs
   191-200, so a turn whose cost grows with the conversation shows as a ratio above 1;
-- a first turn (a new session's first question) vs `/api/v1/answer` alone for the same questions.
+- a first turn (a new session's first question) vs `/api/v1/answer` alone for the same questions;
+- where a turn's CPU goes: CPU ms per turn of each process (service, Rasa, actions, with their child
+  processes) over a back-to-back run of `--cpu-sessions` sessions; on 2 cores, 50 turns/s needs ≤ 40.
 
     .venv/bin/python bench/dialogue.py [--turns 5] [--levels 1,20,100] [--think 0,3] [--long 200] [--first 20]
     .venv/bin/python bench/dialogue.py --only long,first     # skip the load levels
+    .venv/bin/python bench/dialogue.py --only cpu            # CPU per turn and process
 """
 
 from __future__ import annotations
@@ -140,6 +143,43 @@ def report_first(chat: list[float], answer: list[float]) -> None:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its living descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    family, total = {pid}, 0.0
+    for _ in range(5):  # a few generations are enough (Rasa's, the supervisor's)
+        family |= {p for p, (parent, _) in stats.items() if parent in family}
+    for p in family:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
+def report_cpu(system, sessions: int, turns: int) -> None:
+    """CPU ms per turn of each part, over one back-to-back level."""
+    pids = {name: proc.pid for name, proc in system.children().items()}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    t0 = time.perf_counter()
+    latencies, errors = asyncio.run(level(system.service_url, sessions, turns, 0))
+    wall = time.perf_counter() - t0
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    n = len(latencies)
+    print(f"\nCPU per turn, {sessions} sessions x {turns} turns back to back: {n / wall:.1f} turns/s, "
+          f"{len(errors)} errors (load {os.getloadavg()[0]:.1f})")
+    for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<8} {seconds * 1000 / n:6.1f} ms/turn  ({seconds / wall * 100:4.0f} % of a core)")
+    total = sum(used.values())
+    print(f"  {'total':<8} {total * 1000 / n:6.1f} ms/turn  -> at most {os.cpu_count() * n / total:.0f} turns/s "
+          f"on {os.cpu_count()} cores")
+
+
 def report_levels(base_url: str, args: argparse.Namespace) -> None:
     header = ("think s", "sessions", "turns", "p50 ms", "p95 ms", "max ms", "errors", "turns/s")
     print(f"load average {os.getloadavg()[0]:.1f}\n" + " ".join(f"{h:>8}" for h in header))
@@ -166,7 +206,8 @@ def main() -> None:
     )
     parser.add_argument("--long", type=int, default=200, help="messages in the one long conversation (0 = skip)")
     parser.add_argument("--first", type=int, default=24, help="first turns vs /api/v1/answer (0 = skip)")
-    parser.add_argument("--only", default="levels,long,first", help="which parts to run (comma-separated)")
+    parser.add_argument("--cpu-sessions", type=int, default=20, help="sessions of the CPU-per-turn run")
+    parser.add_argument("--only", default="levels,long,first,cpu", help="which parts to run (comma-separated)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,6 +221,8 @@ def main() -> None:
                 report_long(asyncio.run(long_conversation(system.service_url, args.long)))
             if "levels" in parts:
                 report_levels(system.service_url, args)
+            if "cpu" in parts:
+                report_cpu(system, args.cpu_sessions, max(args.turns, 10))
 
 
 if __name__ == "__main__":
