@@ -14,6 +14,7 @@ import math
 import re
 import threading
 import unicodedata
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -110,6 +111,20 @@ class Featurizer:
 
 _SCRATCH = threading.local()  # per thread: a feature-indexed weight table, zero between calls
 
+# Rows' n-gram features kept whole for small main parts (`LexicalIndex._kept_features`): a search picks its
+# candidates' rows instead of rebuilding them from word counts (over half of an answer's cost on the seed).
+# Process-wide budget in non-zeros (8 bytes each): a shared contact centre's many shards take it in turn
+# and the rest rebuild as before; a large shard is never kept (it is what the word counts are for).
+FEATURE_CACHE_NNZ = 8_000_000
+FEATURE_CACHE_MAX_ROWS = 50_000
+_feature_cache_free = [FEATURE_CACHE_NNZ]
+_feature_cache_lock = threading.Lock()
+
+
+def _release_features(nnz: int) -> None:
+    with _feature_cache_lock:
+        _feature_cache_free[0] += nnz
+
 
 def _row_dots(rows: sp.csr_matrix, feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: sum of data * weight, and sum of weight, over the query's features it has.
@@ -178,6 +193,8 @@ class LexicalIndex:
         self._main = sp.csr_matrix((0, 0), dtype=np.float32)  # row -> word counts
         self._main_cols: sp.csc_matrix | None = None
         self._main_grams: sp.csc_matrix | None = None  # n-gram -> words, for the words of the main rows
+        self._main_features: sp.csr_matrix | bool | None = None  # kept features; False: not kept (budget)
+        self._main_features_release: weakref.finalize | None = None
         self._tail_parts: list[sp.csr_matrix] = []  # appended rows as words ...
         self._tail_features: list[sp.csr_matrix] = []  # ... and as n-grams (scanned by `top`)
         self._tail: sp.csr_matrix | None = None
@@ -259,18 +276,51 @@ class LexicalIndex:
         self._main = self._main[keep]
         self._norms = self._norms[keep]
         self._main_cols = None
+        self._forget_kept_features()
 
     def rows(self, positions: np.ndarray) -> sp.csr_matrix:
         """The TF-IDF input (sublinear n-gram frequencies) of rows at `positions`."""
         n_main = self._main.shape[0]
         if not self._tail_parts or (len(positions) and positions.max() < n_main):
-            return self._features(self._main[positions])
+            return self._main_rows(positions)
         tail = self._tail_matrix()
         order = np.argsort(positions, kind="stable")
         srt = positions[order]
         cut = int(np.searchsorted(srt, n_main))
-        stacked = sp.vstack([self._features(self._main[srt[:cut]]), tail[srt[cut:] - n_main]], format="csr")
+        stacked = sp.vstack([self._main_rows(srt[:cut]), tail[srt[cut:] - n_main]], format="csr")
         return stacked[np.argsort(order)]
+
+    def _main_rows(self, positions: np.ndarray) -> sp.csr_matrix:
+        kept = self._kept_features()
+        return kept[positions] if kept is not None else self._features(self._main[positions])
+
+    def _kept_features(self) -> sp.csr_matrix | None:
+        """The main rows' features, built once while the main part stays as it is, if it is small and the
+        process-wide budget (`FEATURE_CACHE_NNZ`) has room; else None."""
+        kept = getattr(self, "_main_features", None)
+        if kept is None:
+            kept = False
+            if 0 < self._main.shape[0] <= FEATURE_CACHE_MAX_ROWS:
+                built = self._features(self._main)
+                with _feature_cache_lock:
+                    if built.nnz <= _feature_cache_free[0]:
+                        _feature_cache_free[0] -= built.nnz
+                        kept = built
+                if kept is not False:
+                    self._main_features_release = weakref.finalize(self, _release_features, built.nnz)
+            self._main_features = kept
+        return kept if kept is not False else None
+
+    def _forget_kept_features(self) -> None:
+        release = getattr(self, "_main_features_release", None)
+        if release is not None:
+            release()  # gives its budget back once
+        self._main_features, self._main_features_release = None, None
+
+    def __getstate__(self) -> dict:  # a saved index does not carry the kept features (rebuilt when used)
+        state = dict(self.__dict__)
+        state["_main_features"] = state["_main_features_release"] = None
+        return state
 
     def query(self, text: str) -> LexicalQuery:
         """The query's features and their idf-squared weights, normalised (with each word's features,
@@ -454,6 +504,7 @@ class LexicalIndex:
         self._main = sp.vstack(parts, format="csr")
         self._tail_parts, self._tail_features, self._tail = [], [], None
         self._main_cols = self._main_grams = None
+        self._forget_kept_features()
 
 
 # ----------------------------------------------------------------------------- spelling

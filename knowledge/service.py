@@ -340,14 +340,16 @@ class KnowledgeService:
         prior: str | None = None,
     ) -> dict:
         """The `/api/v1/answer` result: decision, language, confidence and ranked answers."""
-        detected, lang_conf = self.detect_language(text, prior=prior or language)
-        lang = language or detected
+        if language:  # given (the action server passes the conversation's): detecting it again was wasted
+            lang, lang_conf = language, 1.0
+        else:
+            lang, lang_conf = self.detect_language(text, prior=prior)
         candidates = self.retriever.search(text, municipality=municipality, language=lang, top_k=max(top_k, 5))
         words = reads_as_words(text, lang, self.retriever.vocabulary)
         decision = decide(candidates, lang, self.settings, words=words)
         result = decision.to_dict(top_k=top_k, explain=explain)
         result["language"] = lang
-        result["language_confidence"] = 1.0 if language else lang_conf
+        result["language_confidence"] = lang_conf
         return self.notices.apply(result, text, municipality, lang, explain=explain)
 
     def upsert(self, entry: Entry, actor: str | None = None) -> str:

@@ -86,3 +86,36 @@ def test_small_shards_search_every_row_as_before():
     alive = np.ones(len(lex), dtype=bool)
     q = lex.query("bygglov förskola")
     assert list(lex.top(q, 10, alive)) == list(lex.top(q, 10, alive, budget=None))
+
+
+def test_kept_features_score_exactly_as_rebuilt_ones_and_follow_changes(monkeypatch):
+    """A small main part keeps its rows' features (a search picks rows instead of rebuilding them):
+    the same scores to the bit, dropped when the main part changes, and none kept beyond the budget."""
+    import pickle
+
+    import knowledge.lexical as lexical
+
+    lex, _texts = _index(2000)
+    query = lex.query("hur ansöker jag om bygglov för bryggan")
+    positions = np.arange(0, 2000, 3)
+    kept = lex.score_rows(query, positions)[0]
+    assert lex._main_features is not None and lex._main_features is not False
+    assert (lex.rows(positions) != lex._features(lex._main[positions])).nnz == 0
+
+    lex.append(["hur ansöker jag om bygglov för en altan"])  # the tail: the kept main rows still serve
+    lex.merge()  # the main part changed: its kept features are dropped and rebuilt on the next search
+    assert lex._main_features is None
+    restored = pickle.loads(pickle.dumps(lex))  # a saved index carries none
+    assert restored._main_features is None
+    after = lex.score_rows(query, positions)[0]
+    assert lex._main_features is not None and lex._main_features is not False
+    assert restored.score_rows(query, positions)[0].tolist() == after.tolist()
+    lex._forget_kept_features()
+    lex._main_features = False  # rebuilt from word counts: the same
+    assert lex.score_rows(query, positions)[0].tolist() == after.tolist()
+    del lex, restored
+
+    monkeypatch.setattr(lexical, "_feature_cache_free", [0])  # no budget left: rebuilt every time
+    fresh, _ = _index(2000)
+    assert fresh.score_rows(query, positions)[0].tolist() == kept.tolist()
+    assert fresh._main_features is False
