@@ -14,6 +14,10 @@ runs on every citizen message and reads only the message's metadata and the slot
 without it (rasa_sdk then passes `{}`), as Rasa's selective domain would do for an action without
 `send_domain`. An action added to ACTIONS_WITHOUT_DOMAIN must not read its `domain` argument.
 
+4. Every event read from the tracker store or an action's answer finds its class by walking every
+subclass of `Event` (`all_subclasses`, with an `isabstract` check each): 5-6 % of Rasa's CPU in a turn
+(py-spy, bench/README.md). The class found for a type name is kept; an unknown name asks Rasa again.
+
 Imported by the modules Rasa loads at start-up (the custom channel and tracker store).
 """
 
@@ -26,6 +30,7 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.constants import DOCS_BASE_URL
+from rasa.shared.core.events import Event
 from rasa.utils.endpoints import EndpointConfig
 
 _validator = None
@@ -97,3 +102,20 @@ def _action_call_format_lean(self: RemoteAction, tracker: Any, domain: Any) -> d
 
 
 RemoteAction._action_call_format = _action_call_format_lean
+
+
+_resolve_by_type = Event.resolve_by_type
+_event_classes: dict[str, type] = {}
+
+
+def _resolve_by_type_kept(type_name: str, default: type | None = None) -> type | None:
+    """Rasa's lookup of an event class by its type name, kept once found."""
+    found = _event_classes.get(type_name)
+    if found is None:
+        found = _resolve_by_type(type_name, default)
+        if found is not None and found is not default:
+            _event_classes[type_name] = found
+    return found
+
+
+Event.resolve_by_type = staticmethod(_resolve_by_type_kept)
