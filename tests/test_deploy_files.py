@@ -237,6 +237,35 @@ def test_haproxy_accepts_its_configuration():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_replica_is_also_an_unchecked_backup(tmp_path):
+    """When every checked server of a backend is down (the last one too busy to answer its checks in
+    time), HAProxy still sends to them rather than answering 503: in the deployment's configuration and
+    in the one `make replicas` and tests/test_replicas.py write."""
+    from types import SimpleNamespace
+
+    from kommunchatt.replicas import haproxy_config
+
+    deployed = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
+    assert "option allbackups" in deployed
+    for kind in ("service", "rasa"):
+        assert re.search(rf"server-template {kind}-anyway \d+ {kind}:\d+ backup no-check", deployed), kind
+    replicas = [SimpleNamespace(service_port=9001 + 10 * i, rasa_port=9002 + 10 * i, actions_port=9003 + 10 * i)
+                for i in range(2)]
+    written = haproxy_config({"service": 9100, "rasa": 9101, "actions": 9102}, replicas)
+    assert "option allbackups" in written
+    for kind, offset in (("service", 1), ("rasa", 2), ("actions", 3)):
+        for i in range(2):
+            port = 9000 + offset + 10 * i
+            assert f"server {kind}{i + 1} 127.0.0.1:{port}\n" in written
+            assert f"server {kind}{i + 1}-anyway 127.0.0.1:{port} backup no-check" in written
+    haproxy = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if Path(p).exists()), None)
+    if haproxy:
+        (tmp_path / "haproxy.cfg").write_text(written)
+        result = subprocess.run([haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 # ----------------------------------------------------------------------------- Kubernetes
 
 
