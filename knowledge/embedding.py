@@ -658,9 +658,8 @@ class Embedder:
     or sentence-transformers and holds ~230 MB of model and tokenizer instead of ~900. The fp32 model, which
     encodes entries (imports, edits, builds) and batches of queries, is loaded when first needed
     and released once it has been idle `idle_s` seconds (else env `KOMMUNCHATT_MODEL_IDLE_S`, else
-    0: loaded in the background from the start and kept, so that saving an entry does not wait 2-5 s
-    for a load; a shared contact centre's replicas that only answer set it, e.g. 60, and save ~600 MB
-    each).
+    0: loaded at start and kept, so that saving an entry does not wait 2-5 s for a load; a shared
+    contact centre's replicas that only answer set it, e.g. 60, and save ~600 MB each).
     """
 
     def __init__(
@@ -703,14 +702,8 @@ class Embedder:
             self._query_tokenizer = self._light_tokenizer()
         if self._query_model is not None:
             self._schedule_release()  # the int8 encoder was built from a freshly loaded fp32 model
-        self.preloading: threading.Thread | None = None
-        if self.idle_s <= 0 and self._model is None:
-            # Kept loaded: encoding an edited entry must not wait for a load (2-5 s). Loaded beside the
-            # start, not before it: live queries have the int8 encoder, so a service answers ~6 s sooner
-            # (what a restarted replica and every test's service start used to wait); an encoding asked
-            # for meanwhile waits for the load (`model` takes the same lock).
-            self.preloading = threading.Thread(target=lambda: self.model, name="fp32-model", daemon=True)
-            self.preloading.start()
+        if self.idle_s <= 0:
+            _ = self.model  # kept loaded: encoding an edited entry must not wait for a load (2-5 s)
 
     # -- the fp32 model, loaded while it is needed
 
