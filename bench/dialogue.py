@@ -154,12 +154,10 @@ def cpu_seconds(pid: int) -> float:
             except OSError:
                 continue
             stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    family, total = {pid}, 0.0
+    family = {pid}
     for _ in range(5):  # a few generations are enough (Rasa's, the supervisor's)
         family |= {p for p, (parent, _) in stats.items() if parent in family}
-    for p in family:
-        total += stats.get(p, (0, 0.0))[1]
-    return total
+    return sum(stats[p][1] for p in family if p in stats)
 
 
 def report_cpu(system, sessions: int, turns: int) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import yaml
+from core import yaml_loader
 
 
 @cache
 def _catalog() -> dict[str, dict[str, str]]:
-    text = (Path(__file__).with_name("service_texts.yml")).read_text(encoding="utf-8")
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return yaml_loader.load((Path(__file__).with_name("service_texts.yml")).read_text(encoding="utf-8"))
 
 
 # Read at import, not on first use: that was on the event loop at the worst moment (the first "Rasa is slow"

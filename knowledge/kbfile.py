@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from core import yaml_loader
 from knowledge.entries import DEFAULT_MUNICIPALITY, Entry
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -57,13 +58,8 @@ class _Raw:
     field_lines: dict[str, int]
 
 
-# libyaml's parser where PyYAML has it (Debian's and the wheels do): the translation memory's 6 MB of YAML is
-# parsed at every start, 4.8 s with the pure-Python parser.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _yaml_items(text: str) -> list[_Raw]:
-    loader = _Loader(text)
+    loader = yaml_loader.SafeLoader(text)
     try:  # parsed once: the nodes give each entry's and field's line, the same nodes its values
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
