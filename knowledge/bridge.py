@@ -54,10 +54,12 @@ class TranslationMemory:
         texts = [(lang, q) for _, lang, q in pairs if q]
         vectors = _unit(np.asarray(encode(texts), dtype=np.float32)) if texts else np.zeros((0, 0), np.float32)
         owner = np.asarray([i for i, _, q in pairs if q], dtype=np.int64)
+        self.answers = [e.answer for e in entries]  # what each memory entry answers (`borrowed`)
         self._index([e.id for e in entries], owner, np.array([lang for lang, _ in texts]), vectors)
 
     def _index(self, ids: list[str], owner: np.ndarray, langs: np.ndarray, vectors: np.ndarray) -> None:
         self.ids, self.owner, self.langs, self.vectors = ids, owner, langs, vectors
+        self.answer_vectors: np.ndarray | None = None  # set by the retriever that needs them
         self.rows = {lang: np.flatnonzero(langs == lang) for lang in sorted(set(langs))}
         self.languages = frozenset(self.rows)
         self.centroids: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # language -> (centroids, has questions)
@@ -71,11 +73,21 @@ class TranslationMemory:
         knowledge base whose intents it lacks (`bench/generalisation.py`'s seed-halves)."""
         keep = np.array([self.ids[o] not in ids for o in self.owner], dtype=bool)
         memory = TranslationMemory.__new__(TranslationMemory)
+        memory.answers = [{} if i in ids else a for i, a in zip(self.ids, self.answers, strict=True)]
         memory._index(self.ids, self.owner[keep], self.langs[keep], self.vectors[keep])
         return memory
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def nearest(self, qv: np.ndarray, language: str | None = None) -> np.ndarray:
+        """Per memory entry, the best cosine of `qv` to its questions in `language` (all its
+        questions when the memory has none in it; -2: an entry with no such question)."""
+        rows = self.rows.get(language) if language is not None else None
+        rows = np.arange(len(self.vectors)) if rows is None else rows
+        best = np.full(len(self.ids), -2.0, dtype=np.float32)
+        np.maximum.at(best, self.owner[rows], self.vectors[rows] @ _unit(np.asarray(qv, dtype=np.float32)))
+        return best
 
     def pivot(
         self, qv: np.ndarray, language: str, s: RetrievalSettings, target: str, min_similarity: float
@@ -90,8 +102,7 @@ class TranslationMemory:
         if rows is None or target not in self.centroids:
             return None
         centroids, present = self.centroids[target]
-        best = np.full(len(self.ids), -2.0, dtype=np.float32)
-        np.maximum.at(best, self.owner[rows], self.vectors[rows] @ _unit(np.asarray(qv, dtype=np.float32)))
+        best = self.nearest(qv, language)
         best[~present] = -2.0
         order = np.argsort(-best)[: max(1, s.bridge_neighbours)]
         top = float(best[order[0]])

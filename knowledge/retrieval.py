@@ -130,6 +130,7 @@ def entry_rows(entry: Entry, settings: RetrievalSettings) -> list[Row]:
     return list(rows.values())
 
 
+BORROW_CACHE = 50_000  # entries whose lending memory entry is kept (`Retriever._lender`)
 LEXICAL_BUDGET = 50_000  # rows a large shard's lexical candidate search may touch (`LexicalIndex.top`)
 _KEY = np.dtype("S20")  # a text's key: the SHA-1 digest of model, prompt and text
 
@@ -1019,6 +1020,7 @@ class Retriever:
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._memory: tuple[bridge.TranslationMemory | None] | None = None  # resolved once
+        self._lenders: OrderedDict[tuple[int, bytes], tuple[int, float]] = OrderedDict()  # `_lender`
 
     # -- building -------------------------------------------------------------------------------
 
@@ -1340,16 +1342,91 @@ class Retriever:
         if not self.settings.bridge:
             return None
         if self._memory is None:
-            where = bridge.cache_location(self.embedder, self.cache.dir.parent if self.cache.dir else None)
 
             def encode(texts: list[tuple[str, str]]) -> np.ndarray:
-                encoder = Retriever(self.embedder, cache_dir=where, settings=self.settings)  # its vector cache
-                rows = [Row(text, QUESTION, lang) for lang, text in texts]
-                share_cached(self.cache, encoder.cache, [self.cache.key(self._prompt(r), r.text) for r in rows])
-                return encoder._vectors(rows)
+                return self._memory_vectors([Row(text, QUESTION, lang) for lang, text in texts])
 
             self._memory = (bridge.shared(self.cache.model_id, encode),)
         return self._memory[0]
+
+    def _memory_vectors(self, rows: list[Row]) -> np.ndarray:
+        """Vectors of the memory's texts, from the vector cache beside the model folder."""
+        where = bridge.cache_location(self.embedder, self.cache.dir.parent if self.cache.dir else None)
+        encoder = Retriever(self.embedder, cache_dir=where, settings=self.settings)  # its vector cache
+        share_cached(self.cache, encoder.cache, [self.cache.key(self._prompt(r), r.text) for r in rows])
+        return encoder._vectors(rows)
+
+    def _memory_answers(self, memory: bridge.TranslationMemory) -> np.ndarray:
+        """Unit vectors of the memory entries' answers in bridge_language (zero: none), kept on the memory."""
+        if memory.answer_vectors is None:
+            lang = self.settings.bridge_language
+            texts = [a.get(lang, "").strip() for a in memory.answers]
+            vecs = np.zeros((len(texts), self.dim or 384), dtype=np.float32)
+            have = [i for i, t in enumerate(texts) if t]
+            if have:
+                vecs[have] = _normalize(self._memory_vectors([Row(texts[i], ANSWER, lang) for i in have]))
+            memory.answer_vectors = vecs
+        return memory.answer_vectors
+
+    def _lender(self, blob: bytes, memory: bridge.TranslationMemory) -> tuple[int, float]:
+        """(the memory entry closest to the entry `blob`, how close: `borrow_*`), or (-1, -2.0);
+        kept per entry text, since an entry's own vectors never change."""
+        key = (id(memory), hashlib.sha1(blob).digest())
+        hit = self._lenders.get(key)
+        if hit is not None:
+            return hit
+        s, entry = self.settings, _unpack(blob)
+        lang = s.bridge_language
+        questions = [q.strip() for q in entry.questions.get(lang, []) if q.strip()]
+        answer = entry.answer.get(lang, "").strip()
+        rows = memory.rows.get(lang)
+        found = (-1, -2.0)
+        if questions and answer and rows is not None:
+            vecs = _normalize(self._vectors([Row(q, QUESTION, lang) for q in questions] + [Row(answer, ANSWER, lang)]))
+            q = np.full(len(memory.ids), -2.0, dtype=np.float32)
+            np.maximum.at(q, memory.owner[rows], (memory.vectors[rows] @ vecs[:-1].T).max(1))
+            answers = self._memory_answers(memory)
+            both = (q > -2.0) & answers.any(1)
+            w = s.borrow_answer_weight
+            close = np.where(both, (1 - w) * q + w * (answers @ vecs[-1]), -2.0)
+            best = int(np.argmax(close))
+            found = (best, float(close[best])) if both.any() else found
+        self._lenders[key] = found
+        while len(self._lenders) > BORROW_CACHE:
+            self._lenders.popitem(last=False)
+        return found
+
+    def _borrowed(
+        self, raw_qv: np.ndarray, language: str | None, shard: _Shard, slots: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per slot: the cosine of the message to the questions it borrows (in the message's
+        language, where the memory has it) and to their centroid, NaN for none; and the lending
+        memory entry (-1). None when nothing is borrowed (see the `borrow_*` settings)."""
+        s = self.settings
+        if not (s.bridge and s.borrow) or not len(slots) or shard.questions_per_entry() >= s.paraphrase_max_questions:
+            return None
+        memory = self.translation_memory()
+        if memory is None:
+            return None
+        lent = np.array([self._lender(shard.stored[i], memory) for i in slots], dtype=np.float64).reshape(-1, 2)
+        lender, closeness = lent[:, 0].astype(np.int64), lent[:, 1]
+        ok = (lender >= 0) & (closeness >= s.borrow_min_similarity)
+        for m in np.unique(lender[ok]):  # a memory entry lends to the closest entry only
+            rivals = np.flatnonzero(ok & (lender == m))
+            ok[rivals[rivals != rivals[np.argmax(closeness[rivals])]]] = False
+        near = memory.nearest(raw_qv, language)
+        if s.borrow_neighbours:  # only the memory entries nearest the message lend, and only when
+            ranked = np.sort(near)  # they stand out from the rest (not a word that several intents share)
+            ok &= near[np.maximum(lender, 0)] >= ranked[-s.borrow_neighbours]
+            ok &= ranked[-s.borrow_neighbours] - ranked[-s.borrow_neighbours - 1] >= s.borrow_gap
+        if not ok.any():
+            return None
+        lender = np.where(ok, lender, -1)
+        lang = language if language in memory.centroids else s.bridge_language
+        cents = memory.centroids[lang][0] @ _normalize(np.asarray(raw_qv, dtype=np.float32)[None])[0]
+        dense = np.where(ok, near[np.maximum(lender, 0)], np.nan)
+        cent = np.where(ok, cents[np.maximum(lender, 0)], np.nan)
+        return dense, cent, lender
 
     def use_memory(self, memory: bridge.TranslationMemory | None) -> None:
         """Serve with `memory` instead of the product's (benches: a memory lacking some intents)."""
@@ -1416,6 +1493,7 @@ class Retriever:
             lex_cos[scored], lex_cov[scored] = shard.lex.score_rows(lq, pos[scored])
             cent = shard._cent.scores(slots, qv)
             bridged = None if pivot is None else (shard.dense(pos, pv), shard._cent.scores(slots, pv), pivot[1])
+            borrowed = self._borrowed(raw_qv, language, shard, slots)
         return self._score(
             stored,
             languages,
@@ -1429,6 +1507,7 @@ class Retriever:
             top_k,
             language=language,
             bridged=bridged,
+            borrowed=borrowed,
         )
 
     def _score(
@@ -1445,6 +1524,7 @@ class Retriever:
         top_k: int,
         language: str | None = None,
         bridged: tuple[np.ndarray, np.ndarray, bool] | None = None,
+        borrowed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> list[Candidate]:
         """Every row's lexical and dense signals blended into one score per entry, best `top_k` kept.
 
@@ -1467,6 +1547,11 @@ class Retriever:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         has_rows = counts > 0
         d_max = _entry_dense(d, kind, starts, has_rows, cent, s.sentence_blend)
+        if borrowed is not None:  # the borrowed questions count as the entry's own (`_borrowed`)
+            lent = ~np.isnan(borrowed[0])
+            w = s.borrow_weight
+            d_max = np.where(lent, d_max + w * (np.fmax(d_max, borrowed[0]) - d_max), d_max)
+            cent = np.where(lent, cent + w * (np.fmax(cent, borrowed[1]) - cent), cent)
         l_max = np.zeros(n)
         if len(d):
             l_max[has_rows] = np.maximum.reduceat(lex, starts[has_rows])
@@ -1515,6 +1600,10 @@ class Retriever:
                     query=query,
                 )
             )
+        if borrowed is not None:
+            for c, i in zip(out, order[:top_k], strict=False):
+                if borrowed[2][i] >= 0:
+                    c.raw["borrowed"] = float(borrowed[0][i])
         if pivot_score is not None:  # the pivot's own score of the entries it was fused into (explain)
             key = "paraphrase" if bridged[2] else "bridge"
             for c, i in zip(out, order[:top_k], strict=False):
