@@ -67,12 +67,13 @@ class RetrievalSettings:
     # borrow_answer_weight, from borrow_min_similarity on) is also found by that memory entry's
     # question variants in every language and their centroid, moved borrow_weight of the way from
     # its own signals towards them, when that memory entry is among the borrow_neighbours nearest the
-    # message. Among the entries a message brings up, a memory entry lends to the closest one only.
-    # Same knowledge bases as the paraphrase (few questions per entry), and only entries with a
-    # question in bridge_language: an answers-only entry's passage cosines are on another scale.
-    # Dev top-1 (Norrvik / seed halves 0 / 1): without 0.758 / 0.741 / 0.803; weight 1 (plain max)
-    # 0.866 / 0.590 / 0.605; 0.6 0.852 / 0.680 / 0.727; 0.4 0.859 / 0.699 / 0.773; with one
-    # neighbour 0.3 0.866 / 0.726 / 0.811, 0.4 0.879 / 0.707 / 0.803, 0.5 0.879 / 0.688 / 0.782.
+    # message and stands out from the next by borrow_gap (a one-word message such as "förskola"
+    # stays ambiguous). Among the entries a message brings up, a memory entry lends to the closest
+    # one only. Same knowledge bases as the paraphrase (few questions per entry), and only entries
+    # with a question in bridge_language: an answers-only entry's passage cosines are on another
+    # scale. Dev top-1 (Norrvik / seed halves 0 / 1): without 0.758 /
+    # 0.741 / 0.803; plain max 0.866 / 0.590 / 0.605; weight 0.4 0.859 / 0.699 / 0.773; with one
+    # neighbour 0.879 / 0.707 / 0.803; and the gap 0.826 / 0.733 / 0.794 (bench/README.md).
     borrow: bool = True
     borrow_min_similarity: float = 0.85
     borrow_answer_weight: float = 0.5
