@@ -1428,6 +1428,13 @@ class Retriever:
         cent = np.where(ok, cents[np.maximum(lender, 0)], np.nan)
         return dense, cent, lender
 
+    def warm_memory(self) -> None:
+        """Build the translation memory and, when entries borrow from it, its answers' vectors now
+        (seconds on a first start) rather than at a citizen's first message."""
+        memory = self.translation_memory()
+        if memory is not None and self.settings.borrow:
+            self._memory_answers(memory)
+
     def use_memory(self, memory: bridge.TranslationMemory | None) -> None:
         """Serve with `memory` instead of the product's (benches: a memory lacking some intents)."""
         self._memory = (memory,)

@@ -96,7 +96,7 @@ class KnowledgeService:
         after it (its vectors are copied from the index's cache), not by a citizen's first message
         (seconds: a fresh replica's first answers timed out into apologies)."""
         self._refresh_index()
-        self.retriever.translation_memory()
+        self.retriever.warm_memory()
 
     def _refresh_index(self) -> None:
         if self._adopt_snapshot(at_least=None):

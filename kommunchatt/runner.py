@@ -358,7 +358,7 @@ def warm_index(data_dir: Path, url: str | None = None, log=print) -> None:
     try:
         retriever = Retriever(embedder, cache_dir=data_dir / "index", settings=settings)
         retriever.rebuild(entries)
-        retriever.translation_memory()  # the seed's questions as a translation memory (knowledge/bridge.py)
+        retriever.warm_memory()  # the seed's questions and answers as a translation memory (knowledge/bridge.py)
     finally:
         embedder.close()
     log(f"{len(entries)} entries: {embedder.encoded} texts encoded, {max(rows - embedder.encoded, 0)} from the cache")
