@@ -26,7 +26,7 @@ from core import errors
 from core.config import Settings
 from core.config import database_url as resolve_url
 from core.db import is_locked, make_engine
-from core.municipalities import update_settings
+from core.municipalities import timezone, update_settings
 from core.users import UserStore
 from knowledge.entries import Entry
 from knowledge.store import KnowledgeStore
@@ -37,6 +37,12 @@ from learning.worklist import Router, work_items
 PERSONNUMMER = "19121212-1212"  # Tolvan Tolvansson: a valid test number
 PHONE = "070-123 45 67"
 EMAIL = "anna.svensson@example.se"
+
+
+def _today() -> dt.date:
+    """The municipality's date (its time zone, as the code reckons review dates and weeks), not the
+    machine's: between 23:00 and 24:00 UTC they differ by a day."""
+    return dt.datetime.now(timezone(None)).date()
 
 
 def _entries(engine) -> None:
@@ -219,12 +225,12 @@ def test_overdue_review_dates_go_to_the_entry_owner_once_per_date(engine):
     _entries(engine)
     dept = _departments(engine)
     store = KnowledgeStore(engine)
-    yesterday = dt.date.today() - dt.timedelta(days=1)
+    yesterday = _today() - dt.timedelta(days=1)
     old = store.get("default", "sophamtning")
     old.review_by = yesterday
     store.upsert(old)
     later = store.get("default", "altan")
-    later.review_by = dt.date.today() + dt.timedelta(days=30)
+    later.review_by = _today() + dt.timedelta(days=30)
     store.upsert(later)
 
     router = Router(engine)
@@ -382,13 +388,13 @@ def test_the_weekly_digest_as_json_and_csv(client, sqlite_engine):
     client.patch(f"/api/v1/worklist/{bygg_item['id']}", json={"status": "wont_do"}, headers=web)
 
     report = client.get("/api/v1/worklist/digest", headers=agent).json()
-    assert report["week"] == digest.week_of(dt.date.today()) and report["total"] == 3
+    assert report["week"] == digest.week_of(_today()) and report["total"] == 3
     sections = {s["department"]: s for s in report["departments"]}
     assert sections["Avfall"]["counts"]["negative_feedback"] == {"new": 1, "in_progress": 0, "done": 0, "wont_do": 0}
     assert sections["Bygg"]["counts"]["negative_feedback"]["wont_do"] == 1
     assert sections["Kontaktcenter"]["total"] == 1
     last_week = client.get(
-        "/api/v1/worklist/digest?week=" + digest.week_of(dt.date.today() - dt.timedelta(days=7)), headers=agent
+        "/api/v1/worklist/digest?week=" + digest.week_of(_today() - dt.timedelta(days=7)), headers=agent
     )
     assert last_week.json()["total"] == 0
     assert client.get("/api/v1/worklist/digest?week=2026-53x", headers=agent).status_code == 422
@@ -480,7 +486,7 @@ async def test_the_weekly_mail_goes_once_on_monday_morning(sqlite_engine, smtp_s
     settings = update_settings(
         sqlite_engine, "default", {"smtp": {"host": "127.0.0.1", "port": smtp_server.port, "sender": "chatt@ekby.se"}}
     )
-    today = dt.date.today()
+    today = _today()
     monday = dt.datetime.combine(today - dt.timedelta(days=today.weekday()), dt.time(8))
     assert await jobs.digest_if_due(sqlite_engine, "default", settings, now=monday - dt.timedelta(hours=2)) is None
     first = await jobs.digest_if_due(sqlite_engine, "default", settings, now=monday)
@@ -565,7 +571,7 @@ def _review_by(engine, **days: int) -> None:
     store = KnowledgeStore(engine)
     for entry_id, offset in days.items():
         entry = store.get("default", entry_id)
-        entry.review_by = dt.date.today() + dt.timedelta(days=offset)
+        entry.review_by = _today() + dt.timedelta(days=offset)
         store.upsert(entry)
 
 
@@ -581,7 +587,7 @@ def test_a_review_date_coming_within_the_notice_nags_the_owner_once_before_it_pa
     (due,) = _items(engine, kind="review_due")
     assert (due["entry_id"], due["department_id"], due["routed_via"]) == ("sophamtning", dept["Avfall"], "entry")
     assert due["detail"]["days_left"] == 5 and due["detail"]["review_by"] == (
-        dt.date.today() + dt.timedelta(days=5)
+        _today() + dt.timedelta(days=5)
     ).isoformat()
     assert [i["entry_id"] for i in _items(engine, kind="overdue_review")] == ["parkering"]
 
