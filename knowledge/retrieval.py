@@ -1554,7 +1554,7 @@ class Retriever:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         has_rows = counts > 0
         d_max = _entry_dense(d, kind, starts, has_rows, cent, s.sentence_blend)
-        if borrowed is not None:  # the borrowed questions count as the entry's own (`_borrowed`)
+        if borrowed is not None:  # moved borrow_weight of the way towards the borrowed questions (`_borrowed`)
             lent = ~np.isnan(borrowed[0])
             w = s.borrow_weight
             d_max = np.where(lent, d_max + w * (np.fmax(d_max, borrowed[0]) - d_max), d_max)
