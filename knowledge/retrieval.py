@@ -1383,8 +1383,7 @@ class Retriever:
         found = (-1, -2.0)
         if questions and answer and rows is not None:
             vecs = _normalize(self._vectors([Row(q, QUESTION, lang) for q in questions] + [Row(answer, ANSWER, lang)]))
-            q = np.full(len(memory.ids), -2.0, dtype=np.float32)
-            np.maximum.at(q, memory.owner[rows], (memory.vectors[rows] @ vecs[:-1].T).max(1))
+            q = np.max([memory.nearest(v, lang) for v in vecs[:-1]], axis=0)
             answers = self._memory_answers(memory)
             both = (q > -2.0) & answers.any(1)
             w = s.borrow_answer_weight
@@ -1408,17 +1407,19 @@ class Retriever:
         memory = self.translation_memory()
         if memory is None:
             return None
+        near = memory.nearest(raw_qv, language)
+        floor = -2.0
+        if s.borrow_neighbours:  # only the memory entries nearest the message lend, and only when
+            ranked = np.sort(near)  # they stand out from the rest (not a word that several intents share)
+            if ranked[-s.borrow_neighbours] - ranked[-s.borrow_neighbours - 1] < s.borrow_gap:
+                return None  # decided by the message alone: no entry's lender is looked up
+            floor = ranked[-s.borrow_neighbours]
         lent = np.array([self._lender(shard.stored[i], memory) for i in slots], dtype=np.float64).reshape(-1, 2)
         lender, closeness = lent[:, 0].astype(np.int64), lent[:, 1]
-        ok = (lender >= 0) & (closeness >= s.borrow_min_similarity)
+        ok = (lender >= 0) & (closeness >= s.borrow_min_similarity) & (near[np.maximum(lender, 0)] >= floor)
         for m in np.unique(lender[ok]):  # a memory entry lends to the closest entry only
             rivals = np.flatnonzero(ok & (lender == m))
             ok[rivals[rivals != rivals[np.argmax(closeness[rivals])]]] = False
-        near = memory.nearest(raw_qv, language)
-        if s.borrow_neighbours:  # only the memory entries nearest the message lend, and only when
-            ranked = np.sort(near)  # they stand out from the rest (not a word that several intents share)
-            ok &= near[np.maximum(lender, 0)] >= ranked[-s.borrow_neighbours]
-            ok &= ranked[-s.borrow_neighbours] - ranked[-s.borrow_neighbours - 1] >= s.borrow_gap
         if not ok.any():
             return None
         lender = np.where(ok, lender, -1)
