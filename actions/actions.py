@@ -33,7 +33,8 @@ class ActionSessionSlots(Action):
     """Custom slot mapping run by action_extract_slots on every user message.
 
     Sets `language` and `municipality` from the message metadata the service sends, and moves
-    `pending` (what the bot's previous turn asked) into `awaiting`, which the rules read. So
+    `pending` (what the bot's previous turn asked) into `awaiting`, which the rules read; when the
+    service answered the previous question itself (`answered`), what `action_answer` would have set. So
     `awaiting` is valid for exactly one user turn and never changes while the bot responds
     (a featurized slot changing mid-turn would break the rules' action_listen prediction).
     """
@@ -51,6 +52,9 @@ class ActionSessionSlots(Action):
         if municipality and municipality != tracker.get_slot("municipality"):
             events.append(SlotSet("municipality", str(municipality)))
         pending = tracker.get_slot("pending")
+        if meta.get("answered"):  # the service answered the previous question itself (conversations/direct.py)
+            pending = "feedback"
+            events += [SlotSet("last_entry_id", str(meta["answered"])), SlotSet("candidates", None)]
         if pending != tracker.get_slot("awaiting"):
             events.append(SlotSet("awaiting", pending))
         if pending is not None:
@@ -235,6 +239,8 @@ class ActionHandoff(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         if next(tracker.get_latest_entity_values("callback"), None):  # "leave a message": the call-back form
+            # The marker tells the service the form has the next turns (conversations/direct.py).
+            dispatcher.utter_message(json_message={"kind": "callback", "state": "started"})
             return [SlotSet("handoff_reason", None), FollowupAction("callback_form")]
         if latest_intent(tracker) == "request_human":
             reason = "requested"

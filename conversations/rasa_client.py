@@ -49,6 +49,20 @@ class RasaClient:
             return None
         return None if response.status_code in GONE_STATUSES else response
 
+    async def parse(self, text: str, timeout: float) -> dict:
+        """Rasa's NLU alone (`/model/parse`: intent and entities, no tracker, no policies, no actions)."""
+        try:
+            response = await self._client.post(
+                "/model/parse", params={"token": self.token}, json={"text": text}, timeout=timeout
+            )
+            response.raise_for_status()
+            data = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RasaUnavailable(str(exc)) from exc
+        if not isinstance(data, dict):
+            raise RasaUnavailable("Rasa's parse is not an object")
+        return data
+
     async def trigger(self, session_id: str, intent: str, entities: dict | None = None) -> list[dict]:
         """Inject an external intent (e.g. the agent handed back); returns the bot's messages."""
         try:

@@ -13,6 +13,9 @@ import logging
 import time
 from typing import Protocol
 
+from starlette.concurrency import run_in_threadpool
+
+from conversations import direct
 from conversations.personal_data import PersonalData
 from conversations.rasa_client import RasaClient, RasaUnavailable
 from conversations.store import Conflict, ConversationStore, Message
@@ -20,7 +23,7 @@ from core.db import run_db
 from core.events import EventHub
 from core.i18n import say
 from core.languages import CODES as CONVERSATION_LANGUAGES
-from core.metrics import ERRORS, record_turn
+from core.metrics import BOT_TURNS, ERRORS, record_decision, record_turn
 from knowledge.service import KnowledgeService
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class ChatService:
         self.events = events
         self.engine = conversations.engine
         self._late: set[asyncio.Task] = set()  # answers Rasa gives after the citizen was told it was slow
+        self.texts = direct.BotTexts()  # the domain's texts a direct answer shows
 
     async def db(self, fn, *args, **kwargs):
         """Blocking database work, off the event loop (see core.db.run_db)."""
@@ -157,9 +161,16 @@ class ChatService:
         if text.strip() == DIRECT_HANDOFF:
             outputs = await self._direct_handoff(conversation_id, language)
         else:
-            if not text.startswith("/"):  # a question: its answer is ready when the action asks for it
-                self.knowledge.prefetch.start(conversation_id, text, language, conv["municipality"])
-            outputs = await self._ask_rasa(conversation_id, text, metadata, language, message.id)
+            recent = await self.db(self.conversations.recent, conversation_id, message.id, direct.RECENT)
+            state = direct.dialogue(recent)
+            metadata.update(state.rasa_metadata())
+            outputs = await self._answer_directly(conv, text, language, state, metadata)
+            BOT_TURNS.labels("rasa" if outputs is None else "direct").inc()
+            if outputs is None:
+                if not text.startswith("/") and "parse_data" not in metadata:  # its answer is ready for the action
+                    self.knowledge.prefetch.start(conversation_id, text, language, conv["municipality"])
+                within = max(ANSWER_WITHIN_S - (time.perf_counter() - rasa_started), 0.1)  # the parse's share spent
+                outputs = await self._ask_rasa(conversation_id, text, metadata, language, message.id, within)
         rasa_seconds = time.perf_counter() - rasa_started
         replies = []
         for i, out in enumerate(outputs):
@@ -172,13 +183,37 @@ class ChatService:
         record_turn(time.perf_counter() - started, rasa_seconds)
         return {"messages": [m.public() for m in replies], "state": state}
 
+    async def _answer_directly(
+        self, conv: dict, text: str, language: str, state: direct.Dialogue, metadata: dict
+    ) -> list[dict] | None:
+        """The answer `action_answer` would give, when Rasa's NLU says "question" and the dialogue is at rest
+        (conversations/direct.py); else None, with what was learnt on the way left for Rasa's turn."""
+        if not direct.may_answer(text, language, state):
+            return None
+        try:
+            parse = await self.rasa.parse(text, timeout=ANSWER_WITHIN_S)
+        except RasaUnavailable:
+            return None  # Rasa's whole turn tells the citizen, as it always has
+        metadata["parse_data"] = parse  # Rasa's turn, if it has one, need not parse again
+        if not direct.is_question(parse):
+            return None
+        result = await run_in_threadpool(
+            self.knowledge.answer, text, language=language, municipality=conv["municipality"], top_k=direct.TOP_K
+        )
+        record_decision(result)
+        entry = direct.answerable(result)
+        if entry is None:  # clarify or no match: Rasa's action asks for this very answer
+            self.knowledge.prefetch.keep(conv["id"], text, language, conv["municipality"], result, top_k=direct.TOP_K)
+            return None
+        return direct.answer_outputs(self.texts, entry, result, language)
+
     async def _ask_rasa(self, conversation_id: str, text: str, metadata: dict, language: str,
-                        message_id: int = 0) -> list[dict]:
-        """Rasa's outputs; if Rasa has not answered within ANSWER_WITHIN_S, the citizen is told so at once (with
+                        message_id: int = 0, within: float = ANSWER_WITHIN_S) -> list[dict]:
+        """Rasa's outputs; if Rasa has not answered `within` seconds, the citizen is told so at once (with
         a way to a person that needs no Rasa) and Rasa's answer follows over the WebSocket when it comes."""
         asked = asyncio.ensure_future(self.rasa.send(conversation_id, text, metadata))
         try:
-            outputs = await asyncio.wait_for(asyncio.shield(asked), ANSWER_WITHIN_S)
+            outputs = await asyncio.wait_for(asyncio.shield(asked), within)
         except TimeoutError:
             ERRORS.labels("rasa_slow").inc()
             log.warning("Rasa slower than %.1f s: the citizen is told, its answer follows", ANSWER_WITHIN_S)

@@ -181,6 +181,21 @@ class ConversationStore:
         )
         return Message(result.inserted_primary_key[0], conversation_id, sender, text, now, data or {}), True
 
+    @staticmethod
+    def recent_in(conn: Connection, conversation_id: str, before_id: int, limit: int) -> list[Message]:
+        """Up to `limit` messages before `before_id`, newest first (notes too: the caller filters)."""
+        query = (
+            select(messages)
+            .where(messages.c.conversation_id == conversation_id, messages.c.id < before_id)
+            .order_by(messages.c.id.desc())
+            .limit(limit)
+        )
+        return [_message(r) for r in conn.execute(query)]
+
+    def recent(self, conversation_id: str, before_id: int, limit: int) -> list[Message]:
+        with self.engine.connect() as conn:
+            return self.recent_in(conn, conversation_id, before_id, limit)
+
     def messages(self, conversation_id: str, after_id: int = 0, include_notes: bool = False) -> list[Message]:
         query = select(messages).where(and_(messages.c.conversation_id == conversation_id, messages.c.id > after_id))
         if not include_notes:

@@ -11,6 +11,8 @@ HTTP (prometheus-fastapi-instrumentator, by route template, never by raw path):
 Bot turns (one citizen message through the dialogue; recorded by conversations/service.py):
 - `kommunchatt_turn_seconds{part}`  histogram; part = `total` (the service's whole turn),
   `rasa` (the call to Rasa, which includes the action server), `service` (total minus rasa)
+- `kommunchatt_bot_turns_total{path}`  counter; path = `direct` (a question the service answered itself
+  after Rasa's NLU alone, conversations/direct.py) or `rasa` (Rasa's whole turn)
 - `kommunchatt_action_seconds{action}`  histogram, on the ACTION SERVER's /metrics: time in our
   custom actions, so Rasa's own share is `rasa` minus the actions'.
 - `kommunchatt_action_errors_total{action}`  counter, on the action server: an action that raised.
@@ -76,6 +78,9 @@ ANSWER_PREFETCH = Counter(
     "Knowledge answers started while Rasa read the message, by outcome (taken | unused)",
     ["outcome"],
     namespace=NAMESPACE,
+)
+BOT_TURNS = Counter(
+    "bot_turns", "Bot turns by path (direct: answered after Rasa's NLU alone | rasa)", ["path"], namespace=NAMESPACE
 )
 HANDOFFS = Counter("handoffs", "Conversations queued for a person, by reason", ["reason"], namespace=NAMESPACE)
 ERRORS = Counter("errors", "Errors by kind (see the module docstring)", ["kind"], namespace=NAMESPACE)

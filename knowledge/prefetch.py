@@ -52,6 +52,17 @@ class AnswerPrefetch:
         future.add_done_callback(_quiet)
         self._items[(session_id, text, language, municipality, top_k)] = (time.monotonic() + self.ttl_s, future)
 
+    def keep(self, session_id: str, text: str, language: str, municipality: str, result: dict,
+             top_k: int = DEFAULT_TOP_K) -> None:
+        """An answer computed already (conversations/direct.py's, for a turn it leaves to Rasa): the action's
+        request takes it instead of computing it again. Kept even when prefetching is off: it costs nothing."""
+        self._expire()
+        if len(self._items) >= self.max_items:
+            return
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(result)
+        self._items[(session_id, text, language, municipality, top_k)] = (time.monotonic() + self.ttl_s, future)
+
     async def take(
         self, session_id: str | None, text: str, language: str | None, municipality: str, top_k: int
     ) -> dict | None:

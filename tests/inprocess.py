@@ -25,7 +25,7 @@ PERSON_WORDS = ("person", "människa", "handläggare", "/request_human")
 
 
 class FakeRasa:
-    """Rasa's REST channel as ChatService uses it (send, trigger, resume, healthy, close)."""
+    """Rasa's REST channel as ChatService uses it (send, parse, trigger, resume, healthy, close)."""
 
     def __init__(self, components):
         self.c = components
@@ -39,6 +39,12 @@ class FakeRasa:
             return [{"text": f"Du är nummer {result.get('position', 1)} i kön.",
                      "custom": {"kind": "handoff"}}]
         return [{"text": "Hej! Vad kan jag hjälpa dig med?", "custom": {"kind": "greet"}}]
+
+    async def parse(self, text: str, timeout: float) -> dict:
+        """Rasa's NLU alone: these tests' messages are small talk or asking for a person, never a question
+        (tests/test_direct_answers.py's fake says "question")."""
+        name = "request_human" if any(word in text.lower() for word in PERSON_WORDS) else "greet"
+        return {"text": text, "intent": {"name": name, "confidence": 1.0}, "entities": []}
 
     async def trigger(self, session_id: str, intent: str, entities: dict | None = None) -> list[dict]:
         return [{"text": "Välkommen tillbaka till chattroboten."}] if intent == "EXTERNAL_handback" else []
