@@ -271,6 +271,40 @@ def test_answer_that_helped(system, language):
     assert texts(reply) == [said("utter_glad_to_help", language)] and reply["state"] == "bot"
 
 
+def rasa_turn(system, text: str, language: str) -> list[dict]:
+    """Rasa's own whole turn for a message in a new conversation (its channel, as the service posts it)."""
+    metadata = {"language": language, "language_confidence": 1.0, "session_language": language,
+                "municipality": "default"}
+    response = httpx.post(
+        f"http://127.0.0.1:{system.rasa_port}/webhooks/kommunchatt/webhook",
+        json={"sender": f"rasa-only-{os.urandom(4).hex()}", "message": text, "metadata": metadata},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_direct_answer_is_what_rasas_own_turn_sends_and_its_feedback_reaches_the_entry(system, language):
+    """Issue 18: the service answers a question itself after Rasa's NLU (conversations/direct.py); the citizen
+    gets what action_answer sends, to the byte, and the thumbs under it reach Rasa's feedback for that entry."""
+    question = ENTRIES["bulky-waste"].first_question(language)
+    citizen = Citizen(system.service_url, language)
+    reply = citizen.say(question)
+    [record] = customs(reply, "answer")
+    assert record.pop("direct") is True, reply
+    direct = [(m["text"], m.get("buttons"), m.get("custom")) for m in reply["messages"]]
+    direct[-1] = (direct[-1][0], direct[-1][1], record)
+    rasa = [(m.get("text") or "", m.get("buttons"), m.get("custom")) for m in rasa_turn(system, question, language)]
+    assert direct == rasa
+
+    reply = citizen.say(NOT_HELPED)
+    assert texts(reply) == [said("utter_ask_rephrase", language)]
+    transcript = citizen.http.get(f"/api/v1/chat/sessions/{citizen.session_id}").json()["messages"]
+    feedback = [m["custom"] for m in transcript if (m.get("custom") or {}).get("kind") == "feedback"]
+    assert feedback == [{"kind": "feedback", "entry_id": record["entry_id"], "helpful": False}], transcript
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_clarify_then_choose_an_entry(system, language):
     text, result = first_decided(system, BROAD[language], language, "clarify")
@@ -531,10 +565,13 @@ def actions_without_service(system):
 
 
 def test_knowledge_service_unreachable_apology_and_a_person(system):
+    """The action server cannot reach the service: a question Rasa's action answers (a broad one, clarified;
+    a plain answer is the service's own, conversations/direct.py) gets an apology and a way to a person."""
     citizens = {language: Citizen(system.service_url, language) for language in LANGUAGES}
+    broad = {language: first_decided(system, BROAD[language], language, "clarify")[0] for language in LANGUAGES}
     with actions_without_service(system):  # one outage for all three languages
         for language, citizen in citizens.items():
-            reply = citizen.say(ENTRIES["waste-collection-schedule"].first_question(language))
+            reply = citizen.say(broad[language])
             [apology] = with_buttons(reply)
             assert apology["text"] == said("utter_service_error", language)
             assert apology["buttons"] == buttons("utter_service_error", language)
