@@ -132,7 +132,7 @@ class Month:
         self.counts: Counter = Counter()
 
     def bot(self, cid: str, *outputs: dict) -> None:
-        for out in outputs:  # conversations.service.store_bot_output
+        for out in outputs:  # conversations.service.store_bot_outputs
             data = {k: out[k] for k in ("buttons", "custom") if out.get(k)}
             self.store.add_message(cid, "bot", out.get("text") or "", data)
 

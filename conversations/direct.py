@@ -36,7 +36,8 @@ from core.languages import CODES
 ENABLED_ENV = "KOMMUNCHATT_DIRECT_ANSWERS"
 QUESTION_INTENTS = frozenset({"ask", "nlu_fallback"})  # rules: both go to action_answer, whatever is pending
 TOP_K = 3  # what the action's `/api/v1/answer` request gets (knowledge.prefetch.DEFAULT_TOP_K)
-RECENT = 40  # messages looked back at for the form's markers (a form is a handful of turns)
+# Messages looked back at for the latest marker: a few (the last turn's) first, more when those do not tell.
+RECENT = (6, 40)
 # The quiet thumbs under an answer (actions/common.py HELPED / NOT_HELPED).
 HELPED = '/affirm{"feedback":"yes"}'
 NOT_HELPED = '/deny{"feedback":"no"}'
@@ -67,18 +68,19 @@ def _starts_form(custom: dict) -> bool:
     return (custom.get("kind"), custom.get("state")) in (("handoff", "closed"), ("callback", "started"))
 
 
-def dialogue(recent: list[Message]) -> Dialogue:
-    """`recent`: the messages before the citizen's new one, newest first (ConversationStore.recent)."""
+def dialogue(recent: list[Message], complete: bool = True) -> Dialogue | None:
+    """`recent`: the messages before the citizen's new one, newest first (ConversationStore.recent); `complete`
+    when they are all there are or all that will be looked at, else None when they do not tell."""
     others = [m for m in recent if m.sender not in ("citizen", "note", "system")]
-    if not others:  # a new conversation
+    if not recent:  # a new conversation
         return Dialogue(at_rest=True)
-    last = _custom(others[0])
+    last = _custom(others[0]) if others else {}
     answered = last.get("entry_id") if last.get("kind") == "answer" and last.get("direct") else None
     for message in others:
         custom = _custom(message)
         if custom.get("kind"):
             return Dialogue(at_rest=not _starts_form(custom), answered=answered and str(answered))
-    return Dialogue(at_rest=False)
+    return Dialogue(at_rest=False) if complete else None
 
 
 class BotTexts:

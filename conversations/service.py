@@ -47,6 +47,11 @@ FOLLOW_LANGUAGE_CONFIDENCE = 0.65
 ANSWER_WITHIN_S = 2.5
 
 
+def _bot_message(out: dict) -> tuple[str, dict]:
+    """One of Rasa's outputs as a bot message's text and data (buttons, custom payload)."""
+    return out.get("text") or "", {k: out[k] for k in ("buttons", "custom") if out.get(k)}
+
+
 class ChatService:
     def __init__(
         self,
@@ -161,8 +166,7 @@ class ChatService:
         if text.strip() == DIRECT_HANDOFF:
             outputs = await self._direct_handoff(conversation_id, language)
         else:
-            recent = await self.db(self.conversations.recent, conversation_id, message.id, direct.RECENT)
-            state = direct.dialogue(recent)
+            state = await self._dialogue(conversation_id, message.id)
             metadata.update(state.rasa_metadata())
             outputs = await self._answer_directly(conv, text, language, state, metadata)
             BOT_TURNS.labels("rasa" if outputs is None else "direct").inc()
@@ -172,16 +176,20 @@ class ChatService:
                 within = max(ANSWER_WITHIN_S - (time.perf_counter() - rasa_started), 0.1)  # the parse's share spent
                 outputs = await self._ask_rasa(conversation_id, text, metadata, language, message.id, within)
         rasa_seconds = time.perf_counter() - rasa_started
-        replies = []
-        for i, out in enumerate(outputs):
-            stored = await self.store_bot_output(conversation_id, out, client_id=f"bot:{message.id}:{i}")
-            if stored:
-                replies.append(stored)
-        state = (await self.db(self.conversations.get, conversation_id))["state"]
+        replies, state = await self.store_bot_outputs(conversation_id, outputs, f"bot:{message.id}")
         if state != "bot":
             await self.publish_state(conversation_id)
         record_turn(time.perf_counter() - started, rasa_seconds)
         return {"messages": [m.public() for m in replies], "state": state}
+
+    async def _dialogue(self, conversation_id: str, message_id: int) -> direct.Dialogue:
+        """Rasa's side of the conversation, read from the latest messages (the last turn's usually tell)."""
+        few, more = direct.RECENT
+        recent = await self.db(self.conversations.recent, conversation_id, message_id, few)
+        state = direct.dialogue(recent, complete=len(recent) < few)
+        if state is None:
+            state = direct.dialogue(await self.db(self.conversations.recent, conversation_id, message_id, more))
+        return state
 
     async def _answer_directly(
         self, conv: dict, text: str, language: str, state: direct.Dialogue, metadata: dict
@@ -249,9 +257,8 @@ class ChatService:
         conv = await self.db(self.conversations.get, conversation_id)
         if conv["state"] != "bot":  # the citizen went to a person meanwhile: the bot stays silent
             return
-        for i, out in enumerate(outputs or []):
-            await self.store_bot_output(conversation_id, out, client_id=f"bot:{message_id}:late:{i}")
-        if (await self.db(self.conversations.get, conversation_id))["state"] != "bot":
+        _, state = await self.store_bot_outputs(conversation_id, outputs or [], f"bot:{message_id}:late")
+        if state != "bot":
             await self.publish_state(conversation_id)
 
     async def _direct_handoff(self, conversation_id: str, language: str) -> list[dict]:
@@ -262,16 +269,18 @@ class ChatService:
             return [{"text": say("direct_handoff_closed", language)}]
         return [{"text": say("direct_handoff_queued", language).format(position=result.get("position") or 1)}]
 
-    async def store_bot_output(self, conversation_id: str, out: dict, client_id: str | None = None) -> Message | None:
-        """Store one of Rasa's outputs (text, buttons, custom data) as a bot message (once per client id)."""
-        text = out.get("text") or ""
-        data = {k: out[k] for k in ("buttons", "custom") if out.get(k)}
-        if not text and not data:
-            return None
-        message, created = await self.db(self.conversations.add_message, conversation_id, "bot", text, data, client_id)
-        if created:
-            await self.publish(message)
-        return message
+    async def store_bot_outputs(self, conversation_id: str, outputs: list[dict], client_prefix: str | None
+                                ) -> tuple[list[Message], str]:
+        """Rasa's outputs (text, buttons, custom data) as bot messages in one transaction, each published once;
+        returns them and the conversation's state after them. Client ids `<prefix>:<i>`: a resend stores none
+        twice."""
+        replies = [(*_bot_message(out), client_prefix and f"{client_prefix}:{i}") for i, out in enumerate(outputs)]
+        replies = [(text, data, client_id) for text, data, client_id in replies if text or data]
+        stored, state = await self.db(self.conversations.add_replies, conversation_id, "bot", replies)
+        for message, created in stored:
+            if created:
+                await self.publish(message)
+        return [message for message, _ in stored], state
 
     # --- the agent side (handoff/) ------------------------------------------------------------------
 

@@ -125,6 +125,18 @@ class ConversationStore:
                 conn.execute(_TOUCH_AT, {"cid": conversation_id, "at": message.created_at})
             return message, created
 
+    def add_replies(self, conversation_id: str, sender: str, replies: list[tuple[str, dict, str | None]]
+                    ) -> tuple[list[tuple[Message, bool]], str]:
+        """A turn's replies (text, data, client id) in one transaction; returns them and the conversation's state
+        after them (an action may have queued it meanwhile)."""
+        with self.engine.begin() as conn:
+            stored = [self.add_in(conn, conversation_id, sender, text, data, client_id)
+                      for text, data, client_id in replies]
+            created = [m.created_at for m, new in stored if new]
+            if created:
+                conn.execute(_TOUCH_AT, {"cid": conversation_id, "at": max(created)})
+            return stored, self.get_in(conn, conversation_id)["state"]
+
     def post(
         self,
         conversation_id: str,

@@ -281,10 +281,7 @@ class AgentService:
         except RasaUnavailable as exc:
             log.warning("Rasa did not take the handback of %s: %s", conversation_id, exc)
             outputs = []
-        for out in outputs:
-            stored = await self.chat.store_bot_output(conversation_id, out)
-            if stored:
-                replies.append(stored)
+        replies += (await self.chat.store_bot_outputs(conversation_id, outputs, None))[0]
         return replies
 
     async def rating_request(self, conversation_id: str, language: str) -> Message:

@@ -38,8 +38,11 @@ def test_the_dialogue_is_read_from_the_recent_messages_newest_first():
         assert dialogue([msg("bot"), msg("citizen"), msg("bot"), start]) == Dialogue(at_rest=False)
     done = msg("bot", {"kind": "callback", "state": "registered"})
     assert dialogue([done, msg("bot"), closed]) == Dialogue(at_rest=True)
-    # Nothing in the window tells: Rasa has the turn (slower, never wrong); notes and agents' words do not count.
-    assert dialogue([msg("agent"), msg("note", {"kind": "answer", "direct": True})]) == Dialogue(at_rest=False)
+    # Nothing in the window tells: a wider one is read, and if that does not tell either, Rasa has the turn
+    # (slower, never wrong); notes and agents' words do not count.
+    undecided = [msg("agent"), msg("note", {"kind": "answer", "direct": True})]
+    assert dialogue(undecided, complete=False) is None
+    assert dialogue(undecided) == Dialogue(at_rest=False)
 
 
 def test_the_texts_are_the_domains_own():

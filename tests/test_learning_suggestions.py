@@ -279,7 +279,7 @@ def test_other_municipalities_suggestions_are_out_of_reach(app, webmaster):
 
 def _stored(engine, turns: list[tuple[str, str, dict | None]], municipality: str = "default") -> str:
     """A conversation written as the chat service stores it: each Rasa output is one bot message whose data
-    holds its buttons and custom payload (conversations.service.store_bot_output)."""
+    holds its buttons and custom payload (conversations.service.store_bot_outputs)."""
     from conversations.store import ConversationStore
 
     store = ConversationStore(engine)
