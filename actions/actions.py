@@ -34,7 +34,7 @@ class ActionSessionSlots(Action):
 
     Sets `language` and `municipality` from the message metadata the service sends, and moves
     `pending` (what the bot's previous turn asked) into `awaiting`, which the rules read; when the
-    service answered the previous question itself (`answered`), what `action_answer` would have set. So
+    service took the previous turn itself (`direct`), what Rasa's own turn would have left. So
     `awaiting` is valid for exactly one user turn and never changes while the bot responds
     (a featurized slot changing mid-turn would break the rules' action_listen prediction).
     """
@@ -52,9 +52,11 @@ class ActionSessionSlots(Action):
         if municipality and municipality != tracker.get_slot("municipality"):
             events.append(SlotSet("municipality", str(municipality)))
         pending = tracker.get_slot("pending")
-        if meta.get("answered"):  # the service answered the previous question itself (conversations/direct.py)
-            pending = "feedback"
-            events += [SlotSet("last_entry_id", str(meta["answered"])), SlotSet("candidates", None)]
+        behind = meta.get("direct")  # the service took the previous turn itself (conversations/direct.py)
+        if isinstance(behind, dict):
+            pending = "feedback" if behind.get("answered") else None
+            if behind.get("answered"):
+                events += [SlotSet("last_entry_id", str(behind["answered"])), SlotSet("candidates", None)]
         if pending != tracker.get_slot("awaiting"):
             events.append(SlotSet("awaiting", pending))
         if pending is not None:

@@ -1,23 +1,27 @@
-"""Direct answers: a question the bot would answer is answered by the service, after Rasa's NLU alone.
+"""Direct turns: what the bot would say to a question or to small talk, said by the service after Rasa's NLU alone.
 
 Why (issue 18): a full bot turn is service → Rasa (load the tracker, NLU, policies, save it) → action
 server → service's `/api/v1/answer` → back, ~70-90 ms of CPU a turn over three processes, and most turns
-are questions whose whole dialogue is one rule: `ask` (or `nlu_fallback`) → `action_answer`. Here
-Rasa's NLU still reads every message (`/model/parse`: intent only, no tracker), and when it says
-"question", the dialogue is at rest and the knowledge service answers, the service sends what
-`action_answer` would have sent, to the byte (tests/test_direct_answers.py compares both paths).
+need no dialogue state at all: a question is one rule (`ask` or `nlu_fallback` → `action_answer`), a
+greeting, thanks or goodbye is one rule that says one response. Here Rasa's NLU still reads every message
+(`/model/parse`: intent only, no tracker); when the dialogue is at rest the service then sends what Rasa
+would have sent, to the byte (tests/test_e2e_dialogue.py compares both paths on the real Rasa):
+- a question the knowledge service answers: `action_answer`'s messages (actions/common.py send_answer);
+- an intent whose only rules are unconditioned `intent → utter_*` in data/rules.yml (greet, thanks,
+  goodbye, bot_challenge today): that response of the domain in the citizen's language. Intents with a
+  rule that has a condition (affirm, deny: they read what is pending) are Rasa's.
 
 Rasa stays the dialogue's owner:
-- anything but a question, a button's payload, a language the bot has no texts for, a clarify or no
-  match, goes through Rasa's whole turn as before (the NLU's result travels with it, so Rasa does not
-  parse twice; the answer computed here is kept for the action's request);
+- anything else (a button's payload, a language the bot has no texts for, a clarify or no match, asking
+  for a person) goes through Rasa's whole turn as before; the NLU's result travels with it, so Rasa does
+  not parse twice, and an answer computed here is kept for the action's request;
 - "at rest" means no form is running: the call-back form starts only where an action says so in its
   outputs (`handoff`/`closed`, `callback`/`started`) and ends with `callback`/`registered|not_saved|
   error`. Where the recent messages do not tell, Rasa has the turn (the safe side: slower, never wrong);
-- Rasa's tracker does not see a direct turn. The next turn Rasa has carries `answered` (the entry the
-  service answered last), and `action_session_slots` sets the slots `action_answer` would have set
-  (`awaiting` feedback, `last_entry_id`, no candidates), so the thumbs or a "no" after a direct answer
-  mean what they mean after Rasa's.
+- Rasa's tracker does not see a direct turn. Its last message keeps `direct` in its data (never shown),
+  and the next turn Rasa has carries it: `action_session_slots` then sets what Rasa's own turn would have
+  left (after an answer `awaiting` feedback, `last_entry_id`, no candidates; after small talk nothing
+  pending), so the thumbs or a "no" mean what they mean after Rasa's own turn.
 
 `KOMMUNCHATT_DIRECT_ANSWERS=0` sends every turn through Rasa.
 """
@@ -41,7 +45,8 @@ RECENT = (6, 40)
 # The quiet thumbs under an answer (actions/common.py HELPED / NOT_HELPED).
 HELPED = '/affirm{"feedback":"yes"}'
 NOT_HELPED = '/deny{"feedback":"no"}'
-DOMAIN = Path(__file__).resolve().parent.parent / "bot" / "domain.yml"
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN, RULES = ROOT / "bot" / "domain.yml", ROOT / "data" / "rules.yml"
 
 
 def enabled() -> bool:
@@ -52,11 +57,11 @@ def enabled() -> bool:
 class Dialogue:
     """What the recent messages say about Rasa's side of the conversation."""
 
-    at_rest: bool  # no form running: a question may be answered directly
-    answered: str | None = None  # the entry a direct turn answered last (Rasa has not seen it)
+    at_rest: bool  # no form running: the service may take the turn
+    behind: dict | None = None  # the last turn was the service's: {"answered": entry id or None}
 
     def rasa_metadata(self) -> dict:
-        return {"answered": self.answered} if self.answered else {}
+        return {"direct": self.behind} if self.behind is not None else {}
 
 
 def _custom(message: Message) -> dict:
@@ -71,42 +76,68 @@ def _starts_form(custom: dict) -> bool:
 def dialogue(recent: list[Message], complete: bool = True) -> Dialogue | None:
     """`recent`: the messages before the citizen's new one, newest first (ConversationStore.recent); `complete`
     when they are all there are or all that will be looked at, else None when they do not tell."""
-    others = [m for m in recent if m.sender not in ("citizen", "note", "system")]
     if not recent:  # a new conversation
         return Dialogue(at_rest=True)
-    last = _custom(others[0]) if others else {}
-    answered = last.get("entry_id") if last.get("kind") == "answer" and last.get("direct") else None
+    others = [m for m in recent if m.sender not in ("citizen", "note", "system")]
+    behind = others[0].data.get("direct") if others and others[0].sender == "bot" else None
+    behind = behind if isinstance(behind, dict) else None
     for message in others:
         custom = _custom(message)
         if custom.get("kind"):
-            return Dialogue(at_rest=not _starts_form(custom), answered=answered and str(answered))
+            return Dialogue(at_rest=not _starts_form(custom), behind=behind)
+        if message.data.get("direct") is not None:  # a direct turn happens only at rest
+            return Dialogue(at_rest=True, behind=behind)
     return Dialogue(at_rest=False) if complete else None
 
 
 class BotTexts:
-    """The few domain responses a direct answer shows, read from Rasa's domain (one source of the texts)."""
+    """The domain's responses and the rules that only say one, read from Rasa's own files (one source)."""
 
-    NAMES = ("utter_only_swedish", "utter_button_helped", "utter_button_not_helped")
-
-    def __init__(self, path: Path = DOMAIN):
+    def __init__(self, domain: Path = DOMAIN, rules: Path = RULES):
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        responses = yaml.load(path.read_text(encoding="utf-8"), Loader=loader).get("responses") or {}
-        self._variations = {name: responses.get(name) or [] for name in self.NAMES}
+        self._responses = yaml.load(domain.read_text(encoding="utf-8"), Loader=loader).get("responses") or {}
+        self.replies = _single_response_rules(yaml.load(rules.read_text(encoding="utf-8"), Loader=loader))
 
     def text(self, response: str, language: str) -> str | None:
         """The response in `language`, else its unconditioned variation (actions/common.py localized_text)."""
+        variation = self.variation(response, language)
+        return variation.get("text") if variation else None
+
+    def variation(self, response: str, language: str) -> dict | None:
         default = None
-        for variation in self._variations.get(response, []):
+        for variation in self._responses.get(response) or []:
             conditions = variation.get("condition") or []
             if not conditions:
-                default = default or variation.get("text")
+                default = default or variation
             elif any(c.get("name") == "language" and str(c.get("value")) == language for c in conditions):
-                return variation.get("text")
+                return variation
         return default
 
+    def reply(self, intent: str, language: str) -> list[dict] | None:
+        """What Rasa says to `intent` when its rules only say a response; None when Rasa must decide."""
+        name = self.replies.get(intent)
+        variation = self.variation(name, language) if name else None
+        if not variation or set(variation) - {"text", "buttons", "condition"} or "{" in variation.get("text", ""):
+            return None  # images, custom payloads or slots filled in: Rasa's own
+        out: dict = {"text": variation.get("text") or ""}
+        if variation.get("buttons"):
+            out["buttons"] = variation["buttons"]
+        return [out]
 
-def is_question(parse: dict) -> bool:
-    return ((parse.get("intent") or {}).get("name")) in QUESTION_INTENTS
+
+def _single_response_rules(rules: dict) -> dict[str, str]:
+    """intent → response for the intents whose every rule is `intent → utter_*` without a condition."""
+    says: dict[str, set[str]] = {}
+    decided: set[str] = set()  # intents with any other kind of rule: Rasa decides
+    for rule in rules.get("rules") or []:
+        steps = rule.get("steps") or []
+        intents = [step["intent"] for step in steps if "intent" in step]
+        action = str(steps[1].get("action", "")) if len(steps) == 2 else ""
+        if action.startswith("utter_") and not rule.get("condition") and "intent" in steps[0]:
+            says.setdefault(intents[0], set()).add(action)
+        else:
+            decided.update(intents)
+    return {intent: next(iter(names)) for intent, names in says.items() if len(names) == 1 and intent not in decided}
 
 
 def answerable(result: dict) -> dict | None:
@@ -120,7 +151,7 @@ def answerable(result: dict) -> dict | None:
 
 def answer_outputs(texts: BotTexts, entry: dict, result: dict, language: str) -> list[dict]:
     """`send_answer`'s messages (actions/common.py): the "only in Swedish" notice if needed, the answer
-    with its link and thumbs, and the decision record, marked `direct`."""
+    with its link and thumbs, and the decision record."""
     answer_language = entry.get("language") or result.get("answer_language")
     outputs: list[dict] = []
     if answer_language and answer_language != language:
@@ -138,11 +169,20 @@ def answer_outputs(texts: BotTexts, entry: dict, result: dict, language: str) ->
     outputs.append({"text": f"{text}\n{url}" if url and url not in text else text, "buttons": buttons})
     outputs.append({"custom": {
         "kind": "answer", "entry_id": entry.get("id"), "decision": "answer", "score": entry.get("score"),
-        "answer_language": answer_language, "language": language, "direct": True,
+        "answer_language": answer_language, "language": language,
     }})
-    return outputs
+    return marked(outputs, entry.get("id"))
+
+
+def marked(outputs: list[dict], answered: str | None = None) -> list[dict]:
+    """A direct turn's outputs, the last one marked for `dialogue` (and from there Rasa's next turn)."""
+    return [*outputs[:-1], {**outputs[-1], "direct": {"answered": answered}}]
 
 
 def may_answer(text: str, language: str, state: Dialogue) -> bool:
     """Whether a message may be answered directly at all (before asking Rasa's NLU)."""
     return enabled() and state.at_rest and not text.startswith("/") and language in CODES
+
+
+def intent(parse: dict) -> str | None:
+    return (parse.get("intent") or {}).get("name")

@@ -48,8 +48,9 @@ ANSWER_WITHIN_S = 2.5
 
 
 def _bot_message(out: dict) -> tuple[str, dict]:
-    """One of Rasa's outputs as a bot message's text and data (buttons, custom payload)."""
-    return out.get("text") or "", {k: out[k] for k in ("buttons", "custom") if out.get(k)}
+    """One of Rasa's outputs as a bot message's text and data (buttons, custom payload; `direct`, the mark of a
+    turn the service took itself, is kept but never shown: conversations/direct.py)."""
+    return out.get("text") or "", {k: out[k] for k in ("buttons", "custom", "direct") if out.get(k)}
 
 
 class ChatService:
@@ -168,7 +169,7 @@ class ChatService:
         else:
             state = await self._dialogue(conversation_id, message.id)
             metadata.update(state.rasa_metadata())
-            outputs = await self._answer_directly(conv, text, language, state, metadata)
+            outputs = await self._direct_turn(conv, text, language, state, metadata)
             BOT_TURNS.labels("rasa" if outputs is None else "direct").inc()
             if outputs is None:
                 if not text.startswith("/") and "parse_data" not in metadata:  # its answer is ready for the action
@@ -191,11 +192,12 @@ class ChatService:
             state = direct.dialogue(await self.db(self.conversations.recent, conversation_id, message_id, more))
         return state
 
-    async def _answer_directly(
+    async def _direct_turn(
         self, conv: dict, text: str, language: str, state: direct.Dialogue, metadata: dict
     ) -> list[dict] | None:
-        """The answer `action_answer` would give, when Rasa's NLU says "question" and the dialogue is at rest
-        (conversations/direct.py); else None, with what was learnt on the way left for Rasa's turn."""
+        """What Rasa would say, when its NLU reads a question the knowledge service answers, or small talk its
+        rules answer with one response, and the dialogue is at rest (conversations/direct.py); else None, with
+        what was learnt on the way left for Rasa's turn."""
         if not direct.may_answer(text, language, state):
             return None
         try:
@@ -203,8 +205,10 @@ class ChatService:
         except RasaUnavailable:
             return None  # Rasa's whole turn tells the citizen, as it always has
         metadata["parse_data"] = parse  # Rasa's turn, if it has one, need not parse again
-        if not direct.is_question(parse):
-            return None
+        intent = direct.intent(parse)
+        if intent not in direct.QUESTION_INTENTS:
+            reply = self.texts.reply(intent, language)
+            return direct.marked(reply) if reply else None
         result = await run_in_threadpool(
             self.knowledge.answer, text, language=language, municipality=conv["municipality"], top_k=direct.TOP_K
         )

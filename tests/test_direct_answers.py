@@ -19,18 +19,22 @@ SEED_IDS = {"waste-collection-schedule", "bulky-waste", "home-care-apply", "pres
             "building-permit-fees"}
 
 
-def msg(sender: str, custom: dict | None = None, mid: int = 1) -> Message:
-    return Message(mid, "c", sender, "text", 0.0, {"custom": custom} if custom else {})
+def msg(sender: str, custom: dict | None = None, direct: dict | None = None) -> Message:
+    data = {**({"custom": custom} if custom else {}), **({"direct": direct} if direct else {})}
+    return Message(1, "c", sender, "text", 0.0, data)
 
 
 def test_the_dialogue_is_read_from_the_recent_messages_newest_first():
     assert dialogue([]) == Dialogue(at_rest=True)
-    answered = msg("bot", {"kind": "answer", "entry_id": "bulky-waste", "direct": True})
-    assert dialogue([answered, msg("citizen")]) == Dialogue(at_rest=True, answered="bulky-waste")
-    # Rasa answered it: Rasa's tracker knows, nothing to tell it.
-    assert dialogue([msg("bot", {"kind": "answer", "entry_id": "x"})]) == Dialogue(at_rest=True)
-    # A greeting after a direct answer: Rasa has had a turn since, and `awaiting` lasts one turn.
-    assert dialogue([msg("bot"), msg("citizen"), answered]) == Dialogue(at_rest=True)
+    answer = {"kind": "answer", "entry_id": "bulky-waste"}
+    answered = msg("bot", answer, direct={"answered": "bulky-waste"})
+    assert dialogue([answered, msg("citizen")]) == Dialogue(at_rest=True, behind={"answered": "bulky-waste"})
+    assert dialogue([answered]).rasa_metadata() == {"direct": {"answered": "bulky-waste"}}
+    greeted = msg("bot", direct={"answered": None})  # small talk the service answered
+    assert dialogue([greeted, msg("citizen"), answered]) == Dialogue(at_rest=True, behind={"answered": None})
+    # Rasa had the last turn: its tracker knows, nothing to tell it.
+    assert dialogue([msg("bot", answer)]) == Dialogue(at_rest=True)
+    assert dialogue([msg("bot"), msg("citizen"), answered]).rasa_metadata() == {}
     # The call-back form runs from its start marker to its end marker; its questions carry none.
     closed = msg("bot", {"kind": "handoff", "state": "closed"})
     started = msg("bot", {"kind": "callback", "state": "started"})
@@ -40,17 +44,22 @@ def test_the_dialogue_is_read_from_the_recent_messages_newest_first():
     assert dialogue([done, msg("bot"), closed]) == Dialogue(at_rest=True)
     # Nothing in the window tells: a wider one is read, and if that does not tell either, Rasa has the turn
     # (slower, never wrong); notes and agents' words do not count.
-    undecided = [msg("agent"), msg("note", {"kind": "answer", "direct": True})]
+    undecided = [msg("agent"), msg("note", answer, direct={"answered": "x"}), msg("citizen")]
     assert dialogue(undecided, complete=False) is None
     assert dialogue(undecided) == Dialogue(at_rest=False)
 
 
-def test_the_texts_are_the_domains_own():
+def test_the_texts_and_the_one_response_rules_are_rasas_own():
     texts = BotTexts()
     for language in ("sv", "ar", "en", "fi"):
-        for name in BotTexts.NAMES:
+        for name in ("utter_only_swedish", "utter_button_helped", "utter_button_not_helped"):
             assert texts.text(name, language) in domain_responses(name, language), (name, language)
+        assert texts.reply("greet", language) == [{"text": domain_responses("utter_greet", language)[0]}]
     assert texts.text("utter_button_helped", "xx") == domain_responses("utter_button_helped", "sv")[0]
+    # data/rules.yml: greet, thanks, goodbye and bot_challenge only ever say one response; affirm and deny
+    # depend on what is pending, asking for a person runs an action: Rasa's.
+    assert {"greet", "thanks", "goodbye", "bot_challenge"} <= set(texts.replies)
+    assert not {"affirm", "deny", "request_human", "ask", "insult"} & set(texts.replies)
 
 
 class QuestionRasa(FakeRasa):
@@ -66,7 +75,7 @@ class QuestionRasa(FakeRasa):
         if self.down:
             raise RasaUnavailable("connection refused")
         self.parsed.append(text)
-        name = "greet" if text.lower().startswith("hej") else "ask"
+        name = {"hej": "greet", "ja": "affirm"}.get(text.lower().split()[0].strip("!"), "ask")
         return {"text": text, "intent": {"name": name, "confidence": 0.9}, "entities": []}
 
     async def send(self, session_id: str, text: str, metadata: dict) -> list[dict]:
@@ -118,14 +127,21 @@ def test_a_question_is_answered_without_rasas_turn_and_rasa_hears_of_it_next(app
         domain_responses("utter_button_helped", "sv")[0], domain_responses("utter_button_not_helped", "sv")[0]
     ]
     assert record["custom"] == {"kind": "answer", "entry_id": top["id"], "decision": "answer", "score": top["score"],
-                                "answer_language": "sv", "language": "sv", "direct": True}
+                                "answer_language": "sv", "language": "sv"}
 
-    # The next turn Rasa has (a greeting) is told which entry was answered, and gets the NLU's result along.
-    say(client, sid, "Hej!")
-    assert rasa.metadata[-1]["answered"] == top["id"]
-    assert rasa.metadata[-1]["parse_data"]["intent"]["name"] == "greet"
-    say(client, sid, "Hej igen")  # Rasa had the last turn: nothing more to tell it
-    assert "answered" not in rasa.metadata[-1]
+    # A greeting: the domain's response, without Rasa's turn either.
+    assert say(client, sid, "Hej!")["messages"][0]["text"] == domain_responses("utter_greet", "sv")[0]
+    assert len(rasa.sent) == sent_before
+    # The next turn Rasa has is told what the service's last turn left pending (nothing, after small talk) and
+    # gets the NLU's result along.
+    say(client, sid, "ja tack")
+    assert rasa.metadata[-1]["direct"] == {"answered": None}
+    assert rasa.metadata[-1]["parse_data"]["intent"]["name"] == "affirm"
+    say(client, sid, question)
+    say(client, sid, "/affirm")  # the thumbs under a direct answer: Rasa reads them as feedback on that entry
+    assert rasa.metadata[-1]["direct"] == {"answered": top["id"]} and "parse_data" not in rasa.metadata[-1]
+    say(client, sid, "/affirm")  # Rasa had the last turn: nothing more to tell it
+    assert "direct" not in rasa.metadata[-1]
 
 
 def test_a_question_in_another_language_gets_the_swedish_notice_first(app):
@@ -153,7 +169,7 @@ def test_what_is_not_a_plain_answer_goes_to_rasa_with_the_nlu_result_and_the_ans
     assert kept["decision"] == first_answer(c, broad, "sv")["decision"]
     assert not c.knowledge.prefetch._items  # taken, not left behind
 
-    for text in ("Hej!", "/affirm"):  # small talk and a button's payload: Rasa's turn
+    for text in ("ja", "/affirm"):  # what reads what is pending, and a button's payload: Rasa's turn
         sent = len(rasa.sent)
         say(client, sid, text)
         assert len(rasa.sent) == sent + 1

@@ -285,24 +285,25 @@ def rasa_turn(system, text: str, language: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_a_direct_answer_is_what_rasas_own_turn_sends_and_its_feedback_reaches_the_entry(system, language):
-    """Issue 18: the service answers a question itself after Rasa's NLU (conversations/direct.py); the citizen
-    gets what action_answer sends, to the byte, and the thumbs under it reach Rasa's feedback for that entry."""
-    question = ENTRIES["bulky-waste"].first_question(language)
+def test_direct_turns_say_what_rasas_own_turn_says_and_the_thumbs_reach_the_entry(system, language):
+    """Issue 18: the service takes a greeting and a question it answers itself after Rasa's NLU
+    (conversations/direct.py); the citizen gets what Rasa's whole turn sends for the same message, to the
+    byte, and the thumbs under the answer (Rasa's turn) are feedback on that entry."""
     citizen = Citizen(system.service_url, language)
-    reply = citizen.say(question)
+    for text in (SMALL_TALK[language][0], ENTRIES["bulky-waste"].first_question(language)):
+        reply = citizen.say(text)
+        direct = [(m["text"], m.get("buttons"), m.get("custom")) for m in reply["messages"]]
+        rasa = [(m.get("text") or "", m.get("buttons"), m.get("custom")) for m in rasa_turn(system, text, language)]
+        assert direct == rasa
     [record] = customs(reply, "answer")
-    assert record.pop("direct") is True, reply
-    direct = [(m["text"], m.get("buttons"), m.get("custom")) for m in reply["messages"]]
-    direct[-1] = (direct[-1][0], direct[-1][1], record)
-    rasa = [(m.get("text") or "", m.get("buttons"), m.get("custom")) for m in rasa_turn(system, question, language)]
-    assert direct == rasa
+    assert record["entry_id"] == "bulky-waste"
+    assert not {"utter_greet", "action_answer"} & set(rasa_actions(system, citizen.session_id))  # not Rasa's turns
 
     reply = citizen.say(NOT_HELPED)
     assert texts(reply) == [said("utter_ask_rephrase", language)]
     transcript = citizen.http.get(f"/api/v1/chat/sessions/{citizen.session_id}").json()["messages"]
     feedback = [m["custom"] for m in transcript if (m.get("custom") or {}).get("kind") == "feedback"]
-    assert feedback == [{"kind": "feedback", "entry_id": record["entry_id"], "helpful": False}], transcript
+    assert feedback == [{"kind": "feedback", "entry_id": "bulky-waste", "helpful": False}], transcript
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
