@@ -13,6 +13,7 @@ RESEND_AFTER_S = 0.2
 GONE = (httpx.RemoteProtocolError, httpx.ConnectError)
 GONE_STATUSES = (502, 503)
 WEBHOOK = "/webhooks/kommunchatt/webhook"
+CONNECTIONS = 8
 
 
 class RasaUnavailable(RuntimeError):
@@ -23,7 +24,11 @@ class RasaClient:
     def __init__(self, base_url: str, token: str, timeout: float = 10.0):
         self.base_url = base_url
         self.token = token  # Rasa's HTTP API (not the channel) is started with --auth-token
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        # A few kept-alive connections: Rasa is one event loop, and httpcore checks every pooled connection
+        # (a poll of its socket) on each request, which with one connection per concurrent turn was a fifth of
+        # the service's CPU in a direct turn (bench/README.md, issue 18).
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
 
     async def close(self) -> None:
         await self._client.aclose()
