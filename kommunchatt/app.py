@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from threadpoolctl import threadpool_limits
 
 from conversations.personal_data import PersonalData, privacy_key
 from conversations.rasa_client import RasaClient
@@ -150,6 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        # One BLAS thread (KOMMUNCHATT_BLAS_THREADS): an answer's matrix products are small, and OpenBLAS's
+        # second thread spun on the other core, nearly doubling an answer's CPU (19 -> 10 ms) that Rasa and the
+        # other requests need when the machine is busy (issue 18, bench/README.md).
+        threadpool_limits(limits=int(os.environ.get("KOMMUNCHATT_BLAS_THREADS", "1")), user_api="blas")
         components = build_components(settings)
         app.state.c = components
         checkpointer = WalCheckpointer(components.engine)  # SQLite: commits on the loop never sync
