@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Protocol
@@ -45,6 +46,11 @@ DIRECT_HANDOFF = "/direct_handoff"
 FOLLOW_LANGUAGE_CONFIDENCE = 0.65
 # A citizen hears within 3 s that the bot is slow (Rasa restarting, overloaded): the answer follows later.
 ANSWER_WITHIN_S = 2.5
+# Of which Rasa's NLU may take this much before the service stops waiting for it and leaves the turn to Rasa
+# (conversations/direct.py): a hung Rasa still leaves time to say so within ANSWER_WITHIN_S.
+PARSE_WITHIN_S = 2.0
+# Direct turns waiting for Rasa's NLU below which the answer starts beside it (conversations/direct.py).
+SPECULATE_BELOW = 2
 
 
 def _bot_message(out: dict) -> tuple[str, dict]:
@@ -72,6 +78,7 @@ class ChatService:
         self.engine = conversations.engine
         self._late: set[asyncio.Task] = set()  # answers Rasa gives after the citizen was told it was slow
         self.texts = direct.BotTexts()  # the domain's texts a direct answer shows
+        self._direct_turns = 0  # waiting for Rasa's NLU now
 
     async def db(self, fn, *args, **kwargs):
         """Blocking database work, off the event loop (see core.db.run_db)."""
@@ -200,18 +207,27 @@ class ChatService:
         what was learnt on the way left for Rasa's turn."""
         if not direct.may_answer(text, language, state):
             return None
+        answer = functools.partial(
+            self.knowledge.answer, text, language=language, municipality=conv["municipality"], top_k=direct.TOP_K
+        )
+        # Quiet: the answer is computed beside the NLU (a citizen waits for the longer of the two, not both);
+        # busy: after it, so that small talk costs no answer nobody reads.
+        early = asyncio.ensure_future(run_in_threadpool(answer)) if self._direct_turns < SPECULATE_BELOW else None
+        if early:  # unread when the NLU says small talk: its error, if any, is nobody's
+            early.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._direct_turns += 1
         try:
-            parse = await self.rasa.parse(text, timeout=ANSWER_WITHIN_S)
+            parse = await self.rasa.parse(text, timeout=PARSE_WITHIN_S)
         except RasaUnavailable:
             return None  # Rasa's whole turn tells the citizen, as it always has
+        finally:
+            self._direct_turns -= 1
         metadata["parse_data"] = parse  # Rasa's turn, if it has one, need not parse again
         intent = direct.intent(parse)
         if intent not in direct.QUESTION_INTENTS:
             reply = self.texts.reply(intent, language)
             return direct.marked(reply) if reply else None
-        result = await run_in_threadpool(
-            self.knowledge.answer, text, language=language, municipality=conv["municipality"], top_k=direct.TOP_K
-        )
+        result = await (early or run_in_threadpool(answer))
         record_decision(result)
         entry = direct.answerable(result)
         if entry is None:  # clarify or no match: Rasa's action asks for this very answer
