@@ -184,5 +184,10 @@ def may_answer(text: str, language: str, state: Dialogue) -> bool:
     return enabled() and state.at_rest and not text.startswith("/") and language in CODES
 
 
+def may_ask(text: str, parse: dict | None) -> bool:
+    """Whether Rasa's turn may ask the knowledge service for an answer (not a payload, not small talk)."""
+    return not text.startswith("/") and (parse is None or intent(parse) in QUESTION_INTENTS)
+
+
 def intent(parse: dict) -> str | None:
     return (parse.get("intent") or {}).get("name")

@@ -179,7 +179,7 @@ class ChatService:
             outputs = await self._direct_turn(conv, text, language, state, metadata)
             BOT_TURNS.labels("rasa" if outputs is None else "direct").inc()
             if outputs is None:
-                if not text.startswith("/") and "parse_data" not in metadata:  # its answer is ready for the action
+                if direct.may_ask(text, metadata.get("parse_data")):  # its answer is ready when the action asks
                     self.knowledge.prefetch.start(conversation_id, text, language, conv["municipality"])
                 within = max(ANSWER_WITHIN_S - (time.perf_counter() - rasa_started), 0.1)  # the parse's share spent
                 outputs = await self._ask_rasa(conversation_id, text, metadata, language, message.id, within)

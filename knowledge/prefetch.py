@@ -45,12 +45,13 @@ class AnswerPrefetch:
     def start(self, session_id: str, text: str, language: str, municipality: str, top_k: int = DEFAULT_TOP_K) -> None:
         """Start answering on the event loop's thread pool (call from a coroutine)."""
         self._expire()
-        if not self.enabled or len(self._items) >= self.max_items:
+        key = (session_id, text, language, municipality, top_k)
+        if not self.enabled or len(self._items) >= self.max_items or key in self._items:  # kept or started already
             return
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._run, text, language, municipality, top_k)
         future.add_done_callback(_quiet)
-        self._items[(session_id, text, language, municipality, top_k)] = (time.monotonic() + self.ttl_s, future)
+        self._items[key] = (time.monotonic() + self.ttl_s, future)
 
     def keep(self, session_id: str, text: str, language: str, municipality: str, result: dict,
              top_k: int = DEFAULT_TOP_K) -> None:

@@ -41,9 +41,9 @@ class FakeRasa:
         return [{"text": "Hej! Vad kan jag hjälpa dig med?", "custom": {"kind": "greet"}}]
 
     async def parse(self, text: str, timeout: float) -> dict:
-        """Rasa's NLU alone: these tests' messages are small talk or asking for a person, never a question
-        (tests/test_direct_answers.py's fake says "question")."""
-        name = "request_human" if any(word in text.lower() for word in PERSON_WORDS) else "greet"
+        """Rasa's NLU alone: an intent the service leaves to Rasa's whole turn (this fake's `send`), so these
+        tests see that turn; tests/test_direct_answers.py's fake reads questions and greetings instead."""
+        name = "request_human" if any(word in text.lower() for word in PERSON_WORDS) else "fake_rasa_turn"
         return {"text": text, "intent": {"name": name, "confidence": 1.0}, "entities": []}
 
     async def trigger(self, session_id: str, intent: str, entities: dict | None = None) -> list[dict]:
