@@ -10,7 +10,8 @@ HTTP (prometheus-fastapi-instrumentator, by route template, never by raw path):
 
 Bot turns (one citizen message through the dialogue; recorded by conversations/service.py):
 - `kommunchatt_turn_seconds{part}`  histogram; part = `total` (the service's whole turn),
-  `rasa` (the call to Rasa, which includes the action server), `service` (total minus rasa)
+  `rasa` (the call to Rasa, which includes the action server; in a direct turn Rasa's NLU and the
+  answer), `service` (total minus rasa)
 - `kommunchatt_bot_turns_total{path}`  counter; path = `direct` (a question the service answered itself
   after Rasa's NLU alone, conversations/direct.py) or `rasa` (Rasa's whole turn)
 - `kommunchatt_action_seconds{action}`  histogram, on the ACTION SERVER's /metrics: time in our
