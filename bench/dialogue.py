@@ -1,4 +1,5 @@
-"""Full-turn latency through the chat API (service → Rasa → actions → service → reply).
+"""Full-turn latency through the chat API (service → Rasa's NLU → a direct turn, or Rasa's whole turn → actions
+→ service → reply; `KOMMUNCHATT_DIRECT_ANSWERS=0` for Rasa's whole turn every time).
 
 Starts the real three processes on free ports with a temporary data dir (SQLite, or `DATABASE_URL`),
 then measures (issue 18):
