@@ -41,6 +41,9 @@ TURNS = {
 }
 
 
+SETTLE_S = 10.0
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -185,6 +188,9 @@ def report_levels(base_url: str, args: argparse.Namespace) -> None:
     saturation = 0.0
     for think in (float(x) for x in args.think.split(",")):
         for sessions in (int(x) for x in args.levels.split(",")):
+            # Each level starts on a settled system: an overloaded level's answers that came after "the bot is
+            # slow" are still being stored for a few seconds after it ends.
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             latencies, errors = asyncio.run(level(base_url, sessions, args.turns, think))
             rate = len(latencies) / (time.perf_counter() - t0)
