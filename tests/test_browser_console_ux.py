@@ -80,6 +80,9 @@ def store_bot_dialogue(svc: Service, sid: str) -> None:
             "feedback",
             {"custom": {"kind": "feedback", "entry_id": "waste-collection-schedule", "helpful": False}},
         ),
+        # "Leave a message": the service's marker of the form's start (shown once, by its end), then its end.
+        ("bot", "", {"custom": {"kind": "callback", "state": "started"}}),
+        ("bot", "", {"custom": {"kind": "callback", "state": "not_saved"}}),
         ("citizen", "jag vill prata med en person", None),
         ("bot", "Jag kopplar dig till en handläggare.", None),
         ("bot", "", {"custom": {"kind": "handoff", "state": "queued", "position": 1, "reason": "requested"}}),
@@ -146,6 +149,7 @@ async def test_the_agent_reads_what_the_citizen_did_not_payloads(svc):
         assert await feedback.locator(".body").inner_text() == "👎 Svaret hjälpte inte"
         assert (await feedback.locator(".meta").inner_text()).startswith("Medborgare")
         assert "System" not in await transcript.inner_text() and "feedback" not in await transcript.inner_text()
+        assert await transcript.locator("li[data-event=callback]").count() == 1
         # the tab is titled by the first question, not by "hej" or a payload
         assert await tab.locator(".label").inner_text() == "När töms soptunnan?"
         # suggestions for that question, not for "jag vill prata med en person"; the topic follows

@@ -63,6 +63,8 @@ export function present(message, earlier) {
   }
   if (message.sender === 'bot' && !(message.text || '').trim()) {
     if ((message.buttons || []).length) return { sender: 'bot', text: '' };
+    // A call-back's start is only the service's marker (conversations/direct.py); its end says what happened.
+    if (custom.kind === 'callback' && custom.state === 'started') return null;
     return BOT_EVENTS.has(custom.kind) ? { sender: 'system', text: eventText(custom, message), event: custom.kind } : null;
   }
   return { sender: message.sender, text: message.text };
