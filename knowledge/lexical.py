@@ -12,6 +12,7 @@ import functools
 import heapq
 import math
 import re
+import struct
 import threading
 import unicodedata
 import weakref
@@ -19,7 +20,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer
 
 N_FEATURES = 1 << 20
 MIN_BOUNDED_FEATURES = 4  # a bounded candidate search uses at least the query's 4 rarest n-grams
@@ -79,10 +79,57 @@ def _analyzer(ngram_min: int, ngram_max: int):
     return analyze
 
 
-def _hasher(analyzer) -> HashingVectorizer:
-    return HashingVectorizer(
-        analyzer=analyzer, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32
-    )
+def murmurhash3_32(key: bytes, seed: int = 0) -> int:
+    """MurmurHash3 (x86, 32 bits, signed): the hash scikit-learn's HashingVectorizer uses, so that
+    saved indexes keep their features. Written out because importing scikit-learn for it cost a
+    serving worker ~57 MB (issue 18); tests check it against scikit-learn's."""
+    c1, c2, mask = 0xCC9E2D51, 0x1B873593, 0xFFFFFFFF
+    h = seed
+    body = len(key) - len(key) % 4
+    for (k,) in struct.iter_unpack("<I", key[:body]):
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        h ^= (k * c2) & mask
+        h = ((h << 13) | (h >> 19)) & mask
+        h = (h * 5 + 0xE6546B64) & mask
+    tail = key[body:]
+    if tail:
+        k = int.from_bytes(tail, "little")
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        h ^= (k * c2) & mask
+    h ^= len(key)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def _column(gram: str) -> int:
+    """An n-gram's feature column, as HashingVectorizer(alternate_sign=False) places it."""
+    h = murmurhash3_32(gram.encode("utf-8"))
+    return (2147483647 - (N_FEATURES - 1)) % N_FEATURES if h == -2147483648 else abs(h) % N_FEATURES
+
+
+class _Hasher:
+    """Texts -> counts of their analyzer's features, hashed into N_FEATURES columns (float32 CSR)."""
+
+    def __init__(self, analyzer) -> None:
+        self.analyzer = analyzer
+
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        indptr, indices = [0], []
+        for text in texts:
+            indices.extend(_column(g) for g in self.analyzer(text))
+            indptr.append(len(indices))
+        x = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
+            shape=(len(texts), N_FEATURES),
+        )
+        x.sum_duplicates()
+        return x
 
 
 class Featurizer:
@@ -90,8 +137,8 @@ class Featurizer:
 
     def __init__(self, ngram_min: int = 3, ngram_max: int = 5):
         self.ngram_min, self.ngram_max = ngram_min, ngram_max
-        self._vec = _hasher(_analyzer(ngram_min, ngram_max))
-        self._words = _hasher(functools.partial(_word_grams, ngram_min=ngram_min, ngram_max=ngram_max))
+        self._vec = _Hasher(_analyzer(ngram_min, ngram_max))
+        self._words = _Hasher(functools.partial(_word_grams, ngram_min=ngram_min, ngram_max=ngram_max))
 
     def __getstate__(self) -> dict:  # a saved index keeps the n-gram sizes, not the vectorizers' closures
         return {"ngram_min": self.ngram_min, "ngram_max": self.ngram_max}

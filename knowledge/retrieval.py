@@ -55,6 +55,7 @@ import numpy as np
 from knowledge import bridge
 from knowledge.entries import DEFAULT_MUNICIPALITY, Entry
 from knowledge.lexical import Featurizer, LexicalIndex, SpellCorrector, tokenizer_lexicon, words
+from knowledge.rowcodes import SHORTLIST, ArenaFile, ProductCodes
 from knowledge.settings import RetrievalSettings, load_retrieval_settings
 
 QUESTION, ANSWER, CHUNK = "q", "a", "c"  # chunk: a sentence of an answer
@@ -437,8 +438,9 @@ class _IVF:
     `nprobe` coarse centroids nearest the query instead of a scan of every row.
 
     The lists hold arena positions only; vectors are scored from the arena (a FAISS IVF index would
-    hold a second copy of every row). Removed rows stay listed until compaction rebuilds the lists,
-    and are masked at search."""
+    hold a second copy of every row). They are one array sorted by list (`_order`, `_bounds`), saved
+    and mapped like the arena, plus what was added since (`_added`, folded in when saved). Removed
+    rows stay listed until compaction rebuilds the lists, and are masked at search."""
 
     def __init__(self, centroids: np.ndarray, nprobe: int) -> None:
         import faiss
@@ -447,14 +449,29 @@ class _IVF:
         self.nprobe = nprobe
         self._quantizer = faiss.IndexFlatIP(centroids.shape[1])
         self._quantizer.add(self.centroids)
-        self.lists: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(centroids)
+        self._order = np.zeros(0, dtype=np.int32)
+        self._bounds = np.zeros(len(centroids) + 1, dtype=np.int64)
+        self._added: dict[int, np.ndarray] = {}
+
+    @property
+    def lists(self) -> list[np.ndarray]:
+        """Each list's positions."""
+        return [self._list(i) for i in range(len(self.centroids))]
+
+    def _list(self, i: int) -> np.ndarray:
+        own = self._order[self._bounds[i] : self._bounds[i + 1]]
+        added = self._added.get(i)
+        return own if added is None else np.concatenate([own, added])
 
     def __getstate__(self) -> dict:  # saved without the FAISS quantizer, rebuilt from the centroids
-        return {"centroids": self.centroids, "nprobe": self.nprobe, "lists": self.lists}
+        lists = self.lists
+        bounds = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+        order = np.concatenate(lists).astype(np.int32) if lists else np.zeros(0, dtype=np.int32)
+        return {"centroids": self.centroids, "nprobe": self.nprobe, "order": order, "bounds": bounds}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["centroids"], state["nprobe"])
-        self.lists = state["lists"]
+        self._order, self._bounds = state["order"], state["bounds"]
 
     @classmethod
     def train(cls, sample: np.ndarray, nlist: int, nprobe: int) -> _IVF:
@@ -474,18 +491,19 @@ class _IVF:
         _, nearest = self._quantizer.search(np.ascontiguousarray(vecs, dtype=np.float32), 1)
         nearest = nearest[:, 0]
         order = np.argsort(nearest, kind="stable")
-        bounds = np.searchsorted(nearest[order], np.arange(len(self.lists) + 1))
+        bounds = np.searchsorted(nearest[order], np.arange(len(self.centroids) + 1))
         pos = np.asarray(positions, dtype=np.int32)[order]
-        for i in np.flatnonzero(np.diff(bounds)):
+        for i in np.flatnonzero(np.diff(bounds)).tolist():
             part = pos[bounds[i] : bounds[i + 1]]
-            self.lists[i] = part if not len(self.lists[i]) else np.concatenate([self.lists[i], part])
+            added = self._added.get(i)
+            self._added[i] = part if added is None else np.concatenate([added, part])
 
     def probe(self, qv: np.ndarray) -> np.ndarray:
         """Positions listed under the `nprobe` centroids nearest `qv`."""
         sims = self.centroids @ qv
         k = min(self.nprobe, len(sims))
         best = np.argpartition(-sims, k - 1)[:k]
-        return np.concatenate([self.lists[i] for i in best])
+        return np.concatenate([self._list(i) for i in best.tolist()])
 
 
 class _Centroids:
@@ -602,13 +620,25 @@ class _Shard:
         self._count = _Grow((), np.int32)  # number of rows of each slot
         self.lex = LexicalIndex(Featurizer(settings.ngram_min, settings.ngram_max))
         self.ivf: _IVF | None = None
+        # With the inverted lists: each row's product codes for their scan (`rowcodes`), and once
+        # loaded from a snapshot, the saved arena read from its file.
+        self.pq: ProductCodes | None = None
+        self._codes: _Grow | None = None
+        self._file: ArenaFile | None = None
 
     @property
     def quantized(self) -> bool:
         return self._scale is not None
 
     def __getstate__(self) -> dict:  # saved with its packed entries as one blob (`_Packed`)
-        return {**self.__dict__, "stored": self.stored if isinstance(self.stored, _Packed) else _Packed.of(self.stored)}
+        stored = self.stored if isinstance(self.stored, _Packed) else _Packed.of(self.stored)
+        return {**self.__dict__, "stored": stored, "_file": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        source = getattr(self._vecs, "source", None)  # set by `_SnapshotUnpickler` for a mapped arena
+        if self.ivf is not None and source is not None:
+            self._file = ArenaFile(*source, rows=self.n, width=self._vecs.a.shape[1], dtype=self._vecs.a.dtype)
 
     @property
     def vecs(self) -> np.ndarray:
@@ -620,7 +650,8 @@ class _Shard:
         return self._alive.a[: self.n]
 
     def _row_arrays(self) -> list[_Grow]:
-        return [self._vecs, self._alive, self._entry, self._kind, *([self._scale] if self._scale is not None else [])]
+        optional = [g for g in (self._scale, self._codes) if g is not None]
+        return [self._vecs, self._alive, self._entry, self._kind, *optional]
 
     def _slot_arrays(self) -> list[_Grow]:
         return [self._ent_alive, self._first, self._count]
@@ -630,17 +661,32 @@ class _Shard:
         first = int(self._first.a[slot])
         return np.arange(first, first + int(self._count.a[slot]))
 
+    def _stored_rows(self, pos: np.ndarray) -> np.ndarray:
+        """The arena's rows at `pos` as stored: from the saved file where it is read (rows saved),
+        else from memory."""
+        if self._file is None:
+            return self._vecs.a[pos]
+        pos = np.asarray(pos)
+        saved = pos < self._file.rows
+        if saved.all():
+            return self._file.read(pos)
+        out = np.empty((len(pos), self._vecs.a.shape[1]), dtype=self._vecs.a.dtype)
+        out[saved] = self._file.read(pos[saved])
+        out[~saved] = self._vecs.a[pos[~saved]]
+        return out
+
     def decode(self, pos: np.ndarray) -> np.ndarray:
         """The float32 vectors of rows at `pos`."""
         if not self.quantized:
             return self._vecs.a[pos]
-        return self._mean + self._vecs.a[pos].astype(np.float32) * self._scale.a[pos, None]
+        return self._mean + self._stored_rows(pos).astype(np.float32) * self._scale.a[pos, None]
 
     def dense(self, pos: np.ndarray, qv: np.ndarray) -> np.ndarray:
-        """Inner products of the rows at `pos` with `qv`."""
+        """Inner products of the rows at `pos` with `qv` (one vector, or a column each: (dim, k))."""
         if not self.quantized:
             return self._vecs.a[pos] @ qv
-        return float(self._mean @ qv) + (self._vecs.a[pos].astype(np.float32) @ qv) * self._scale.a[pos]
+        scale = self._scale.a[pos] if qv.ndim == 1 else self._scale.a[pos, None]
+        return self._mean @ qv + (self._stored_rows(pos).astype(np.float32) @ qv) * scale
 
     def quantize(self, block: int = 65536) -> None:
         """Store the arena as int8 codes around its mean (see the class docstring)."""
@@ -710,6 +756,7 @@ class _Shard:
         )
         if self.ivf is not None and total:
             self.ivf.add(np.arange(start, start + total), flat_vecs)
+            self._codes.a[start : start + total] = self.pq.encode(flat_vecs - self._mean)
 
     def remove(self, entry_id: str, compact: bool = True) -> bool:
         slot = self.entries.pop(entry_id, None)
@@ -744,6 +791,7 @@ class _Shard:
         self.languages = [self.languages[i] for i in keep_ent]
         self.lex.compact(keep)
         self.entries = {eid: int(ent_remap[s]) for eid, s in self.entries.items()}
+        self._file = None  # positions moved: the saved file no longer matches
         if self.ivf is not None:
             self.build_ivf()
         _release_freed_memory()
@@ -754,18 +802,28 @@ class _Shard:
         live = np.flatnonzero(self.alive)
         nlist = int(min(4096, max(16, 2 * np.sqrt(len(live)))))
         sample = np.sort(np.random.default_rng(0).choice(len(live), min(len(live), 40 * nlist), replace=False))
-        ivf = _IVF.train(self.decode(live[sample]), nlist, self.settings.ivf_nprobe)
+        train = self.decode(live[sample])
+        ivf = _IVF.train(train, nlist, self.settings.ivf_nprobe)
+        pq = ProductCodes.train(train - self._mean)
+        codes = _Grow((pq.width,), np.uint8, capacity=len(self._vecs.a))
         for a in range(0, len(live), block):
-            ivf.add(live[a : a + block], self.decode(live[a : a + block]))
-        self.ivf = ivf
+            part = self.decode(live[a : a + block])
+            ivf.add(live[a : a + block], part)
+            codes.a[live[a : a + block]] = pq.encode(part - self._mean)
+        self.ivf, self.pq, self._codes = ivf, pq, codes
         if not self._cent.quantized:
             self._cent.quantize(self.n_ent, self._ent_alive.a[: self.n_ent])
 
     def _dense_candidates(self, qv: np.ndarray, k: int) -> np.ndarray:
-        """Positions of the (up to) `k` live rows nearest `qv`: inverted lists, or a scan."""
+        """Positions of the (up to) `k` live rows nearest `qv`: inverted lists (rows ranked by their
+        product codes, a shortlist by exact scores), or a scan."""
         if self.ivf is not None:
             pos = self.ivf.probe(qv)
             pos = pos[self._alive.a[pos]]
+            short = min(k * SHORTLIST, len(pos))
+            if short < len(pos):
+                approx = self.pq.scores(self._codes.a[pos], self.pq.table(qv))
+                pos = pos[np.argpartition(-approx, short - 1)[:short]]
             scores = self.dense(pos, qv)
         else:
             pos = np.flatnonzero(self.alive) if self.quantized else np.arange(self.n)
@@ -949,7 +1007,7 @@ def model_id(embedder) -> str:
     return type(embedder).__name__
 
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: product codes of a large shard's rows
 _MAPPED_BYTES = 1 << 20  # arrays from this size are saved as files of their own and memory-mapped
 
 
@@ -991,10 +1049,12 @@ class _SnapshotUnpickler(pickle.Unpickler):
         # Copy-on-write: pages are shared with every process that maps the file until one writes.
         # A plain ndarray over the mapping: np.memmap's Python-level indexing cost ~30 us a call,
         # ~5 ms a search at 100k entries.
-        a = np.load(self.arrays / name, mmap_mode="c").view(np.ndarray)
+        mapped = np.load(self.arrays / name, mmap_mode="c")
+        a = mapped.view(np.ndarray)
         if kind == "grow":
             grow = _Grow.__new__(_Grow)
             grow.a = a
+            grow.source = (str(mapped.filename), int(mapped.offset))  # for `ArenaFile`
             return grow
         return a
 
@@ -1493,14 +1553,17 @@ class Retriever:
             positions = [shard.positions(i) for i in slots]
             counts = np.array([len(p) for p in positions])
             pos = np.concatenate(positions) if counts.sum() else np.zeros(0, dtype=np.int64)
-            dense = shard.dense(pos, qv)
+            if pivot is None:
+                dense = shard.dense(pos, qv)
+            else:  # the rows are read once for both
+                dense, pivot_dense = shard.dense(pos, np.stack([qv, pv], axis=1)).T
             kind = shard._kind.a[pos]
             # Answer sentences' lexical scores are never used (`_score`): only the other rows are scored.
             lex_cos, lex_cov = np.zeros(len(pos), dtype=np.float32), np.zeros(len(pos), dtype=np.float32)
             scored = kind != _KIND_CODE[CHUNK]
             lex_cos[scored], lex_cov[scored] = shard.lex.score_rows(lq, pos[scored])
             cent = shard._cent.scores(slots, qv)
-            bridged = None if pivot is None else (shard.dense(pos, pv), shard._cent.scores(slots, pv), pivot[1])
+            bridged = None if pivot is None else (pivot_dense, shard._cent.scores(slots, pv), pivot[1])
             borrowed = self._borrowed(raw_qv, language, shard, slots)
         return self._score(
             stored,

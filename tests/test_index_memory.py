@@ -173,6 +173,12 @@ def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, mo
     s = shard(r)
     assert isinstance(s._vecs.a.base, np.memmap) and s._vecs.a.dtype == np.int8 and len(s._vecs.a) > s.n
     assert isinstance(s.stored._blob.base, np.memmap)  # the packed entries too
+    # The int8 arena is read from its file by position, not through the mapping (`ArenaFile`);
+    # the inverted lists' scan reads the rows' product codes, mapped too.
+    assert s._file is not None and s._file.rows == s.n
+    assert isinstance(s._codes.a.base, np.memmap) and s._codes.a.shape[1] == s.pq.width
+    picked = np.array([s.n - 1, 3, 4, 5, 0, 17, 3])
+    assert np.array_equal(s._file.read(picked), s._vecs.a[picked])
     assert [e.to_dict() for e in r.entries()] == [e.to_dict() for e in large.entries()]
     for text, _ in queries(entries):
         a = [(c.entry.id, round(c.score, 6), c.matched) for c in large.search(text, language="sv", top_k=5)]
@@ -182,10 +188,15 @@ def test_saved_index_is_mapped_and_answers_the_same(entries, large, tmp_path, mo
     r.upsert(Entry(id="ny", questions={"sv": [question]}, answer={"sv": "På återvinningscentralen."}))
     r.remove("default", "e1")
     assert isinstance(shard(r)._vecs.a.base, np.memmap)  # appended into the spare rows, not copied
+    s = shard(r)
+    assert s.n > s._file.rows  # the new rows are read from memory, the saved ones from the file
+    both = np.array([0, s.n - 1, s._file.rows - 1, s._file.rows])
+    assert np.array_equal(s._stored_rows(both), s._vecs.a[both])
     assert r.search(question, language="sv")[0].entry.id == "ny"
     assert "e1" not in {c.entry.id for c in r.search(entries[1].questions["sv"][1], language="sv", top_k=10)}
     assert len(r.entries()) == 400 and r.entries()[-1].id == "ny" and "e1" not in {e.id for e in r.entries()}
     r.save(tmp_path / "again")  # saved again with the edits folded in, and running on that
+    assert shard(r)._file.rows == shard(r).n
     assert [e.id for e in r.entries()][-2:] == ["e399", "ny"] and len(shard(r).stored._changed) == 1
     other = load_retrieval_settings(env={}).replace(spell_correct=False, ivf_min_rows=123)
     assert Retriever(TrigramEmbedder(), settings=other).load(tmp_path / "snapshot") is None  # other settings
@@ -241,3 +252,64 @@ def test_service_starts_from_the_saved_index_in_the_database_state(tmp_path):
     old = make_entries(60)[1].questions["sv"][0]
     assert "e1" not in {c.entry.id for c in second.retriever.search(old, language="sv", top_k=10)}
     second.close()
+
+
+def test_product_codes_rank_rows_as_their_vectors_do():
+    """The inverted lists' scan ranks rows by 48-byte product codes; a shortlist `SHORTLIST` times as
+    long as what is kept, scored exactly, must hold the rows the exact scan keeps. (These rows are
+    harder than real ones: on the seed's e5 rows 99 % of the exact best 64 are in the best 512.)"""
+    from knowledge.rowcodes import SHORTLIST, ProductCodes
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 384)).astype(np.float32)
+    rows = centres[rng.integers(0, 40, 5000)] + 0.6 * rng.normal(size=(5000, 384)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    mean = rows.mean(axis=0)
+    pq = ProductCodes.train(rows - mean)
+    codes = pq.encode(rows - mean)
+    assert codes.shape == (5000, 48) and codes.dtype == np.uint8
+    decoded = pq.codebooks[np.arange(48), codes].reshape(5000, 384) + mean
+    found = []
+    for q in rows[rng.integers(0, 5000, 20)]:
+        exact = rows @ q
+        approx = pq.scores(codes, pq.table(q))
+        assert np.allclose(approx + mean @ q, decoded @ q, atol=1e-4)
+        best = set(np.argsort(-exact)[:16].tolist())
+        short = set(np.argsort(-approx)[: 16 * SHORTLIST].tolist())
+        found.append(len(best & short) / 16)
+    assert np.mean(found) >= 0.97 and min(found) >= 0.85
+
+
+def test_arena_file_reads_runs_and_survives_the_snapshot_being_replaced(tmp_path):
+    from knowledge.rowcodes import ArenaFile
+
+    arena = np.arange(1000 * 8, dtype=np.int16).reshape(1000, 8).astype(np.int8)
+    np.save(tmp_path / "a.npy", arena)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    f = ArenaFile(str(tmp_path / "a.npy"), int(mapped.offset), rows=1000, width=8, dtype=np.int8)
+    del mapped
+    (tmp_path / "a.npy").unlink()  # a worker keeps reading a snapshot another one replaced
+    pos = np.array([999, 10, 11, 12, 11, 0, 500, 501])
+    assert np.array_equal(f.read(pos), arena[pos])
+    assert f.read(np.zeros(0, dtype=np.int64)).shape == (0, 8)
+
+
+def test_hashed_features_are_scikit_learns():
+    """The lexical index hashes n-grams itself (a serving worker does not import scikit-learn); its
+    features must stay those of HashingVectorizer, which saved indexes were built with."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.utils import murmurhash3_32
+
+    from knowledge.lexical import N_FEATURES, Featurizer, _analyzer
+    from knowledge.lexical import murmurhash3_32 as ours
+
+    rng = random.Random(3)
+    alphabet = "abcdefghijklmnopqrstuvwxyzåäöé ي ك 中 "
+    keys = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 13))) for _ in range(5000)]
+    assert all(ours(k.encode()) == murmurhash3_32(k.encode(), seed=0) for k in keys)
+    texts = [" ".join(rng.sample(keys, 6)) for _ in range(300)] + ["", "Hur ansöker jag om förskoleplats?"]
+    theirs = HashingVectorizer(
+        analyzer=_analyzer(3, 5), n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32
+    ).transform(texts)
+    mine = Featurizer(3, 5)._vec.transform(texts)
+    assert mine.dtype == np.float32 and mine.shape == theirs.shape and (mine != theirs).nnz == 0
