@@ -11,6 +11,7 @@ to the texts it indexed) so a second run encodes nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -248,8 +249,9 @@ def calibrate(
 # ----------------------------------------------------------------------------- speed
 
 
-def grow(seed: list[Entry], n: int, rng: random.Random) -> list[Entry]:
-    """`n` entries: the seed plus perturbed copies (some words dropped, a tag appended)."""
+def grow(seed: list[Entry], n: int, rng: random.Random, municipalities: int = 1) -> list[Entry]:
+    """`n` entries: the seed plus perturbed copies (some words dropped, a tag appended), entry i in
+    municipality `municipality_name(i % municipalities)` when there are several."""
     out = list(seed)
     i = 0
     while len(out) < n:
@@ -268,7 +270,20 @@ def grow(seed: list[Entry], n: int, rng: random.Random) -> list[Entry]:
                 answer={k: perturb(v) for k, v in base.answer.items()},
             )
         )
+    if municipalities > 1:
+        out = [dataclasses.replace(e, municipality=municipality_name(i % municipalities)) for i, e in enumerate(out)]
     return out
+
+
+def municipality_name(i: int) -> str:
+    return f"m{i:03d}"
+
+
+def spread(queries: list[str], municipalities: int) -> list[tuple[str, str]]:
+    """(text, municipality) pairs: query i asked of municipality i mod `municipalities`."""
+    if municipalities == 1:
+        return [(q, "default") for q in queries]
+    return [(q, municipality_name(i % municipalities)) for i, q in enumerate(queries)]
 
 
 class SyntheticRetriever(Retriever):
@@ -352,7 +367,7 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return 1000 * float(np.percentile(seconds, 50)), 1000 * float(np.percentile(seconds, 95))
 
 
-def http_latency(service, queries: list[str]) -> list[float]:
+def http_latency(service, queries: list[tuple[str, str]]) -> list[float]:
     """POST /api/v1/answer over real TCP to a uvicorn server (in a thread of this process, serving
     `service` with the real router) from a client in another process; seconds per request."""
     import socket
@@ -409,9 +424,9 @@ def http_client(url: str, path: str) -> int:
     queries = json.loads(Path(path).read_text(encoding="utf-8"))
     times = []
     with httpx.Client(timeout=30) as client:
-        for i, q in enumerate([*queries[:5], *queries]):
+        for i, (q, where) in enumerate([*queries[:5], *queries]):
             t = time.perf_counter()
-            client.post(url, json={"text": q if i >= 5 else q + " ?"}).raise_for_status()
+            client.post(url, json={"text": q if i >= 5 else q + " ?", "municipality": where}).raise_for_status()
             if i >= 5:  # the first five warm up
                 times.append(time.perf_counter() - t)
     print(json.dumps(times))
@@ -426,24 +441,30 @@ def speed(
     settings,
     replicas: bool = True,
     keep: Path | None = None,
+    municipalities: tuple[int, ...] = (1,),
 ) -> list[dict]:
     """`/api/v1/answer` latency in process (KnowledgeService.answer) and over HTTP, each query new
     to the query-vector LRU (every one is encoded), at each knowledge-base size. Memory: the
     process's resident growth after the build (`index_mb`) and after the in-process queries
     (`served_mb`, with what searching builds lazily). With `replicas`, the index is then saved as
     the service saves it and fresh workers start from it (`replica_figures`). With `keep`, each
-    size's work folder (database, saved index, queries) is kept under `keep/<size>`, for
-    `--reuse-workers` to start workers from it again without building."""
+    size's work folder (database, saved index, queries) is kept under `keep/<size>` (`<size>x<m>`
+    for m municipalities), for `--reuse-workers` to start workers from it again without building.
+    With several `municipalities`, the entries are spread over them and query i asks municipality
+    i mod m (`spread`)."""
     import contextlib
     import gc
     import tempfile
 
     results = []
-    for n in sizes:
+    texts = queries
+    for n, m in [(n, m) for n in sizes for m in municipalities]:
+        queries = spread(texts, m)
+        name = str(n) if m == 1 else f"{n}x{m}"
         gc.collect()
         rss0 = current_rss_mb()
         retriever = SyntheticRetriever(embedder, seed, settings)
-        grown = grow(seed, n, random.Random(n))
+        grown = grow(seed, n, random.Random(n), municipalities=m)
         t0 = time.perf_counter()
         retriever.rebuild(grown)
         build = time.perf_counter() - t0
@@ -451,18 +472,18 @@ def speed(
         gc.collect()
         rss = current_rss_mb() - rss0
         if keep is not None:
-            shutil.rmtree(keep / str(n), ignore_errors=True)
-            (keep / str(n)).mkdir(parents=True)
-        folder = contextlib.nullcontext(str(keep / str(n))) if keep is not None else tempfile.TemporaryDirectory()
+            shutil.rmtree(keep / name, ignore_errors=True)
+            (keep / name).mkdir(parents=True)
+        folder = contextlib.nullcontext(str(keep / name)) if keep is not None else tempfile.TemporaryDirectory()
         with folder as workdir:
             service = bench_service(retriever, settings, Path(workdir))
-            for q in queries[:5]:  # warm-up
-                service.answer(q + " ?")
+            for q, where in queries[:5]:  # warm-up
+                service.answer(q + " ?", municipality=where)
             full, encode = [], []
-            for q in queries:
+            for q, where in queries:
                 retriever._queries.clear()  # every query is encoded: no help from the LRU
                 t = time.perf_counter()
-                service.answer(q)
+                service.answer(q, municipality=where)
                 full.append(time.perf_counter() - t)
                 retriever._queries.clear()
                 t = time.perf_counter()
@@ -475,13 +496,14 @@ def speed(
             replica = replica_figures(retriever, queries, Path(workdir)) if replicas else {}
         index_only = np.maximum(np.array(full) - np.array(encode), 0)
         t = time.perf_counter()
-        retriever.upsert(seed[0])
+        retriever.upsert(dataclasses.replace(seed[0], municipality=queries[0][1]))
         upsert = time.perf_counter() - t
         rows = sum(s.n for s in retriever._shards.values())
         (p50, p95), (h50, h95) = percentiles(full), percentiles(http)
         results.append(
             {
                 "entries": n,
+                "municipalities": m,
                 "rows": rows,
                 "build_s": build,
                 "upsert_s": upsert,
@@ -500,7 +522,7 @@ def speed(
     return results
 
 
-def replica_figures(retriever: Retriever, queries: list[str], workdir: Path) -> dict:
+def replica_figures(retriever: Retriever, queries: list[tuple[str, str]], workdir: Path) -> dict:
     """Workers starting from the saved index, as `kommunchatt serve` workers do: a database holding
     the index's entries, the index saved with their versions (`Retriever.save`, what
     `KnowledgeService` saves after a build), then one fresh process (`--replica`), then two at once.
@@ -610,13 +632,13 @@ def replica(workdir: str, workers: int, started: float) -> int:
     )
     ready = time.time() - started
     queries = json.loads((work / "queries.json").read_text(encoding="utf-8"))
-    for q in queries[:5]:
-        service.answer(q + " ?")
+    for q, where in queries[:5]:
+        service.answer(q + " ?", municipality=where)
     times = []
-    for q in queries:
+    for q, where in queries:
         service.retriever._queries.clear()
         t = time.perf_counter()
-        service.answer(q)
+        service.answer(q, municipality=where)
         times.append(time.perf_counter() - t)
     (work / f"barrier-{os.getpid()}").touch()
     while len(list(work.glob("barrier-*"))) < workers:  # all workers up: their shared pages are split
@@ -662,6 +684,11 @@ def main(argv: list[str] | None = None) -> int:
         "--calibrate",
         action="store_true",
         help="refit the answer rule on the multilingual dev set and print the settings",
+    )
+    ap.add_argument(
+        "--municipalities",
+        default="1",
+        help="speed: the entries spread over this many municipalities, comma-separated counts (default 1)",
     )
     ap.add_argument("--no-replicas", action="store_true", help="speed: skip the workers started from the saved index")
     ap.add_argument("--keep", type=Path, help="speed: keep each size's work folder (saved index) under this folder")
@@ -767,13 +794,25 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {'KB' if seed else 'SweFAQ answers'} grown with perturbed copies (noisy copies of vectors)"
         )
         print(
-            f"{'entries':>8s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
+            f"{'entries':>8s} {'munic':>5s} {'rows':>8s} {'build s':>8s} {'upsert s':>8s} "
+            f"{'p50 ms':>7s} {'p95 ms':>7s} "
             f"{'HTTP p50':>8s} {'HTTP p95':>8s} {'encode ms':>9s} {'rest p95':>8s} {'index MB':>8s} {'served MB':>9s}"
         )
-        results = speed(embedder, base, sizes, queries, settings, replicas=not args.no_replicas, keep=args.keep)
+        counts = tuple(int(m) for m in args.municipalities.split(","))
+        results = speed(
+            embedder,
+            base,
+            sizes,
+            queries,
+            settings,
+            replicas=not args.no_replicas,
+            keep=args.keep,
+            municipalities=counts,
+        )
         for r in results:
             print(
-                f"{r['entries']:8d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} {r['p50_ms']:7.1f} "
+                f"{r['entries']:8d} {r['municipalities']:5d} {r['rows']:8d} {r['build_s']:8.1f} {r['upsert_s']:8.3f} "
+                f"{r['p50_ms']:7.1f} "
                 f"{r['p95_ms']:7.1f} {r['http_p50_ms']:8.1f} {r['http_p95_ms']:8.1f} {r['encode_p50_ms']:9.1f} "
                 f"{r['rest_p95_ms']:8.1f} {r['index_mb']:8.0f} {r['served_mb']:9.0f}"
             )
@@ -790,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 WORKER_HEADER = (
-    f"{'entries':>8s} {'save s':>7s} {'model s':>7s} {'ready s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
+    f"{'entries':>8s} {'munic':>5s} {'save s':>7s} {'model s':>7s} {'ready s':>8s} {'p50 ms':>7s} {'p95 ms':>7s} "
     f"{'RSS':>6s} {'anon':>6s} {'file':>6s} {'PSS':>6s} {'2 workers: PSS sum':>19s} {'RSS each':>12s} "
     f"{'ready s':>10s}"
 )
@@ -799,7 +838,7 @@ WORKER_HEADER = (
 def print_workers(r: dict) -> None:
     m = r["replica_mem"]
     print(
-        f"{r['entries']:8d} {r['save_s']:7.1f} {r['model_s']:7.1f} {r['ready_s']:8.1f} "
+        f"{r['entries']:8d} {r.get('municipalities', 1):5d} {r['save_s']:7.1f} {r['model_s']:7.1f} {r['ready_s']:8.1f} "
         f"{r['replica_p50_ms']:7.1f} {r['replica_p95_ms']:7.1f} {m['VmRSS']:6.0f} {m['RssAnon']:6.0f} "
         f"{m['RssFile']:6.0f} "
         f"{m['Pss']:6.0f} {r['two_pss_mb']:19.0f} {'/'.join(f'{x:.0f}' for x in r['two_rss_mb']):>12s} "
@@ -817,8 +856,9 @@ def reuse_workers(folder: Path, embedder, settings) -> int:
         print(f"{folder}: the saved index does not load with this model, settings and format; build it again")
         return 1
     entries = sum(len(s.entries) for s in probe._shards.values())
+    r = {"entries": entries, "municipalities": len(probe._shards), "save_s": float("nan")}
     del probe
-    r = {"entries": entries, "save_s": float("nan"), **worker_figures(folder)}
+    r.update(worker_figures(folder))
     print(f"workers started from the index saved in {folder} (memory after the queries, MB):")
     print(WORKER_HEADER)
     print_workers(r)
