@@ -593,10 +593,10 @@ class _Centroids:
 class _Shard:
     """One municipality's rows (arena) and entries (centroids).
 
-    The arena holds float32 vectors; once a shard is large enough for inverted lists it holds int8
-    codes with a per-row scale around the shard's mean vector instead (a quarter of the memory:
-    2.5M rows of 384 dimensions are 3.8 GB in float32), and only the candidate rows are decoded for
-    exact scoring."""
+    The arena holds float32 vectors; a compact shard (`RetrievalSettings.compact_min_rows`) holds
+    int8 codes with a per-row scale around the shard's mean vector instead (a quarter of the memory:
+    2.5M rows of 384 dimensions are 3.8 GB in float32) and each row's product codes, which rank rows
+    for a search; only the candidate rows are read and decoded for exact scoring."""
 
     def __init__(self, dim: int, settings: RetrievalSettings, directions: np.ndarray | None):
         self.settings = settings
@@ -637,7 +637,7 @@ class _Shard:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         source = getattr(self._vecs, "source", None)  # set by `_SnapshotUnpickler` for a mapped arena
-        if self.ivf is not None and source is not None:
+        if self.pq is not None and source is not None:
             self._file = ArenaFile(*source, rows=self.n, width=self._vecs.a.shape[1], dtype=self._vecs.a.dtype)
 
     @property
@@ -754,8 +754,9 @@ class _Shard:
         self.lex.append(
             [r.text if r.kind == QUESTION or not q else "" for rs, q in zip(rows, has_q, strict=True) for r in rs]
         )
-        if self.ivf is not None and total:
-            self.ivf.add(np.arange(start, start + total), flat_vecs)
+        if self.pq is not None and total:
+            if self.ivf is not None:
+                self.ivf.add(np.arange(start, start + total), flat_vecs)
             self._codes.a[start : start + total] = self.pq.encode(flat_vecs - self._mean)
 
     def remove(self, entry_id: str, compact: bool = True) -> bool:
@@ -792,23 +793,25 @@ class _Shard:
         self.lex.compact(keep)
         self.entries = {eid: int(ent_remap[s]) for eid, s in self.entries.items()}
         self._file = None  # positions moved: the saved file no longer matches
-        if self.ivf is not None:
-            self.build_ivf()
+        if self.pq is not None:
+            self.build_codes()
         _release_freed_memory()
 
-    def build_ivf(self, block: int = 65536) -> None:
-        """Inverted lists for row candidates of a large shard (the arena is quantized first)."""
+    def build_codes(self, block: int = 65536) -> None:
+        """A compact shard's row codes, and from `ivf_min_rows` live rows its inverted lists (see
+        `RetrievalSettings.compact_min_rows`); the arena is quantized first."""
         self.quantize()
         live = np.flatnonzero(self.alive)
         nlist = int(min(4096, max(16, 2 * np.sqrt(len(live)))))
         sample = np.sort(np.random.default_rng(0).choice(len(live), min(len(live), 40 * nlist), replace=False))
         train = self.decode(live[sample])
-        ivf = _IVF.train(train, nlist, self.settings.ivf_nprobe)
+        ivf = _IVF.train(train, nlist, self.settings.ivf_nprobe) if len(live) >= self.settings.ivf_min_rows else None
         pq = ProductCodes.train(train - self._mean)
         codes = _Grow((pq.width,), np.uint8, capacity=len(self._vecs.a))
         for a in range(0, len(live), block):
             part = self.decode(live[a : a + block])
-            ivf.add(live[a : a + block], part)
+            if ivf is not None:
+                ivf.add(live[a : a + block], part)
             codes.a[live[a : a + block]] = pq.encode(part - self._mean)
         self.ivf, self.pq, self._codes = ivf, pq, codes
         if not self._cent.quantized:
@@ -816,9 +819,9 @@ class _Shard:
 
     def _dense_candidates(self, qv: np.ndarray, k: int) -> np.ndarray:
         """Positions of the (up to) `k` live rows nearest `qv`: inverted lists (rows ranked by their
-        product codes, a shortlist by exact scores), or a scan."""
-        if self.ivf is not None:
-            pos = self.ivf.probe(qv)
+        product codes, a shortlist by exact scores), every row by its codes, or a scan."""
+        if self.pq is not None:
+            pos = self.ivf.probe(qv) if self.ivf is not None else np.arange(self.n)
             pos = pos[self._alive.a[pos]]
             short = min(k * SHORTLIST, len(pos))
             if short < len(pos):
@@ -1159,6 +1162,7 @@ class Retriever:
         at once (only question and answer rows stay in the arena).
         """
         s = self.settings
+        compact_from = min(s.compact_min_rows, s.ivf_min_rows)
         entries = list(entries)
         self.directions = directions = self._directions(entries)
         vocabulary: dict[str, set[str]] = defaultdict(set)
@@ -1181,12 +1185,12 @@ class Retriever:
                 if shard is None:
                     shard = shards[municipality] = _Shard(vecs.shape[1], s, directions)
                 shard.add_batch(part, *self._prepare(part, all_rows, vecs))
-                if shard.n >= s.ivf_min_rows:
+                if shard.n >= compact_from:
                     shard.quantize()  # the rest of the rows arrive as int8 codes
             if shard is not None:
                 shard.lex.merge()  # all rows into the inverted view: no tail to scan
-                if shard.n >= s.ivf_min_rows:
-                    shard.build_ivf()
+                if shard.n >= compact_from:
+                    shard.build_codes()
                 shard.fit()
         with self._lock:
             self._shards = shards

@@ -111,7 +111,11 @@ class RetrievalSettings:
     dense_candidates: int = 64
     lexical_candidates: int = 32
     centroid_candidates: int = 32
-    # Shards with this many rows get a FAISS IVF index for row candidates.
+    # Shards with this many rows are stored compactly (a shared contact centre's mid-size knowledge
+    # bases, issue 18): int8 arena read by position, rows ranked by product codes and a shortlist
+    # scored exactly, 8-bit entry centroids. From ivf_min_rows rows, inverted lists pick the rows a
+    # search ranks (k-means centroids over the rows), and the lexical candidates are bounded.
+    compact_min_rows: int = 20_000
     ivf_min_rows: int = 100_000
     ivf_nprobe: int = 24
     # The decision (knowledge/decision.py): three calibrated probabilities, each

@@ -128,6 +128,22 @@ def test_large_shard_finds_what_the_exact_scan_finds(entries, small, large):
     assert same == len(asked)
 
 
+def test_compact_shard_without_lists_finds_what_the_exact_scan_finds(entries, small):
+    """A mid-size shard (`compact_min_rows`, no inverted lists: one of a shared contact centre's
+    many municipalities) ranks every row by its codes and scores a shortlist exactly."""
+    settings = small.settings.replace(compact_min_rows=500, ivf_min_rows=10**9)
+    mid = Retriever(TrigramEmbedder(), settings=settings)
+    mid.rebuild(entries)
+    s = shard(mid)
+    assert s.quantized and s.pq is not None and s.ivf is None and s._cent.quantized
+    for text, gold in queries(entries):
+        a, b = small.search(text, language="sv", top_k=5), mid.search(text, language="sv", top_k=5)
+        assert b[0].entry.id == a[0].entry.id == gold and abs(a[0].score - b[0].score) < 0.005
+    question = "var lämnar jag grovsopor och gamla möbler"
+    mid.upsert(Entry(id="ny", questions={"sv": [question]}, answer={"sv": "På återvinningscentralen."}))
+    assert mid.search(question, language="sv")[0].entry.id == "ny"
+
+
 def test_matched_row_is_the_entry_text(small):
     e = make_entries(400)[3]
     c = small.search(e.questions["sv"][2], language="sv", top_k=1)[0]
