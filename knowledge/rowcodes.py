@@ -38,10 +38,17 @@ class ProductCodes:
 
     @classmethod
     def train(cls, sample: np.ndarray, width: int = CODE_BYTES) -> ProductCodes:
+        """Codebooks by k-means on at most 32 rows a centroid, 10 rounds: a shared contact centre
+        trains one per municipality (FAISS's 25 rounds on 150 rows a centroid took 15 s a shard under
+        load), and the exact shortlist forgives the rest (recall above: 0.991 against 0.992)."""
         import faiss
 
         dim = sample.shape[1]
+        if len(sample) > 32 * 256:
+            sample = sample[np.random.default_rng(0).choice(len(sample), 32 * 256, replace=False)]
         pq = faiss.ProductQuantizer(dim, width, 8)
+        pq.cp.niter = 10
+        pq.cp.min_points_per_centroid = 16  # FAISS warns below 39 a centroid (once a slice)
         pq.train(np.ascontiguousarray(sample, dtype=np.float32))
         return cls(faiss.vector_to_array(pq.centroids).reshape(width, 256, dim // width))
 
