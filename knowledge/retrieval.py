@@ -794,19 +794,21 @@ class _Shard:
         self.entries = {eid: int(ent_remap[s]) for eid, s in self.entries.items()}
         self._file = None  # positions moved: the saved file no longer matches
         if self.pq is not None:
-            self.build_codes()
+            self.build_codes(self.pq)
         _release_freed_memory()
 
-    def build_codes(self, block: int = 65536) -> None:
+    def build_codes(self, codebooks: ProductCodes | None = None, block: int = 65536) -> None:
         """A compact shard's row codes, and from `ivf_min_rows` live rows its inverted lists (see
-        `RetrievalSettings.compact_min_rows`); the arena is quantized first."""
+        `RetrievalSettings.compact_min_rows`); the arena is quantized first. `codebooks`: product
+        codebooks to encode with (another municipality's: rows around their shard's mean are alike
+        across municipalities, and training them takes ~3 s a shard), else trained here."""
         self.quantize()
         live = np.flatnonzero(self.alive)
         nlist = int(min(4096, max(16, 2 * np.sqrt(len(live)))))
         sample = np.sort(np.random.default_rng(0).choice(len(live), min(len(live), 40 * nlist), replace=False))
         train = self.decode(live[sample])
         ivf = _IVF.train(train, nlist, self.settings.ivf_nprobe) if len(live) >= self.settings.ivf_min_rows else None
-        pq = ProductCodes.train(train - self._mean)
+        pq = codebooks or ProductCodes.train(train - self._mean)
         codes = _Grow((pq.width,), np.uint8, capacity=len(self._vecs.a))
         for a in range(0, len(live), block):
             part = self.decode(live[a : a + block])
@@ -1172,6 +1174,7 @@ class Retriever:
             self._learn(e, vocabulary, speller)
             by_shard[e.municipality].append(e)
         shards: dict[str, _Shard] = {}
+        codebooks = None  # trained for the first compact shard, shared by the rest (`build_codes`)
         keys: list[np.ndarray] = []  # the texts indexed, for compacting the cache
         for municipality, ents in by_shard.items():
             shard = None
@@ -1190,7 +1193,8 @@ class Retriever:
             if shard is not None:
                 shard.lex.merge()  # all rows into the inverted view: no tail to scan
                 if shard.n >= compact_from:
-                    shard.build_codes()
+                    shard.build_codes(codebooks)
+                    codebooks = shard.pq
                 shard.fit()
         with self._lock:
             self._shards = shards

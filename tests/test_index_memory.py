@@ -144,6 +144,29 @@ def test_compact_shard_without_lists_finds_what_the_exact_scan_finds(entries, sm
     assert mid.search(question, language="sv")[0].entry.id == "ny"
 
 
+def test_municipalities_share_one_codebook(entries, tmp_path, monkeypatch):
+    """Product codebooks are trained once a rebuild and shared by every compact shard, also when
+    saved and loaded; each municipality still answers from its own entries only."""
+    import dataclasses
+
+    from knowledge import retrieval
+
+    monkeypatch.setattr(retrieval, "_MAPPED_BYTES", 1 << 12)  # this toy shard's arrays are small
+
+    settings = load_retrieval_settings(env={}).replace(spell_correct=False, compact_min_rows=300, ivf_min_rows=10**9)
+    r = Retriever(TrigramEmbedder(), settings=settings)
+    r.rebuild([dataclasses.replace(e, municipality=f"m{i % 2}") for i, e in enumerate(entries)])
+    a, b = r._shards["m0"], r._shards["m1"]
+    assert a.pq is not None and a.pq is b.pq and a._mean is not b._mean
+    r.save(tmp_path / "snapshot")
+    a, b = r._shards["m0"], r._shards["m1"]
+    assert a.pq is b.pq and a._file is not None and b._file is not None
+    for text, gold in queries(entries):
+        own = f"m{int(gold[1:]) % 2}"
+        assert r.search(text, municipality=own, language="sv")[0].entry.id == gold
+        assert gold not in {c.entry.id for c in r.search(text, municipality=f"m{1 - int(own[1])}", language="sv")}
+
+
 def test_matched_row_is_the_entry_text(small):
     e = make_entries(400)[3]
     c = small.search(e.questions["sv"][2], language="sv", top_k=1)[0]
