@@ -239,7 +239,10 @@ class LexicalIndex:
         self._new_grams: list[sp.csr_matrix] = []
         self._main = sp.csr_matrix((0, 0), dtype=np.float32)  # row -> word counts
         self._main_cols: sp.csc_matrix | None = None
-        self._main_grams: sp.csc_matrix | None = None  # n-gram -> words, for the words of the main rows
+        # n-gram -> words, for the words of the main rows: only the n-grams they have (`_gram_ids`), not
+        # 2^20 columns (whose index alone took 4 MB a shard: 400 MB for 100 municipalities).
+        self._main_grams: sp.csc_matrix | None = None
+        self._gram_ids = np.zeros(0, dtype=np.int32)
         self._main_features: sp.csr_matrix | bool | None = None  # kept features; False: not kept (budget)
         self._main_features_release: weakref.finalize | None = None
         self._tail_parts: list[sp.csr_matrix] = []  # appended rows as words ...
@@ -347,7 +350,8 @@ class LexicalIndex:
         kept = getattr(self, "_main_features", None)
         if kept is None:
             kept = False
-            if 0 < self._main.shape[0] <= FEATURE_CACHE_MAX_ROWS:
+            # Once the budget is spent, not built just to be dropped (a first search a shard paid ~30 ms).
+            if 0 < self._main.shape[0] <= FEATURE_CACHE_MAX_ROWS and _feature_cache_free[0] > 0:
                 built = self._features(self._main)
                 with _feature_cache_lock:
                     if built.nnz <= _feature_cache_free[0]:
@@ -368,6 +372,11 @@ class LexicalIndex:
         state = dict(self.__dict__)
         state["_main_features"] = state["_main_features_release"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_gram_ids" not in state:  # saved with an inverted view over all 2^20 n-grams: built again
+            self._gram_ids, self._main_cols, self._main_grams = np.zeros(0, dtype=np.int32), None, None
 
     def query(self, text: str) -> LexicalQuery:
         """The query's features and their idf-squared weights, normalised (with each word's features,
@@ -490,7 +499,7 @@ class LexicalIndex:
         words holding each n-gram, then each word's rows, gathered as (n-gram, row, count) triples
         and summed per (n-gram, row) before the logarithm, as `_main_dots` does over every row."""
         self.prepare()
-        per_word = self._main_grams[:, feats].tocoo()  # (word, query n-gram, count in the word)
+        per_word = self._gram_columns(feats).tocoo()  # (word, query n-gram, count in the word)
         cols = self._main_cols
         starts, ends = cols.indptr[per_word.row], cols.indptr[per_word.row + 1]
         lengths = (ends - starts).astype(np.int64)
@@ -516,13 +525,26 @@ class LexicalIndex:
         """Build the inverted view of the main rows now (else the first search builds it)."""
         if self._main_cols is None:
             self._main_cols = self._main.tocsc()
-            self._main_grams = self._word_grams()[: self._main.shape[1]].tocsc()
+            grams = self._word_grams()[: self._main.shape[1]]
+            self._gram_ids = np.unique(grams.indices).astype(np.int32)
+            self._main_grams = grams[:, self._gram_ids].tocsc()
+
+    def _gram_columns(self, feats: np.ndarray) -> sp.csc_matrix:
+        """Words x `feats`: each query n-gram's count in each main word (empty for an n-gram none has)."""
+        ids = self._gram_ids
+        at = np.minimum(np.searchsorted(ids, feats), max(len(ids) - 1, 0))
+        found = ids[at] == feats if len(ids) else np.zeros(len(feats), dtype=bool)
+        sub = self._main_grams[:, at[found]]
+        lengths = np.zeros(len(feats), dtype=np.int64)
+        lengths[found] = np.diff(sub.indptr)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        return sp.csc_matrix((sub.data, sub.indices, indptr), shape=(self._main_grams.shape[0], len(feats)))
 
     def _main_dots(self, feats: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per main row: sum over `feats` of its sublinear frequency times the weight. The words
         holding each n-gram, then the rows holding those words, give each row's n-gram counts."""
         self.prepare()
-        per_word = self._main_grams[:, feats].tocsr()  # word -> count of each query n-gram
+        per_word = self._gram_columns(feats).tocsr()  # word -> count of each query n-gram
         hit = np.flatnonzero(np.diff(per_word.indptr))
         # (n-gram x word) @ (word x row): loops over the query's n-grams, not over every row.
         counts = per_word[hit].T.tocsr() @ self._main_cols[:, hit].T  # n-gram -> count in each row

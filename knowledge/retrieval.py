@@ -1013,7 +1013,9 @@ def model_id(embedder) -> str:
 
 
 SNAPSHOT_FORMAT = 2  # 2: product codes of a large shard's rows
-_MAPPED_BYTES = 1 << 20  # arrays from this size are saved as files of their own and memory-mapped
+# Arrays from this size are saved as files of their own and memory-mapped: a shared contact centre's
+# 100 municipalities had ~4.6 MB of smaller arrays each in the pickle, copied into every worker.
+_MAPPED_BYTES = 1 << 16
 
 
 class _SnapshotPickler(pickle.Pickler):
