@@ -350,8 +350,10 @@ class LexicalIndex:
         kept = getattr(self, "_main_features", None)
         if kept is None:
             kept = False
-            # Once the budget is spent, not built just to be dropped (a first search a shard paid ~30 ms).
-            if 0 < self._main.shape[0] <= FEATURE_CACHE_MAX_ROWS and _feature_cache_free[0] > 0:
+            # Not built just to be dropped when the budget cannot hold them (an upper bound: every
+            # word's n-grams, before the same n-gram of two words in a row is summed); 100 municipalities'
+            # first searches paid ~30 ms each for that.
+            if 0 < self._main.shape[0] <= FEATURE_CACHE_MAX_ROWS and self._features_bound() <= _feature_cache_free[0]:
                 built = self._features(self._main)
                 with _feature_cache_lock:
                     if built.nnz <= _feature_cache_free[0]:
@@ -361,6 +363,10 @@ class LexicalIndex:
                     self._main_features_release = weakref.finalize(self, _release_features, built.nnz)
             self._main_features = kept
         return kept if kept is not False else None
+
+    def _features_bound(self) -> int:
+        """At most this many non-zeros in the main rows' features."""
+        return int(np.diff(self._word_grams().indptr)[self._main.indices].sum())
 
     def _forget_kept_features(self) -> None:
         release = getattr(self, "_main_features_release", None)
