@@ -404,6 +404,9 @@ class _Grow:
     def __init__(self, shape: tuple[int, ...], dtype, capacity: int = 256) -> None:
         self.a = np.zeros((capacity, *shape), dtype=dtype)
 
+    def __getstate__(self) -> dict:  # pickled inline: the array only, never a saved file's `source`
+        return {"a": self.a}
+
     def ensure(self, n: int) -> None:
         if n > len(self.a):
             size = max(n, len(self.a) + len(self.a) // 2)

@@ -352,3 +352,26 @@ def test_hashed_features_are_scikit_learns():
     ).transform(texts)
     mine = Featurizer(3, 5)._vec.transform(texts)
     assert mine.dtype == np.float32 and mine.shape == theirs.shape and (mine != theirs).nnz == 0
+
+
+def test_compaction_after_loading_reads_from_memory(entries, large, tmp_path, monkeypatch):
+    """A loaded shard that compacts (positions move) stops reading the saved file, and answers right."""
+    from knowledge import retrieval
+
+    monkeypatch.setattr(retrieval, "_MAPPED_BYTES", 1 << 12)
+    large.save(tmp_path / "snapshot", adopt=False)
+    r = Retriever(TrigramEmbedder(), settings=large.settings)
+    r.load(tmp_path / "snapshot")
+    assert shard(r)._file is not None
+    removed = {e.id for e in entries[1::3]} | {e.id for e in entries[2::3][:20]}  # over a quarter: compaction
+    for entry_id in removed:
+        r.remove("default", entry_id)
+    s = shard(r)
+    assert s._file is None and s.n < shard(large).n
+    for text, gold in queries(entries):
+        found = [c.entry.id for c in r.search(text, language="sv", top_k=5)]
+        assert not removed & set(found)
+        if gold not in removed:
+            assert found[0] == gold
+    r.save(tmp_path / "again")
+    assert shard(r)._file is not None and shard(r)._file.rows == shard(r).n
