@@ -1015,7 +1015,7 @@ def model_id(embedder) -> str:
     return type(embedder).__name__
 
 
-SNAPSHOT_FORMAT = 2  # 2: product codes of a large shard's rows
+SNAPSHOT_FORMAT = 2  # 2: a compact shard's product codes, inverted lists as one array
 # Arrays from this size are saved as files of their own and memory-mapped: a shared contact centre's
 # 100 municipalities had ~4.6 MB of smaller arrays each in the pickle, copied into every worker.
 _MAPPED_BYTES = 1 << 16
