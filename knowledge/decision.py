@@ -7,7 +7,8 @@ Raw cosines run lower on a knowledge base with one question per entry, for answe
 and across languages, so besides the seed-fitted rule on score and margin (`bench/retrieval.py
 --calibrate`) a second answer model and the offer model weigh how far the best entry stands out
 from the rest of the knowledge base, which means the same on any of them; both are fitted on the
-dev splits of four small knowledge bases (`bench/generalisation.py --fit`).
+dev splits of small knowledge bases (`bench/generalisation.py --fit`); the standout model speaks
+only for such knowledge bases (fewer than `standout_max_questions` wordings per entry).
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
     vouch = []
     if p_score >= s.answer_probability:
         vouch.append(f"P(right | score, margin) {p_score:.3f} >= {s.answer_probability}")
-    if p_standout >= s.standout_probability:
+    few_wordings = candidates[0].raw.get("wordings", 0.0) < s.standout_max_questions
+    if p_standout >= s.standout_probability and few_wordings:
         vouch.append(f"P(right | standing out) {p_standout:.3f} >= {s.standout_probability}")
     explain: dict = {
         "candidates": [c.signals() for c in candidates[:5]],
@@ -155,6 +157,7 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
         "offer_probability": round(p_offer, 4),
         "thresholds": {"answer_probability": s.answer_probability, "standout_probability": s.standout_probability,
                        "margin": s.answer_min_margin, "offer_probability": s.offer_probability,
+                       "offer_min_score": s.offer_min_score, "standout_max_questions": s.standout_max_questions,
                        "clarify_window": s.clarify_window},
     }
     if candidates[0].query:
@@ -163,7 +166,11 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
     if vouch and values["margin"] >= s.answer_min_margin:
         rule = f"{' and '.join(vouch)}; margin {values['margin']:.3f} >= {s.answer_min_margin}"
         decision, shown, confidence = "answer", candidates, p_answer
-    elif p_offer >= s.offer_probability and candidates[0].raw.get("lead", s.offer_min_lead) >= s.offer_min_lead:
+    elif (
+        p_offer >= s.offer_probability
+        and candidates[0].raw.get("lead", s.offer_min_lead) >= s.offer_min_lead
+        and top >= s.offer_min_score
+    ):
         shown = [c for c in candidates if c.score >= top - s.clarify_window][: s.clarify_max]
         if len(shown) < 2:
             shown = candidates[:2]  # one weak candidate: ask ("did you mean ...?") rather than assert it
@@ -173,6 +180,9 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
         decision, confidence = "clarify", p_offer
     elif p_offer < s.offer_probability:
         rule = f"P(right among the best three) {p_offer:.3f} < {s.offer_probability}: nothing plausible"
+        decision, shown, confidence = "handoff", [], 1.0 - p_offer
+    elif top < s.offer_min_score:
+        rule = f"the best scores {top:.3f} < {s.offer_min_score}: nothing plausible"
         decision, shown, confidence = "handoff", [], 1.0 - p_offer
     else:
         rule = f"the best stands out by {values['lead']:.2f} < {s.offer_min_lead} sd from the rest: nothing plausible"

@@ -1578,7 +1578,8 @@ class Retriever:
             cent = shard._cent.scores(slots, qv)
             bridged = None if pivot is None else (pivot_dense, shard._cent.scores(slots, pv), pivot[1])
             borrowed = self._borrowed(raw_qv, language, shard, slots)
-        return self._score(
+            wordings = shard.questions_per_entry()
+        out = self._score(
             stored,
             languages,
             counts,
@@ -1593,6 +1594,9 @@ class Retriever:
             bridged=bridged,
             borrowed=borrowed,
         )
+        for c in out:  # the decision weighs a knowledge base of many wordings per entry otherwise
+            c.raw["wordings"] = wordings
+        return out
 
     def _score(
         self,
