@@ -126,6 +126,22 @@ def probability(values: dict[str, float], settings: RetrievalSettings, prefix: s
     return float(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))))
 
 
+THRESHOLDS = ("answer_probability", "standout_probability", "answer_min_margin", "offer_probability",
+              "offer_min_score", "standout_max_questions", "clarify_window")
+
+
+def vouchers(p_score: float, p_standout: float, best: Candidate, s: RetrievalSettings) -> list[str]:
+    """Which answer models vouch for the best candidate. Each speaks for the knowledge bases it was
+    fitted on: the score rule for any, the standout model for those with few wordings per entry."""
+    vouch = []
+    if p_score >= s.answer_probability:
+        vouch.append(f"P(right | score, margin) {p_score:.3f} >= {s.answer_probability}")
+    few_wordings = best.raw.get("wordings", 0.0) < s.standout_max_questions
+    if p_standout >= s.standout_probability and few_wordings:
+        vouch.append(f"P(right | standing out) {p_standout:.3f} >= {s.standout_probability}")
+    return vouch
+
+
 def decide(candidates: list[Candidate], language: str, settings: RetrievalSettings, words: bool = True) -> Decision:
     """Three bands: answer when the best candidate is probably right; else "did you mean" with up
     to three candidates when the right one is probably among them; else hand over. `words` is
@@ -141,13 +157,7 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
     p_score, p_standout = probability(values, s, "answer"), probability(values, s, "standout")
     p_offer = probability(values, s, "offer")
     p_answer = max(p_score, p_standout)
-    # Each answer model speaks for the knowledge bases it was fitted on; either may vouch.
-    vouch = []
-    if p_score >= s.answer_probability:
-        vouch.append(f"P(right | score, margin) {p_score:.3f} >= {s.answer_probability}")
-    few_wordings = candidates[0].raw.get("wordings", 0.0) < s.standout_max_questions
-    if p_standout >= s.standout_probability and few_wordings:
-        vouch.append(f"P(right | standing out) {p_standout:.3f} >= {s.standout_probability}")
+    vouch = vouchers(p_score, p_standout, candidates[0], s)
     explain: dict = {
         "candidates": [c.signals() for c in candidates[:5]],
         "signals": {k: round(v, 4) for k, v in values.items()},
@@ -155,10 +165,7 @@ def decide(candidates: list[Candidate], language: str, settings: RetrievalSettin
         "score_probability": round(p_score, 4),
         "standout_probability": round(p_standout, 4),
         "offer_probability": round(p_offer, 4),
-        "thresholds": {"answer_probability": s.answer_probability, "standout_probability": s.standout_probability,
-                       "margin": s.answer_min_margin, "offer_probability": s.offer_probability,
-                       "offer_min_score": s.offer_min_score, "standout_max_questions": s.standout_max_questions,
-                       "clarify_window": s.clarify_window},
+        "thresholds": {k: getattr(s, k) for k in THRESHOLDS},
     }
     if candidates[0].query:
         explain["corrected_query"] = candidates[0].query

@@ -2,7 +2,10 @@
 has no text in are also asked through a Swedish pivot made from the seed's parallel questions.
 
 The knowledge base and the messages are written here (not the bench's); the memory is the product's
-seed, as in the service.
+seed, as in the service. The model is multilingual-e5-small without the municipal adapter
+(knowledge/adaptation.py): the adapter learned the same seed wordings the memory holds, so with it
+these fifteen headings are mostly found without the memory (14 of 18 messages, 15 with it) and the
+mechanism would be measured by one message. The bench measures the two together.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ MESSAGES = [  # (language, message, right entry)
     ("fi", "Kellarissa on vettä, mitä teen?", "flooded-basement"),
     ("ar", "كيف أحجز حفل زواج مدني؟", "civil-wedding"),
 ]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    """The plain model (see the module's docstring)."""
+    from knowledge.embedding import MODEL_NAME, Embedder, build_model_folder
+
+    return Embedder(build_model_folder(tmp_path_factory.mktemp("plain") / MODEL_NAME, adapter=None))
 
 
 @pytest.fixture(scope="module")
