@@ -295,7 +295,7 @@ def e5_row(m: dict) -> str:
 
 
 def adapter_for(p: Protocol) -> Path | None:
-    """The adapter `p` runs with; a fold's is trained once (~3 minutes) and kept in the cache."""
+    """The adapter `p` runs with; a fold's is trained once (~5 minutes) and kept in the cache."""
     from knowledge import adaptation
     from knowledge.adaptation import ADAPTER, seed_entries, train
     from knowledge.embedding import build_model_folder
