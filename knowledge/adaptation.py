@@ -11,8 +11,8 @@ adapter").
 
 The adapter is LoRA (rank `RANK`) on every linear layer of the 12 transformer layers, 2.7 MB of
 float16 in the repository (`ADAPTER`), made by `python -m knowledge.adaptation` from the seed
-(deterministic: fixed seed and thread count; ~10 minutes on 2 cores for the whole seed). The word embeddings are left
-alone (the int8 query encoder's table stays the base model's). The model folder's stamp carries the
+(seeded, with a fixed thread count; ~10 minutes on 2 cores for the whole seed). The word embeddings are
+left alone (the int8 query encoder's table stays the base model's). The model folder's stamp carries the
 adapter's hash (`knowledge.embedding.source_stamp`), so a new adapter rebuilds the folder and every
 vector cache keyed by it.
 """
