@@ -19,6 +19,10 @@ asks citizen messages through language detection, search and the decision, as `/
   memory costs where it lacks the municipality's intents; compare with
   `KOMMUNCHATT_RETRIEVAL_BRIDGE=false` (the memory off).
 
+The municipal adapter (knowledge/adaptation.py) is learned from the seed, so the seed's reduced
+protocols run without it and each seed half with an adapter trained without its entries (trained
+once, kept in the bench cache); `--plain` runs every protocol without it.
+
 Per protocol and split: ranking top-1 (answerable messages), MRR@10, top-1 on the right topic
 (same tag/category), top-1 of messages in other languages than Swedish, and the citizen's outcome:
 answered right, answered on topic, the right entry among the clarify buttons, handed off (all of
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import sys
 import time
 from dataclasses import dataclass, field
@@ -304,7 +309,10 @@ def adapter_for(p: Protocol) -> Path | None:
         return None
     if p.model == "shipped":
         return ADAPTER
-    recipe = Path(adaptation.__file__).read_bytes()  # a new recipe trains them anew
+    # A new recipe trains them anew (what trains, not the module's prose).
+    parts = (adaptation.train, adaptation._batches, adaptation._positive, adaptation._attach, adaptation._lora_class)
+    recipe = repr((adaptation.RANK, adaptation.ALPHA, adaptation.TARGETS)) + "".join(map(inspect.getsource, parts))
+    recipe = recipe.encode()
     tag = hashlib.sha1("\n".join(sorted(p.memory_lacks)).encode() + recipe).hexdigest()[:12]
     path = CACHE / "adapters" / f"without-{tag}.npz"
     if not path.exists():
