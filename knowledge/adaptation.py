@@ -20,7 +20,6 @@ vector cache keyed by it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import sys
 import time
@@ -42,10 +41,6 @@ TARGETS = (
     "intermediate.dense",
     "output.dense",
 )
-
-
-def adapter_hash(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def merge(state: dict[str, np.ndarray], path: Path) -> None:
@@ -159,6 +154,7 @@ def train(
     params = [p for m in layers.values() for p in (m.A, m.B)]
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     batches = _batches([e for e in entries if e.questions], batch_size, rng)
+    cross_entropy = torch.nn.functional.cross_entropy
     model.train()
     started = time.monotonic()
     for step, batch in enumerate(batches):
@@ -168,7 +164,6 @@ def train(
         p = torch.nn.functional.normalize(model(model.tokenize(positives))["sentence_embedding"], dim=-1)
         logits = a @ p.T / temperature
         labels = torch.arange(len(batch))
-        cross_entropy = torch.nn.functional.cross_entropy
         loss = (cross_entropy(logits, labels) + cross_entropy(logits.T, labels)) / 2
         for group in optimiser.param_groups:  # a short warm-up, then linear decay
             group["lr"] = lr * min(1.0, (step + 1) / 10) * (1 - step / len(batches))
@@ -191,14 +186,14 @@ def train(
 
 def seed_entries() -> list[Entry]:
     """The seed knowledge base shipped in data/knowledge (what the adapter is learned from)."""
+    from knowledge.bridge import SEED
     from knowledge.kbfile import load_path
 
-    root = Path(__file__).resolve().parent.parent / "data" / "knowledge"
-    return [e for path in sorted(root.glob("*.yml")) for e in load_path(path)]
+    return load_path(SEED)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rebuild `ADAPTER` from the seed (or write `--out` from the entries of `--exclude`'s complement)."""
+    """Learn the adapter from the seed and write it to `ADAPTER` (or `--out`)."""
     from knowledge.embedding import build_model_folder
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

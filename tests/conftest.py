@@ -86,6 +86,14 @@ def model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def plain_model_path() -> Path:
+    """The model folder without the municipal adapter (knowledge/adaptation.py), built once."""
+    from knowledge.embedding import MODEL_NAME, build_model_folder, model_dir
+
+    return build_model_folder(model_dir(SHARED_DATA).with_name(f"{MODEL_NAME}-plain"), adapter=None)
+
+
+@pytest.fixture(scope="session")
 def embedder(model_path):
     """One embedder for every in-process retrieval test (loading it is seconds each time)."""
     from knowledge.embedding import Embedder

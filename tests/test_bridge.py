@@ -62,11 +62,11 @@ MESSAGES = [  # (language, message, right entry)
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory):
+def embedder(plain_model_path):
     """The plain model (see the module's docstring)."""
-    from knowledge.embedding import MODEL_NAME, Embedder, build_model_folder
+    from knowledge.embedding import Embedder
 
-    return Embedder(build_model_folder(tmp_path_factory.mktemp("plain") / MODEL_NAME, adapter=None))
+    return Embedder(plain_model_path)
 
 
 @pytest.fixture(scope="module")

