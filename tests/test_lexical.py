@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from knowledge.lexical import Featurizer, LexicalIndex
+from knowledge.lexical import N_FEATURES, FeatureCounts, Featurizer, LexicalIndex
 
 COMMON = [
     "hur",
@@ -119,3 +121,34 @@ def test_kept_features_score_exactly_as_rebuilt_ones_and_follow_changes(monkeypa
     fresh, _ = _index(2000)
     assert fresh.score_rows(query, positions)[0].tolist() == kept.tolist()
     assert fresh._main_features is False
+
+
+@given(
+    st.lists(st.tuples(st.lists(st.integers(0, N_FEATURES - 1), max_size=40), st.sampled_from([1, -1])), max_size=25),
+    st.integers(0, 3),
+)
+@settings(max_examples=60, deadline=None)
+def test_document_frequencies_count_as_a_dense_array_would(changes, dense_at):
+    """Pairs (looked up one by one and many at once), the switch to dense (forced early here) and a
+    saved dense array all give the same counts."""
+    import knowledge.lexical as lexical
+
+    saved, lexical.DENSE_AT = lexical.DENSE_AT, [10**9, 0, 30, 60][dense_at]
+    try:
+        counts, dense = FeatureCounts(), np.zeros(N_FEATURES, dtype=np.int32)
+        for features, sign in changes:
+            counts.add(np.array(features, dtype=np.int32), sign)
+            np.add.at(dense, np.array(features, dtype=np.int64), sign)
+        probe = np.array(sorted({f for fs, _ in changes for f in fs} | {0, 7, N_FEATURES - 1}))
+        assert counts[probe].tolist() == dense[probe].tolist()  # many at once: the scratch table
+        assert [int(counts[probe[i : i + 1]][0]) for i in range(len(probe))] == dense[probe].tolist()  # searched
+        assert FeatureCounts.from_dense(np.maximum(dense, 0))[probe].tolist() == np.maximum(dense, 0)[probe].tolist()
+    finally:
+        lexical.DENSE_AT = saved
+
+
+def test_a_small_shards_document_frequencies_take_kilobytes_not_a_dense_array():
+    index, _ = _index(3000)
+    df = index.df
+    assert df.dense is None and 0 < df.keys.nbytes + df.counts.nbytes < 200_000  # dense: 4 MB
+    assert (df[np.array([0, 1, 2])] >= 0).all()
