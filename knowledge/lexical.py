@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import math
 import re
 import struct
@@ -720,6 +721,16 @@ def general_dictionary(language: str) -> GeneralDictionary:
     return GeneralDictionary([(w, math.log10(f * 1e9)) for f, w in top])  # Zipf: log10 per billion words
 
 
+@functools.cache
+def _known_words(language: str) -> dict[int, list[str]]:
+    """The general dictionary's words spelt right (folded, `KNOWN_ZIPF` and up) by length."""
+    pool: dict[int, list[str]] = {}
+    for w, (_, z) in general_dictionary(language).folded.items():
+        if z >= KNOWN_ZIPF:
+            pool.setdefault(len(w), []).append(w)
+    return pool
+
+
 # wordfreq's code where it differs from ours (Norwegian: Bokmål).
 WORDFREQ_CODES = {"no": "nb"}
 
@@ -774,7 +785,7 @@ class SpellCorrector:
         self.lexicon = lexicon  # words known to be spelt right though not in the knowledge base
         self.general = general
         self.surface: dict[str, dict[str, int]] = {}  # folded word -> surface form -> count
-        self._pools: dict[str | None, dict[int, list[str]]] = {}  # candidate words by length
+        self._own: dict[int, list[str]] | None = None  # the knowledge base's words by length
         self._cache: dict[tuple, str | None] = {}  # looked-up words
         if general:  # loaded now, not on a citizen's first question
             for language in GENERAL_LANGUAGES:
@@ -783,19 +794,19 @@ class SpellCorrector:
     def __getstate__(self) -> dict:
         """What a saved index keeps: the learnt words, not the tokenizer's lexicon (the retriever
         gives it back), the lookup cache or the candidate pools (rebuilt as needed)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("lexicon", "_pools", "_cache")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("lexicon", "_own", "_cache")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, lexicon=frozenset(), _pools={}, _cache={})
+        self.__dict__.pop("_pools", None)  # saved by an older version
+        self.__dict__.update(state, lexicon=frozenset(), _own=None, _cache={})
 
     def learn(self, text: str) -> None:
         for tok in _TOKEN.findall(text.lower()):
             folded = tok.translate(_FOLD) if tok.isascii() else fold(tok)
             if folded not in self.surface:
                 self.surface[folded] = {}
-                for language, pool in self._pools.items():  # new words join the built pools
-                    if language is None or general_dictionary(language).zipf(folded) < KNOWN_ZIPF:
-                        pool.setdefault(len(folded), []).append(folded)
+                if self._own is not None:  # a new word joins the built pool
+                    self._own.setdefault(len(folded), []).append(folded)
             forms = self.surface[folded]
             forms[tok] = forms.get(tok, 0) + 1
         self._cache.clear()
@@ -838,14 +849,14 @@ class SpellCorrector:
             return general.zipf(part) >= COMPOUND_ZIPF
         return first and general.zipf(part) >= SHORT_PART_ZIPF
 
-    def _pool(self, language: str | None, general: GeneralDictionary) -> dict[int, list[str]]:
-        pool = self._pools.get(language)
-        if pool is None:
-            pool = {}
-            for w in set(self.surface) | {w for w, (_, z) in general.folded.items() if z >= KNOWN_ZIPF}:
-                pool.setdefault(len(w), []).append(w)
-            self._pools[language] = pool
-        return pool
+    def _pools(self, language: str | None, general: GeneralDictionary) -> list[dict[int, list[str]]]:
+        """Candidate words by length: the knowledge base's, and the general dictionary's known words
+        (one pool per language for every municipality's speller: a copy each took ~1 MB a shard)."""
+        if self._own is None:
+            self._own = {}
+            for w in self.surface:
+                self._own.setdefault(len(w), []).append(w)
+        return [self._own, _known_words(language)] if general else [self._own]
 
     def _nearest(
         self, folded: str, language: str | None, max_d: int, kb_only: bool = False, typed: str | None = None
@@ -856,11 +867,11 @@ class SpellCorrector:
         from rapidfuzz.distance import OSA
 
         general = self._dictionary(language)
-        pool = self._pool(language, general)
+        pools = self._pools(language, general)[: 1 if kb_only else None]
         short = len(folded) < self.min_len
         best: tuple[int, int, float, str] | None = None  # (edits, edits as typed, -likelihood, word)
         for n in range(len(folded) - max_d, len(folded) + max_d + 1):
-            words_n = pool.get(n)
+            words_n = list(itertools.chain.from_iterable(pool.get(n, ()) for pool in pools))
             if not words_n:
                 continue
             for word, dist, _ in process.extract(folded, words_n, scorer=OSA.distance, score_cutoff=max_d, limit=None):

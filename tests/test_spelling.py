@@ -104,3 +104,17 @@ def test_the_form_in_the_query_language_wins():
     s.learn("The fee for home care. Apply for a permit. Wait for the answer.")
     assert s.correct("avgift fö hemtjänst", "sv")[0] == "avgift för hemtjänst"
     assert s.correct("fee fo home care", "en")[0] == "fee for home care"
+
+
+def test_every_speller_shares_the_general_dictionarys_candidate_words():
+    """A shared contact centre has a speller per municipality: each kept its own copy of the general
+    dictionary's ~100k candidate words (~1.7 MB a municipality once citizens misspelt in sv and en)."""
+    a, b = SpellCorrector(), SpellCorrector()
+    a.learn("Hur ansöker jag om förskoleplats")
+    b.learn("Var hämtas soporna")
+    assert a.correct("hur ansoker jag om forskoleplts", "sv")[0] == "hur ansöker jag om förskoleplats"
+    assert b.correct("var hamtas sopornna", "sv")[0] == "var hämtas soporna"
+    shared_a, shared_b = a._pools("sv", a._dictionary("sv"))[1], b._pools("sv", b._dictionary("sv"))[1]
+    assert shared_a is shared_b
+    assert "forskoleplats" not in {w for words in shared_a.values() for w in words}  # a's own words stay a's
+    assert b.correct("forskoleplts", "sv")[0] != "förskoleplats"
