@@ -12,12 +12,16 @@ import functools
 import heapq
 import itertools
 import math
+import os
 import re
+import shutil
 import struct
 import threading
 import unicodedata
 import weakref
 from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -686,48 +690,140 @@ FIRST_LETTER_BONUS = 0.5  # typos rarely hit the first letter
 
 
 class GeneralDictionary:
-    """A language's most frequent words (wordfreq's corpus statistics): by exact form and by
-    folded form (the commonest form of each, to give diacritics back)."""
+    """A language's most frequent words (wordfreq's corpus statistics): their Zipf frequency by exact
+    form and by folded form, and each folded form's commonest exact form (to give diacritics back).
 
-    def __init__(self, ranked: list[tuple[str, float]] = ()):
-        self.exact: dict[str, float] = {}
-        self.folded: dict[str, tuple[str, float]] = {}
-        ranked = list(ranked)
-        for (word, zipf), folded in zip(ranked, fold_all([w for w, _ in ranked]), strict=True):  # most frequent first
-            self.exact[word] = zipf
-            self.folded.setdefault(folded, (word, zipf))
+    Sorted UTF-8 byte arrays searched by bisection (a memo keeps the words looked up), saved once under
+    the data directory and memory-mapped, so every worker shares one copy in the page cache. As Python
+    dicts, Swedish and English took ~116 MB in each worker, and every other language a citizen wrote
+    in another 40-70 MB (issue 18)."""
+
+    ARRAYS = ("exact", "exact_zipf", "folded", "folded_zipf", "folded_form")
+    MEMO = 100_000
+
+    def __init__(self, ranked: list[tuple[str, float]] = (), arrays: dict[str, np.ndarray] | None = None):
+        self.arrays = arrays if arrays is not None else self._build(list(ranked))
+        self._exact, self._exact_zipf, self._folded, self._folded_zipf, self._folded_form = (
+            self.arrays[name] for name in self.ARRAYS
+        )
+        self._memo: dict[tuple[bool, str], int] = {}
+
+    @staticmethod
+    def _build(ranked: list[tuple[str, float]]) -> dict[str, np.ndarray]:
+        """The arrays of (word, Zipf) pairs, most frequent first; a folded form keeps the first."""
+        words = [w for w, _ in ranked]
+        exact = np.array([w.encode() for w in words], dtype=bytes)
+        order = np.argsort(exact, kind="stable")
+        rank = np.empty(len(words), dtype=np.int32)
+        rank[order] = np.arange(len(words), dtype=np.int32)
+        first: dict[str, int] = {}
+        for i, f in enumerate(fold_all(words)):
+            first.setdefault(f, i)
+        folded = np.array([f.encode() for f in first], dtype=bytes)
+        at = np.fromiter(first.values(), dtype=np.int32, count=len(first))
+        forder = np.argsort(folded, kind="stable")
+        zipf = np.array([z for _, z in ranked], dtype=np.float32)
+        return {
+            "exact": exact[order],
+            "exact_zipf": zipf[order],
+            "folded": folded[forder],
+            "folded_zipf": zipf[at[forder]],
+            "folded_form": rank[at[forder]],
+        }
+
+    def save(self, folder: Path) -> None:
+        """Into `folder` (written beside it and renamed: several workers may build it at once)."""
+        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in self.ARRAYS:
+            np.save(tmp / f"{name}.npy", self.arrays[name])
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process saved it first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> GeneralDictionary:
+        return cls(arrays={name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls.ARRAYS})
 
     def __bool__(self) -> bool:
-        return bool(self.exact)
+        return len(self._exact) > 0
+
+    def _find(self, word: str, folded: bool) -> int:
+        """The position of `word` among the folded (or exact) forms, or -1."""
+        key = (folded, word)
+        hit = self._memo.get(key)
+        if hit is None:
+            keys = self._folded if folded else self._exact
+            raw = word.encode()
+            hit = -1
+            if 0 < len(raw) <= keys.dtype.itemsize and len(keys):
+                at = int(np.searchsorted(keys, raw))
+                hit = at if at < len(keys) and keys[at] == raw else -1
+            if len(self._memo) >= self.MEMO:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
 
     def zipf(self, folded: str) -> float:
-        hit = self.folded.get(folded)
-        return hit[1] if hit else 0.0
+        """The Zipf frequency of a folded form's commonest spelling, 0 if unknown."""
+        at = self._find(folded, True)
+        return float(self._folded_zipf[at]) if at >= 0 else 0.0
+
+    def exact_zipf(self, word: str) -> float:
+        """The Zipf frequency of `word` exactly as written (lower case), 0 if unknown."""
+        at = self._find(word, False)
+        return float(self._exact_zipf[at]) if at >= 0 else 0.0
+
+    def surface(self, folded: str) -> str | None:
+        """The commonest spelling of a folded form ("overklagande" -> "överklagande"), or None."""
+        at = self._find(folded, True)
+        return self._exact[self._folded_form[at]].decode() if at >= 0 else None
+
+    def known(self, min_zipf: float) -> list[str]:
+        """The folded forms at least this frequent."""
+        return [w.decode() for w in self._folded[self._folded_zipf >= min_zipf].tolist()]
+
+
+def _dictionaries_dir() -> Path:
+    from core.config import Settings
+
+    return Settings().data_dir / "dictionaries"
 
 
 @functools.cache
 def general_dictionary(language: str) -> GeneralDictionary:
-    """The general dictionary of `language`; empty when wordfreq does not have it."""
+    """The general dictionary of `language`; empty when wordfreq does not have it. Built from
+    wordfreq once per install (~1-2 s) and memory-mapped by every process after."""
     try:
         import wordfreq
-
+    except ImportError:
+        return GeneralDictionary()
+    folder = _dictionaries_dir() / f"{language}-wordfreq{version('wordfreq')}-{GENERAL_WORDS}"
+    if (folder / f"{GeneralDictionary.ARRAYS[-1]}.npy").exists():
+        return GeneralDictionary.load(folder)
+    try:
         freqs = wordfreq.get_frequency_dict(language)
-    except (ImportError, LookupError, ValueError):  # ValueError: not a language tag ("G .")
+    except (LookupError, ValueError):  # ValueError: not a language tag ("G .")
         return GeneralDictionary()
     top = heapq.nlargest(GENERAL_WORDS, ((f, w) for w, f in freqs.items() if w.isalpha()))
     del freqs
     for cached in ("get_frequency_dict", "get_frequency_list"):  # wordfreq keeps whole lists: ~40 MB
         getattr(getattr(wordfreq, cached, None), "cache_clear", lambda: None)()
-    return GeneralDictionary([(w, math.log10(f * 1e9)) for f, w in top])  # Zipf: log10 per billion words
+    built = GeneralDictionary([(w, math.log10(f * 1e9)) for f, w in top])  # Zipf: log10 per billion words
+    try:
+        built.save(folder)
+        return GeneralDictionary.load(folder)
+    except OSError:  # a read-only data directory: kept in this process only
+        return built
 
 
 @functools.cache
 def _known_words(language: str) -> dict[int, list[str]]:
     """The general dictionary's words spelt right (folded, `KNOWN_ZIPF` and up) by length."""
     pool: dict[int, list[str]] = {}
-    for w, (_, z) in general_dictionary(language).folded.items():
-        if z >= KNOWN_ZIPF:
-            pool.setdefault(len(w), []).append(w)
+    for w in general_dictionary(language).known(KNOWN_ZIPF):
+        pool.setdefault(len(w), []).append(w)
     return pool
 
 
@@ -897,8 +993,8 @@ class SpellCorrector:
         "for" more often); else the general dictionary's commonest form ("overklagande" -> "över-")."""
         forms = self.surface.get(folded)
         if forms:
-            return max(forms, key=lambda form: (general.exact.get(form, 0.0), forms[form]))
-        return general.folded[folded][0]
+            return max(forms, key=lambda form: (general.exact_zipf(form), forms[form]))
+        return general.surface(folded)
 
     def _lookup(self, folded: str, language: str | None, max_d: int, kb_only: bool, typed: str | None) -> str | None:
         """The word (surface form) a folded unknown word most likely meant, or None."""
@@ -955,7 +1051,7 @@ class SpellCorrector:
                 return None  # a known form, or the citizen typed diacritics: keep it
             return self._surface(folded, general)
         typed = low if low != folded else None  # the diacritics the citizen typed
-        exact = general.exact.get(low, 0.0)
+        exact = general.exact_zipf(low)
         if exact >= KNOWN_ZIPF:  # a word as written ("sot" is soot, not "söt"), unless rare
             return None if name else self._cached(self._likelier, folded, exact, language, typed)
         if general.zipf(folded) >= KNOWN_ZIPF:

@@ -118,3 +118,24 @@ def test_every_speller_shares_the_general_dictionarys_candidate_words():
     assert shared_a is shared_b
     assert "forskoleplats" not in {w for words in shared_a.values() for w in words}  # a's own words stay a's
     assert b.correct("forskoleplts", "sv")[0] != "förskoleplats"
+
+
+def test_the_general_dictionary_answers_as_dicts_would_and_loads_from_disk(tmp_path):
+    """Sorted byte arrays searched by bisection, saved and memory-mapped: the same answers as the
+    dicts they replaced (exact form, folded form's commonest spelling, known words)."""
+    from knowledge.lexical import GeneralDictionary, fold
+
+    ranked = [("för", 6.5), ("for", 5.0), ("söt", 4.1), ("sot", 3.0), ("överklagande", 3.2), ("å", 5.5), ("ü", 1.0)]
+    exact = dict(ranked)
+    folded: dict[str, tuple[str, float]] = {}
+    for w, z in ranked:
+        folded.setdefault(fold(w), (w, z))
+    built = GeneralDictionary(ranked)
+    built.save(tmp_path / "sv")
+    for d in (built, GeneralDictionary.load(tmp_path / "sv")):
+        for w in ["för", "for", "sot", "söt", "overklagande", "a", "u", "x", "", "ö" * 40]:
+            assert d.exact_zipf(w) == pytest.approx(exact.get(w, 0.0))
+            assert d.zipf(w) == pytest.approx(folded[w][1] if w in folded else 0.0)
+            assert d.surface(w) == (folded[w][0] if w in folded else None)
+        assert sorted(d.known(3.0)) == sorted(f for f, (_, z) in folded.items() if z >= 3.0)
+    assert not GeneralDictionary() and GeneralDictionary().zipf("för") == 0.0
