@@ -134,7 +134,7 @@ def train(
     lr: float = 1.5e-4,
     batch_size: int = 32,
     temperature: float = 0.02,
-    p_answer: float = 0.5,
+    p_answer: float = 0.8,
     seed: int = 13,
     log=print,
 ) -> Path:
