@@ -96,11 +96,13 @@ def buttons(name: str, language: str) -> list[dict]:
 
 
 def answer_text(entry_id: str, language: str) -> str:
-    """What the bot says for an entry: the answer unchanged, the link on its own line."""
+    """What the bot says for an entry: the answer unchanged (the Swedish one where the entry has none in
+    the citizen's language), the link on its own line."""
     entry = ENTRIES[entry_id]
-    if entry.url and entry.url not in entry.answer[language]:
-        return f"{entry.answer[language]}\n{entry.url}"
-    return entry.answer[language]
+    answer = entry.answer.get(language) or entry.answer["sv"]
+    if entry.url and entry.url not in answer:
+        return f"{answer}\n{entry.url}"
+    return answer
 
 
 def texts(reply: dict) -> list[str]:
