@@ -241,7 +241,7 @@ class FeatureCounts:
         return out
 
     def __getitem__(self, features: np.ndarray) -> np.ndarray:
-        features = np.asarray(features, dtype=np.int64)
+        features = np.asarray(features)
         if self.dense is not None:
             return self.dense[features]
         if not len(self.keys):

@@ -27,6 +27,7 @@ from core.config import database_url as resolve
 from core.config import internal_token
 from core.db import make_engine
 from core.municipalities import municipalities
+from knowledge.decision import FALLBACK_LANGUAGE
 from knowledge.kbfile import load_path
 from kommunchatt.runner import free_port
 from tests.conftest import ROOT
@@ -99,7 +100,7 @@ def answer_text(entry_id: str, language: str) -> str:
     """What the bot says for an entry: the answer unchanged (the Swedish one where the entry has none in
     the citizen's language), the link on its own line."""
     entry = ENTRIES[entry_id]
-    answer = entry.answer.get(language) or entry.answer["sv"]
+    answer = entry.answer.get(language) or entry.answer[FALLBACK_LANGUAGE]
     if entry.url and entry.url not in answer:
         return f"{answer}\n{entry.url}"
     return answer
