@@ -7,6 +7,7 @@ large one must find what the small one finds.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -375,3 +376,59 @@ def test_compaction_after_loading_reads_from_memory(entries, large, tmp_path, mo
     assert_removed_are_gone(r, entries, removed)
     r.save(tmp_path / "again")
     assert shard(r)._file is not None and shard(r)._file.rows == shard(r).n
+
+
+def resident_pages(region) -> int:
+    """Pages of a mapped index file present in this process (/proc/self/pagemap)."""
+    import mmap
+    import os
+
+    first, count = region.address // mmap.PAGESIZE, -(-region.length // mmap.PAGESIZE)
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        flags = np.frombuffer(os.pread(fd, 8 * count, 8 * first), dtype=np.uint64)
+    finally:
+        os.close(fd)
+    return int(np.count_nonzero(flags & np.uint64(1 << 63)))
+
+
+def test_only_recently_searched_municipalities_keep_their_index_pages(entries, tmp_path, monkeypatch):
+    """Over many municipalities a worker keeps the mapped pages of the ones searched last
+    (`residency.HotShards`) and gives the others' back; answers are the same, and a municipality
+    edited since the load keeps its edit when it goes cold (its changed mapping is kept)."""
+    from knowledge import retrieval
+    from knowledge.residency import HotShards
+
+    monkeypatch.setattr(retrieval, "_MAPPED_BYTES", 1 << 12)
+    towns = ("norrby", "söderby", "västby")
+    built = build([], large=False)
+    built.rebuild([dataclasses.replace(e, municipality=t) for t in towns for e in entries[:150]])
+    built.save(tmp_path / "snapshot", adopt=False)
+    r = Retriever(TrigramEmbedder(), settings=built.settings)
+    r.load(tmp_path / "snapshot")
+    r._hot = HotShards(budget=1)  # only the municipality searched last stays resident
+    asked = queries(entries[:150])
+    for town in towns:
+        for text, _ in asked:
+            want = [(c.entry.id, round(c.score, 6)) for c in built.search(text, municipality=town, language="sv")]
+            assert [(c.entry.id, round(c.score, 6)) for c in r.search(text, municipality=town, language="sv")] == want
+        mapped = {t: r._shards[t].mapped()[0] for t in towns}
+        assert mapped[town] and sum(resident_pages(g) for g in mapped[town]) > 0
+        assert all(resident_pages(g) == 0 for t in towns if t != town for g in mapped[t]), "cold pages kept"
+    question = "var lämnar jag grovsopor och gamla möbler"
+    r.upsert(Entry(id="ny", municipality="norrby", questions={"sv": [question]}, answer={"sv": "På ÅVC."}))
+    r.search(asked[0][0], municipality="söderby", language="sv")  # norrby goes cold, with its edit
+    assert r.search(question, municipality="norrby", language="sv")[0].entry.id == "ny"
+    assert len(r.entries("norrby")) == 151
+
+
+def test_an_import_is_encoded_in_batches_of_alike_lengths(entries):
+    """A batch is encoded padded to its longest text: an import's batches go from short to long
+    entries (within a municipality), and each entry is in exactly one of them."""
+    r = build([], large=False)
+    mixed = [dataclasses.replace(e, answer={"sv": e.answer["sv"] * (1 + i % 7)}) for i, e in enumerate(entries)]
+    batches = list(r._batches(mixed, 64, sentences=False))
+    longest = [max(len(row.text) for rows in rows_ for row in rows) for _, rows_ in batches]
+    assert longest == sorted(longest) and longest[0] < longest[-1] / 3
+    assert sorted(e.id for part, _ in batches for e in part) == sorted(e.id for e in mixed)
+    assert all(sum(map(len, rows_)) < 64 + 10 for _, rows_ in batches)

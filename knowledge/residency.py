@@ -1,0 +1,124 @@
+"""Which municipalities' saved index pages a worker keeps mapped (issue 18: 100 municipalities).
+
+A worker maps the saved index's arrays (`Retriever.load`); every page a search reads stays in the
+worker's resident memory for as long as the mapping lives, so after a few hundred questions spread
+over 100 municipalities a worker held ~700 MB of index pages, though any one question reads one
+municipality's few MB. `HotShards` keeps the pages of the municipalities searched most recently (up
+to a budget of mapped bytes) and gives the others' back to the kernel (`MADV_DONTNEED`): the pages
+stay in the page cache, shared by every worker, and the next search of that municipality maps them
+again (minor faults, no disk read while the machine has memory to spare).
+
+Only clean pages are given back. The arrays are mapped copy-on-write, and a page a worker changed
+(an edit since the index was loaded) is its own anonymous copy that dropping would lose: such a
+mapping is kept whole (`_unchanged`, read from /proc/self/pagemap).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+HOT_MB_ENV = "KOMMUNCHATT_INDEX_HOT_MB"
+DEFAULT_HOT_MB = 256
+_PAGE = mmap.PAGESIZE
+_PRESENT, _FILE_PAGE = np.uint64(1 << 63), np.uint64(1 << 61)
+
+
+@dataclass(frozen=True)
+class Region:
+    """One mapped file of the saved index: its mapping (weakly: an edit that replaces the array
+    lets it go) and where it lies in this process."""
+
+    mm: weakref.ref
+    address: int
+    length: int
+
+
+def regions(root: object) -> list[Region]:
+    """The mapped files that `root`'s arrays (found through its attributes, containers, sparse
+    matrices and array bases) are views of."""
+    found: dict[int, Region] = {}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, bool, frozenset)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            base = obj
+            while isinstance(base, np.ndarray) and not isinstance(base, np.memmap) and base.base is not None:
+                base = base.base
+            mm = getattr(base, "_mmap", None)
+            if isinstance(base, np.memmap) and isinstance(mm, mmap.mmap) and id(mm) not in found:
+                # np.memmap maps from the allocation boundary below the array's offset in the file.
+                found[id(mm)] = Region(
+                    weakref.ref(mm), base.ctypes.data - base.offset % mmap.ALLOCATIONGRANULARITY, len(mm)
+                )
+        elif isinstance(obj, (dict, list, tuple)):
+            items = list(obj.values()) if isinstance(obj, dict) else obj
+            if items and isinstance(items[0], (str, bytes, int, float, frozenset)):
+                continue  # ids, words, languages: no arrays among them
+            stack.extend(items)
+        elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("knowledge", "scipy"):
+            stack.extend(vars(obj).values())
+    return list(found.values())
+
+
+def _unchanged(region: Region) -> bool:
+    """No page of the mapping is this process's own copy (present but not a page of the file)."""
+    first, count = region.address // _PAGE, -(-region.length // _PAGE)
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        raw = os.pread(fd, 8 * count, 8 * first)
+    finally:
+        os.close(fd)
+    flags = np.frombuffer(raw, dtype=np.uint64)
+    return not bool(np.any(((flags & _PRESENT) != 0) & ((flags & _FILE_PAGE) == 0)))
+
+
+def release(found: list[Region]) -> int:
+    """Give back the pages of the unchanged mappings among `found`; the bytes they span."""
+    released = 0
+    for region in found:
+        mm = region.mm()
+        try:
+            if mm is not None and not mm.closed and _unchanged(region):
+                mm.madvise(mmap.MADV_DONTNEED)
+                released += region.length
+        except (OSError, ValueError):
+            continue  # /proc not readable, or the mapping went away: keep it as it is
+    return released
+
+
+class HotShards:
+    """The most recently searched shards whose mapped bytes fit `budget` (the latest always stays);
+    `touch` returns the shards that fell out, whose pages the caller gives back."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._hot: OrderedDict[str, tuple[weakref.ref, int]] = OrderedDict()
+        self._total = 0
+
+    @classmethod
+    def from_env(cls) -> HotShards:
+        return cls(int(float(os.environ.get(HOT_MB_ENV, DEFAULT_HOT_MB)) * 2**20))
+
+    def touch(self, key: str, shard: object, size: int) -> list[object]:
+        old = self._hot.pop(key, None)
+        if old is not None:
+            self._total -= old[1]
+        self._hot[key] = (weakref.ref(shard), size)
+        self._total += size
+        cold = []
+        while self._total > self.budget and len(self._hot) > 1:
+            _, (ref, freed) = self._hot.popitem(last=False)
+            self._total -= freed
+            if (gone := ref()) is not None:
+                cold.append(gone)
+        return cold
