@@ -6,7 +6,9 @@ over 100 municipalities a worker held ~700 MB of index pages, though any one que
 municipality's few MB. `HotShards` keeps the pages of the municipalities searched most recently (up
 to a budget of mapped bytes) and gives the others' back to the kernel (`MADV_DONTNEED`): the pages
 stay in the page cache, shared by every worker, and the next search of that municipality maps them
-again (minor faults, no disk read while the machine has memory to spare).
+again (minor faults, no disk read while the machine has memory to spare): ~3 ms more for a
+municipality of 10k entries, ~0 for one of 1k. A thread of its own gives the pages back (`releaser`),
+beside the next question's encoding rather than in an answer's time.
 
 Only clean pages are given back. The arrays are mapped copy-on-write, and a page a worker changed
 (an edit since the index was loaded) is its own anonymous copy that dropping would lose: such a
@@ -15,10 +17,12 @@ mapping is kept whole (`_unchanged`, read from /proc/self/pagemap).
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +113,7 @@ class HotShards:
     def from_env(cls) -> HotShards:
         return cls(int(float(os.environ.get(HOT_MB_ENV, DEFAULT_HOT_MB)) * 2**20))
 
-    def touch(self, key: str, shard: object, size: int) -> list[object]:
+    def touch(self, key: str, shard: object, size: int) -> list[tuple[str, object]]:
         old = self._hot.pop(key, None)
         if old is not None:
             self._total -= old[1]
@@ -117,8 +121,17 @@ class HotShards:
         self._total += size
         cold = []
         while self._total > self.budget and len(self._hot) > 1:
-            _, (ref, freed) = self._hot.popitem(last=False)
+            gone_key, (ref, freed) = self._hot.popitem(last=False)
             self._total -= freed
             if (gone := ref()) is not None:
-                cold.append(gone)
+                cold.append((gone_key, gone))
         return cold
+
+    def holds(self, key: str, shard: object) -> bool:
+        return key in self._hot and self._hot[key][0]() is shard
+
+
+@functools.cache
+def releaser() -> ThreadPoolExecutor:
+    """The one thread that gives pages back, for every index of the process."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-pages")

@@ -397,7 +397,7 @@ def test_only_recently_searched_municipalities_keep_their_index_pages(entries, t
     (`residency.HotShards`) and gives the others' back; answers are the same, and a municipality
     edited since the load keeps its edit when it goes cold (its changed mapping is kept)."""
     from knowledge import retrieval
-    from knowledge.residency import HotShards
+    from knowledge.residency import HotShards, releaser
 
     monkeypatch.setattr(retrieval, "_MAPPED_BYTES", 1 << 12)
     towns = ("norrby", "söderby", "västby")
@@ -412,6 +412,7 @@ def test_only_recently_searched_municipalities_keep_their_index_pages(entries, t
         for text, _ in asked:
             want = [(c.entry.id, round(c.score, 6)) for c in built.search(text, municipality=town, language="sv")]
             assert [(c.entry.id, round(c.score, 6)) for c in r.search(text, municipality=town, language="sv")] == want
+        releaser().submit(lambda: None).result()  # the pages are given back by a thread of their own
         mapped = {t: r._shards[t].mapped()[0] for t in towns}
         assert mapped[town] and sum(resident_pages(g) for g in mapped[town]) > 0
         assert all(resident_pages(g) == 0 for t in towns if t != town for g in mapped[t]), "cold pages kept"
