@@ -370,9 +370,13 @@ class LexicalIndex:
         total = int(lengths.sum())
         ends = np.cumsum(lengths)
         at = np.arange(total) + np.repeat(grams.indptr[row_words.indices] - (ends - lengths), lengths)
-        owner = np.repeat(np.repeat(np.arange(row_words.shape[0]), np.diff(row_words.indptr)), lengths)
+        # Each row's pairs are already together (its words in order): CSR directly, no COO pass.
+        n_rows = row_words.shape[0]
+        word_row = np.repeat(np.arange(n_rows), np.diff(row_words.indptr))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(word_row, weights=lengths, minlength=n_rows))])
+        indptr = indptr.astype(np.int32 if total < 2**31 else np.int64)
         counts = grams.data[at] * np.repeat(row_words.data, lengths)
-        x = sp.coo_matrix((counts, (owner, grams.indices[at])), shape=(row_words.shape[0], N_FEATURES)).tocsr()
+        x = sp.csr_matrix((counts, grams.indices[at], indptr), shape=(n_rows, N_FEATURES))
         x.sum_duplicates()  # sorted indices, as the hashing vectorizer gives them (norms sum in that order)
         x.data = 1.0 + np.log(x.data)
         return x

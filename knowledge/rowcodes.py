@@ -29,8 +29,6 @@ class ProductCodes:
 
     def __init__(self, codebooks: np.ndarray) -> None:
         self.codebooks = np.ascontiguousarray(codebooks, dtype=np.float32)  # (M, 256, d / M)
-        m, k, _ = self.codebooks.shape
-        self._offsets = (np.arange(m) * k).astype(np.intp)
         self._faiss = None  # FAISS's quantizer with these codebooks, made when rows are encoded
 
     @property
@@ -75,8 +73,16 @@ class ProductCodes:
         return np.einsum("mkd,md->mk", self.codebooks, qv.reshape(m, sub)).ravel()
 
     def scores(self, codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """Approximate inner products (around the mean) of the coded rows with the table's query."""
-        return table[codes + self._offsets].sum(axis=1)
+        """Approximate inner products (around the mean) of the coded rows with the table's query.
+
+        A slice at a time from its own 256 entries: indexing the flat table with `codes + offsets`
+        built a 20k x 48 array of indices first (3.7 against 2.0 ms a search at 100k entries)."""
+        by_slice = np.ascontiguousarray(codes.T)
+        per_slice = table.reshape(len(by_slice), -1)
+        out = per_slice[0].take(by_slice[0])
+        for m in range(1, len(by_slice)):
+            out += per_slice[m].take(by_slice[m])
+        return out
 
 
 class ArenaFile:
