@@ -30,7 +30,7 @@ import numpy as np
 HOT_MB_ENV = "KOMMUNCHATT_INDEX_HOT_MB"
 DEFAULT_HOT_MB = 256
 _PAGE = mmap.PAGESIZE
-_PRESENT, _FILE_PAGE = np.uint64(1 << 63), np.uint64(1 << 61)
+_PRESENT, _SWAPPED, _FILE_PAGE = np.uint64(1 << 63), np.uint64(1 << 62), np.uint64(1 << 61)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ def regions(root: object) -> list[Region]:
 
 
 def _unchanged(region: Region) -> bool:
-    """No page of the mapping is this process's own copy (present but not a page of the file)."""
+    """No page of the mapping is this process's own copy: present but not a page of the file, or
+    swapped out (only anonymous pages are)."""
     first, count = region.address // _PAGE, -(-region.length // _PAGE)
     fd = os.open("/proc/self/pagemap", os.O_RDONLY)
     try:
@@ -83,7 +84,8 @@ def _unchanged(region: Region) -> bool:
     finally:
         os.close(fd)
     flags = np.frombuffer(raw, dtype=np.uint64)
-    return not bool(np.any(((flags & _PRESENT) != 0) & ((flags & _FILE_PAGE) == 0)))
+    own = (((flags & _PRESENT) != 0) & ((flags & _FILE_PAGE) == 0)) | ((flags & _SWAPPED) != 0)
+    return not bool(np.any(own))
 
 
 def release(found: list[Region]) -> int:
