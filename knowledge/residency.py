@@ -7,7 +7,7 @@ municipality's few MB. `HotShards` keeps the pages of the municipalities searche
 to a budget of mapped bytes) and gives the others' back to the kernel (`MADV_DONTNEED`): the pages
 stay in the page cache, shared by every worker, and the next search of that municipality maps them
 again (minor faults, no disk read while the machine has memory to spare): ~3 ms more for a
-municipality of 10k entries, ~0 for one of 1k. A thread of its own gives the pages back (`releaser`),
+municipality of 10k entries, ~1 ms for one of 1k. A thread of its own gives the pages back (`releaser`),
 beside the next question's encoding rather than in an answer's time.
 
 Only clean pages are given back. The arrays are mapped copy-on-write, and a page a worker changed

@@ -5,6 +5,8 @@ available agent. In process; tests/test_browser_staff_pages.py has the page in C
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
@@ -35,6 +37,7 @@ def test_the_socket_says_when_the_queue_chats_and_agents_change(app):
     client, c = app
     admin = staff(client, c, "chef", role="admin")
     agent = staff(client, c, "gustav")
+    listening = len(c.events._subscribers["agents"])
     with client.websocket_connect(SOCKET, headers=admin) as ws:
         assert ws.receive_json()["type"] == "hello"
         sid = client.post("/api/v1/chat/sessions", json={"language": "sv"}).json()["session_id"]
@@ -55,6 +58,13 @@ def test_the_socket_says_when_the_queue_chats_and_agents_change(app):
         chef = client.get("/api/v1/auth/me", headers=admin).json()
         assert chef["id"] not in online_user_ids(c.engine)  # watching is not being at work
         assert chef["status"] == "offline"
+        # The page goes away; the socket unsubscribes. (Leaving the block at once, the test client cancels
+        # the endpoint mid-way through that, which uvicorn never does, and reports the cancellation.)
+        ws.close()
+        give_up = time.monotonic() + 10
+        while len(c.events._subscribers["agents"]) > listening and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert len(c.events._subscribers["agents"]) == listening, "the socket kept listening after it closed"
 
 
 def test_only_admins_with_a_session_hear_it(app):
