@@ -12,7 +12,7 @@ beside the next question's encoding rather than in an answer's time.
 
 Only clean pages are given back. The arrays are mapped copy-on-write, and a page a worker changed
 (an edit since the index was loaded) is its own anonymous copy that dropping would lose: such a
-mapping is kept whole (`_unchanged`, read from /proc/self/pagemap).
+mapping is kept whole (`_unchanged`, from /proc/self/pagemap, read once a release).
 """
 
 from __future__ import annotations
@@ -74,31 +74,46 @@ def regions(root: object) -> list[Region]:
     return list(found.values())
 
 
-def _unchanged(region: Region) -> bool:
+def _page_flags(region: Region, pagemap: int) -> np.ndarray:
+    """The kernel's flags for each page of the mapping (/proc/self/pagemap, opened as `pagemap`)."""
+    first, count = region.address // _PAGE, -(-region.length // _PAGE)
+    return np.frombuffer(os.pread(pagemap, 8 * count, 8 * first), dtype=np.uint64)
+
+
+def _unchanged(flags: np.ndarray) -> bool:
     """No page of the mapping is this process's own copy: present but not a page of the file, or
     swapped out (only anonymous pages are)."""
-    first, count = region.address // _PAGE, -(-region.length // _PAGE)
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        raw = os.pread(fd, 8 * count, 8 * first)
-    finally:
-        os.close(fd)
-    flags = np.frombuffer(raw, dtype=np.uint64)
     own = (((flags & _PRESENT) != 0) & ((flags & _FILE_PAGE) == 0)) | ((flags & _SWAPPED) != 0)
     return not bool(np.any(own))
 
 
+def resident_pages(found: list[Region]) -> int:
+    """Pages of the mappings among `found` present in this process."""
+    pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        return sum(int(np.count_nonzero(_page_flags(r, pagemap) & _PRESENT)) for r in found)
+    finally:
+        os.close(pagemap)
+
+
 def release(found: list[Region]) -> int:
     """Give back the pages of the unchanged mappings among `found`; the bytes they span."""
+    try:
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+    except OSError:
+        return 0  # /proc not readable: keep every mapping as it is
     released = 0
-    for region in found:
-        mm = region.mm()
-        try:
-            if mm is not None and not mm.closed and _unchanged(region):
-                mm.madvise(mmap.MADV_DONTNEED)
-                released += region.length
-        except (OSError, ValueError):
-            continue  # /proc not readable, or the mapping went away: keep it as it is
+    try:
+        for region in found:
+            mm = region.mm()
+            try:
+                if mm is not None and not mm.closed and _unchanged(_page_flags(region, pagemap)):
+                    mm.madvise(mmap.MADV_DONTNEED)
+                    released += region.length
+            except (OSError, ValueError):
+                continue  # the mapping went away: keep it as it is
+    finally:
+        os.close(pagemap)
     return released
 
 
@@ -113,7 +128,7 @@ class HotShards:
 
     @classmethod
     def from_env(cls) -> HotShards:
-        return cls(int(float(os.environ.get(HOT_MB_ENV, DEFAULT_HOT_MB)) * 2**20))
+        return cls(int(float(os.environ.get(HOT_MB_ENV) or DEFAULT_HOT_MB) * 2**20))
 
     def touch(self, key: str, shard: object, size: int) -> list[tuple[str, object]]:
         old = self._hot.pop(key, None)

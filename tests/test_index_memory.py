@@ -378,26 +378,12 @@ def test_compaction_after_loading_reads_from_memory(entries, large, tmp_path, mo
     assert shard(r)._file is not None and shard(r)._file.rows == shard(r).n
 
 
-def resident_pages(region) -> int:
-    """Pages of a mapped index file present in this process (/proc/self/pagemap)."""
-    import mmap
-    import os
-
-    first, count = region.address // mmap.PAGESIZE, -(-region.length // mmap.PAGESIZE)
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        flags = np.frombuffer(os.pread(fd, 8 * count, 8 * first), dtype=np.uint64)
-    finally:
-        os.close(fd)
-    return int(np.count_nonzero(flags & np.uint64(1 << 63)))
-
-
 def test_only_recently_searched_municipalities_keep_their_index_pages(entries, tmp_path, monkeypatch):
     """Over many municipalities a worker keeps the mapped pages of the ones searched last
     (`residency.HotShards`) and gives the others' back; answers are the same, and a municipality
     edited since the load keeps its edit when it goes cold (its changed mapping is kept)."""
     from knowledge import retrieval
-    from knowledge.residency import HotShards, releaser
+    from knowledge.residency import HotShards, releaser, resident_pages
 
     monkeypatch.setattr(retrieval, "_MAPPED_BYTES", 1 << 12)
     towns = ("norrby", "söderby", "västby")
@@ -414,8 +400,8 @@ def test_only_recently_searched_municipalities_keep_their_index_pages(entries, t
             assert [(c.entry.id, round(c.score, 6)) for c in r.search(text, municipality=town, language="sv")] == want
         releaser().submit(lambda: None).result()  # the pages are given back by a thread of their own
         mapped = {t: r._shards[t].mapped()[0] for t in towns}
-        assert mapped[town] and sum(resident_pages(g) for g in mapped[town]) > 0
-        assert all(resident_pages(g) == 0 for t in towns if t != town for g in mapped[t]), "cold pages kept"
+        assert mapped[town] and resident_pages(mapped[town]) > 0
+        assert all(resident_pages(mapped[t]) == 0 for t in towns if t != town), "cold pages kept"
     question = "var lämnar jag grovsopor och gamla möbler"
     r.upsert(Entry(id="ny", municipality="norrby", questions={"sv": [question]}, answer={"sv": "På ÅVC."}))
     r.search(asked[0][0], municipality="söderby", language="sv")  # norrby goes cold, with its edit
