@@ -152,3 +152,18 @@ def test_a_small_shards_document_frequencies_take_kilobytes_not_a_dense_array():
     df = index.df
     assert df.dense is None and 0 < df.keys.nbytes + df.counts.nbytes < 200_000  # dense: 4 MB
     assert (df[np.array([0, 1, 2])] >= 0).all()
+
+
+def test_rows_features_are_the_featurizers_own():
+    """A row's features rebuilt from its word counts (`rows`: what a search scores) are the n-gram
+    frequencies the featurizer gives its text, also for rows with repeated words, shared n-grams
+    across words, and no words at all."""
+    lex, texts = _index(400)
+    texts = [*texts[:50], "", "hus hus husbil bilhus", "om om om"]
+    lex.append(texts[-3:])
+    positions = np.array([*range(50), 400, 401, 402])
+    got = lex.rows(positions)
+    want = lex.featurizer.transform(texts)
+    assert got.shape == want.shape
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    assert np.allclose(got.data, want.data)
