@@ -188,7 +188,14 @@ def _release_features(nnz: int) -> None:
         _feature_cache_free[0] += nnz
 
 
-def _row_dots(rows: sp.csr_matrix, feats: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _owners(rows: sp.csr_matrix) -> np.ndarray:
+    """The row of each non-zero."""
+    return np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+
+
+def _row_dots(
+    rows: sp.csr_matrix, feats: np.ndarray, weights: np.ndarray, owner: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row: sum of data * weight, and sum of weight, over the query's features it has.
 
     Works on the rows' non-zeros only, looking each up in a feature-indexed table that holds the
@@ -201,7 +208,7 @@ def _row_dots(rows: sp.csr_matrix, feats: np.ndarray, weights: np.ndarray) -> tu
         wh = table[rows.indices]
     finally:
         table[feats] = 0.0
-    owner = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    owner = _owners(rows) if owner is None else owner
     dot = np.bincount(owner, weights=rows.data * wh, minlength=rows.shape[0])
     cov = np.bincount(owner, weights=wh, minlength=rows.shape[0])
     return dot.astype(np.float32), cov.astype(np.float32)
@@ -214,6 +221,7 @@ def _widen(x: sp.csr_matrix, cols: int) -> sp.csr_matrix:
     return sp.csr_matrix((x.data, x.indices, x.indptr), shape=(x.shape[0], cols))
 
 
+IDF_TABLE_ROWS = 100_000  # rows from which every n-gram's idf is kept as one table (4 MB; `_idf_table`)
 DENSE_AT = N_FEATURES // 2  # n-grams seen above which document frequencies are a dense array
 
 
@@ -325,12 +333,26 @@ class LexicalIndex:
         self._tail_features: list[sp.csr_matrix] = []  # ... and as n-grams (scanned by `top`)
         self._tail: sp.csr_matrix | None = None
         self._norms = np.zeros(0, dtype=np.float32)
+        self._idf_all: np.ndarray | None = None  # `_idf_table`
 
     def __len__(self) -> int:
         return len(self._norms)
 
     def idf(self, features: np.ndarray) -> np.ndarray:
-        return (np.log((self.n_alive + 1.0) / (self.df[features] + 1.0)) + 1.0).astype(np.float32)
+        if len(self) >= IDF_TABLE_ROWS:
+            return self._idf_table()[features]
+        return self._idf(self.df[features])
+
+    def _idf(self, df: np.ndarray) -> np.ndarray:
+        return (np.log((self.n_alive + 1.0) / (df + 1.0)) + 1.0).astype(np.float32)
+
+    def _idf_table(self) -> np.ndarray:
+        """Every n-gram's idf, kept until the document frequencies change: a large shard's search
+        looks up ~200k of them (its candidate rows' norms), each a binary search or a scatter before."""
+        table = getattr(self, "_idf_all", None)
+        if table is None:
+            table = self._idf_all = self._idf(self.df[np.arange(N_FEATURES)])
+        return table
 
     def _words(self, texts: list[str]) -> sp.csr_matrix:
         """Word counts of `texts`, new words added to the vocabulary."""
@@ -377,6 +399,7 @@ class LexicalIndex:
         indptr = indptr.astype(np.int32 if total < 2**31 else np.int64)
         counts = grams.data[at] * np.repeat(row_words.data, lengths)
         x = sp.csr_matrix((counts, grams.indices[at], indptr), shape=(n_rows, N_FEATURES))
+        x.has_sorted_indices = False  # it has duplicates: no pass over them to find out
         x.sum_duplicates()  # sorted indices, as the hashing vectorizer gives them (norms sum in that order)
         x.data = 1.0 + np.log(x.data)
         return x
@@ -456,7 +479,7 @@ class LexicalIndex:
 
     def __getstate__(self) -> dict:  # a saved index does not carry the kept features (rebuilt when used)
         state = dict(self.__dict__)
-        state["_main_features"] = state["_main_features_release"] = None
+        state["_main_features"] = state["_main_features_release"] = state["_idf_all"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -488,14 +511,14 @@ class LexicalIndex:
             zero = np.zeros(len(positions), dtype=np.float32)
             return zero, zero
         rows = self.rows(positions)
-        dot, covered = _row_dots(rows, feats, weights)
-        return dot / self._current_norms(rows), covered / max(float(weights.sum()), 1e-9)
+        owner = _owners(rows)
+        dot, covered = _row_dots(rows, feats, weights, owner)
+        return dot / self._current_norms(rows, owner), covered / max(float(weights.sum()), 1e-9)
 
-    def _current_norms(self, rows: sp.csr_matrix) -> np.ndarray:
+    def _current_norms(self, rows: sp.csr_matrix, owner: np.ndarray) -> np.ndarray:
         """Rows' TF-IDF norms with today's idf: the stored ones were weighed with the n-gram
         frequencies of when each row was added, so scores would depend on the order of edits."""
         weighted = rows.data * self.idf(rows.indices)
-        owner = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
         norms = np.sqrt(np.bincount(owner, weights=weighted * weighted, minlength=rows.shape[0]))
         return np.maximum(norms, 1e-6).astype(np.float32)
 
@@ -648,6 +671,7 @@ class LexicalIndex:
         if x.nnz:
             self.df.add(x.indices, sign)
         self.n_alive += sign * x.shape[0]
+        self._idf_all = None
 
     def merge(self) -> None:
         """Move appended rows into the main (inverted) part."""

@@ -167,3 +167,36 @@ def test_rows_features_are_the_featurizers_own():
     assert got.shape == want.shape
     assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
     assert np.allclose(got.data, want.data)
+
+
+def test_a_large_shards_idf_table_scores_to_the_bit_and_follows_changes(monkeypatch):
+    """From `IDF_TABLE_ROWS` rows every n-gram's idf is kept as one table: the same scores to the
+    bit as idf looked up one by one, dropped when an append or a removal changes the frequencies,
+    and never saved."""
+    import pickle
+
+    import knowledge.lexical as lexical
+
+    query_text = "hur ansöker jag om bygglov för bryggan"
+    positions = np.arange(0, 2000, 3)
+
+    def scores(lex: LexicalIndex) -> list[float]:
+        cos, cov = lex.score_rows(lex.query(query_text), positions)
+        return [
+            *cos.tolist(),
+            *cov.tolist(),
+            *lex.top(lex.query(query_text), 10, np.ones(len(lex), bool), 500).tolist(),
+        ]
+
+    one_by_one, _ = _index(2000)
+    monkeypatch.setattr(lexical, "IDF_TABLE_ROWS", 1000)
+    tabled, _ = _index(2000)
+    assert scores(tabled) == scores(one_by_one) and tabled._idf_all is not None
+    assert pickle.loads(pickle.dumps(tabled))._idf_all is None
+    for lex in (one_by_one, tabled):
+        lex.append(["hur ansöker jag om bygglov för en brygga"])
+        lex.kill(np.array([7, 8]))
+    assert tabled._idf_all is None  # the frequencies changed: built again on the next search
+    assert scores(tabled) == scores(one_by_one)
+    monkeypatch.setattr(lexical, "IDF_TABLE_ROWS", 10**9)
+    assert scores(tabled) == scores(one_by_one)
