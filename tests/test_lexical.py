@@ -169,34 +169,34 @@ def test_rows_features_are_the_featurizers_own():
     assert np.allclose(got.data, want.data)
 
 
-def test_a_large_shards_idf_table_scores_to_the_bit_and_follows_changes(monkeypatch):
-    """From `IDF_TABLE_ROWS` rows every n-gram's idf is kept as one table: the same scores to the
-    bit as idf looked up one by one, dropped when an append or a removal changes the frequencies,
-    and never saved."""
+def test_a_large_index_scores_as_a_small_one_and_follows_changes(monkeypatch):
+    """From `IDF_TABLE_ROWS` rows (a large index) every n-gram's idf is kept as one table, rows are
+    divided by their saved norms (weighed with the idf of the last merge) and only the query's
+    n-grams are expanded: the scores of a small index (each row's n-grams rebuilt, today's idf), up
+    to rounding. The table is dropped when an edit changes the frequencies and is never saved; a
+    merge weighs the norms again."""
     import pickle
 
     import knowledge.lexical as lexical
 
-    query_text = "hur ansöker jag om bygglov för bryggan"
-    positions = np.arange(0, 2000, 3)
+    positions = np.arange(0, 2001, 3)
 
-    def scores(lex: LexicalIndex) -> list[float]:
-        cos, cov = lex.score_rows(lex.query(query_text), positions)
-        return [
-            *cos.tolist(),
-            *cov.tolist(),
-            *lex.top(lex.query(query_text), 10, np.ones(len(lex), bool), 500).tolist(),
-        ]
+    def scores(lex: LexicalIndex, large: bool) -> np.ndarray:
+        monkeypatch.setattr(lexical, "IDF_TABLE_ROWS", 1000 if large else 10**9)
+        return np.concatenate(lex.score_rows(lex.query("hur ansöker jag om bygglov för bryggan"), positions))
 
-    one_by_one, _ = _index(2000)
-    monkeypatch.setattr(lexical, "IDF_TABLE_ROWS", 1000)
-    tabled, _ = _index(2000)
-    assert scores(tabled) == scores(one_by_one) and tabled._idf_all is not None
-    assert pickle.loads(pickle.dumps(tabled))._idf_all is None
-    for lex in (one_by_one, tabled):
+    small, _ = _index(2000)
+    large, _ = _index(2000)
+    assert np.allclose(scores(large, True), scores(small, False), rtol=1e-5, atol=1e-7)
+    assert large._idf_all is not None and large._norms_fresh
+    assert pickle.loads(pickle.dumps(large))._idf_all is None
+    for lex in (small, large):
         lex.append(["hur ansöker jag om bygglov för en brygga"])
         lex.kill(np.array([7, 8]))
-    assert tabled._idf_all is None  # the frequencies changed: built again on the next search
-    assert scores(tabled) == scores(one_by_one)
-    monkeypatch.setattr(lexical, "IDF_TABLE_ROWS", 10**9)
-    assert scores(tabled) == scores(one_by_one)
+    assert large._idf_all is None  # the frequencies changed: built again on the next search
+    # Its norms still weigh with the idf before the edit: 2 of 2,000 rows fewer move it a little.
+    assert np.allclose(scores(large, True), scores(small, False), rtol=1e-2, atol=1e-3)
+    large.merge()
+    assert not large._norms_fresh
+    assert np.allclose(scores(large, True), scores(small, False), rtol=1e-5, atol=1e-7)
+    assert large._norms_fresh
