@@ -581,7 +581,8 @@ class LexicalIndex:
 
     def _current_norms(self, rows: sp.csr_matrix, owner: np.ndarray) -> np.ndarray:
         """Rows' TF-IDF norms with today's idf: the stored ones were weighed with the n-gram
-        frequencies of when each row was added, so scores would depend on the order of edits."""
+        frequencies of when each row was added, so a small index's scores would depend on the order
+        of edits (a large one divides by its stored norms, weighed again at each merge: `_large_norms`)."""
         weighted = rows.data * self.idf(rows.indices)
         norms = np.sqrt(np.bincount(owner, weights=weighted * weighted, minlength=rows.shape[0]))
         return np.maximum(norms, 1e-6).astype(np.float32)
