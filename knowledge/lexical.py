@@ -226,6 +226,14 @@ def _grouped(rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, n_cols: int
     return key // n_cols, key % n_cols, summed
 
 
+def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions of the ranges [start, start + length), one after another: many rows' non-zeros of a
+    sparse matrix gathered at once."""
+    lengths = lengths.astype(np.int64)
+    offsets = starts.astype(np.int64) - (np.cumsum(lengths) - lengths)
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(offsets, lengths)
+
+
 def _widen(x: sp.csr_matrix, cols: int) -> sp.csr_matrix:
     """Rows `x` with `cols` columns (the vocabulary grew since they were counted); no copy."""
     if x.shape[1] == cols:
@@ -233,7 +241,9 @@ def _widen(x: sp.csr_matrix, cols: int) -> sp.csr_matrix:
     return sp.csr_matrix((x.data, x.indices, x.indptr), shape=(x.shape[0], cols))
 
 
-IDF_TABLE_ROWS = 100_000  # rows from which every n-gram's idf is kept as one table (4 MB; `_idf_table`)
+# Rows from which an index is large: every n-gram's idf kept as one table (4 MB; `_idf_table`), candidate
+# rows scored over the query's n-grams only (`_query_dots`) and divided by saved norms (`_large_norms`).
+LARGE_INDEX_ROWS = 100_000
 DENSE_AT = N_FEATURES // 2  # n-grams seen above which document frequencies are a dense array
 
 
@@ -352,7 +362,7 @@ class LexicalIndex:
         return len(self._norms)
 
     def idf(self, features: np.ndarray) -> np.ndarray:
-        if len(self) >= IDF_TABLE_ROWS:
+        if len(self) >= LARGE_INDEX_ROWS:
             return self._idf_table()[features]
         return self._idf(self.df[features])
 
@@ -403,8 +413,7 @@ class LexicalIndex:
         grams = self._word_grams()
         lengths = np.diff(grams.indptr)[row_words.indices]
         total = int(lengths.sum())
-        ends = np.cumsum(lengths)
-        at = np.arange(total) + np.repeat(grams.indptr[row_words.indices] - (ends - lengths), lengths)
+        at = _spans(grams.indptr[row_words.indices], lengths)
         # Each row's pairs are already together (its words in order): CSR directly, no COO pass.
         n_rows = row_words.shape[0]
         word_row = np.repeat(np.arange(n_rows), np.diff(row_words.indptr))
@@ -523,7 +532,7 @@ class LexicalIndex:
         if not len(feats) or not len(positions):
             zero = np.zeros(len(positions), dtype=np.float32)
             return zero, zero
-        if len(self) >= IDF_TABLE_ROWS:
+        if len(self) >= LARGE_INDEX_ROWS:
             dot, covered = self._query_dots(feats, weights, positions)
             return dot / self._large_norms()[positions], covered / max(float(weights.sum()), 1e-9)
         rows = self.rows(positions)
@@ -547,11 +556,9 @@ class LexicalIndex:
         self.prepare()
         per_word = self._gram_columns(feats).tocsr()  # word -> its counts of the query's n-grams
         row_words = self._main[positions[main]]
-        lengths = np.diff(per_word.indptr)[row_words.indices].astype(np.int64)
-        total = int(lengths.sum())
-        if total:
-            starts = per_word.indptr[row_words.indices].astype(np.int64)
-            at = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        lengths = np.diff(per_word.indptr)[row_words.indices]
+        if lengths.any():
+            at = _spans(per_word.indptr[row_words.indices], lengths)
             owner = np.repeat(_owners(row_words), lengths)
             counts = per_word.data[at] * np.repeat(row_words.data, lengths)
             rows, query_col, summed = _grouped(owner, per_word.indices[at].astype(np.int64), counts, len(feats))
@@ -677,13 +684,11 @@ class LexicalIndex:
         self.prepare()
         per_word = self._gram_columns(feats).tocoo()  # (word, query n-gram, count in the word)
         cols = self._main_cols
-        starts, ends = cols.indptr[per_word.row], cols.indptr[per_word.row + 1]
-        lengths = (ends - starts).astype(np.int64)
-        total = int(lengths.sum())
-        if not total:
+        starts = cols.indptr[per_word.row]
+        lengths = cols.indptr[per_word.row + 1] - starts
+        if not lengths.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        offsets = np.cumsum(lengths) - lengths
-        at = np.arange(total, dtype=np.int64) + np.repeat(starts.astype(np.int64) - offsets, lengths)
+        at = _spans(starts, lengths)
         counts = cols.data[at] * np.repeat(per_word.data, lengths)
         query_col = np.repeat(per_word.col.astype(np.int64), lengths)
         rows, query_col, summed = _grouped(cols.indices[at], query_col, counts, len(feats))
@@ -699,7 +704,7 @@ class LexicalIndex:
             grams = self._word_grams()[: self._main.shape[1]]
             self._gram_ids = np.unique(grams.indices).astype(np.int32)
             self._main_grams = grams[:, self._gram_ids].tocsc()
-        if len(self) >= IDF_TABLE_ROWS:
+        if len(self) >= LARGE_INDEX_ROWS:
             self._large_norms()
 
     def _gram_columns(self, feats: np.ndarray) -> sp.csc_matrix:

@@ -329,6 +329,24 @@ def logged_in(browser, svc, name: str):
     return page
 
 
+def feedback_listed(svc, web, text: str) -> dict:
+    """A citizen asks `text` and says the waste collection answer did not help; the work list's new item
+    (within a minute)."""
+    before = {i["id"] for i in web.get("/api/v1/worklist?kind=negative_feedback").json()}
+    sid = svc.citizen("sv", text=text)
+    httpx.post(
+        f"{svc.url}/api/v1/internal/sessions/{sid}/feedback",
+        headers={"X-Internal-Token": svc.token},
+        json={"entry_id": "waste-collection-schedule", "helpful": False},
+    ).raise_for_status()
+    given = time.monotonic()
+    while not (new := [i for i in web.get("/api/v1/worklist?kind=negative_feedback").json() if i["id"] not in before]):
+        assert time.monotonic() - given < 60, "the feedback did not reach a list within a minute"
+        time.sleep(0.5)
+    (item,) = new
+    return item
+
+
 def show_feedback_only(page) -> None:
     """The filter: only answers that did not help (the seed also has an entry past its review date)."""
     kind = page.get_by_label("Typ")
@@ -367,17 +385,8 @@ def test_feedback_reaches_the_owner_and_its_status_is_visible_to_the_contact_cen
     (department,) = [d for d in web.get("/api/v1/admin/departments").json() if d["name"] == "Avfall och återvinning"]
     assert department["contacts"] == [{"name": "Ada Berg", "email": "ada@ekby.se"}]
     assert web.get("/api/v1/admin/owners/entries/waste-collection-schedule").json()["via"] == "topic"
-    sid = svc.citizen("sv", text=f"När töms soptunnan? Ring mig på {WORKLIST_PHONE}")
-    httpx.post(
-        f"{svc.url}/api/v1/internal/sessions/{sid}/feedback",
-        headers={"X-Internal-Token": svc.token},
-        json={"entry_id": "waste-collection-schedule", "helpful": False},
-    ).raise_for_status()
-    given = time.monotonic()
-    while not (items := web.get("/api/v1/worklist?kind=negative_feedback").json()):
-        assert time.monotonic() - given < 60, "the feedback did not reach a list within a minute"
-        time.sleep(0.5)
-    (item,) = items
+    item = feedback_listed(svc, web, f"När töms soptunnan? Ring mig på {WORKLIST_PHONE}")
+    assert [i["id"] for i in web.get("/api/v1/worklist?kind=negative_feedback").json()] == [item["id"]]
 
     agent = logged_in(browser, svc, "dora")
     show_feedback_only(agent)
@@ -440,18 +449,7 @@ def test_a_status_saved_while_the_list_loads_stays_saved_on_the_page(svc, browse
     list again after a save made while one was on its way, so the older list never shows the old
     status; `asked` drops it when it comes."""
     web = svc.staff(svc.agent("wilma", role="webmaster"))
-    before = {i["id"] for i in web.get("/api/v1/worklist?kind=negative_feedback").json()}
-    sid = svc.citizen("sv", text="När töms glasigloon?")
-    httpx.post(
-        f"{svc.url}/api/v1/internal/sessions/{sid}/feedback",
-        headers={"X-Internal-Token": svc.token},
-        json={"entry_id": "waste-collection-schedule", "helpful": False},
-    ).raise_for_status()
-    given = time.monotonic()
-    while not (new := [i for i in web.get("/api/v1/worklist?kind=negative_feedback").json() if i["id"] not in before]):
-        assert time.monotonic() - given < 60, "the feedback did not reach a list within a minute"
-        time.sleep(0.5)
-    (item,) = new
+    item = feedback_listed(svc, web, "När töms glasigloon?")
 
     page = logged_in(browser, svc, "wilma")
     status = page.get_by_label(f"Status för ärende {item['id']}")

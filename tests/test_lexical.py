@@ -170,7 +170,7 @@ def test_rows_features_are_the_featurizers_own():
 
 
 def test_a_large_index_scores_as_a_small_one_and_follows_changes(monkeypatch):
-    """From `IDF_TABLE_ROWS` rows (a large index) every n-gram's idf is kept as one table, rows are
+    """From `LARGE_INDEX_ROWS` rows (a large index) every n-gram's idf is kept as one table, rows are
     divided by their saved norms (weighed with the idf of the last merge) and only the query's
     n-grams are expanded: the scores of a small index (each row's n-grams rebuilt, today's idf), up
     to rounding. The table is dropped when an edit changes the frequencies and is never saved; a
@@ -182,7 +182,7 @@ def test_a_large_index_scores_as_a_small_one_and_follows_changes(monkeypatch):
     positions = np.arange(0, 2001, 3)
 
     def scores(lex: LexicalIndex, large: bool) -> np.ndarray:
-        monkeypatch.setattr(lexical, "IDF_TABLE_ROWS", 1000 if large else 10**9)
+        monkeypatch.setattr(lexical, "LARGE_INDEX_ROWS", 1000 if large else 10**9)
         return np.concatenate(lex.score_rows(lex.query("hur ansöker jag om bygglov för bryggan"), positions))
 
     small, _ = _index(2000)

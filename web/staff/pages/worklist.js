@@ -64,7 +64,7 @@ export function worklistPage(view, { user }) {
         history.replaceChildren(historyList(item));
         history.firstChild.open = Boolean(open);
         toast(t('staff_worklist_status_saved'));
-        if (loading) load(); // a list asked for before this save would show the old status: ask again
+        if (answered !== asked) load(); // a list asked for before this save would show the old status: ask again
         loadDigest();
       } catch (err) {
         select.value = item.status;
@@ -75,17 +75,12 @@ export function worklistPage(view, { user }) {
   }
 
   let asked = 0; // the latest list asked for: an older answer arriving late is dropped
-  let loading = 0; // lists asked for and not yet answered
+  let answered = 0; // the latest list whose answer came
   async function load() {
     const mine = ++asked;
-    loading += 1;
-    let items;
-    try {
-      items = await api('GET', `/worklist${query({ municipality: municipality.value, department_id: department.value,
-        status: status.value, kind: kind.value, history: true })}`);
-    } finally {
-      loading -= 1;
-    }
+    const items = await api('GET', `/worklist${query({ municipality: municipality.value, department_id: department.value,
+      status: status.value, kind: kind.value, history: true })}`);
+    answered = Math.max(answered, mine);
     if (mine !== asked) return;
     list.replaceChildren(table(t('staff_worklist_count', { count: items.length }),
       [t('staff_worklist_received'), t('staff_worklist_kind'), t('staff_worklist_department'), t('staff_worklist_text'),
