@@ -54,9 +54,11 @@ class ActionSessionSlots(Action):
         pending = tracker.get_slot("pending")
         behind = meta.get("direct")  # the service took the previous turn itself (conversations/direct.py)
         if isinstance(behind, dict):
-            pending = "feedback" if behind.get("answered") else None
+            pending = "feedback" if behind.get("answered") else "clarify" if behind.get("clarified") else None
             if behind.get("answered"):
                 events += [SlotSet("last_entry_id", str(behind["answered"])), SlotSet("candidates", None)]
+            elif behind.get("clarified"):
+                events.append(SlotSet("candidates", list(behind["clarified"])))
         if pending != tracker.get_slot("awaiting"):
             events.append(SlotSet("awaiting", pending))
         if pending is not None:

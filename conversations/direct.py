@@ -7,27 +7,30 @@ greeting, thanks or goodbye is one rule that says one response. Here Rasa's NLU 
 (`/model/parse`: intent only, no tracker); when the dialogue is at rest the service then sends what Rasa
 would have sent, to the byte (tests/test_e2e_dialogue.py compares both paths on the real Rasa):
 - a question the knowledge service answers: `action_answer`'s messages (actions/common.py send_answer);
+- a question it clarifies: `action_answer`'s "did you mean" buttons (actions/actions.py ActionAnswer._clarify);
 - an intent whose only rules are unconditioned `intent → utter_*` in data/rules.yml (greet, thanks,
   goodbye, bot_challenge today): that response of the domain in the citizen's language. Intents with a
   rule that has a condition (affirm, deny: they read what is pending) are Rasa's.
 
 Rasa stays the dialogue's owner:
-- anything else (a button's payload, a language the bot has no texts for, a clarify or no match, asking
-  for a person) goes through Rasa's whole turn as before; the NLU's result travels with it, so Rasa does
-  not parse twice, and an answer computed here is kept for the action's request;
+- anything else (a button's payload, a language the bot has no texts for, no match, asking for a person)
+  goes through Rasa's whole turn as before; the NLU's result travels with it, so Rasa does not parse
+  twice, and an answer computed here is kept for the action's request;
 - "at rest" means no form is running: the call-back form starts only where an action says so in its
   outputs (`handoff`/`closed`, `callback`/`started`) and ends with `callback`/`registered|not_saved|
   error`. Where the recent messages do not tell, Rasa has the turn (the safe side: slower, never wrong);
 - Rasa's tracker does not see a direct turn. Its last message keeps `direct` in its data (never shown),
   and the next turn Rasa has carries it: `action_session_slots` then sets what Rasa's own turn would have
-  left (after an answer `awaiting` feedback, `last_entry_id`, no candidates; after small talk nothing
-  pending), so the thumbs or a "no" mean what they mean after Rasa's own turn.
+  left (after an answer `awaiting` feedback, `last_entry_id`, no candidates; after a clarify `awaiting`
+  clarify and the candidates; after small talk nothing pending), so the thumbs, a button or a "no" mean
+  what they mean after Rasa's own turn.
 
 `KOMMUNCHATT_DIRECT_ANSWERS=0` sends every turn through Rasa.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +42,8 @@ from core.languages import CODES
 
 ENABLED_ENV = "KOMMUNCHATT_DIRECT_ANSWERS"
 QUESTION_INTENTS = frozenset({"ask", "nlu_fallback"})  # rules: both go to action_answer, whatever is pending
-TOP_K = 3  # what the action's `/api/v1/answer` request gets (knowledge.prefetch.DEFAULT_TOP_K)
+TOP_K = 3  # what the action's `/api/v1/answer` request gets (knowledge.prefetch.DEFAULT_TOP_K), and the
+# candidates a "did you mean" offers (actions/common.py MAX_CANDIDATES)
 # Messages looked back at for the latest marker: a few (the last turn's) first, more when those do not tell.
 RECENT = (6, 40)
 # The quiet thumbs under an answer (actions/common.py HELPED / NOT_HELPED).
@@ -174,9 +178,43 @@ def answer_outputs(texts: BotTexts, entry: dict, result: dict, language: str) ->
     return marked(outputs, entry.get("id"))
 
 
-def marked(outputs: list[dict], answered: str | None = None) -> list[dict]:
-    """A direct turn's outputs, the last one marked for `dialogue` (and from there Rasa's next turn)."""
-    return [*outputs[:-1], {**outputs[-1], "direct": {"answered": answered}}]
+def clarify_outputs(texts: BotTexts, answers: list[dict], result: dict, language: str) -> list[dict]:
+    """`action_answer`'s "did you mean" (actions/actions.py ActionAnswer._clarify): a button for each candidate
+    and "none of these", and the decision record; the mark carries the candidates as the `candidates` slot
+    keeps them (actions/actions.py _candidate), so choosing one needs no lookup."""
+    variation = texts.variation("utter_clarify", language) or {}
+    buttons = [*(variation.get("buttons") or []), *(_choose_button(a) for a in answers)]
+    buttons.append({"title": texts.text("utter_button_none_of_these", language) or "Inget av dessa",
+                    "payload": "/none_of_these"})
+    outputs = [
+        {"text": variation.get("text") or "", "buttons": buttons},
+        {"custom": {"kind": "clarify", "decision": "clarify", "entry_ids": [a.get("id") for a in answers]}},
+    ]
+    return marked(outputs, clarified=[_candidate(a, result) for a in answers])
+
+
+def _choose_button(entry: dict) -> dict:
+    payload = json.dumps({"entry_id": entry.get("id")}, separators=(",", ":"), ensure_ascii=False)
+    return {"title": str(entry.get("question") or entry.get("id")), "payload": "/choose_entry" + payload}
+
+
+def _candidate(entry: dict, result: dict) -> dict:
+    keys = ("id", "question", "text", "url", "score", "language")
+    return {**{k: entry.get(k) for k in keys}, "answer_language": result.get("answer_language"),
+            "notice": result.get("notice")}
+
+
+def clarifying(result: dict) -> list[dict] | None:
+    """The candidates `action_answer` would offer ("did you mean"), or None."""
+    answers = [a for a in result.get("answers") or [] if isinstance(a, dict)]
+    return answers[:TOP_K] if result.get("decision") == "clarify" and len(answers) > 1 else None
+
+
+def marked(outputs: list[dict], answered: str | None = None, clarified: list[dict] | None = None) -> list[dict]:
+    """A direct turn's outputs, the last one marked for `dialogue` (and from there Rasa's next turn):
+    `answered` the entry given, or `clarified` the candidates offered."""
+    behind = {"answered": answered, "clarified": clarified} if clarified else {"answered": answered}
+    return [*outputs[:-1], {**outputs[-1], "direct": behind}]
 
 
 def may_answer(text: str, language: str, state: Dialogue) -> bool:

@@ -202,8 +202,8 @@ class ChatService:
     async def _direct_turn(
         self, conv: dict, text: str, language: str, state: direct.Dialogue, metadata: dict
     ) -> list[dict] | None:
-        """What Rasa would say, when its NLU reads a question the knowledge service answers, or small talk its
-        rules answer with one response, and the dialogue is at rest (conversations/direct.py); else None, with
+        """What Rasa would say, when its NLU reads a question the knowledge service answers or clarifies, or small
+        talk its rules answer with one response, and the dialogue is at rest (conversations/direct.py); else None, with
         what was learnt on the way left for Rasa's turn."""
         if not direct.may_answer(text, language, state):
             return None
@@ -230,10 +230,14 @@ class ChatService:
         result = await (early or run_in_threadpool(answer))
         record_decision(result)
         entry = direct.answerable(result)
-        if entry is None:  # clarify or no match: Rasa's action asks for this very answer
-            self.knowledge.prefetch.keep(conv["id"], text, language, conv["municipality"], result, top_k=direct.TOP_K)
-            return None
-        return direct.answer_outputs(self.texts, entry, result, language)
+        if entry is not None:
+            return direct.answer_outputs(self.texts, entry, result, language)
+        candidates = direct.clarifying(result)
+        if candidates:
+            return direct.clarify_outputs(self.texts, candidates, result, language)
+        # no match: Rasa's action (topics, the failure count) asks for this very answer
+        self.knowledge.prefetch.keep(conv["id"], text, language, conv["municipality"], result, top_k=direct.TOP_K)
+        return None
 
     async def _ask_rasa(self, conversation_id: str, text: str, metadata: dict, language: str,
                         message_id: int = 0, within: float = ANSWER_WITHIN_S) -> list[dict]:

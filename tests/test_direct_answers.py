@@ -155,18 +155,42 @@ def test_a_question_in_another_language_gets_the_swedish_notice_first(app):
     assert messages[-1]["custom"]["answer_language"] == "sv" and messages[-1]["custom"]["language"] == "fi"
 
 
-def test_what_is_not_a_plain_answer_goes_to_rasa_with_the_nlu_result_and_the_answer_kept(app):
+def test_a_clarify_is_the_services_and_rasas_next_turn_gets_the_candidates(app):
     client, c = app
     rasa = c.rasa
     sid = session(client)
-    broad = next(t for t in ("förskola", "sopor", "avgift", "hemtjänst")
-                 if first_answer(c, t, "sv")["decision"] != "answer")
+    broad = next(t for t in ("ansöka", "tider", "skola", "barn", "taxa")
+                 if first_answer(c, t, "sv")["decision"] == "clarify")
+    candidates = first_answer(c, broad, "sv")["answers"]
+    assert len(candidates) > 1  # a clarify with one candidate is an answer
     sent = len(rasa.sent)
-    say(client, sid, broad)
-    assert len(rasa.sent) == sent + 1 and rasa.metadata[-1]["parse_data"]["text"] == broad
+    question, record = say(client, sid, broad)["messages"]
+    assert len(rasa.sent) == sent  # NLU only, no Rasa turn
+    assert question["text"] == domain_responses("utter_clarify", "sv")[0]
+    assert [b["title"] for b in question["buttons"]] == [
+        *(a["question"] for a in candidates), domain_responses("utter_button_none_of_these", "sv")[0]]
+    chosen = candidates[1]
+    assert question["buttons"][1]["payload"] == '/choose_entry{"entry_id":"' + chosen["id"] + '"}'
+    assert record["custom"] == {"kind": "clarify", "decision": "clarify", "entry_ids": [a["id"] for a in candidates]}
+
+    say(client, sid, question["buttons"][1]["payload"])  # Rasa's turn, told the candidates the service offered
+    clarified = rasa.metadata[-1]["direct"]["clarified"]
+    assert [a["id"] for a in clarified] == [a["id"] for a in candidates]
+    assert clarified[1]["text"] == chosen["text"] and clarified[1]["url"] == chosen.get("url")
+
+
+def test_no_match_goes_to_rasa_with_the_nlu_result_and_the_answer_kept(app):
+    client, c = app
+    rasa = c.rasa
+    sid = session(client)
+    unanswerable = next(t for t in ("Vem vann fotbolls-VM 1994?", "Kan du rekommendera ett recept på lasagne?")
+                        if first_answer(c, t, "sv")["decision"] == "handoff")
+    sent = len(rasa.sent)
+    say(client, sid, unanswerable)
+    assert len(rasa.sent) == sent + 1 and rasa.metadata[-1]["parse_data"]["text"] == unanswerable
     # The action's request for the same answer takes the one computed already.
-    kept = client.post("/api/v1/answer", json={"text": broad, "language": "sv", "session_id": sid}).json()
-    assert kept["decision"] == first_answer(c, broad, "sv")["decision"]
+    kept = client.post("/api/v1/answer", json={"text": unanswerable, "language": "sv", "session_id": sid}).json()
+    assert kept["decision"] == "handoff"
     assert not c.knowledge.prefetch._items  # taken, not left behind
 
     for text in ("ja", "/affirm"):  # what reads what is pending, and a button's payload: Rasa's turn

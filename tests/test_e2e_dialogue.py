@@ -289,11 +289,12 @@ def rasa_turn(system, text: str, language: str) -> list[dict]:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_direct_turns_say_what_rasas_own_turn_says_and_the_thumbs_reach_the_entry(system, language):
-    """Issue 18: the service takes a greeting and a question it answers itself after Rasa's NLU
-    (conversations/direct.py); the citizen gets what Rasa's whole turn sends for the same message, to the
+    """Issue 18: the service takes a greeting, a question it clarifies and one it answers itself after Rasa's
+    NLU (conversations/direct.py); the citizen gets what Rasa's whole turn sends for the same message, to the
     byte, and the thumbs under the answer (Rasa's turn) are feedback on that entry."""
     citizen = Citizen(system.service_url, language)
-    for text in (SMALL_TALK[language][0], ENTRIES["bulky-waste"].first_question(language)):
+    broad, _ = first_decided(system, BROAD[language], language, "clarify")
+    for text in (SMALL_TALK[language][0], broad, ENTRIES["bulky-waste"].first_question(language)):
         reply = citizen.say(text)
         direct = [(m["text"], m.get("buttons"), m.get("custom")) for m in reply["messages"]]
         rasa = [(m.get("text") or "", m.get("buttons"), m.get("custom")) for m in rasa_turn(system, text, language)]
@@ -569,13 +570,15 @@ def actions_without_service(system):
 
 
 def test_knowledge_service_unreachable_apology_and_a_person(system):
-    """The action server cannot reach the service: a question Rasa's action answers (a broad one, clarified;
-    a plain answer is the service's own, conversations/direct.py) gets an apology and a way to a person."""
+    """The action server cannot reach the service: a question Rasa's action answers (one nothing matches;
+    answers and clarifies are the service's own, conversations/direct.py) gets an apology and a way to a
+    person."""
     citizens = {language: Citizen(system.service_url, language) for language in LANGUAGES}
-    broad = {language: first_decided(system, BROAD[language], language, "clarify")[0] for language in LANGUAGES}
+    unmatched = {language: first_decided(system, UNANSWERABLE[language], language, "handoff")[0]
+                 for language in LANGUAGES}
     with actions_without_service(system):  # one outage for all three languages
         for language, citizen in citizens.items():
-            reply = citizen.say(broad[language])
+            reply = citizen.say(unmatched[language])
             [apology] = with_buttons(reply)
             assert apology["text"] == said("utter_service_error", language)
             assert apology["buttons"] == buttons("utter_service_error", language)
@@ -612,25 +615,31 @@ def tracker_rows(system, session_id: str) -> list[str]:
         engine.dispose()
 
 
-def test_rasa_never_sees_personal_data_and_erase_and_retention_purge_its_tracker(system, admin):
-    """Masked before Rasa: the tracker Rasa serves and the rows it stores hold placeholders only. Erasing
-    the citizen removes the session from Rasa's store; a municipality keeping no transcripts (retention 0)
-    loses the ended chat from both stores at the next retention pass."""
-    said_text = f"Mitt personnummer är {PNR}, ring {PHONE} eller mejla {EMAIL}. När hämtas soporna?"
+def test_rasa_never_sees_personal_data_and_erase_and_retention_purge_its_tracker(system, admin, closed_municipality):
+    """Masked before Rasa: the tracker Rasa serves and the rows it stores hold placeholders only, for a message
+    and for the call-back form's answers. Erasing the citizen removes the session from Rasa's store; a
+    municipality keeping no transcripts (retention 0) loses the ended chat from both stores at the next
+    retention pass."""
+
+    def tracker(citizen: Citizen) -> tuple[str, str]:
+        served = httpx.get(f"http://127.0.0.1:{system.rasa_port}/conversations/{citizen.session_id}/tracker",
+                           params={"token": system.token}, timeout=10).json()
+        return json.dumps(served, ensure_ascii=False), "\n".join(tracker_rows(system, citizen.session_id))
+
+    # Asking for a person is Rasa's turn (answers and clarifies are the service's: conversations/direct.py).
     citizen = Citizen(system.service_url)
-    citizen.say(said_text)
-    served = json.dumps(
-        httpx.get(
-            f"http://127.0.0.1:{system.rasa_port}/conversations/{citizen.session_id}/tracker",
-            params={"token": system.token},
-            timeout=10,
-        ).json(),
-        ensure_ascii=False,
-    )
-    stored = "\n".join(tracker_rows(system, citizen.session_id))
+    assert citizen.say(f"jag vill prata med en människa, mitt personnummer är {PNR}")["state"] == "queued"
+    served, stored = tracker(citizen)
     assert stored and "[personnummer]" in served
+    # The call-back form (a contact centre that is closed) has Rasa's every turn.
+    caller = Citizen(system.service_url, municipality=closed_municipality)
+    assert said("utter_ask_callback_name", "sv") in texts(caller.say(ASK_PERSON["sv"][0]))
+    for answer in ("Anna", PHONE, f"Mejla mig på {EMAIL}, personnummer {PNR}"):
+        caller.say(answer)
+    caller_served, caller_stored = tracker(caller)
+    assert "[telefonnummer]" in caller_served and "[e-post]" in caller_served, caller_served
     for secret in (PNR, "19121212", PHONE, "123 45 67", EMAIL):
-        assert secret not in served and secret not in stored, secret
+        assert secret not in served + caller_served and secret not in stored + caller_stored, secret
 
     erased = admin.post("/api/v1/admin/privacy/erase", json={"identifier": PNR})
     assert erased.status_code == 200 and citizen.session_id in erased.json()["conversations"], erased.text
