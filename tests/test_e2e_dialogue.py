@@ -605,6 +605,26 @@ def test_forged_choose_entry_payload_is_not_trusted(system):
 PNR, PHONE, EMAIL = "19121212-1212", "070-123 45 67", "anna.svensson@example.se"
 
 
+# (a request for a person, a question) with contact details, which Rasa reads masked (core/privacy.py).
+WITH_CONTACT = {
+    "sv": (f"jag vill prata med en människa, ring mig på {PHONE}", f"Mitt personnummer är {PNR}. När hämtas soporna?"),
+    "en": (f"can I talk to a real person? my number is {PHONE}", f"my email is {EMAIL}, when is my bin emptied?"),
+    "ar": (f"اريد التحدث مع موظف، رقم هاتفي {PHONE}", f"بريدي الإلكتروني {EMAIL}، متى تأتي سيارة القمامة؟"),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_contact_details_do_not_change_what_a_message_asks(system, agent, language):
+    """A citizen who asks for a person and gives a phone number is queued; one who gives an e-mail address or
+    a personnummer with a question gets the bot's answer (or "did you mean"), not a person."""
+    person, question = WITH_CONTACT[language]
+    asker = Citizen(system.service_url, language)
+    reply = asker.say(question)
+    assert reply["state"] == "bot" and (customs(reply, "answer") or customs(reply, "clarify")), reply
+    citizen = Citizen(system.service_url, language)
+    assert_queued(citizen, citizen.say(person), language, "requested", agent)
+
+
 def tracker_rows(system, session_id: str) -> list[str]:
     """The raw rows Rasa's SQL tracker store keeps for a session (its own SQLite file here)."""
     engine = make_engine(f"sqlite:///{system.data_dir / 'rasa-tracker.db'}")
