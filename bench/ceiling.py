@@ -27,7 +27,7 @@ import sys
 import numpy as np
 
 from bench.generalisation import FIT_PROTOCOLS, embedder_for, indexed, protocols
-from knowledge.decision import SIGNALS, decide, probability, signals
+from knowledge.decision import SIGNALS, decide, signals
 from knowledge.language import detect_language
 from knowledge.lexical import reads_as_words
 from knowledge.retrieval import QUESTION, Candidate
@@ -69,11 +69,10 @@ def searched(retriever, messages: list[dict], settings) -> list[dict]:
         cands = retriever.search(d["text"], language=lang, top_k=10)
         words = reads_as_words(d["text"], lang, retriever.vocabulary)
         gold = d.get("expected")
+        decision = decide(cands, lang, settings, words=words)
         row = {"answerable": bool(gold), "right": bool(gold and cands and cands[0].entry.id == gold),
-               "answered": decide(cands, lang, settings, words=words).decision == "answer", "x": None, "p": 0.0}
+               "answered": decision.decision == "answer", "x": None, "p": decision.explain.get("probability", 0.0)}
         if cands and words:
-            values = signals(cands, lang)
-            row["p"] = max(probability(values, settings, "answer"), probability(values, settings, "standout"))
             row["x"] = features(d["text"], lang, cands)
         out.append(row)
     return out

@@ -197,14 +197,18 @@ def first_decided(system, texts_: list[str], language: str, wanted: str) -> tupl
     )
 
 
-def rasa_actions(system, session_id: str) -> list[str]:
-    """The actions Rasa ran in a conversation (from its tracker)."""
-    tracker = httpx.get(
+def served_tracker(system, session_id: str) -> dict:
+    """The tracker Rasa serves for a conversation."""
+    return httpx.get(
         f"http://127.0.0.1:{system.rasa_port}/conversations/{session_id}/tracker",
         params={"token": system.token},
         timeout=10,
     ).json()
-    return [e["name"] for e in tracker["events"] if e["event"] == "action"]
+
+
+def rasa_actions(system, session_id: str) -> list[str]:
+    """The actions Rasa ran in a conversation (from its tracker)."""
+    return [e["name"] for e in served_tracker(system, session_id)["events"] if e["event"] == "action"]
 
 
 def assert_queued(citizen: Citizen, reply: dict, language: str, reason: str, agent: httpx.Client) -> None:
@@ -642,9 +646,8 @@ def test_rasa_never_sees_personal_data_and_erase_and_retention_purge_its_tracker
     retention pass."""
 
     def tracker(citizen: Citizen) -> tuple[str, str]:
-        served = httpx.get(f"http://127.0.0.1:{system.rasa_port}/conversations/{citizen.session_id}/tracker",
-                           params={"token": system.token}, timeout=10).json()
-        return json.dumps(served, ensure_ascii=False), "\n".join(tracker_rows(system, citizen.session_id))
+        served = json.dumps(served_tracker(system, citizen.session_id), ensure_ascii=False)
+        return served, "\n".join(tracker_rows(system, citizen.session_id))
 
     # Asking for a person is Rasa's turn (answers and clarifies are the service's: conversations/direct.py).
     citizen = Citizen(system.service_url)
