@@ -27,6 +27,13 @@ export async function api(method, path, body) {
   return data;
 }
 
+// Only the newest of overlapping loads may fill a page: an older answer arriving late (the first listing
+// after a search, the last municipality after a change) would show results nobody asked for any more.
+export function newest() {
+  let latest = 0;
+  return () => { const mine = ++latest; return () => mine === latest; };
+}
+
 export function query(params) {
   const parts = Object.entries(params).filter(([, v]) => v !== '' && v !== null && v !== undefined)
     .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`);

@@ -1,6 +1,6 @@
 // Canned responses: what agents insert with /shortcut, per municipality, with a text per language.
 import { t } from '../../agent/texts.js';
-import { api, el, field, languageName, page, problemsList, query, table, toast } from '../ui.js';
+import { api, el, field, languageName, newest, page, problemsList, query, table, toast } from '../ui.js';
 
 export async function municipalityChoices(user) {
   if (user.role !== 'admin') return (user.municipalities || []).map((id) => ({ id, name: id }));
@@ -49,8 +49,11 @@ export function cannedPage(view, { user }) {
     };
   }
 
+  const begin = newest();
   async function load() {
+    const current = begin();
     const items = await api('GET', `/handoff/canned${query({ municipality: municipality.value })}`);
+    if (!current()) return;
     list.replaceChildren(table(t('staff_canned_count', { count: items.length }),
       [t('staff_canned_shortcut'), t('staff_title'), t('staff_languages'), ''],
       items.map((item) => [`/${item.shortcut}`, item.title, Object.keys(item.texts).join(', '),

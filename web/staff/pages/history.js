@@ -2,7 +2,7 @@
 // one conversation's whole transcript, as the console shows it, and the citizen's other chats.
 import { present } from '../../agent/transcript.js';
 import { label, t } from '../../agent/texts.js';
-import { api, el, field, languageName, page, query, table, when } from '../ui.js';
+import { api, el, field, languageName, newest, page, query, table, when } from '../ui.js';
 
 const STATES = ['', 'bot', 'queued', 'agent', 'closed'];
 
@@ -25,14 +25,16 @@ export function historyPage(view, { user, arg }) {
   if (user.role === 'admin') api('GET', '/admin/municipalities').then((rows) => municipality.append(
     ...rows.map((m) => el('option', { value: m.id, text: m.name })))).catch(() => null);
 
+  const begin = newest();
   async function load() {
+    const current = begin();
     const params = { q: q.value.trim(), contact: contact.value.trim(), municipality: municipality.value,
       state: state.value, date_from: from.value, date_to: to.value, limit: 100 };
     try {
       const data = await api('GET', `/handoff/history${query(params)}`);
-      results.replaceChildren(resultsTable(data));
+      if (current()) results.replaceChildren(resultsTable(data));
     } catch (err) {
-      results.replaceChildren(el('p', { class: 'error', text: err.message }));
+      if (current()) results.replaceChildren(el('p', { class: 'error', text: err.message }));
     }
   }
   load();

@@ -3,7 +3,7 @@
 // weekly digest follow these choices.
 import { t } from '../../agent/texts.js';
 import { municipalityChoices } from './canned.js';
-import { api, el, field, page, problemsList, query, table, toast } from '../ui.js';
+import { api, el, field, newest, page, problemsList, query, table, toast } from '../ui.js';
 
 /** "Ada Berg, ada@kommun.se" lines as contacts, and back. */
 function parseContacts(text) {
@@ -113,8 +113,11 @@ export function ownersPage(view, { user }) {
           onclick: () => owned(api('DELETE', `/admin/owners/entries/${encodeURIComponent(o.key)}${m()}`)) })])), add);
   }
 
+  const begin = newest();
   async function load() {
+    const current = begin();
     const [list, ownership] = await Promise.all([api('GET', `/admin/departments${m()}`), api('GET', `/admin/owners${m()}`)]);
+    if (!current()) return;
     departments = list;
     showDepartments(ownership);
     showTopics(ownership);

@@ -4,7 +4,7 @@
 // first load sends no dates, and the server's default period (the last 7 days up to the municipality's
 // today) fills the date fields, so a chat at 00:30 Swedish time is on the day a Swede expects.
 import { label, t } from '../../agent/texts.js';
-import { api, el, field, languageName, page, query, seconds, table } from '../ui.js';
+import { api, el, field, languageName, newest, page, query, seconds, table } from '../ui.js';
 
 export function reportsPage(view) {
   const from = el('input', { type: 'date' });
@@ -22,17 +22,17 @@ export function reportsPage(view) {
   const stat = (s) => (s.count ? `${seconds(s.median)} / ${seconds(s.p90)}` : '–');
   const satisfaction = (s) => (s.count ? `${s.mean.toFixed(1)} (${s.count})` : '–');
 
-  let latest = 0; // only the newest request fills the page
+  const begin = newest();
   async function load() {
-    const mine = ++latest;
+    const current = begin();
     const asked = [from.value, to.value];
     try {
       const sum = await api('GET', `/reports/summary${query({ date_from: asked[0], date_to: asked[1], group_by: group.value })}`);
-      if (mine !== latest) return;
+      if (!current()) return;
       if (from.value === asked[0]) from.value = sum.from; // an empty field: the server's default period
       if (to.value === asked[1]) to.value = sum.to; // (not over what the user typed meanwhile)
       const per = await api('GET', `/reports/agents${query({ date_from: sum.from, date_to: sum.to, tz: sum.timezone })}`);
-      if (mine !== latest) return;
+      if (!current()) return;
       summary.replaceChildren(el('h2', { text: t('staff_reports_summary') }),
         table(t('staff_reports_summary'), [t(`staff_group_${group.value}`), t('staff_reports_conversations'),
           t('staff_reports_answered'), t('staff_reports_wait'), t('staff_reports_first_response'),
