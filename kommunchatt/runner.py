@@ -446,15 +446,25 @@ def main() -> int:
         system.stop()
         return 130
     _print_ready(system, steps)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        system.supervisor.run()
-        return 0
-    except KeyboardInterrupt:
-        print("\nstopping ...")
+        _supervise_until_signalled(system.supervisor)
+        print("\nstopping ...", flush=True)
         return 0
     finally:
         system.stop()
+
+
+def _supervise_until_signalled(supervisor: Supervisor, every: float = 0.5) -> None:
+    """Supervise in the foreground until Ctrl-C or SIGTERM. The handlers only note the signal: a
+    KeyboardInterrupt raised wherever the main thread happens to be can land just after a lock was taken
+    and before the `with` that releases it (an Event's, inside `Event.wait`); stopping then waited for that
+    lock forever and the three processes were left running (a test of Ctrl-C saw it once)."""
+    signalled: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: signalled.append(signum))
+    while not signalled:
+        supervisor.check()
+        time.sleep(every)
 
 
 if __name__ == "__main__":
