@@ -53,6 +53,12 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
     return node;
   }
   function muni() { return $("municipality").value || "default"; }
+  // Only the newest of overlapping loads may fill a view: an older answer arriving late (a search typed
+  // further, a period or municipality changed meanwhile) would show results nobody asked for any more.
+  function newest() {
+    var latest = 0;
+    return function () { var mine = ++latest; return function () { return mine === latest; }; };
+  }
   function q(params) {
     params = Object.assign({ municipality: muni() }, params || {});
     return "?" + Object.keys(params).filter(function (k) { return params[k] !== "" && params[k] != null; })
@@ -177,9 +183,11 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
         field("entry-missing", t("workshop_translation"), missing),
         h("div", {}, [h("a", { "class": "button", href: "#new", text: t("workshop_new_entry") })])
       ]), list]);
-    var timer;
+    var timer, begin = newest();
     function load() {
+      var current = begin();
       api("GET", "/admin/entries" + q({ q: search.value, missing: missing.value })).then(function (data) {
+        if (!current()) return;
         list.replaceChildren(table(t("workshop_entries_count", { n: data.entries.length }), ["workshop_col_entry", "workshop_col_question",
           "workshop_col_languages", "workshop_col_missing", "workshop_col_stale", "workshop_col_review_by", "workshop_col_changed"].map(function (k) { return t(k); }),
           data.entries.map(function (e) {
@@ -457,9 +465,11 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
     page(t("workshop_nav_unanswered"), [
       h("p", { "class": "muted", text: t("workshop_unanswered_intro") }),
       h("div", { "class": "toolbar" }, [field("gap-days", t("workshop_period"), days)]), list]);
-    var allEntries = [];
+    var allEntries = [], begin = newest();
     function load() {
+      var current = begin();
       Promise.all([api("GET", "/admin/unanswered" + q({ days: days.value })), api("GET", "/admin/entries" + q())]).then(function (res) {
+        if (!current()) return;
         allEntries = res[1].entries;
         var groups = res[0].groups;
         if (!groups.length) { list.replaceChildren(h("p", { text: t("workshop_no_unanswered") })); return; }
@@ -753,8 +763,11 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
     var body = h("div", {});
     var settings = h("form", { "class": "card", id: "cost-form" });
     page(t("workshop_nav_dashboard"), [h("div", { "class": "toolbar" }, [field("dash-days", t("workshop_period"), days)]), body, settings]);
+    var begin = newest();
     function load() {
+      var current = begin();
       api("GET", "/admin/dashboard" + q({ days: days.value })).then(function (d) {
+        if (!current()) return;
         var pct = d.deflection_rate == null ? "–" : Math.round(d.deflection_rate * 100) + " %";
         var sat = d.satisfaction.average == null ? "–" : t("workshop_out_of_five", { value: d.satisfaction.average.toFixed(1) });
         var money = new Intl.NumberFormat(language() === "sv" ? "sv-SE" : "en-GB", { maximumFractionDigits: 0 }).format(d.saving.amount) + " " + d.saving.currency;

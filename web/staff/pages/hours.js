@@ -1,7 +1,7 @@
 // Opening hours per municipality: when people answer (a chat outside them offers a call-back instead).
 // One line per weekday, "08:00-12:00, 13:00-16:30" (empty: closed), and holidays, one date per line.
 import { t } from '../../agent/texts.js';
-import { api, el, field, page, problemsList, toast } from '../ui.js';
+import { api, el, field, newest, page, problemsList, toast } from '../ui.js';
 import { municipalityChoices } from './canned.js';
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -19,8 +19,11 @@ export function hoursPage(view, { user }) {
   const status = el('p', { role: 'status' });
   page(view, t('staff_nav_hours'), el('div', { class: 'toolbar' }, field(t('staff_municipality'), municipality)), status, form);
 
+  const begin = newest();
   async function load() {
+    const current = begin(); // a late answer for the municipality chosen before would fill this one's form
     const data = await api('GET', `/admin/municipalities/${encodeURIComponent(municipality.value)}/opening-hours`);
+    if (!current()) return;
     const hours = data.opening_hours || { timezone: 'Europe/Stockholm', weekly: {}, holidays: [] };
     status.textContent = data.open ? t('staff_hours_open_now') : t('staff_hours_closed_now');
     const zone = el('input', { value: hours.timezone || 'Europe/Stockholm' });

@@ -1,6 +1,6 @@
 // Municipalities: the name citizens see, the languages offered, the dashboard's currency and costs.
 import { t } from '../../agent/texts.js';
-import { api, el, field, languageName, page, problemsList, table, toast } from '../ui.js';
+import { api, el, field, languageName, newest, page, problemsList, table, toast } from '../ui.js';
 import { offeredLanguages } from './canned.js';
 
 export function municipalitiesPage(view) {
@@ -40,8 +40,11 @@ export function municipalitiesPage(view) {
     };
   }
 
+  const begin = newest();
   async function load() {
+    const current = begin();
     const rows = await api('GET', '/admin/municipalities');
+    if (!current()) return;
     list.replaceChildren(table(t('staff_municipalities_count', { count: rows.length }),
       [t('staff_municipality_id'), t('staff_name'), t('staff_languages_offered'), t('staff_currency'), ''],
       rows.map((m) => [m.id, m.name, (m.settings.languages || []).map(languageName).join(', ') || t('staff_all'), m.settings.currency || 'SEK',

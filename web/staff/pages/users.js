@@ -1,6 +1,6 @@
 // Staff users: who may log in, with which role, languages, municipalities and how many chats at once.
 import { t } from '../../agent/texts.js';
-import { api, el, field, languageName, page, problemsList, table, toast } from '../ui.js';
+import { api, el, field, languageName, newest, page, problemsList, table, toast } from '../ui.js';
 import { municipalityChoices, offeredLanguages } from './canned.js';
 
 const ROLES = ['agent', 'webmaster', 'admin'];
@@ -55,8 +55,11 @@ export function usersPage(view, { user: me }) {
     };
   }
 
+  const begin = newest();
   async function load() {
+    const current = begin();
     const users = await api('GET', '/admin/users');
+    if (!current()) return;
     list.replaceChildren(table(t('staff_users_count', { count: users.length }),
       [t('staff_username'), t('staff_display_name'), t('staff_role'), t('staff_languages'), t('staff_municipalities'),
         t('staff_max_chats'), t('staff_user_active'), ''],
