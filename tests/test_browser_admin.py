@@ -15,12 +15,14 @@ from playwright.sync_api import expect
 
 from tests.conftest import ROOT
 from tests.test_workshop_helpers import (
+    answer_late,
     axe_violations,
     chromium,
     make_user,
     other_origin_page,
     service_only,
     store_conversation,
+    wait_for_late_answer,
 )
 
 pytestmark = pytest.mark.browser
@@ -77,32 +79,14 @@ def test_entries_list_search_and_accessibility(admin):
     shot(admin, "admin-entries.png")
 
 
-# The workshop's answer to a search for "bygglov" comes 1.5 s late, after the webmaster typed on.
-SLOW_FIRST_SEARCH = """
-const realFetch = window.fetch;
-window.fetch = async (url, options) => {
-  const response = await realFetch(url, options);
-  if (String(url).includes('q=bygglov')) {
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    setTimeout(() => { window.slowSearchShown = true; }, 100);
-  }
-  return response;
-};
-"""
-
-
 def test_a_late_answer_to_an_earlier_search_does_not_replace_the_newest(admin):
-    admin.evaluate(SLOW_FIRST_SEARCH)
+    answer_late(admin, "q=bygglov")  # comes after the webmaster typed on
     search = admin.get_by_label("Sök i frågor, svar och taggar")
     search.fill("bygglov")
     admin.wait_for_timeout(600)  # past the search box's pause, so "bygglov" is asked
     search.fill("soptunnan")
     expect(admin.get_by_role("link", name="waste-collection-schedule")).to_be_visible()
-    for _ in range(100):  # the page's CSP forbids wait_for_function's eval; evaluate is the devtools'
-        if admin.evaluate("window.slowSearchShown === true"):
-            break
-        admin.wait_for_timeout(100)
-    assert admin.evaluate("window.slowSearchShown === true")
+    wait_for_late_answer(admin)
     expect(admin.get_by_role("link", name="building-permit-general")).to_have_count(0)
     expect(admin.get_by_role("link", name="waste-collection-schedule")).to_be_visible()
 

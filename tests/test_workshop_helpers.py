@@ -154,3 +154,32 @@ def store_conversation(engine, language: str, turns: list[tuple], days_ago: floa
             .values(created_at=time.time() - days_ago * 86400, **columns)
         )
     return conv["id"]
+
+
+LATE_ANSWERS = """([part, ms]) => {
+  const realFetch = window.fetch;
+  window.lateAnswerShown = false;
+  window.fetch = async (url, options) => {
+    const response = await realFetch(url, options);
+    if (String(url).includes(part)) {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      setTimeout(() => { window.lateAnswerShown = true; }, 100);
+    }
+    return response;
+  };
+}"""
+
+
+def answer_late(page, url_part: str, seconds: float = 1.5) -> None:
+    """Answers to the page's requests whose URL contains `url_part` reach it `seconds` late, as on a loaded
+    machine: for the races where an older answer arrives after a newer one."""
+    page.evaluate(LATE_ANSWERS, [url_part, seconds * 1000])
+
+
+def wait_for_late_answer(page, timeout_s: float = 10.0) -> None:
+    """Until the page has had a late answer (and 0.1 s to show it). Polls with evaluate: the workshop's CSP
+    forbids the eval that wait_for_function needs."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate("window.lateAnswerShown === true"):
+        assert time.monotonic() < deadline, f"no late answer within {timeout_s} s"
+        page.wait_for_timeout(100)

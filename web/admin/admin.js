@@ -5,6 +5,7 @@
  * staff pages choose (web/agent/texts.js: the staff member's choice, else the browser's, else Swedish).
  */
 import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t, translatePage } from "../agent/texts.js";
+import { newest } from "../staff/ui.js"; // only the newest of overlapping loads fills a view
 
 (function () {
   "use strict";
@@ -53,12 +54,6 @@ import { STAFF_LANGUAGES, chooseLanguage, language, loadTexts, staffLanguage, t,
     return node;
   }
   function muni() { return $("municipality").value || "default"; }
-  // Only the newest of overlapping loads may fill a view: an older answer arriving late (a search typed
-  // further, a period or municipality changed meanwhile) would show results nobody asked for any more.
-  function newest() {
-    var latest = 0;
-    return function () { var mine = ++latest; return function () { return mine === latest; }; };
-  }
   function q(params) {
     params = Object.assign({ municipality: muni() }, params || {});
     return "?" + Object.keys(params).filter(function (k) { return params[k] !== "" && params[k] != null; })
