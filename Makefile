@@ -39,11 +39,11 @@ $(VENV)/.installed: pyproject.toml
 	@$(call pip_install,$(VENV),-e '.[test]',installing the service's packages failed,the service environment)
 	@touch $@
 
-$(VENV_RASA)/.installed: requirements-rasa.txt
+$(VENV_RASA)/.installed: requirements-rasa.txt constraints-rasa.txt
 	@test -n "$(PYTHON310)" || { echo "error: Python 3.10 was not found, and Rasa 3.6 needs it: install it (e.g. 'pyenv install 3.10' or 'apt-get install python3.10') or set PYTHON310=/path/to/python3.10."; exit 1; }
 	@test -d $(VENV_RASA) || $(PYTHON310) -m venv $(VENV_RASA)
 	@echo "installing the Rasa environment ($(VENV_RASA), Python 3.10; the first time takes a few minutes) ..."
-	@$(call pip_install,$(VENV_RASA),-r requirements-rasa.txt,installing Rasa failed,the Rasa environment)
+	@$(call pip_install,$(VENV_RASA),-r requirements-rasa.txt -c constraints-rasa.txt,installing Rasa failed,the Rasa environment)
 	@touch $@
 
 setup: $(VENV)/.installed $(VENV_RASA)/.installed
